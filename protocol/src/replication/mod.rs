@@ -1,0 +1,1 @@
+//! The replication command grammar and the CopyBoth sub-messages.

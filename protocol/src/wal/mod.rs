@@ -1,0 +1,5 @@
+//! The PostgreSQL 15 WAL format: pages, records, CRC-32C, decoding and encoding.
+
+pub mod record;
+
+pub use record::{BlockImage, BlockRef, DecodedRecord, RelFileNode, XLogRecordHeader};

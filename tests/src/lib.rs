@@ -1,0 +1,1 @@
+//! Test support: throwaway PostgreSQL 15 clusters.
