@@ -50,7 +50,8 @@ pub fn fuzz_parse_command(data: &[u8]) {
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = is_replication_command(s);
         if let Ok(cmd) = parse_command(s) {
-            let _ = cmd.to_string();
+            // What parses prints back to the same command.
+            assert_eq!(parse_command(&cmd.to_string()).as_ref(), Ok(&cmd), "round trip of {s:?}");
         }
     }
 }
