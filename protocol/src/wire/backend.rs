@@ -390,6 +390,7 @@ fn put_field_description(b: &mut BytesMut, f: &FieldDescription) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::error_fields::Severity;
     use super::*;
 
     fn encode(m: &BackendMessage) -> BytesMut {
@@ -429,6 +430,30 @@ mod tests {
     }
 
     #[test]
+    fn error_response_seen_live() {
+        // PostgreSQL 15.18's reply to a StartupMessage without `user`
+        let wire = b"E\0\0\0\x79SFATAL\0VFATAL\0C28000\0Mno PostgreSQL user name specified in startup packet\0Fpostmaster.c\0L2351\0RProcessStartupPacket\0\0";
+        let mut fields = ErrorFields::from_wire_error(&WireError::NoUserName, Severity::Fatal);
+        fields.file = Some("postmaster.c".into());
+        fields.line = Some("2351".into());
+        fields.routine = Some("ProcessStartupPacket".into());
+        let m = BackendMessage::ErrorResponse(fields);
+        assert_eq!(&encode(&m)[..], &wire[..]);
+        assert_eq!(parse_backend(&mut BytesMut::from(&wire[..])), Ok(Some(m)));
+    }
+
+    #[test]
+    fn copy_data_shares_the_read_buffer() {
+        let mut buf = BytesMut::new();
+        BackendMessage::CopyData(Bytes::from_static(b"w0123456789")).encode(&mut buf);
+        let start = buf.as_ptr() as usize;
+        let Ok(Some(BackendMessage::CopyData(data))) = parse_backend(&mut buf) else {
+            panic!("not CopyData")
+        };
+        assert_eq!(data.as_ptr() as usize, start + 5);
+    }
+
+    #[test]
     fn libpq_length_rules() {
         let mut big_s = BytesMut::from(&b"S\0\0\x75\x31"[..]);
         assert_eq!(
@@ -447,7 +472,6 @@ mod tests {
 
     #[test]
     fn fields_choose_error_or_notice() {
-        use super::super::error_fields::Severity;
         let n = BackendMessage::from_fields(ErrorFields::new(Severity::Warning, "01000", "w"));
         assert_eq!(n.tag(), b'N');
         assert_eq!(BackendMessage::from_fields(ErrorFields::fatal("57P01", "x")).tag(), b'E');

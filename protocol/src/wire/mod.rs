@@ -11,6 +11,7 @@
 //! - [`backend`]: messages a server sends — [`parse_backend`], [`BackendMessage::encode`].
 //! - [`error_fields`]: the fields of ErrorResponse and NoticeResponse, in PostgreSQL's order.
 //! - [`sqlstate`]: the SQLSTATE codes walstream reports.
+//! - [`fuzz`]: `&[u8]` entry points for cargo-fuzz targets.
 
 pub mod auth;
 pub mod backend;
@@ -18,6 +19,7 @@ mod codec;
 pub mod error;
 pub mod error_fields;
 pub mod frontend;
+pub mod fuzz;
 pub mod password;
 pub mod sqlstate;
 pub mod startup;
