@@ -5,12 +5,22 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use walstream_protocol::replication;
+use walstream_protocol::{replication, wire};
 
 /// Each fuzz target of `fuzz/Cargo.toml` with the entry point it calls.
 const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("replication_command", replication::fuzz_parse_command),
     ("copy_data", replication::fuzz_copy_data),
+    ("wire_startup", |d| {
+        let _ = wire::fuzz::fuzz_startup(d);
+    }),
+    ("wire_frontend", |d| {
+        let _ = wire::fuzz::fuzz_frontend(d);
+    }),
+    ("wire_backend", |d| {
+        let _ = wire::fuzz::fuzz_backend(d);
+    }),
+    ("wire_password", wire::fuzz::fuzz_password),
 ];
 
 fn fuzz_dir() -> PathBuf {
