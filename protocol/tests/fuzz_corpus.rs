@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use walstream_protocol::{replication, wire};
 
+/// A fuzz entry point.
+type Entry = fn(&[u8]);
+
 /// Each fuzz target of `fuzz/Cargo.toml` with the entry point it calls.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Entry)] = &[
     ("replication_command", replication::fuzz_parse_command),
     ("copy_data", replication::fuzz_copy_data),
     ("wire_startup", |d| {
