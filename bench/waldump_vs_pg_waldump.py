@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Side-by-side: `walstream waldump --stats` vs `pg_waldump --stats` on the same WAL.
+
+    python3 bench/waldump_vs_pg_waldump.py [--gb 1.0] [--runs 5] [--keep DIR]
+
+Makes a throwaway PostgreSQL 15 cluster (16 MB segments) on a free loopback port, runs
+pgbench (init, then transactions) until at least --gb GB of WAL exist, stops the server,
+then times both tools alternately on the same segments (same start and end LSN), --runs
+times each, and prints records, wall seconds, CPU seconds and records per second (median),
+and the ratio walstream / pg_waldump. Both must report the same record count.
+The cluster is stopped and removed at the end (or kept in --keep for reuse).
+"""
+import argparse
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def as_pg(args, **kw):
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--"] + args
+    return subprocess.run(args, check=True, **kw)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def sql(port, q):
+    out = as_pg([f"{BIN}/psql", "-XAtq", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                 "-d", "postgres", "-c", q], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def lsn_to_int(s):
+    hi, lo = s.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def make_wal(work, gb):
+    data = os.path.join(work, "data")
+    as_pg([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+          stdout=subprocess.DEVNULL)
+    port = free_port()
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write(f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{work}'\n"
+                "fsync = off\nsynchronous_commit = off\nmax_wal_size = 8GB\nwal_keep_size = 8GB\n"
+                "checkpoint_timeout = 1h\nautovacuum = off\n")
+    as_pg([f"{BIN}/pg_ctl", "-D", data, "-l", os.path.join(work, "log"), "-w", "start"],
+          stdout=subprocess.DEVNULL)
+    try:
+        start = sql(port, "SELECT pg_current_wal_lsn()")
+        pgbench = [f"{BIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+        as_pg(pgbench + ["-i", "-q", "-s", "30", "postgres"], capture_output=True)
+        for _ in range(40):  # bounded: at most 40 x 30 s
+            done = lsn_to_int(sql(port, "SELECT pg_current_wal_lsn()")) - lsn_to_int(start)
+            if done >= gb * 1e9:
+                break
+            as_pg(pgbench + ["-c", "4", "-j", "2", "-T", "30", "-n", "postgres"], capture_output=True)
+        sql(port, "SELECT pg_switch_wal()")
+        end = sql(port, "SELECT pg_current_wal_lsn()")
+    finally:
+        as_pg([f"{BIN}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], stdout=subprocess.DEVNULL)
+    return os.path.join(data, "pg_wal"), start, end
+
+
+def timed(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    m = re.search(r"^Total\s+(\d+)", out.stdout, re.M)
+    if out.returncode not in (0, 1) or not m:
+        sys.exit(f"{cmd[0]} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return int(m.group(1)), wall, cpu
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=1.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", help="keep (or reuse) the generated WAL in this directory")
+    ap.add_argument("--generate-only", action="store_true", help="only make the WAL (needs --keep)")
+    args = ap.parse_args()
+    if args.generate_only and not args.keep:
+        sys.exit("--generate-only needs --keep DIR")
+
+    if not args.generate_only:
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT, check=True)
+    walstream = os.path.join(ROOT, "target", "release", "walstream")
+
+    meta = os.path.join(args.keep, "range") if args.keep else None
+    work = None
+    if meta and os.path.exists(meta):
+        waldir = os.path.join(args.keep, "data", "pg_wal")
+        start, end = open(meta).read().split()
+    else:
+        work = args.keep or tempfile.mkdtemp(prefix="walstream-bench.")
+        os.makedirs(work, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(work, "postgres", "postgres")
+        waldir, start, end = make_wal(work, args.gb)
+        if meta:
+            open(meta, "w").write(f"{start} {end}\n")
+    if args.generate_only:
+        print(f"WAL in {waldir}: {start} .. {end}")
+        return
+    try:
+        size = lsn_to_int(end) - lsn_to_int(start)
+        common = ["-p", waldir, "-s", start, "-e", end, "--stats"]
+        results = {"pg_waldump": [], "walstream": []}
+        for _ in range(args.runs):  # alternate so both see the same cache state
+            results["pg_waldump"].append(timed([f"{BIN}/pg_waldump"] + common))
+            results["walstream"].append(timed([walstream, "waldump"] + common))
+        counts = {k: {r[0] for r in v} for k, v in results.items()}
+        if counts["pg_waldump"] != counts["walstream"]:
+            sys.exit(f"record counts differ: {counts}")
+        print(f"WAL: {size / 1e9:.2f} GB, {start} .. {end}, {args.runs} runs each, median")
+        print(f"{'tool':<12} {'records':>10} {'wall s':>8} {'cpu s':>8} {'records/s':>12} {'MB/s':>8}")
+        rate = {}
+        for k, v in results.items():
+            wall = statistics.median(r[1] for r in v)
+            cpu = statistics.median(r[2] for r in v)
+            rate[k] = v[0][0] / wall
+            print(f"{k:<12} {v[0][0]:>10} {wall:>8.2f} {cpu:>8.2f} {rate[k]:>12.0f} {size / 1e6 / wall:>8.0f}")
+        print(f"ratio walstream/pg_waldump records per second: {rate['walstream'] / rate['pg_waldump']:.2f}x")
+    finally:
+        if work and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
