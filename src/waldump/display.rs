@@ -16,14 +16,6 @@ pub struct Printer {
     tz: LocalTime,
 }
 
-/// Writes the resource manager name padded to 11 columns (`%-11s`).
-fn write_rmgr_name(out: &mut impl Write, rmid: u8, width: usize) -> io::Result<()> {
-    match rmgr::BUILTIN_NAMES.get(usize::from(rmid)) {
-        Some(name) => write!(out, "{name:<width$}"),
-        None => write!(out, "custom{rmid:03}{:1$}", "", width.saturating_sub(9)),
-    }
-}
-
 impl Printer {
     /// Prints one record as `XLogDumpDisplayRecord` does.
     ///
@@ -36,24 +28,65 @@ impl Printer {
         detailed: bool,
     ) -> io::Result<()> {
         let h = &rec.header;
-        let (lsn, prev) = (rec.lsn.halves(), h.prev.halves());
-        out.write_all(b"rmgr: ")?;
-        write_rmgr_name(out, h.rmid, 11)?;
-        write!(
-            out,
-            " len (rec/tot): {:6}/{:6}, tx: {:10}, lsn: {:X}/{:08X}, prev {:X}/{:08X}, desc: ",
-            rec.rec_len(),
-            h.tot_len,
-            h.xid.0,
-            lsn.0,
-            lsn.1,
-            prev.0,
-            prev.1
-        )?;
-        self.buf.clear();
-        write_desc(&mut self.buf, rec, &self.tz);
-        write_block_refs(&mut self.buf, rec, detailed);
-        out.write_all(&self.buf)
+        let b = &mut self.buf;
+        b.clear();
+        // "rmgr: %-11s len (rec/tot): %6u/%6u, tx: %10u, lsn: %X/%08X, prev %X/%08X, "
+        b.extend_from_slice(b"rmgr: ");
+        match rmgr::BUILTIN_NAMES.get(usize::from(h.rmid)) {
+            Some(name) => pad_right(b, name.as_bytes(), 11),
+            None => pad_right(b, format!("custom{:03}", h.rmid).as_bytes(), 11),
+        }
+        b.extend_from_slice(b" len (rec/tot): ");
+        push_u32(b, rec.rec_len(), 6);
+        b.push(b'/');
+        push_u32(b, h.tot_len, 6);
+        b.extend_from_slice(b", tx: ");
+        push_u32(b, h.xid.0, 10);
+        b.extend_from_slice(b", lsn: ");
+        push_lsn(b, rec.lsn);
+        b.extend_from_slice(b", prev ");
+        push_lsn(b, h.prev);
+        b.extend_from_slice(b", desc: ");
+        write_desc(b, rec, &self.tz);
+        write_block_refs(b, rec, detailed);
+        out.write_all(b)
+    }
+}
+
+/// `%-Ns`.
+fn pad_right(b: &mut Vec<u8>, s: &[u8], width: usize) {
+    b.extend_from_slice(s);
+    b.resize(b.len() + width.saturating_sub(s.len()), b' ');
+}
+
+/// `%Nu`: right-aligned in `width` columns.
+fn push_u32(b: &mut Vec<u8>, v: u32, width: usize) {
+    let mut digits = [0u8; 10];
+    let (mut n, mut i) = (v, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    b.resize(b.len() + width.saturating_sub(len), b' ');
+    b.extend_from_slice(&digits[i..]);
+}
+
+/// `%X/%08X`.
+fn push_lsn(b: &mut Vec<u8>, lsn: Lsn) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let (hi, lo) = lsn.halves();
+    let hi_digits = (8 - hi.leading_zeros() / 4).max(1);
+    for shift in (0..hi_digits).rev() {
+        b.push(HEX[((hi >> (shift * 4)) & 0xF) as usize]);
+    }
+    b.push(b'/');
+    for shift in (0..8).rev() {
+        b.push(HEX[((lo >> (shift * 4)) & 0xF) as usize]);
     }
 }
 
@@ -214,4 +247,25 @@ fn stats_row(
         tot,
         pct(tot, total_len)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_fields_as_printf() {
+        let mut b = Vec::new();
+        push_u32(&mut b, 53, 6);
+        push_u32(&mut b, u32::MAX, 6);
+        push_lsn(&mut b, Lsn(0x0280_0028));
+        b.push(b' ');
+        push_lsn(&mut b, Lsn(0x1_0000_0000));
+        pad_right(&mut b, b"XLOG", 11);
+        b.push(b'|');
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "    5342949672950/02800028 1/00000000XLOG       |"
+        );
+    }
 }
