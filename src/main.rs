@@ -1,13 +1,28 @@
 //! The `walstream` command line.
 
-use clap::Parser;
+mod waldump;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// PostgreSQL streaming replication in Rust.
 #[derive(Parser)]
 #[command(name = "walstream", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let Cli {} = Cli::parse();
-    Ok(())
+/// The subcommands.
+#[derive(Subcommand)]
+enum Command {
+    /// Decode and display PostgreSQL 15 WAL, as pg_waldump does.
+    Waldump(waldump::WaldumpArgs),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Waldump(args) => waldump::main(args),
+    }
 }

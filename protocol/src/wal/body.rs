@@ -1,0 +1,215 @@
+//! Decoding a record's body into block references, origin, top-level xid and main data
+//! (`xlogreader.c: DecodeXLogRecord`), with PostgreSQL 15's consistency checks.
+
+use bytes::Bytes;
+
+use super::error::WalErrorKind;
+use super::page::{u32_at, u64_at};
+use super::record::*;
+use crate::lsn::{Lsn, Xid};
+
+/// Parses the fixed 24-byte header (`XLogRecord`) at the start of `b`.
+pub fn parse_record_header(b: &[u8]) -> Option<XLogRecordHeader> {
+    let b = b.get(..SIZE_OF_XLOG_RECORD as usize)?;
+    Some(XLogRecordHeader {
+        tot_len: u32_at(b, 0),
+        xid: Xid(u32_at(b, 4)),
+        prev: Lsn(u64_at(b, 8)),
+        info: b[16],
+        rmid: b[17],
+        crc: u32_at(b, 20),
+    })
+}
+
+/// Appends the 24 header bytes of `h` to `out` (padding zeroed).
+pub fn encode_record_header(h: &XLogRecordHeader, out: &mut Vec<u8>) {
+    out.extend_from_slice(&h.tot_len.to_le_bytes());
+    out.extend_from_slice(&h.xid.0.to_le_bytes());
+    out.extend_from_slice(&h.prev.0.to_le_bytes());
+    out.extend_from_slice(&[h.info, h.rmid, 0, 0]);
+    out.extend_from_slice(&h.crc.to_le_bytes());
+}
+
+/// A cursor over the header part of a record body.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let s = self.b.get(self.pos..self.pos + N)?;
+        self.pos += N;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|a| a[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+}
+
+/// What a block header announced, before the payloads are sliced.
+struct PendingBlock {
+    block: BlockRef,
+    bimg_len: u16,
+    data_len: u16,
+}
+
+/// Validates an image header as DecodeXLogRecord does; `hole_length` is the effective one
+/// (`BLCKSZ - bimg_len`, wrapping, for uncompressed images).
+pub(crate) fn check_image(
+    bimg_info: u8,
+    hole_offset: u16,
+    hole_length: u16,
+    bimg_len: u16,
+    data_len: u16,
+    at: Lsn,
+) -> Result<(), WalErrorKind> {
+    let compressed =
+        bimg_info & (BKPIMAGE_COMPRESS_PGLZ | BKPIMAGE_COMPRESS_LZ4 | BKPIMAGE_COMPRESS_ZSTD) != 0;
+    let has_hole = bimg_info & BKPIMAGE_HAS_HOLE != 0;
+    if has_hole && (hole_offset == 0 || hole_length == 0 || bimg_len == BLCKSZ) {
+        return Err(WalErrorKind::HoleInconsistent { hole_offset, hole_length, bimg_len, at });
+    }
+    if !has_hole && (hole_offset != 0 || hole_length != 0) {
+        return Err(WalErrorKind::HoleWithoutFlag { hole_offset, hole_length, at });
+    }
+    if compressed && bimg_len == BLCKSZ {
+        return Err(WalErrorKind::CompressedFullSize { bimg_len, at });
+    }
+    if !has_hole && !compressed && bimg_len != BLCKSZ {
+        return Err(WalErrorKind::ImageLengthInconsistent { data_len, at });
+    }
+    Ok(())
+}
+
+/// Parses one block header (after its id) into a pending block.
+fn block_header(
+    c: &mut Cursor<'_>,
+    id: u8,
+    prev_rel: Option<RelFileNode>,
+    at: Lsn,
+) -> Result<Option<PendingBlock>, WalErrorKind> {
+    let Some(fork_flags) = c.u8() else { return Ok(None) };
+    let Some(data_len) = c.u16() else { return Ok(None) };
+    let has_data = fork_flags & BKPBLOCK_HAS_DATA != 0;
+    if has_data && data_len == 0 {
+        return Err(WalErrorKind::HasDataButNoData { at });
+    }
+    if !has_data && data_len != 0 {
+        return Err(WalErrorKind::DataWithoutHasData { data_len, at });
+    }
+    let mut image = None;
+    let mut bimg_len = 0;
+    if fork_flags & BKPBLOCK_HAS_IMAGE != 0 {
+        let (Some(len), Some(hole_offset), Some(bimg_info)) = (c.u16(), c.u16(), c.u8()) else {
+            return Ok(None);
+        };
+        let compressed = bimg_info
+            & (BKPIMAGE_COMPRESS_PGLZ | BKPIMAGE_COMPRESS_LZ4 | BKPIMAGE_COMPRESS_ZSTD)
+            != 0;
+        let hole_length = if !compressed {
+            BLCKSZ.wrapping_sub(len)
+        } else if bimg_info & BKPIMAGE_HAS_HOLE != 0 {
+            let Some(h) = c.u16() else { return Ok(None) };
+            h
+        } else {
+            0
+        };
+        check_image(bimg_info, hole_offset, hole_length, len, data_len, at)?;
+        bimg_len = len;
+        image = Some(BlockImage { bimg_info, hole_offset, hole_length, data: Bytes::new() });
+    }
+    let rnode = if fork_flags & BKPBLOCK_SAME_REL == 0 {
+        let (Some(spc_node), Some(db_node), Some(rel_node)) = (c.u32(), c.u32(), c.u32()) else {
+            return Ok(None);
+        };
+        RelFileNode { spc_node, db_node, rel_node }
+    } else {
+        prev_rel.ok_or(WalErrorKind::SameRelWithoutPrevious { at })?
+    };
+    let Some(blkno) = c.u32() else { return Ok(None) };
+    let block = BlockRef { id, fork_flags, rnode, blkno, image, data: Bytes::new() };
+    Ok(Some(PendingBlock { block, bimg_len, data_len }))
+}
+
+/// Decodes a whole record (`rec` holds exactly `xl_tot_len` bytes, header included, CRC
+/// already verified). `read_rec_ptr` is the LSN PostgreSQL prints in these errors
+/// (`ReadRecPtr`, the last record returned before this one). Payloads are slices of `rec`.
+///
+/// # Errors
+/// The `DecodeXLogRecord` faults: out-of-order or invalid block ids, inconsistent
+/// data/image flags and lengths, `SAME_REL` on the first block, lengths not adding up.
+pub fn decode_record(
+    lsn: Lsn,
+    end_lsn: Lsn,
+    rec: &Bytes,
+    read_rec_ptr: Lsn,
+) -> Result<DecodedRecord, WalErrorKind> {
+    let at = read_rec_ptr;
+    let short = WalErrorKind::InvalidLength { at };
+    let header = parse_record_header(rec).ok_or(short.clone())?;
+    let body = rec.get(SIZE_OF_XLOG_RECORD as usize..).ok_or(short.clone())?;
+    let mut c = Cursor { b: body, pos: 0 };
+    let (mut origin, mut toplevel_xid, mut main_len) = (None, None, 0u64);
+    let mut datatotal = 0u64;
+    let mut pending: Vec<PendingBlock> = Vec::new();
+    let mut max_id: i32 = -1;
+    let mut prev_rel = None;
+    while (body.len() - c.pos) as u64 > datatotal {
+        let id = c.u8().ok_or(short.clone())?;
+        match id {
+            XLR_BLOCK_ID_DATA_SHORT => {
+                main_len = u64::from(c.u8().ok_or(short.clone())?);
+                datatotal += main_len;
+                break;
+            }
+            XLR_BLOCK_ID_DATA_LONG => {
+                main_len = u64::from(c.u32().ok_or(short.clone())?);
+                datatotal += main_len;
+                break;
+            }
+            XLR_BLOCK_ID_ORIGIN => origin = Some(c.u16().ok_or(short.clone())?),
+            XLR_BLOCK_ID_TOPLEVEL_XID => toplevel_xid = Some(Xid(c.u32().ok_or(short.clone())?)),
+            id if id <= XLR_MAX_BLOCK_ID => {
+                if i32::from(id) <= max_id {
+                    return Err(WalErrorKind::OutOfOrderBlockId { block_id: id, at });
+                }
+                max_id = i32::from(id);
+                let p = block_header(&mut c, id, prev_rel, at)?.ok_or(short.clone())?;
+                if p.block.fork_flags & BKPBLOCK_SAME_REL == 0 {
+                    prev_rel = Some(p.block.rnode);
+                }
+                datatotal += u64::from(p.data_len) + u64::from(p.bimg_len);
+                pending.push(p);
+            }
+            block_id => return Err(WalErrorKind::InvalidBlockId { block_id, at }),
+        }
+    }
+    if (body.len() - c.pos) as u64 != datatotal {
+        return Err(short);
+    }
+    let mut pos = SIZE_OF_XLOG_RECORD as usize + c.pos;
+    let mut take = |n: usize| {
+        let s = rec.slice(pos..pos + n);
+        pos += n;
+        s
+    };
+    let mut blocks = Vec::with_capacity(pending.len());
+    for mut p in pending {
+        if let Some(img) = p.block.image.as_mut() {
+            img.data = take(usize::from(p.bimg_len));
+        }
+        p.block.data = take(usize::from(p.data_len));
+        blocks.push(p.block);
+    }
+    let main_data = take(main_len as usize);
+    Ok(DecodedRecord { lsn, end_lsn, header, blocks, origin, toplevel_xid, main_data })
+}
