@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side: `walstream waldump --stats` vs `pg_waldump --stats` on the same WAL.
 
-    python3 bench/waldump_vs_pg_waldump.py [--gb 1.0] [--runs 5] [--keep DIR]
+    python3 bench/waldump_vs_pg_waldump.py [--gb 1.0] [--runs 5] [--scale 60] [--keep DIR]
 
 Makes a throwaway PostgreSQL 15 cluster (16 MB segments) on a free loopback port, runs
 pgbench (init, then transactions) until at least --gb GB of WAL exist, stops the server,
@@ -51,7 +51,7 @@ def lsn_to_int(s):
     return (int(hi, 16) << 32) | int(lo, 16)
 
 
-def make_wal(work, gb):
+def make_wal(work, gb, scale):
     data = os.path.join(work, "data")
     as_pg([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
           stdout=subprocess.DEVNULL)
@@ -65,7 +65,7 @@ def make_wal(work, gb):
     try:
         start = sql(port, "SELECT pg_current_wal_lsn()")
         pgbench = [f"{BIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        as_pg(pgbench + ["-i", "-q", "-s", "30", "postgres"], capture_output=True)
+        as_pg(pgbench + ["-i", "-q", "-s", str(scale), "postgres"], capture_output=True)
         for _ in range(40):  # bounded: at most 40 x 30 s
             done = lsn_to_int(sql(port, "SELECT pg_current_wal_lsn()")) - lsn_to_int(start)
             if done >= gb * 1e9:
@@ -95,6 +95,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=1.0)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--scale", type=int, default=60, help="pgbench -i scale before the transactions")
     ap.add_argument("--keep", help="keep (or reuse) the generated WAL in this directory")
     ap.add_argument("--generate-only", action="store_true", help="only make the WAL (needs --keep)")
     args = ap.parse_args()
@@ -115,7 +116,7 @@ def main():
         os.makedirs(work, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(work, "postgres", "postgres")
-        waldir, start, end = make_wal(work, args.gb)
+        waldir, start, end = make_wal(work, args.gb, args.scale)
         if meta:
             open(meta, "w").write(f"{start} {end}\n")
     if args.generate_only:
