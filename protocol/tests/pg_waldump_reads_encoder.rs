@@ -298,3 +298,43 @@ mod faults {
         compare("zero page", &w);
     }
 }
+
+#[test]
+fn pg_waldump_skips_an_overwritten_contrecord_like_us() {
+    if !Path::new(PG_WALDUMP).exists() {
+        println!("skipped: {PG_WALDUMP} is not installed");
+        return;
+    }
+    let seg_size = WalSegSize::new(1 << 20).unwrap();
+    let cfg = EncoderConfig { system_id: 9, timeline: TimeLineId(1), seg_size };
+    let mut enc = WalEncoder::new(cfg, Lsn(0x0100_0000), Lsn(0x00FF_FF00)).unwrap();
+    let a = enc.append(&custom(8000, 0)).unwrap().lsn;
+    enc.append_overwritten(&custom(30_000, 0)).unwrap();
+    let b = enc.append(&custom(100, 0)).unwrap().lsn;
+    let c = enc.append(&custom(10, 0)).unwrap().lsn;
+    let (from, bytes) = enc.take();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in segment_files(from, &bytes, TimeLineId(1), seg_size) {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    let out = Command::new(PG_WALDUMP)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-s")
+        .arg(a.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lsns: Vec<String> = [a, b, c]
+        .iter()
+        .map(|l| {
+            let (hi, lo) = l.halves();
+            format!("lsn: {hi:X}/{lo:08X},")
+        })
+        .collect();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for (line, lsn) in lines.iter().zip(&lsns) {
+        assert!(line.contains(lsn.as_str()), "{line}");
+    }
+}
