@@ -281,7 +281,9 @@ impl WalDecoder {
         loop {
             let page = r.page;
             let got = r.buf.len() as u64;
-            self.need_until(page + (tot - got + 24).min(BLCKSZ))?;
+            // PostgreSQL waits for min(rest + 24, page) bytes before looking at the page
+            // header; the header alone is enough to judge it, so an overwritten contrecord
+            // at the end of what was fed is seen without waiting for bytes never written.
             let info = self.pages.read(&self.input, page).map_err(page_stop(r.rec))?;
             let h = info.header;
             if h.is_overwrite_contrecord() {

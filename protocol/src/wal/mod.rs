@@ -24,4 +24,6 @@ pub use error::{WalError, WalErrorKind};
 pub use record::{BlockImage, BlockRef, DecodedRecord, RelFileNode, XLogRecordHeader};
 
 #[cfg(test)]
+mod decoder_tests;
+#[cfg(test)]
 mod roundtrip_tests;
