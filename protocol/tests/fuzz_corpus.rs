@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use walstream_protocol::{replication, wire};
+use walstream_protocol::{replication, wal, wire};
 
 /// A fuzz entry point.
 type Entry = fn(&[u8]);
@@ -24,6 +24,10 @@ const TARGETS: &[(&str, Entry)] = &[
         let _ = wire::fuzz::fuzz_backend(d);
     }),
     ("wire_password", wire::fuzz::fuzz_password),
+    ("wal_decoder", wal::fuzz::fuzz_decoder),
+    ("wal_desc", |d| {
+        let _ = wal::desc::fuzz_describe(d);
+    }),
 ];
 
 fn fuzz_dir() -> PathBuf {

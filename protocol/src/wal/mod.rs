@@ -11,6 +11,7 @@ pub mod decoder;
 pub mod desc;
 pub mod encoder;
 pub mod error;
+pub mod fuzz;
 mod input;
 pub mod page;
 mod pagecheck;
