@@ -2,13 +2,15 @@
 //! (`identify_target_directory`), the segment size from the first file's long page
 //! header, start and end from segment names; and whole-segment reads.
 
+use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use walstream_protocol::lsn::{parse_segment_file_name, segment_file_name, XLOG_BLCKSZ};
 use walstream_protocol::wal::rmgr;
-use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
 use super::{Config, Fatal, WaldumpArgs};
 
@@ -299,19 +301,34 @@ fn identify_target_directory(
     }))
 }
 
-/// Reads whole segments and hands out the bytes from a position up to the end LSN.
+/// Reads the WAL of the segments a [`Config`] names, in chunks, into one recycled buffer.
 pub struct SegmentReader<'a> {
     cfg: &'a Config,
+    open: Option<OpenSegment>,
+    /// Reclaimed for the next chunk once the decoder has let go of the last one.
+    buf: BytesMut,
 }
+
+/// The segment file being read.
+struct OpenSegment {
+    segno: XLogSegNo,
+    name: String,
+    file: File,
+    len: u64,
+}
+
+/// How much one read takes: big enough to amortize the system call, small enough to stay
+/// in cache while it is decoded.
+const CHUNK: usize = 256 * 1024;
 
 impl<'a> SegmentReader<'a> {
     /// A reader of the segments `cfg` names.
     pub fn new(cfg: &'a Config) -> Self {
-        SegmentReader { cfg }
+        SegmentReader { cfg, open: None, buf: BytesMut::new() }
     }
 
-    /// The WAL bytes from `at` to the end of its segment or to the end LSN, whichever
-    /// comes first; `None` when `at` has reached the end LSN (pg_waldump's
+    /// The next WAL bytes from `at`: at most [`CHUNK`], never past the end of its
+    /// segment or the end LSN; `None` when `at` has reached the end LSN (pg_waldump's
     /// `endptr_reached`).
     ///
     /// # Errors
@@ -322,9 +339,6 @@ impl<'a> SegmentReader<'a> {
             return Ok(None);
         }
         let segno = at.segno(seg_size);
-        let name = segment_file_name(TimeLineId(self.cfg.timeline), segno, seg_size);
-        let data = std::fs::read(self.cfg.dir.join(&name))
-            .map_err(|e| Fatal::new(format!("could not find file \"{name}\": {}", os_msg(&e))))?;
         let from = at.segment_offset(seg_size) as usize;
         let mut to = seg_size.bytes() as usize;
         if let Some(end) = self.cfg.end {
@@ -332,14 +346,38 @@ impl<'a> SegmentReader<'a> {
                 to = end.segment_offset(seg_size) as usize;
             }
         }
-        if data.len() < to {
+        let to = to.min(from + CHUNK);
+        let OpenSegment { name, file, len, .. } = open_segment(&mut self.open, self.cfg, segno)?;
+        if (*len as usize) < to {
             let page = from - from % XLOG_BLCKSZ as usize;
             return Err(Fatal::new(format!(
                 "could not read from file {name}, offset {page}: read {} of {}",
-                data.len().saturating_sub(page).min(XLOG_BLCKSZ as usize),
+                (*len as usize).saturating_sub(page).min(XLOG_BLCKSZ as usize),
                 XLOG_BLCKSZ
             )));
         }
-        Ok(Some(Bytes::from(data).slice(from..to)))
+        self.buf.clear();
+        self.buf.resize(to - from, 0);
+        file.read_exact_at(&mut self.buf, from as u64).map_err(|e| {
+            Fatal::new(format!("could not read from file {name}, offset {from}: {}", os_msg(&e)))
+        })?;
+        Ok(Some(self.buf.split().freeze()))
     }
+}
+
+/// The segment `segno` of `cfg`, opened into `slot` unless it already is.
+fn open_segment<'s>(
+    slot: &'s mut Option<OpenSegment>,
+    cfg: &Config,
+    segno: XLogSegNo,
+) -> Result<&'s OpenSegment, Fatal> {
+    if let Some(open) = slot.take().filter(|o| o.segno == segno) {
+        return Ok(slot.insert(open));
+    }
+    let name = segment_file_name(TimeLineId(cfg.timeline), segno, cfg.seg_size);
+    let not_found =
+        |e: std::io::Error| Fatal::new(format!("could not find file \"{name}\": {}", os_msg(&e)));
+    let file = File::open(cfg.dir.join(&name)).map_err(not_found)?;
+    let len = file.metadata().map_err(not_found)?.len();
+    Ok(slot.insert(OpenSegment { segno, name, file, len }))
 }
