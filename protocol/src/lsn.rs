@@ -66,6 +66,22 @@ impl Lsn {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// Where byte `k` of a record starting at `self` lies, skipping the page headers the
+    /// record's continuation crosses, as `CopyXLogRecordToWAL` lays records out (a long
+    /// header of 40 bytes on a segment's first page, 24 elsewhere).
+    pub fn add_record_bytes(self, k: u64, seg_size: WalSegSize) -> Lsn {
+        let (mut pos, mut left) = (self, k);
+        loop {
+            let room = u64::from(XLOG_BLCKSZ - pos.page_offset());
+            if left < room {
+                return pos + left;
+            }
+            left -= room;
+            let page = pos + room;
+            pos = page + if page.segment_offset(seg_size) == 0 { 40 } else { 24 };
+        }
+    }
+
     /// The high and low halves, as PostgreSQL prints them.
     pub fn halves(self) -> (u32, u32) {
         ((self.0 >> 32) as u32, self.0 as u32)
@@ -289,6 +305,10 @@ mod tests {
         assert_eq!(Lsn(0x0300_0000).segno(s16), XLogSegNo(3));
         assert_eq!(Lsn(0x0300_0000).prev_segno(s16), XLogSegNo(2));
         assert_eq!(history_file_name(TimeLineId(2)), "00000002.history");
+        let s1 = WalSegSize::new(1 << 20).unwrap();
+        assert_eq!(Lsn(0x1FF0).add_record_bytes(15, s1), Lsn(0x1FFF));
+        assert_eq!(Lsn(0x1FF0).add_record_bytes(16, s1), Lsn(0x2018));
+        assert_eq!(Lsn(0xFFFF0).add_record_bytes(16, s1), Lsn(0x100028));
         assert_eq!(s16.show(), "16MB");
         assert_eq!(WalSegSize::new(1 << 30).unwrap().show(), "1GB");
         assert!(WalSegSize::new(3 << 20).is_err());

@@ -152,32 +152,19 @@ mod faults {
         Wal { from, bytes: bytes.to_vec(), lsns, tot }
     }
 
-    /// Physical LSN of byte `k` of the record at `rec`.
-    fn physical(rec: Lsn, k: u64) -> Lsn {
-        let (mut pos, mut left) = (rec, k);
-        loop {
-            let room = u64::from(8192 - pos.page_offset());
-            if left < room {
-                return pos + left;
-            }
-            left -= room;
-            let page = pos + room;
-            pos = page + if page.segment_offset(seg()) == 0 { 40 } else { 24 };
-        }
-    }
-
     impl Wal {
         fn at(&mut self, lsn: Lsn) -> &mut u8 {
             &mut self.bytes[(lsn - self.from) as usize]
         }
         /// Sets byte `k` of record `i`.
         fn set(&mut self, i: usize, k: u64, v: u8) {
-            *self.at(physical(self.lsns[i], k)) = v;
+            *self.at(self.lsns[i].add_record_bytes(k, seg())) = v;
         }
         /// Recomputes record `i`'s CRC (its tot_len as written originally).
         fn fix_crc(&mut self, i: usize) {
-            let rec: Vec<u8> =
-                (0..u64::from(self.tot[i])).map(|k| *self.at(physical(self.lsns[i], k))).collect();
+            let rec: Vec<u8> = (0..u64::from(self.tot[i]))
+                .map(|k| *self.at(self.lsns[i].add_record_bytes(k, seg())))
+                .collect();
             for (k, b) in whole_record_crc(&rec).to_le_bytes().into_iter().enumerate() {
                 self.set(i, 20 + k as u64, b);
             }

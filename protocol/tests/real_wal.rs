@@ -149,22 +149,6 @@ fn timelines_match_pg_waldump() {
     check_against("timeline-2", &records, err.as_ref());
 }
 
-/// Physical position of byte `k` of the record at `rec` (page headers skipped).
-fn physical(rec: Lsn, k: u64, seg: WalSegSize) -> Lsn {
-    let mut pos = rec;
-    let mut left = k;
-    loop {
-        let room = u64::from(8192 - pos.page_offset());
-        if left < room {
-            return pos + left;
-        }
-        left -= room;
-        let page = pos + room;
-        let hdr = if page.segment_offset(seg) == 0 { 40 } else { 24 };
-        pos = page + hdr;
-    }
-}
-
 struct Shapes {
     base: Lsn,
     data: Bytes,
@@ -196,7 +180,7 @@ proptest! {
         let i = 1 + idx.index(s.records.len() - 1);
         let (prev, target) = (&s.records[i - 1], &s.records[i]);
         let k = off.index(target.header.tot_len as usize) as u64;
-        let at = physical(target.lsn, k, seg1m());
+        let at = target.lsn.add_record_bytes(k, seg1m());
         let mut bytes = s.data.to_vec();
         bytes[(at - s.base) as usize] ^= xor;
         let mut d = WalDecoder::new(prev.lsn, seg1m());
