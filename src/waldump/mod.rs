@@ -58,7 +58,7 @@ pub struct WaldumpArgs {
     #[arg(short = 'z', long = "stats", value_name = "record", num_args = 0..=1,
           require_equals = true, default_missing_value = "rmgr")]
     pub stats: Option<String>,
-    /// STARTSEG [ENDSEG]: WAL segment files to read.
+    /// WAL segment files to read: STARTSEG, and optionally ENDSEG.
     #[arg(value_name = "SEGMENT")]
     pub segments: Vec<String>,
 }
