@@ -150,7 +150,7 @@ fn rmgr_filter(names: &[String]) -> Result<Option<[bool; 256]>, Fatal> {
     Ok(Some(filter))
 }
 
-/// Start and end from STARTSEG [ENDSEG] (pg_waldump.c: main).
+/// Start and end from STARTSEG and ENDSEG (pg_waldump.c: main).
 fn segment_bounds(cfg: &mut Config, args: &WaldumpArgs, fname: &str) -> Result<(), Fatal> {
     let seg_size = cfg.seg_size;
     let parse = |name: &str| {

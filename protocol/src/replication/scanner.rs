@@ -1,6 +1,6 @@
 //! The replication command lexer, with the rules of PostgreSQL 15's `repl_scanner.l`.
 //!
-//! Flex picks the longest match and, on a tie, the earliest rule; [`next_token`] reproduces
+//! Flex picks the longest match and, on a tie, the earliest rule; `next_token` reproduces
 //! that: upper-case keywords, identifiers folded to lower case (double-quoted ones kept as
 //! they are, with no escape for `"` inside), single-quoted strings with `''`, unsigned
 //! integers, `%X/%X` positions, and any other character as itself.
