@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use walstream_protocol::wal::desc::{identify, write_block_refs, write_desc};
-use walstream_protocol::wal::{rmgr, DecodedRecord};
+use walstream_protocol::wal::{rmgr, DecodedRecord, RecordView};
 use walstream_protocol::Lsn;
 
 use super::tz::LocalTime;
@@ -130,7 +130,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Counts one record (`XLogRecStoreStats`); `end` is its `EndRecPtr`.
-    pub fn add(&mut self, rec: &DecodedRecord, end: Lsn) {
+    pub fn add(&mut self, rec: &RecordView<'_>, end: Lsn) {
         let (rmid, fpi) = (usize::from(rec.header.rmid), rec.fpi_len());
         let rec_len = rec.header.tot_len.saturating_sub(fpi);
         self.count += 1;
