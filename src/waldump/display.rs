@@ -104,6 +104,12 @@ impl Counts {
         self.rec_len += u64::from(rec_len);
         self.fpi_len += u64::from(fpi_len);
     }
+
+    fn merge(&mut self, other: &Counts) {
+        self.count += other.count;
+        self.rec_len += other.rec_len;
+        self.fpi_len += other.fpi_len;
+    }
 }
 
 /// Statistics per resource manager and per record type (`XLogStats`).
@@ -142,6 +148,22 @@ impl Stats {
         }
         self.record[rmid][recid].add(rec_len, fpi);
         self.end = end;
+    }
+
+    /// Adds the counts of `other`, which read the records after this one's.
+    pub fn merge(&mut self, other: &Stats) {
+        self.count += other.count;
+        for (a, b) in self.rmgr.iter_mut().zip(other.rmgr.iter()) {
+            a.merge(b);
+        }
+        for (ra, rb) in self.record.iter_mut().zip(other.record.iter()) {
+            for (a, b) in ra.iter_mut().zip(rb.iter()) {
+                a.merge(b);
+            }
+        }
+        if other.end.is_valid() {
+            self.end = other.end;
+        }
     }
 
     /// Prints the table as `XLogDumpDisplayStats` does (nothing if no record was counted).

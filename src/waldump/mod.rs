@@ -5,10 +5,12 @@
 //! - [`files`]: finding the WAL directory and segment size, start/end from segment names,
 //!   reading whole segments.
 //! - [`display`]: one line per record and the `--stats` tables.
+//! - [`parallel`]: `--stats` decoded on several threads, with the sequential result.
 //! - [`tz`]: timestamps in the local time zone, as `timestamptz_to_str` prints them.
 
 mod display;
 mod files;
+mod parallel;
 mod tz;
 
 use std::io::Write;
@@ -134,6 +136,11 @@ fn end_rec_ptr(rec: &RecordView<'_>, seg_size: WalSegSize) -> Lsn {
 fn run(cfg: &Config) -> Result<(), Fatal> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if cfg.stats.is_some() && !cfg.quiet && cfg.limit <= 0 {
+        let error = parallel::run_stats(cfg, &mut out)?;
+        out.flush().map_err(io_fatal)?;
+        return error.map_or(Ok(()), |msg| Err(Fatal::new(msg)));
+    }
     let mut reader = SegmentReader::new(cfg);
     let mut dec = WalDecoder::find_next(cfg.start, cfg.seg_size);
     let mut printer = Printer::default();
