@@ -1,5 +1,6 @@
-//! Decode + CRC throughput over a few MB of encoder-made WAL: records of 50-300 bytes with
-//! block references, and some 8 kB full-page images.
+//! Decode + CRC throughput, owned (`poll`) and borrowed (`poll_ref`), over a few MB of
+//! encoder-made WAL: records of 50-300 bytes with block references, and some 8 kB
+//! full-page images.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -51,7 +52,7 @@ fn decode(c: &mut Criterion) {
     let seg_size = WalSegSize::new(1 << 20).unwrap();
     let mut g = c.benchmark_group("wal");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("decode_8MB_in_128kB_chunks", |b| {
+    g.bench_function("owned_poll_8MB_in_128kB_chunks", |b| {
         b.iter(|| {
             let mut d = WalDecoder::new(start, seg_size);
             let mut n = 0usize;
@@ -59,6 +60,19 @@ fn decode(c: &mut Criterion) {
                 d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
                 while let Ok(Some(r)) = d.poll() {
                     n += r.blocks.len();
+                }
+            }
+            n
+        })
+    });
+    g.bench_function("borrowed_poll_ref_8MB_in_128kB_chunks", |b| {
+        b.iter(|| {
+            let mut d = WalDecoder::new(start, seg_size);
+            let mut n = 0usize;
+            for off in (0..bytes.len()).step_by(128 * 1024) {
+                d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
+                while let Ok(Some(r)) = d.poll_ref() {
+                    n += r.block_count() + r.main_data().len();
                 }
             }
             n

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use walstream_protocol::wal::desc::{identify, write_block_refs, write_desc};
-use walstream_protocol::wal::{rmgr, DecodedRecord};
+use walstream_protocol::wal::{rmgr, DecodedRecord, RecordView};
 use walstream_protocol::Lsn;
 
 use super::tz::LocalTime;
@@ -104,6 +104,12 @@ impl Counts {
         self.rec_len += u64::from(rec_len);
         self.fpi_len += u64::from(fpi_len);
     }
+
+    fn merge(&mut self, other: &Counts) {
+        self.count += other.count;
+        self.rec_len += other.rec_len;
+        self.fpi_len += other.fpi_len;
+    }
 }
 
 /// Statistics per resource manager and per record type (`XLogStats`).
@@ -130,7 +136,7 @@ impl Default for Stats {
 
 impl Stats {
     /// Counts one record (`XLogRecStoreStats`); `end` is its `EndRecPtr`.
-    pub fn add(&mut self, rec: &DecodedRecord, end: Lsn) {
+    pub fn add(&mut self, rec: &RecordView<'_>, end: Lsn) {
         let (rmid, fpi) = (usize::from(rec.header.rmid), rec.fpi_len());
         let rec_len = rec.header.tot_len.saturating_sub(fpi);
         self.count += 1;
@@ -142,6 +148,22 @@ impl Stats {
         }
         self.record[rmid][recid].add(rec_len, fpi);
         self.end = end;
+    }
+
+    /// Adds the counts of `other`, which read the records after this one's.
+    pub fn merge(&mut self, other: &Stats) {
+        self.count += other.count;
+        for (a, b) in self.rmgr.iter_mut().zip(other.rmgr.iter()) {
+            a.merge(b);
+        }
+        for (ra, rb) in self.record.iter_mut().zip(other.record.iter()) {
+            for (a, b) in ra.iter_mut().zip(rb.iter()) {
+                a.merge(b);
+            }
+        }
+        if other.end.is_valid() {
+            self.end = other.end;
+        }
     }
 
     /// Prints the table as `XLogDumpDisplayStats` does (nothing if no record was counted).

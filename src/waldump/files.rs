@@ -3,11 +3,10 @@
 //! header, start and end from segment names; and whole-segment reads.
 
 use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use walstream_protocol::lsn::{parse_segment_file_name, segment_file_name, XLOG_BLCKSZ};
 use walstream_protocol::wal::rmgr;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
@@ -301,12 +300,10 @@ fn identify_target_directory(
     }))
 }
 
-/// Reads the WAL of the segments a [`Config`] names, in chunks, into one recycled buffer.
+/// Reads the WAL of the segments a [`Config`] names, in chunks.
 pub struct SegmentReader<'a> {
     cfg: &'a Config,
     open: Option<OpenSegment>,
-    /// Reclaimed for the next chunk once the decoder has let go of the last one.
-    buf: BytesMut,
 }
 
 /// The segment file being read.
@@ -324,7 +321,7 @@ const CHUNK: usize = 256 * 1024;
 impl<'a> SegmentReader<'a> {
     /// A reader of the segments `cfg` names.
     pub fn new(cfg: &'a Config) -> Self {
-        SegmentReader { cfg, open: None, buf: BytesMut::new() }
+        SegmentReader { cfg, open: None }
     }
 
     /// The next WAL bytes from `at`: at most [`CHUNK`], never past the end of its
@@ -356,12 +353,20 @@ impl<'a> SegmentReader<'a> {
                 XLOG_BLCKSZ
             )));
         }
-        self.buf.clear();
-        self.buf.resize(to - from, 0);
-        file.read_exact_at(&mut self.buf, from as u64).map_err(|e| {
+        let err = |e: std::io::Error| {
             Fatal::new(format!("could not read from file {name}, offset {from}: {}", os_msg(&e)))
-        })?;
-        Ok(Some(self.buf.split().freeze()))
+        };
+        // Read into uninitialized capacity (no memset): `read_to_end` on a `File` does.
+        let want = to - from;
+        let mut buf = Vec::with_capacity(want);
+        let mut f: &File = file;
+        f.seek(SeekFrom::Start(from as u64)).map_err(err)?;
+        f.take(want as u64).read_to_end(&mut buf).map_err(err)?;
+        if buf.len() < want {
+            let e = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(err(e));
+        }
+        Ok(Some(Bytes::from(buf)))
     }
 }
 

@@ -5,16 +5,18 @@
 //! - [`files`]: finding the WAL directory and segment size, start/end from segment names,
 //!   reading whole segments.
 //! - [`display`]: one line per record and the `--stats` tables.
+//! - [`parallel`]: `--stats` decoded on several threads, with the sequential result.
 //! - [`tz`]: timestamps in the local time zone, as `timestamptz_to_str` prints them.
 
 mod display;
 mod files;
+mod parallel;
 mod tz;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use walstream_protocol::wal::{DecodedRecord, WalDecoder, WalError};
+use walstream_protocol::wal::{RecordView, WalDecoder, WalError};
 use walstream_protocol::{Lsn, WalSegSize};
 
 use display::{Printer, Stats};
@@ -113,15 +115,15 @@ pub fn main(args: WaldumpArgs) -> ExitCode {
 }
 
 /// Whether a record passes the `-r`, `-x` and `-w` filters.
-fn wanted(cfg: &Config, rec: &DecodedRecord) -> bool {
+fn wanted(cfg: &Config, rec: &RecordView<'_>) -> bool {
     cfg.rmgrs.is_none_or(|r| r[usize::from(rec.header.rmid)])
         && cfg.xid.is_none_or(|x| x == rec.header.xid.0)
-        && (!cfg.fullpage || rec.blocks.iter().any(|b| b.image.is_some()))
+        && (!cfg.fullpage || rec.has_image())
 }
 
 /// Where the reader goes after `rec` (`EndRecPtr`): MAXALIGNed, or the next segment
 /// after an `XLOG_SWITCH`.
-fn end_rec_ptr(rec: &DecodedRecord, seg_size: WalSegSize) -> Lsn {
+fn end_rec_ptr(rec: &RecordView<'_>, seg_size: WalSegSize) -> Lsn {
     let end = rec.end_lsn.maxalign();
     if rec.header.rmid == 0 && rec.rmgr_info() == 0x40 && end.segment_offset(seg_size) != 0 {
         end.segno(seg_size).next().start_lsn(seg_size)
@@ -134,13 +136,18 @@ fn end_rec_ptr(rec: &DecodedRecord, seg_size: WalSegSize) -> Lsn {
 fn run(cfg: &Config) -> Result<(), Fatal> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if cfg.stats.is_some() && !cfg.quiet && cfg.limit <= 0 {
+        let error = parallel::run_stats(cfg, &mut out)?;
+        out.flush().map_err(io_fatal)?;
+        return error.map_or(Ok(()), |msg| Err(Fatal::new(msg)));
+    }
     let mut reader = SegmentReader::new(cfg);
     let mut dec = WalDecoder::find_next(cfg.start, cfg.seg_size);
     let mut printer = Printer::default();
     let mut stats = Stats::default();
     let (mut first, mut last_read, mut shown) = (None::<Lsn>, Lsn(0), 0i64);
     let error: Option<WalError> = loop {
-        let rec = match dec.poll() {
+        let rec = match dec.poll_ref() {
             Ok(Some(rec)) => rec,
             Ok(None) => match reader.next_chunk(dec.next_feed_lsn())? {
                 Some(chunk) => {
@@ -168,7 +175,9 @@ fn run(cfg: &Config) -> Result<(), Fatal> {
         if !cfg.quiet {
             match cfg.stats {
                 Some(_) => stats.add(&rec, end_rec_ptr(&rec, cfg.seg_size)),
-                None => printer.print(&mut out, &rec, cfg.bkp_details).map_err(io_fatal)?,
+                None => printer
+                    .print(&mut out, &rec.to_owned_record(), cfg.bkp_details)
+                    .map_err(io_fatal)?,
             }
         }
         shown += 1;

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::error::WalErrorKind;
 use super::page::{u32_at, u64_at};
 use super::record::*;
+use super::view::{BlockSpan, BodyLayout, ImageHeader, RecordView};
 use crate::lsn::{Lsn, Xid};
 
 /// Parses the fixed 24-byte header (`XLogRecord`) at the start of `b`.
@@ -55,13 +56,6 @@ impl Cursor<'_> {
     }
 }
 
-/// What a block header announced, before the payloads are sliced.
-struct PendingBlock {
-    block: BlockRef,
-    bimg_len: u16,
-    data_len: u16,
-}
-
 /// Validates an image header as DecodeXLogRecord does; `hole_length` is the effective one
 /// (`BLCKSZ - bimg_len`, wrapping, for uncompressed images).
 pub(crate) fn check_image(
@@ -90,13 +84,14 @@ pub(crate) fn check_image(
     Ok(())
 }
 
-/// Parses one block header (after its id) into a pending block.
+/// Parses one block header (after its id) into a span whose payload offsets are filled
+/// in later.
 fn block_header(
     c: &mut Cursor<'_>,
     id: u8,
     prev_rel: Option<RelFileNode>,
     at: Lsn,
-) -> Result<Option<PendingBlock>, WalErrorKind> {
+) -> Result<Option<BlockSpan>, WalErrorKind> {
     let Some(fork_flags) = c.u8() else { return Ok(None) };
     let Some(data_len) = c.u16() else { return Ok(None) };
     let has_data = fork_flags & BKPBLOCK_HAS_DATA != 0;
@@ -125,7 +120,7 @@ fn block_header(
         };
         check_image(bimg_info, hole_offset, hole_length, len, data_len, at)?;
         bimg_len = len;
-        image = Some(BlockImage { bimg_info, hole_offset, hole_length, data: Bytes::new() });
+        image = Some(ImageHeader { bimg_info, hole_offset, hole_length });
     }
     let rnode = if fork_flags & BKPBLOCK_SAME_REL == 0 {
         let (Some(spc_node), Some(db_node), Some(rel_node)) = (c.u32(), c.u32(), c.u32()) else {
@@ -136,8 +131,17 @@ fn block_header(
         prev_rel.ok_or(WalErrorKind::SameRelWithoutPrevious { at })?
     };
     let Some(blkno) = c.u32() else { return Ok(None) };
-    let block = BlockRef { id, fork_flags, rnode, blkno, image, data: Bytes::new() };
-    Ok(Some(PendingBlock { block, bimg_len, data_len }))
+    Ok(Some(BlockSpan {
+        id,
+        fork_flags,
+        rnode,
+        blkno,
+        image,
+        image_at: 0,
+        image_len: bimg_len,
+        data_at: 0,
+        data_len,
+    }))
 }
 
 /// Decodes a whole record (`rec` holds exactly `xl_tot_len` bytes, header included, CRC
@@ -153,63 +157,81 @@ pub fn decode_record(
     rec: &Bytes,
     read_rec_ptr: Lsn,
 ) -> Result<DecodedRecord, WalErrorKind> {
+    let mut spans = Vec::new();
+    let layout = parse_body(rec, read_rec_ptr, &mut spans)?;
+    let header =
+        parse_record_header(rec).ok_or(WalErrorKind::InvalidLength { at: read_rec_ptr })?;
+    let view = RecordView::new(lsn, end_lsn, header, rec, &spans, layout);
+    Ok(view.to_shared(rec))
+}
+
+/// `DecodeXLogRecord` without copying: checks the body of `rec` (exactly `xl_tot_len`
+/// bytes, header included) and describes its blocks in `blocks` (cleared first) and the
+/// rest in the returned layout, as offsets into `rec`.
+///
+/// # Errors
+/// As [`decode_record`].
+pub(crate) fn parse_body(
+    rec: &[u8],
+    read_rec_ptr: Lsn,
+    blocks: &mut Vec<BlockSpan>,
+) -> Result<BodyLayout, WalErrorKind> {
     let at = read_rec_ptr;
-    let short = WalErrorKind::InvalidLength { at };
-    let header = parse_record_header(rec).ok_or(short.clone())?;
-    let body = rec.get(SIZE_OF_XLOG_RECORD as usize..).ok_or(short.clone())?;
+    let short = || WalErrorKind::InvalidLength { at };
+    blocks.clear();
+    let body = rec.get(SIZE_OF_XLOG_RECORD as usize..).ok_or_else(short)?;
     let mut c = Cursor { b: body, pos: 0 };
-    let (mut origin, mut toplevel_xid, mut main_len) = (None, None, 0u64);
+    let mut layout = BodyLayout::default();
+    let mut main_len = 0u64;
     let mut datatotal = 0u64;
-    let mut pending: Vec<PendingBlock> = Vec::new();
     let mut max_id: i32 = -1;
     let mut prev_rel = None;
     while (body.len() - c.pos) as u64 > datatotal {
-        let id = c.u8().ok_or(short.clone())?;
+        let id = c.u8().ok_or_else(short)?;
         match id {
             XLR_BLOCK_ID_DATA_SHORT => {
-                main_len = u64::from(c.u8().ok_or(short.clone())?);
+                main_len = u64::from(c.u8().ok_or_else(short)?);
                 datatotal += main_len;
                 break;
             }
             XLR_BLOCK_ID_DATA_LONG => {
-                main_len = u64::from(c.u32().ok_or(short.clone())?);
+                main_len = u64::from(c.u32().ok_or_else(short)?);
                 datatotal += main_len;
                 break;
             }
-            XLR_BLOCK_ID_ORIGIN => origin = Some(c.u16().ok_or(short.clone())?),
-            XLR_BLOCK_ID_TOPLEVEL_XID => toplevel_xid = Some(Xid(c.u32().ok_or(short.clone())?)),
+            XLR_BLOCK_ID_ORIGIN => layout.origin = Some(c.u16().ok_or_else(short)?),
+            XLR_BLOCK_ID_TOPLEVEL_XID => {
+                layout.toplevel_xid = Some(Xid(c.u32().ok_or_else(short)?));
+            }
             id if id <= XLR_MAX_BLOCK_ID => {
                 if i32::from(id) <= max_id {
                     return Err(WalErrorKind::OutOfOrderBlockId { block_id: id, at });
                 }
                 max_id = i32::from(id);
-                let p = block_header(&mut c, id, prev_rel, at)?.ok_or(short.clone())?;
-                if p.block.fork_flags & BKPBLOCK_SAME_REL == 0 {
-                    prev_rel = Some(p.block.rnode);
+                let b = block_header(&mut c, id, prev_rel, at)?.ok_or_else(short)?;
+                if b.fork_flags & BKPBLOCK_SAME_REL == 0 {
+                    prev_rel = Some(b.rnode);
                 }
-                datatotal += u64::from(p.data_len) + u64::from(p.bimg_len);
-                pending.push(p);
+                datatotal += u64::from(b.data_len) + u64::from(b.image_len);
+                blocks.push(b);
             }
             block_id => return Err(WalErrorKind::InvalidBlockId { block_id, at }),
         }
     }
     if (body.len() - c.pos) as u64 != datatotal {
-        return Err(short);
+        return Err(short());
     }
-    let mut pos = SIZE_OF_XLOG_RECORD as usize + c.pos;
-    let mut take = |n: usize| {
-        let s = rec.slice(pos..pos + n);
-        pos += n;
-        s
-    };
-    let mut blocks = Vec::with_capacity(pending.len());
-    for mut p in pending {
-        if let Some(img) = p.block.image.as_mut() {
-            img.data = take(usize::from(p.bimg_len));
-        }
-        p.block.data = take(usize::from(p.data_len));
-        blocks.push(p.block);
+    // The payloads follow the headers in block order, then the main data; they add up to
+    // the record length (checked above), so every offset below is inside `rec`.
+    let mut pos = SIZE_OF_XLOG_RECORD + c.pos as u32;
+    for b in blocks.iter_mut() {
+        b.image_at = pos;
+        pos += u32::from(b.image_len);
+        layout.fpi_len += u32::from(b.image_len);
+        b.data_at = pos;
+        pos += u32::from(b.data_len);
     }
-    let main_data = take(main_len as usize);
-    Ok(DecodedRecord { lsn, end_lsn, header, blocks, origin, toplevel_xid, main_data })
+    layout.main_at = pos;
+    layout.main_len = main_len as u32;
+    Ok(layout)
 }

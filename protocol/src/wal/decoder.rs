@@ -3,9 +3,9 @@
 
 use std::mem;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::body::{decode_record, parse_record_header};
+use super::body::{parse_body, parse_record_header};
 use super::crc::whole_record_crc;
 use super::encoder::XLOG_SWITCH;
 use super::error::{WalError, WalErrorKind};
@@ -14,6 +14,7 @@ use super::page::page_remaining;
 use super::pagecheck::{PageChecker, PageStep};
 use super::record::{DecodedRecord, XLogRecordHeader, SIZE_OF_XLOG_RECORD, XLR_RMGR_INFO_MASK};
 use super::rmgr;
+use super::view::{BlockSpan, BodyLayout, RecordView};
 use crate::lsn::{Lsn, TimeLineId, WalSegSize, XLOG_BLCKSZ};
 
 const BLCKSZ: u64 = XLOG_BLCKSZ as u64;
@@ -22,7 +23,8 @@ const HDR: u64 = SIZE_OF_XLOG_RECORD as u64;
 /// Decodes PostgreSQL 15 WAL from bytes fed in any chunking.
 ///
 /// Records are returned in order; after an error every later poll returns the same error.
-/// Payloads of a record that lies in one page of one fed chunk are slices of that chunk.
+/// [`WalDecoder::poll`] returns owned records whose payloads, for a record that lies in one
+/// page of one fed chunk, are slices of that chunk; [`WalDecoder::poll_ref`] lends them.
 #[derive(Debug)]
 pub struct WalDecoder {
     input: Input,
@@ -39,6 +41,13 @@ pub struct WalDecoder {
     /// Nothing can progress before the input reaches this.
     need: Lsn,
     error: Option<WalError>,
+    /// A record crossing pages or fed chunks, reassembled; reused.
+    scratch: Vec<u8>,
+    /// The block references of the last record found; reused.
+    spans: Vec<BlockSpan>,
+    /// Input before this is dropped at the next `poll` or `feed`: until then the last
+    /// record returned may borrow it.
+    discard: Lsn,
 }
 
 #[derive(Debug)]
@@ -47,15 +56,14 @@ enum Phase {
     Scan(Lsn),
     /// At `next_rec`, nothing of the record read yet.
     Start,
-    /// Reassembling a record that crosses pages.
-    Cont(Box<Reassembly>),
+    /// Reassembling a record that crosses pages, into `scratch`.
+    Cont(Reassembly),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Reassembly {
     rec: Lsn,
     tot_len: u32,
-    buf: BytesMut,
     got_header: bool,
     /// The next continuation page.
     page: Lsn,
@@ -67,7 +75,24 @@ enum Stop {
     Fail(WalError),
 }
 
-type Step = Result<Option<DecodedRecord>, Stop>;
+/// Where the bytes of a record found are: in the input at its LSN, or in `scratch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Input,
+    Scratch,
+}
+
+/// A record found and checked; its bytes are at `loc`, its blocks in `spans`.
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    lsn: Lsn,
+    end: Lsn,
+    header: XLogRecordHeader,
+    layout: BodyLayout,
+    loc: Loc,
+}
+
+type Step = Result<Option<Found>, Stop>;
 
 fn fail(lsn: Lsn, kind: WalErrorKind) -> Stop {
     Stop::Fail(WalError { lsn, kind })
@@ -95,6 +120,9 @@ impl WalDecoder {
             find_target: None,
             need: Lsn::INVALID,
             error: None,
+            scratch: Vec::new(),
+            spans: Vec::new(),
+            discard: Lsn::INVALID,
         }
     }
 
@@ -127,6 +155,7 @@ impl WalDecoder {
     /// Appends WAL bytes that start at [`WalDecoder::next_feed_lsn`]. Bytes the decoder
     /// does not need (e.g. zeros after `XLOG_SWITCH`) are dropped.
     pub fn feed(&mut self, data: Bytes) {
+        self.input.discard_before(self.discard);
         self.input.push(data);
     }
 
@@ -147,9 +176,36 @@ impl WalDecoder {
     /// # Errors
     /// [`WalError`]: end of WAL ([`WalError::is_end_of_wal`]) or corruption. Sticky.
     pub fn poll(&mut self) -> Result<Option<DecodedRecord>, WalError> {
+        let Some(f) = self.advance()? else { return Ok(None) };
+        let len = f.header.tot_len as usize;
+        let bytes = match f.loc {
+            Loc::Input => self.input.bytes(f.lsn, len).unwrap_or_default(),
+            Loc::Scratch => Bytes::from(mem::take(&mut self.scratch)),
+        };
+        let view = RecordView::new(f.lsn, f.end, f.header, &bytes, &self.spans, f.layout);
+        Ok(Some(view.to_shared(&bytes)))
+    }
+
+    /// The next record, borrowed from the decoder until the next `poll`, `poll_ref` or
+    /// `feed`: like [`WalDecoder::poll`] without allocating or copying.
+    ///
+    /// # Errors
+    /// As [`WalDecoder::poll`].
+    pub fn poll_ref(&mut self) -> Result<Option<RecordView<'_>>, WalError> {
+        let Some(f) = self.advance()? else { return Ok(None) };
+        let bytes = match f.loc {
+            Loc::Input => self.input.slice(f.lsn, f.header.tot_len as usize).unwrap_or_default(),
+            Loc::Scratch => &self.scratch,
+        };
+        Ok(Some(RecordView::new(f.lsn, f.end, f.header, bytes, &self.spans, f.layout)))
+    }
+
+    /// Steps until a record to return is found, more input is needed, or an error.
+    fn advance(&mut self) -> Result<Option<Found>, WalError> {
         if let Some(e) = &self.error {
             return Err(e.clone());
         }
+        self.input.discard_before(self.discard);
         loop {
             if self.input.end() < self.need {
                 return Ok(None);
@@ -257,13 +313,23 @@ impl WalDecoder {
         if u64::from(tot_len) <= on_page {
             let end = rec + u64::from(tot_len);
             self.need_until(end)?;
-            let bytes = self.input.bytes(rec, tot_len as usize).ok_or(Stop::Need(end))?;
-            return self.finish(rec, end, end.maxalign(), bytes);
+            let loc = if self.input.slice(rec, tot_len as usize).is_some() {
+                Loc::Input
+            } else {
+                self.scratch.clear();
+                self.input
+                    .copy_into(rec, tot_len as usize, &mut self.scratch)
+                    .ok_or(Stop::Need(end))?;
+                Loc::Scratch
+            };
+            return self.finish(rec, end, end.maxalign(), loc);
         }
-        let mut buf = BytesMut::with_capacity((tot_len as usize).min(2 * BLCKSZ as usize));
-        self.input.copy_into(rec, on_page as usize, &mut buf).ok_or(Stop::Need(page_end))?;
-        let r = Reassembly { rec, tot_len, buf, got_header: header_on_page, page: page_end };
-        self.phase = Phase::Cont(Box::new(r));
+        self.scratch.clear();
+        self.input
+            .copy_into(rec, on_page as usize, &mut self.scratch)
+            .ok_or(Stop::Need(page_end))?;
+        let r = Reassembly { rec, tot_len, got_header: header_on_page, page: page_end };
+        self.phase = Phase::Cont(r);
         Ok(None)
     }
 
@@ -280,7 +346,7 @@ impl WalDecoder {
         let tot = u64::from(r.tot_len);
         loop {
             let page = r.page;
-            let got = r.buf.len() as u64;
+            let got = self.scratch.len() as u64;
             // PostgreSQL waits for min(rest + 24, page) bytes before looking at the page
             // header; the header alone is enough to judge it, so an overwritten contrecord
             // at the end of what was fed is seen without waiting for bytes never written.
@@ -308,10 +374,10 @@ impl WalDecoder {
             let len = (BLCKSZ - hdr).min(u64::from(h.rem_len));
             self.need_until(page + hdr + len)?;
             self.input
-                .copy_into(page + hdr, len as usize, &mut r.buf)
+                .copy_into(page + hdr, len as usize, &mut self.scratch)
                 .ok_or(Stop::Need(page + hdr + len))?;
             if !r.got_header {
-                let header = parse_record_header(&r.buf).ok_or_else(|| {
+                let header = parse_record_header(&self.scratch).ok_or_else(|| {
                     let kind = WalErrorKind::InvalidRecordLength {
                         at: r.rec,
                         wanted: HDR as u32,
@@ -322,11 +388,10 @@ impl WalDecoder {
                 self.valid_header(r.rec, &header)?;
                 r.got_header = true;
             }
-            if r.buf.len() as u64 >= tot {
+            if self.scratch.len() as u64 >= tot {
                 let end = page + hdr + u64::from(h.rem_len);
                 let next = page + hdr + ((u64::from(h.rem_len) + 7) & !7);
-                let bytes = mem::take(&mut r.buf).freeze();
-                return self.finish(r.rec, end, next, bytes);
+                return self.finish(r.rec, end, next, Loc::Scratch);
             }
             r.page = page + BLCKSZ;
             self.input.discard_before(r.page);
@@ -334,9 +399,13 @@ impl WalDecoder {
     }
 
     /// CRC check, XLOG_SWITCH handling and DecodeXLogRecord for a complete record.
-    fn finish(&mut self, rec: Lsn, end: Lsn, next: Lsn, bytes: Bytes) -> Step {
-        let header = parse_record_header(&bytes).ok_or(Stop::Need(end))?;
-        if whole_record_crc(&bytes) != header.crc {
+    fn finish(&mut self, rec: Lsn, end: Lsn, next: Lsn, loc: Loc) -> Step {
+        let bytes = match loc {
+            Loc::Input => self.input.slice(rec, (end - rec) as usize).ok_or(Stop::Need(end))?,
+            Loc::Scratch => &self.scratch[..],
+        };
+        let header = parse_record_header(bytes).ok_or(Stop::Need(end))?;
+        if whole_record_crc(bytes) != header.crc {
             return Err(fail(rec, WalErrorKind::IncorrectChecksum { at: rec }));
         }
         let mut next = next;
@@ -344,14 +413,14 @@ impl WalDecoder {
             let seg = u64::from(self.pages.seg_size.bytes());
             next = Lsn(next.0.div_ceil(seg) * seg);
         }
-        let decoded =
-            decode_record(rec, end, &bytes, self.read_rec_ptr).map_err(|k| fail(rec, k))?;
+        let layout =
+            parse_body(bytes, self.read_rec_ptr, &mut self.spans).map_err(|k| fail(rec, k))?;
         self.prev_rec = rec;
         self.read_rec_ptr = rec;
         self.next_rec = next;
         self.phase = Phase::Start;
-        self.input.discard_before(next.page_start());
-        Ok(Some(decoded))
+        self.discard = next.page_start();
+        Ok(Some(Found { lsn: rec, end, header, layout, loc }))
     }
 }
 

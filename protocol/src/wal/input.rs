@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::lsn::Lsn;
 
@@ -73,13 +73,27 @@ impl Input {
         lsn.0 >= self.start && lsn.0.checked_add(len).is_some_and(|e| e <= self.end)
     }
 
-    /// Index of the chunk holding `lsn`, if held.
+    /// Index of the chunk holding `lsn`, if held. The front chunk usually does, since
+    /// the decoder discards what it has read.
     fn chunk_index(&self, lsn: u64) -> Option<usize> {
         if lsn < self.start || lsn >= self.end {
             return None;
         }
+        if let Some((at, chunk)) = self.chunks.front() {
+            if lsn >= *at && lsn - at < chunk.len() as u64 {
+                return Some(0);
+            }
+        }
         let i = self.chunks.partition_point(|(at, _)| *at <= lsn);
         i.checked_sub(1)
+    }
+
+    /// `[lsn, lsn + len)` borrowed, if held and inside one chunk.
+    pub(crate) fn slice(&self, lsn: Lsn, len: usize) -> Option<&[u8]> {
+        let i = self.chunk_index(lsn.0)?;
+        let (at, chunk) = self.chunks.get(i)?;
+        let off = (lsn.0 - at) as usize;
+        chunk.get(off..off.checked_add(len)?)
     }
 
     /// `[lsn, lsn + len)`: a slice of one chunk if it lies in one, else a copy.
@@ -96,13 +110,13 @@ impl Input {
         if off + len <= chunk.len() {
             return Some(chunk.slice(off..off + len));
         }
-        let mut out = BytesMut::with_capacity(len);
+        let mut out = Vec::with_capacity(len);
         self.copy_into(lsn, len, &mut out)?;
-        Some(out.freeze())
+        Some(Bytes::from(out))
     }
 
     /// Appends `[lsn, lsn + len)` to `out`.
-    pub(crate) fn copy_into(&self, lsn: Lsn, len: usize, out: &mut BytesMut) -> Option<()> {
+    pub(crate) fn copy_into(&self, lsn: Lsn, len: usize, out: &mut Vec<u8>) -> Option<()> {
         if !self.has(lsn, len as u64) {
             return None;
         }
@@ -124,18 +138,12 @@ impl Input {
 
     /// `N` bytes at `lsn`, copied.
     pub(crate) fn array<const N: usize>(&self, lsn: Lsn) -> Option<[u8; N]> {
-        let mut out = [0u8; N];
-        let i = self.chunk_index(lsn.0)?;
-        let (at, chunk) = self.chunks.get(i)?;
-        let off = (lsn.0 - at) as usize;
-        if let Some(s) = chunk.get(off..off + N) {
-            out.copy_from_slice(s);
-            return Some(out);
+        if let Some(s) = self.slice(lsn, N) {
+            return s.try_into().ok();
         }
-        let mut buf = BytesMut::with_capacity(N);
+        let mut buf = Vec::with_capacity(N);
         self.copy_into(lsn, N, &mut buf)?;
-        out.copy_from_slice(&buf);
-        Some(out)
+        buf.try_into().ok()
     }
 }
 

@@ -17,12 +17,14 @@ pub mod page;
 mod pagecheck;
 pub mod record;
 pub mod rmgr;
+pub mod view;
 
 pub use assemble::{EncodeError, RecordSpec};
 pub use decoder::WalDecoder;
 pub use encoder::{segment_files, Appended, EncoderConfig, WalEncoder};
 pub use error::{WalError, WalErrorKind};
 pub use record::{BlockImage, BlockRef, DecodedRecord, RelFileNode, XLogRecordHeader};
+pub use view::{BlockView, ImageHeader, RecordView};
 
 #[cfg(test)]
 mod decoder_tests;
