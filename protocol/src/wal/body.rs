@@ -31,22 +31,21 @@ pub fn encode_record_header(h: &XLogRecordHeader, out: &mut Vec<u8>) {
     out.extend_from_slice(&h.crc.to_le_bytes());
 }
 
-/// A cursor over the header part of a record body.
+/// A cursor over the header part of a record body: the bytes not read yet.
 struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
+    rest: &'a [u8],
 }
 
 impl Cursor<'_> {
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let s = self.b.get(self.pos..self.pos + N)?;
-        self.pos += N;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Some(a)
+        let (a, rest) = self.rest.split_first_chunk::<N>()?;
+        self.rest = rest;
+        Some(*a)
     }
     fn u8(&mut self) -> Option<u8> {
-        self.take::<1>().map(|a| a[0])
+        let (&a, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(a)
     }
     fn u16(&mut self) -> Option<u16> {
         self.take().map(u16::from_le_bytes)
@@ -180,13 +179,13 @@ pub(crate) fn parse_body(
     let short = || WalErrorKind::InvalidLength { at };
     blocks.clear();
     let body = rec.get(SIZE_OF_XLOG_RECORD as usize..).ok_or_else(short)?;
-    let mut c = Cursor { b: body, pos: 0 };
+    let mut c = Cursor { rest: body };
     let mut layout = BodyLayout::default();
     let mut main_len = 0u64;
     let mut datatotal = 0u64;
     let mut max_id: i32 = -1;
     let mut prev_rel = None;
-    while (body.len() - c.pos) as u64 > datatotal {
+    while c.rest.len() as u64 > datatotal {
         let id = c.u8().ok_or_else(short)?;
         match id {
             XLR_BLOCK_ID_DATA_SHORT => {
@@ -218,12 +217,12 @@ pub(crate) fn parse_body(
             block_id => return Err(WalErrorKind::InvalidBlockId { block_id, at }),
         }
     }
-    if (body.len() - c.pos) as u64 != datatotal {
+    if c.rest.len() as u64 != datatotal {
         return Err(short());
     }
     // The payloads follow the headers in block order, then the main data; they add up to
     // the record length (checked above), so every offset below is inside `rec`.
-    let mut pos = SIZE_OF_XLOG_RECORD + c.pos as u32;
+    let mut pos = (rec.len() - c.rest.len()) as u32;
     for b in blocks.iter_mut() {
         b.image_at = pos;
         pos += u32::from(b.image_len);

@@ -17,6 +17,8 @@ use super::rmgr;
 use super::view::{BlockSpan, BodyLayout, RecordView};
 use crate::lsn::{Lsn, TimeLineId, WalSegSize, XLOG_BLCKSZ};
 
+mod fast;
+
 const BLCKSZ: u64 = XLOG_BLCKSZ as u64;
 const HDR: u64 = SIZE_OF_XLOG_RECORD as u64;
 
@@ -210,7 +212,11 @@ impl WalDecoder {
             if self.input.end() < self.need {
                 return Ok(None);
             }
-            match self.step() {
+            let res = match self.phase {
+                Phase::Start => self.fast_step().map_or_else(|| self.step(), |f| Ok(Some(f))),
+                _ => self.step(),
+            };
+            match res {
                 Ok(Some(rec)) => {
                     if self.find_target.is_some_and(|t| rec.lsn < t) {
                         continue;
@@ -408,19 +414,33 @@ impl WalDecoder {
         if whole_record_crc(bytes) != header.crc {
             return Err(fail(rec, WalErrorKind::IncorrectChecksum { at: rec }));
         }
+        let layout =
+            parse_body(bytes, self.read_rec_ptr, &mut self.spans).map_err(|k| fail(rec, k))?;
+        Ok(Some(self.accept(rec, end, next, header, layout, loc)))
+    }
+
+    /// The record at `rec` passed every check: move past it (to the next segment after
+    /// `XLOG_SWITCH`).
+    fn accept(
+        &mut self,
+        rec: Lsn,
+        end: Lsn,
+        next: Lsn,
+        header: XLogRecordHeader,
+        layout: BodyLayout,
+        loc: Loc,
+    ) -> Found {
         let mut next = next;
         if header.rmid == rmgr::RM_XLOG_ID && header.info & XLR_RMGR_INFO_MASK == XLOG_SWITCH {
             let seg = u64::from(self.pages.seg_size.bytes());
             next = Lsn(next.0.div_ceil(seg) * seg);
         }
-        let layout =
-            parse_body(bytes, self.read_rec_ptr, &mut self.spans).map_err(|k| fail(rec, k))?;
         self.prev_rec = rec;
         self.read_rec_ptr = rec;
         self.next_rec = next;
         self.phase = Phase::Start;
         self.discard = next.page_start();
-        Ok(Some(Found { lsn: rec, end, header, layout, loc }))
+        Found { lsn: rec, end, header, layout, loc }
     }
 }
 

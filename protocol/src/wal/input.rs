@@ -88,6 +88,11 @@ impl Input {
         i.checked_sub(1)
     }
 
+    /// The first chunk held and the LSN of its first byte.
+    pub(crate) fn front(&self) -> Option<(u64, &[u8])> {
+        self.chunks.front().map(|(at, c)| (*at, &c[..]))
+    }
+
     /// `[lsn, lsn + len)` borrowed, if held and inside one chunk.
     pub(crate) fn slice(&self, lsn: Lsn, len: usize) -> Option<&[u8]> {
         let i = self.chunk_index(lsn.0)?;

@@ -68,6 +68,12 @@ impl PageChecker {
         self.read_fresh(input, ptr)
     }
 
+    /// The page at `ptr` if it is the last one validated (what [`PageChecker::read`]
+    /// returns for it without reading anything).
+    pub(crate) fn cached(&self, ptr: Lsn) -> Option<&PageInfo> {
+        self.last.as_ref().filter(|l| l.ptr == ptr)
+    }
+
     fn read_fresh(&mut self, input: &Input, ptr: Lsn) -> Result<PageInfo, PageStep> {
         let short = SIZE_OF_SHORT_PHD as u64;
         let b: [u8; 24] = input.array(ptr).ok_or(PageStep::Need(ptr + short))?;
