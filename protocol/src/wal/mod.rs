@@ -27,6 +27,8 @@ pub use record::{BlockImage, BlockRef, DecodedRecord, RelFileNode, XLogRecordHea
 pub use view::{BlockView, ImageHeader, RecordView};
 
 #[cfg(test)]
+mod borrowed_tests;
+#[cfg(test)]
 mod decoder_tests;
 #[cfg(test)]
 mod roundtrip_tests;
