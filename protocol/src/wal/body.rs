@@ -170,7 +170,76 @@ pub fn decode_record(
 ///
 /// # Errors
 /// As [`decode_record`].
+#[inline]
 pub(crate) fn parse_body(
+    rec: &[u8],
+    read_rec_ptr: Lsn,
+    blocks: &mut Vec<BlockSpan>,
+) -> Result<BodyLayout, WalErrorKind> {
+    match common_shape(rec, blocks) {
+        Some(layout) => Ok(layout),
+        None => parse_body_general(rec, read_rec_ptr, blocks),
+    }
+}
+
+/// Header bytes of one block with neither image nor `SAME_REL` (id, fork_flags, data_len,
+/// relation, block number) followed by the short main data's id and length.
+const ONE_BLOCK_HEADERS: usize = 1 + 1 + 2 + 12 + 4 + 2;
+
+/// The two commonest bodies, decoded with one length check each: short main data alone,
+/// and block 0 without image or `SAME_REL` then short main data. Exactly what
+/// [`parse_body_general`] returns for them; `None` for any other body (or a faulty one,
+/// which the general path then reports).
+#[inline]
+fn common_shape(rec: &[u8], blocks: &mut Vec<BlockSpan>) -> Option<BodyLayout> {
+    const HDR: usize = SIZE_OF_XLOG_RECORD as usize;
+    let body = rec.get(HDR..)?;
+    match *body {
+        [XLR_BLOCK_ID_DATA_SHORT, main_len, ref main @ ..]
+            if main.len() == usize::from(main_len) =>
+        {
+            blocks.clear();
+            Some(BodyLayout {
+                main_at: HDR as u32 + 2,
+                main_len: main_len.into(),
+                ..Default::default()
+            })
+        }
+        [0, fork_flags, d0, d1, ref rest @ ..]
+            if fork_flags & (BKPBLOCK_HAS_IMAGE | BKPBLOCK_SAME_REL) == 0 =>
+        {
+            let (head, payload) = rest.split_first_chunk::<{ ONE_BLOCK_HEADERS - 4 }>()?;
+            let data_len = u16::from_le_bytes([d0, d1]);
+            if (fork_flags & BKPBLOCK_HAS_DATA != 0) != (data_len != 0)
+                || head[16] != XLR_BLOCK_ID_DATA_SHORT
+                || payload.len() != usize::from(data_len) + usize::from(head[17])
+            {
+                return None;
+            }
+            let u32_le = |i: usize| u32_at(head, i);
+            let data_at = (HDR + ONE_BLOCK_HEADERS) as u32;
+            blocks.clear();
+            blocks.push(BlockSpan {
+                id: 0,
+                fork_flags,
+                rnode: RelFileNode { spc_node: u32_le(0), db_node: u32_le(4), rel_node: u32_le(8) },
+                blkno: u32_le(12),
+                image: None,
+                image_at: data_at,
+                image_len: 0,
+                data_at,
+                data_len,
+            });
+            let main_at = data_at + u32::from(data_len);
+            Some(BodyLayout { main_at, main_len: head[17].into(), ..Default::default() })
+        }
+        _ => None,
+    }
+}
+
+/// [`parse_body`] for any body.
+#[inline(never)]
+fn parse_body_general(
     rec: &[u8],
     read_rec_ptr: Lsn,
     blocks: &mut Vec<BlockSpan>,

@@ -194,6 +194,11 @@ impl WalDecoder {
     /// # Errors
     /// As [`WalDecoder::poll`].
     pub fn poll_ref(&mut self) -> Result<Option<RecordView<'_>>, WalError> {
+        if self.find_target.is_none() && self.error.is_none() && self.input.end() >= self.need {
+            if let Some(f) = self.fast_step() {
+                return Ok(Some(self.fast_view(&f)));
+            }
+        }
         let Some(f) = self.advance()? else { return Ok(None) };
         let bytes = match f.loc {
             Loc::Input => self.input.slice(f.lsn, f.header.tot_len as usize).unwrap_or_default(),
@@ -213,7 +218,16 @@ impl WalDecoder {
                 return Ok(None);
             }
             let res = match self.phase {
-                Phase::Start => self.fast_step().map_or_else(|| self.step(), |f| Ok(Some(f))),
+                Phase::Start => match self.fast_step() {
+                    Some(f) => Ok(Some(Found {
+                        lsn: f.lsn,
+                        end: f.lsn + u64::from(f.header.tot_len),
+                        header: f.header,
+                        layout: f.layout,
+                        loc: Loc::Input,
+                    })),
+                    None => self.step(),
+                },
                 _ => self.step(),
             };
             match res {
@@ -416,20 +430,14 @@ impl WalDecoder {
         }
         let layout =
             parse_body(bytes, self.read_rec_ptr, &mut self.spans).map_err(|k| fail(rec, k))?;
-        Ok(Some(self.accept(rec, end, next, header, layout, loc)))
+        self.accept(rec, next, &header);
+        Ok(Some(Found { lsn: rec, end, header, layout, loc }))
     }
 
-    /// The record at `rec` passed every check: move past it (to the next segment after
-    /// `XLOG_SWITCH`).
-    fn accept(
-        &mut self,
-        rec: Lsn,
-        end: Lsn,
-        next: Lsn,
-        header: XLogRecordHeader,
-        layout: BodyLayout,
-        loc: Loc,
-    ) -> Found {
+    /// The record at `rec` passed every check: move past it, to `next` (or the next
+    /// segment after `XLOG_SWITCH`).
+    #[inline(always)]
+    fn accept(&mut self, rec: Lsn, next: Lsn, header: &XLogRecordHeader) {
         let mut next = next;
         if header.rmid == rmgr::RM_XLOG_ID && header.info & XLR_RMGR_INFO_MASK == XLOG_SWITCH {
             let seg = u64::from(self.pages.seg_size.bytes());
@@ -440,7 +448,6 @@ impl WalDecoder {
         self.next_rec = next;
         self.phase = Phase::Start;
         self.discard = next.page_start();
-        Found { lsn: rec, end, header, layout, loc }
     }
 }
 

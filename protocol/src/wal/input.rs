@@ -16,12 +16,14 @@ pub(crate) struct Input {
     start: u64,
     /// The end of what was fed.
     end: u64,
+    /// The end of the first chunk (`start` if none): below it, discarding drops nothing.
+    front_end: u64,
 }
 
 impl Input {
     /// An empty input whose first fed byte will be at `at`.
     pub(crate) fn new(at: Lsn) -> Self {
-        Input { chunks: VecDeque::new(), start: at.0, end: at.0 }
+        Input { chunks: VecDeque::new(), start: at.0, end: at.0, front_end: at.0 }
     }
 
     /// The end of what was fed.
@@ -45,27 +47,35 @@ impl Input {
         } else if !data.is_empty() {
             self.chunks.push_back((at, data));
         }
+        self.set_front_end();
+    }
+
+    fn set_front_end(&mut self) {
+        self.front_end = self.chunks.front().map_or(self.start, |(at, c)| at + c.len() as u64);
     }
 
     /// Forgets everything before `lsn` (also bytes fed later, if `lsn` is beyond the end).
+    /// Chunks are dropped once wholly before `lsn`; a chunk's head before `lsn` is only
+    /// made unreachable, so a call that drops nothing is two compares.
+    #[inline]
     pub(crate) fn discard_before(&mut self, lsn: Lsn) {
         if lsn.0 <= self.start {
             return;
         }
         self.start = lsn.0;
-        while let Some((at, chunk)) = self.chunks.front_mut() {
-            let chunk_end = *at + chunk.len() as u64;
-            if chunk_end <= lsn.0 {
-                self.chunks.pop_front();
-            } else {
-                if *at < lsn.0 {
-                    let skip = (lsn.0 - *at) as usize;
-                    let _ = chunk.split_to(skip);
-                    *at = lsn.0;
-                }
+        if lsn.0 >= self.front_end {
+            self.drop_chunks_before(lsn.0);
+        }
+    }
+
+    fn drop_chunks_before(&mut self, lsn: u64) {
+        while let Some((at, chunk)) = self.chunks.front() {
+            if at + chunk.len() as u64 > lsn {
                 break;
             }
+            self.chunks.pop_front();
         }
+        self.set_front_end();
     }
 
     /// Whether `[lsn, lsn + len)` has been fed and is still held.
@@ -88,7 +98,9 @@ impl Input {
         i.checked_sub(1)
     }
 
-    /// The first chunk held and the LSN of its first byte.
+    /// The first chunk held and the LSN of its first byte (its bytes before the start of
+    /// what is held are included: callers index it from a held LSN).
+    #[inline]
     pub(crate) fn front(&self) -> Option<(u64, &[u8])> {
         self.chunks.front().map(|(at, c)| (*at, &c[..]))
     }

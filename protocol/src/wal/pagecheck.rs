@@ -37,6 +37,11 @@ pub(crate) struct PageChecker {
     latest_page: Lsn,
     latest_tli: u32,
     last: Option<PageInfo>,
+    /// `last`'s LSN, or `u64::MAX` (never a page start) if none.
+    last_ptr: u64,
+    /// The lowest offset in `last` where a record may start without the general path's
+    /// checks: after the header, and after the first byte if it holds a continuation.
+    last_first_free: u32,
 }
 
 impl PageChecker {
@@ -49,6 +54,8 @@ impl PageChecker {
             latest_page: Lsn::INVALID,
             latest_tli: 0,
             last: None,
+            last_ptr: u64::MAX,
+            last_first_free: 0,
         }
     }
 
@@ -68,10 +75,12 @@ impl PageChecker {
         self.read_fresh(input, ptr)
     }
 
-    /// The page at `ptr` if it is the last one validated (what [`PageChecker::read`]
-    /// returns for it without reading anything).
-    pub(crate) fn cached(&self, ptr: Lsn) -> Option<&PageInfo> {
-        self.last.as_ref().filter(|l| l.ptr == ptr)
+    /// If the page at `ptr` is the last one validated (what [`PageChecker::read`] returns
+    /// for it without reading anything): the lowest offset in it where a record starts
+    /// with no more page checks (past the header, and not where a continuation belongs).
+    #[inline]
+    pub(crate) fn cached_first_free(&self, ptr: Lsn) -> Option<u32> {
+        (self.last_ptr == ptr.0).then_some(self.last_first_free)
     }
 
     fn read_fresh(&mut self, input: &Input, ptr: Lsn) -> Result<PageInfo, PageStep> {
@@ -85,6 +94,8 @@ impl PageChecker {
         self.cur_seg = Some(ptr.segno(self.seg_size));
         let page = PageInfo { ptr, header };
         self.last = Some(page);
+        self.last_ptr = ptr.0;
+        self.last_first_free = header.size() + u32::from(header.is_contrecord());
         Ok(page)
     }
 
