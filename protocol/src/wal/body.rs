@@ -170,7 +170,7 @@ pub fn decode_record(
 ///
 /// # Errors
 /// As [`decode_record`].
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_body(
     rec: &[u8],
     read_rec_ptr: Lsn,
@@ -190,7 +190,7 @@ const ONE_BLOCK_HEADERS: usize = 1 + 1 + 2 + 12 + 4 + 2;
 /// and block 0 without image or `SAME_REL` then short main data. Exactly what
 /// [`parse_body_general`] returns for them; `None` for any other body (or a faulty one,
 /// which the general path then reports).
-#[inline]
+#[inline(always)]
 fn common_shape(rec: &[u8], blocks: &mut Vec<BlockSpan>) -> Option<BodyLayout> {
     const HDR: usize = SIZE_OF_XLOG_RECORD as usize;
     let body = rec.get(HDR..)?;

@@ -8,6 +8,7 @@ use super::record::SIZE_OF_XLOG_RECORD;
 pub const XL_CRC_OFFSET: usize = 20;
 
 /// CRC-32C of a record given its header (at least the first 20 bytes) and its body.
+#[inline]
 pub fn record_crc(header: &[u8], body: &[u8]) -> u32 {
     let head = header.get(..XL_CRC_OFFSET).unwrap_or(header);
     crc32c::crc32c_append(crc32c::crc32c(body), head)
@@ -15,6 +16,7 @@ pub fn record_crc(header: &[u8], body: &[u8]) -> u32 {
 
 /// CRC-32C of a whole record (`xl_tot_len` bytes, header included). A slice shorter than
 /// the header is hashed as it is.
+#[inline]
 pub fn whole_record_crc(record: &[u8]) -> u32 {
     let body = record.get(SIZE_OF_XLOG_RECORD as usize..).unwrap_or(&[]);
     record_crc(record, body)
