@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use walstream_protocol::wal::decoder::decode_in_pieces;
 use walstream_protocol::wal::{DecodedRecord, WalDecoder, WalError};
 use walstream_protocol::{Lsn, WalSegSize};
 use walstream_testdata as td;
@@ -31,27 +32,8 @@ fn shapes() -> &'static (Lsn, Bytes) {
 fn run(start: Lsn, sizes: &[usize], borrowed: bool) -> (Vec<DecodedRecord>, Option<WalError>) {
     let (base, data) = shapes();
     let mut d = WalDecoder::find_next(start, seg1m());
-    let mut pos = (d.next_feed_lsn() - *base) as usize;
-    let (mut out, mut i) = (Vec::new(), 0);
-    while pos < data.len() {
-        let n = sizes[i % sizes.len()].clamp(1, data.len() - pos);
-        i += 1;
-        d.feed(data.slice(pos..pos + n));
-        pos += n;
-        loop {
-            let r = if borrowed {
-                d.poll_ref().map(|r| r.map(|v| v.to_owned_record()))
-            } else {
-                d.poll()
-            };
-            match r {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    (out, None)
+    let from = (d.next_feed_lsn() - *base) as usize;
+    decode_in_pieces(&mut d, &data.slice(from..), sizes, borrowed)
 }
 
 #[test]

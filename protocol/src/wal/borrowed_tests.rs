@@ -14,26 +14,8 @@ type Outcome = (Vec<DecodedRecord>, Option<WalError>, Lsn);
 
 /// Feeds `data` in pieces of the given sizes (cycled); `borrowed` polls with `poll_ref`.
 fn run(mut d: WalDecoder, data: &Bytes, sizes: &[usize], borrowed: bool) -> Outcome {
-    let (mut out, mut pos, mut i) = (Vec::new(), 0, 0);
-    while pos < data.len() {
-        let n = sizes[i % sizes.len()].clamp(1, data.len() - pos);
-        i += 1;
-        d.feed(data.slice(pos..pos + n));
-        pos += n;
-        loop {
-            let r = if borrowed {
-                d.poll_ref().map(|r| r.map(|v| v.to_owned_record()))
-            } else {
-                d.poll()
-            };
-            match r {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e), d.next_record_lsn()),
-            }
-        }
-    }
-    (out, None, d.next_record_lsn())
+    let (records, err) = decoder::decode_in_pieces(&mut d, data, sizes, borrowed);
+    (records, err, d.next_record_lsn())
 }
 
 /// Decodes `data` three ways and checks they agree: owned and borrowed in pieces of

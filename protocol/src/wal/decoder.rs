@@ -460,13 +460,39 @@ pub fn decode_all(
     data: &[u8],
 ) -> (Vec<DecodedRecord>, Option<WalError>) {
     let mut d = WalDecoder::new(start, seg_size);
-    d.feed(Bytes::copy_from_slice(data));
-    let mut out = Vec::new();
-    loop {
-        match d.poll() {
-            Ok(Some(r)) => out.push(r),
-            Ok(None) => return (out, None),
-            Err(e) => return (out, Some(e)),
+    decode_in_pieces(&mut d, &Bytes::copy_from_slice(data), &[data.len()], false)
+}
+
+/// Feeds `data`, which begins at `d.next_feed_lsn()`, to `d` in pieces of `sizes` bytes
+/// (cycled), polling after each piece with `poll_ref` (records copied out) when
+/// `borrowed`, else with `poll`, until the data runs out or an error: the records and the
+/// error, if any. A convenience for tests and fuzzing.
+pub fn decode_in_pieces(
+    d: &mut WalDecoder,
+    data: &Bytes,
+    sizes: &[usize],
+    borrowed: bool,
+) -> (Vec<DecodedRecord>, Option<WalError>) {
+    let (mut out, mut pos) = (Vec::new(), 0);
+    for &size in sizes.iter().cycle() {
+        if pos >= data.len() {
+            break;
+        }
+        let n = size.clamp(1, data.len() - pos);
+        d.feed(data.slice(pos..pos + n));
+        pos += n;
+        loop {
+            let r = if borrowed {
+                d.poll_ref().map(|r| r.map(|v| v.to_owned_record()))
+            } else {
+                d.poll()
+            };
+            match r {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
         }
     }
+    (out, None)
 }

@@ -150,24 +150,9 @@ pub(crate) fn decode_chunked(
     data: &[u8],
     sizes: &[usize],
 ) -> (Vec<DecodedRecord>, Option<WalError>, WalDecoder) {
-    let data = Bytes::copy_from_slice(data);
-    let mut out = Vec::new();
-    let mut pos = 0;
-    let mut i = 0;
-    while pos < data.len() {
-        let n = sizes[i % sizes.len()].clamp(1, data.len() - pos);
-        i += 1;
-        d.feed(data.slice(pos..pos + n));
-        pos += n;
-        loop {
-            match d.poll() {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e), d),
-            }
-        }
-    }
-    (out, None, d)
+    let (records, err) =
+        decoder::decode_in_pieces(&mut d, &Bytes::copy_from_slice(data), sizes, false);
+    (records, err, d)
 }
 
 const START: Lsn = Lsn(0x0010_0000);
