@@ -106,14 +106,7 @@ fn argument_errors_as_pg_waldump() {
 
 /// The first WAL segment file of a directory.
 fn first_segment(dir: &Path) -> String {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .collect();
-    names.sort();
-    names.remove(0)
+    segments(dir).remove(0)
 }
 
 #[test]
