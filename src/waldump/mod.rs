@@ -121,17 +121,6 @@ fn wanted(cfg: &Config, rec: &RecordView<'_>) -> bool {
         && (!cfg.fullpage || rec.has_image())
 }
 
-/// Where the reader goes after `rec` (`EndRecPtr`): MAXALIGNed, or the next segment
-/// after an `XLOG_SWITCH`.
-fn end_rec_ptr(rec: &RecordView<'_>, seg_size: WalSegSize) -> Lsn {
-    let end = rec.end_lsn.maxalign();
-    if rec.header.rmid == 0 && rec.rmgr_info() == 0x40 && end.segment_offset(seg_size) != 0 {
-        end.segno(seg_size).next().start_lsn(seg_size)
-    } else {
-        end
-    }
-}
-
 // pg_waldump.c: main, the reading loop
 fn run(cfg: &Config) -> Result<(), Fatal> {
     let stdout = std::io::stdout();
@@ -157,10 +146,7 @@ fn run(cfg: &Config) -> Result<(), Fatal> {
                 None if first.is_none() => return Err(no_valid_record(cfg)),
                 None => break None,
             },
-            Err(e) if first.is_none() => {
-                let _ = e;
-                return Err(no_valid_record(cfg));
-            }
+            Err(_) if first.is_none() => return Err(no_valid_record(cfg)),
             Err(e) => break Some(e),
         };
         if first.is_none() {
@@ -174,7 +160,7 @@ fn run(cfg: &Config) -> Result<(), Fatal> {
         }
         if !cfg.quiet {
             match cfg.stats {
-                Some(_) => stats.add(&rec, end_rec_ptr(&rec, cfg.seg_size)),
+                Some(_) => stats.add(&rec, rec.next_lsn),
                 None => printer
                     .print(&mut out, &rec.to_owned_record(), cfg.bkp_details)
                     .map_err(io_fatal)?,

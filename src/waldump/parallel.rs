@@ -18,7 +18,7 @@ use walstream_protocol::{Lsn, XLogSegNo};
 
 use super::display::Stats;
 use super::files::SegmentReader;
-use super::{announce_first, end_rec_ptr, io_fatal, no_valid_record, wanted, Config, Fatal};
+use super::{announce_first, io_fatal, no_valid_record, wanted, Config, Fatal};
 
 /// Segments a part should have at least, so that the split pays for itself.
 const MIN_SEGMENTS_PER_PART: u64 = 2;
@@ -194,7 +194,7 @@ fn stats_part(cfg: &Config, plan: Plan) -> Result<Part, Fatal> {
         }
         last_read = rec.lsn;
         if wanted(cfg, &rec) {
-            stats.add(&rec, end_rec_ptr(&rec, cfg.seg_size));
+            stats.add(&rec, rec.next_lsn);
         }
     };
     Ok(Part { stats, first, last_read, ending })

@@ -1,12 +1,10 @@
 //! Decoding a record's body into block references, origin, top-level xid and main data
 //! (`xlogreader.c: DecodeXLogRecord`), with PostgreSQL 15's consistency checks.
 
-use bytes::Bytes;
-
 use super::error::WalErrorKind;
 use super::page::{u32_at, u64_at};
 use super::record::*;
-use super::view::{BlockSpan, BodyLayout, ImageHeader, RecordView};
+use super::view::{BlockSpan, BodyLayout, ImageHeader};
 use crate::lsn::{Lsn, Xid};
 
 /// Parses the fixed 24-byte header (`XLogRecord`) at the start of `b`.
@@ -143,33 +141,13 @@ fn block_header(
     }))
 }
 
-/// Decodes a whole record (`rec` holds exactly `xl_tot_len` bytes, header included, CRC
-/// already verified). `read_rec_ptr` is the LSN PostgreSQL prints in these errors
-/// (`ReadRecPtr`, the last record returned before this one). Payloads are slices of `rec`.
-///
-/// # Errors
-/// The `DecodeXLogRecord` faults: out-of-order or invalid block ids, inconsistent
-/// data/image flags and lengths, `SAME_REL` on the first block, lengths not adding up.
-pub fn decode_record(
-    lsn: Lsn,
-    end_lsn: Lsn,
-    rec: &Bytes,
-    read_rec_ptr: Lsn,
-) -> Result<DecodedRecord, WalErrorKind> {
-    let mut spans = Vec::new();
-    let layout = parse_body(rec, read_rec_ptr, &mut spans)?;
-    let header =
-        parse_record_header(rec).ok_or(WalErrorKind::InvalidLength { at: read_rec_ptr })?;
-    let view = RecordView::new(lsn, end_lsn, header, rec, &spans, layout);
-    Ok(view.to_shared(rec))
-}
-
 /// `DecodeXLogRecord` without copying: checks the body of `rec` (exactly `xl_tot_len`
 /// bytes, header included) and describes its blocks in `blocks` (cleared first) and the
 /// rest in the returned layout, as offsets into `rec`.
 ///
 /// # Errors
-/// As [`decode_record`].
+/// The `DecodeXLogRecord` faults: out-of-order or invalid block ids, inconsistent
+/// data/image flags and lengths, `SAME_REL` on the first block, lengths not adding up.
 #[inline(always)]
 pub(crate) fn parse_body(
     rec: &[u8],

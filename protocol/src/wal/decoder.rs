@@ -184,7 +184,8 @@ impl WalDecoder {
             Loc::Input => self.input.bytes(f.lsn, len).unwrap_or_default(),
             Loc::Scratch => Bytes::from(mem::take(&mut self.scratch)),
         };
-        let view = RecordView::new(f.lsn, f.end, f.header, &bytes, &self.spans, f.layout);
+        let view =
+            RecordView::new(f.lsn, f.end, self.next_rec, f.header, &bytes, &self.spans, f.layout);
         Ok(Some(view.to_shared(&bytes)))
     }
 
@@ -204,7 +205,15 @@ impl WalDecoder {
             Loc::Input => self.input.slice(f.lsn, f.header.tot_len as usize).unwrap_or_default(),
             Loc::Scratch => &self.scratch,
         };
-        Ok(Some(RecordView::new(f.lsn, f.end, f.header, bytes, &self.spans, f.layout)))
+        Ok(Some(RecordView::new(
+            f.lsn,
+            f.end,
+            self.next_rec,
+            f.header,
+            bytes,
+            &self.spans,
+            f.layout,
+        )))
     }
 
     /// Steps until a record to return is found, more input is needed, or an error.
@@ -449,18 +458,6 @@ impl WalDecoder {
         self.phase = Phase::Start;
         self.discard = next.page_start();
     }
-}
-
-/// Decodes `data`, which begins at the start of `start`'s segment, from the record at
-/// `start` until the data runs out or an error: the records and the error, if any.
-/// A convenience for tests and fuzzing.
-pub fn decode_all(
-    start: Lsn,
-    seg_size: WalSegSize,
-    data: &[u8],
-) -> (Vec<DecodedRecord>, Option<WalError>) {
-    let mut d = WalDecoder::new(start, seg_size);
-    decode_in_pieces(&mut d, &Bytes::copy_from_slice(data), &[data.len()], false)
 }
 
 /// Feeds `data`, which begins at `d.next_feed_lsn()`, to `d` in pieces of `sizes` bytes

@@ -74,6 +74,9 @@ pub struct RecordView<'a> {
     pub lsn: Lsn,
     /// The first byte after the record, before alignment (see [`DecodedRecord::end_lsn`]).
     pub end_lsn: Lsn,
+    /// Where the next record starts (`EndRecPtr`): `end_lsn` MAXALIGNed, or the next
+    /// segment start after `XLOG_SWITCH`.
+    pub next_lsn: Lsn,
     /// The fixed header.
     pub header: XLogRecordHeader,
     /// Replication origin (`XLR_BLOCK_ID_ORIGIN`), if any.
@@ -116,6 +119,7 @@ impl<'a> RecordView<'a> {
     pub(crate) fn new(
         lsn: Lsn,
         end_lsn: Lsn,
+        next_lsn: Lsn,
         header: XLogRecordHeader,
         bytes: &'a [u8],
         spans: &'a [BlockSpan],
@@ -124,6 +128,7 @@ impl<'a> RecordView<'a> {
         RecordView {
             lsn,
             end_lsn,
+            next_lsn,
             header,
             origin: layout.origin,
             toplevel_xid: layout.toplevel_xid,

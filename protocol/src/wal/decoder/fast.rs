@@ -65,6 +65,6 @@ impl WalDecoder {
         let chunk = self.input.front().map_or(&[][..], |(_, c)| c);
         let bytes = chunk.get(f.at..f.at + f.header.tot_len as usize).unwrap_or_default();
         let end = f.lsn + u64::from(f.header.tot_len);
-        RecordView::new(f.lsn, end, f.header, bytes, &self.spans, f.layout)
+        RecordView::new(f.lsn, end, self.next_rec, f.header, bytes, &self.spans, f.layout)
     }
 }
