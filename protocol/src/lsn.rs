@@ -248,6 +248,12 @@ pub fn history_file_name(tli: TimeLineId) -> String {
     format!("{:08X}.history", tli.0)
 }
 
+/// Whether `name` looks like a WAL segment file name (`IsXLogFileName`): 24 upper-case
+/// hex digits, nothing else.
+pub fn is_segment_file_name(name: &str) -> bool {
+    name.len() == 24 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
+}
+
 /// Parses a WAL segment file name (`XLogFromFileName`), ignoring a `.partial` suffix.
 /// Returns `None` for anything that is not 24 upper-case hex digits naming a valid segment.
 pub fn parse_segment_file_name(
@@ -255,7 +261,7 @@ pub fn parse_segment_file_name(
     seg_size: WalSegSize,
 ) -> Option<(TimeLineId, XLogSegNo)> {
     let name = name.strip_suffix(".partial").unwrap_or(name);
-    if name.len() != 24 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')) {
+    if !is_segment_file_name(name) {
         return None;
     }
     let field = |r: std::ops::Range<usize>| u32::from_str_radix(&name[r], 16).ok();

@@ -1,13 +1,15 @@
 //! Arguments to a read plan as pg_waldump makes it: the WAL directory
 //! (`identify_target_directory`), the segment size from the first file's long page
-//! header, start and end from segment names; and whole-segment reads.
+//! header, start and end from segment names; and the reads, in chunks of at most 256 kB.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use walstream_protocol::lsn::{parse_segment_file_name, segment_file_name, XLOG_BLCKSZ};
+use walstream_protocol::lsn::{
+    is_segment_file_name, parse_segment_file_name, segment_file_name, XLOG_BLCKSZ,
+};
 use walstream_protocol::wal::rmgr;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
@@ -207,11 +209,6 @@ fn split_path(path: &str) -> (Option<String>, String) {
     }
 }
 
-/// `IsXLogFileName`: 24 upper-case hex digits.
-fn is_xlog_file_name(name: &str) -> bool {
-    name.len() == 24 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F'))
-}
-
 /// The OS error text without Rust's " (os error N)" suffix, as `%m` prints it.
 fn os_msg(e: &std::io::Error) -> String {
     let s = e.to_string();
@@ -236,7 +233,7 @@ fn search_directory(dir: &Path, fname: Option<&str>) -> Result<Option<WalSegSize
             let found = entries
                 .filter_map(Result::ok)
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|n| is_xlog_file_name(n));
+                .find(|n| is_segment_file_name(n));
             let Some(n) = found else { return Ok(None) };
             let file = std::fs::File::open(dir.join(&n))
                 .map_err(|e| Fatal::new(format!("could not open file \"{n}\": {}", os_msg(&e))))?;
