@@ -32,10 +32,8 @@ impl Printer {
         b.clear();
         // "rmgr: %-11s len (rec/tot): %6u/%6u, tx: %10u, lsn: %X/%08X, prev %X/%08X, "
         b.extend_from_slice(b"rmgr: ");
-        match rmgr::BUILTIN_NAMES.get(usize::from(h.rmid)) {
-            Some(name) => pad_right(b, name.as_bytes(), 11),
-            None => pad_right(b, format!("custom{:03}", h.rmid).as_bytes(), 11),
-        }
+        // The decoder only returns records of valid (built-in or custom) rmgrs.
+        pad_right(b, rmgr::name(h.rmid).unwrap_or_default().as_bytes(), 11);
         b.extend_from_slice(b" len (rec/tot): ");
         push_u32(b, rec.rec_len(), 6);
         b.push(b'/');
