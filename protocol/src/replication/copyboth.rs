@@ -6,6 +6,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::time::TimestampTz;
 use crate::lsn::Xid;
+use crate::wire::sqlstate;
 use crate::Lsn;
 
 /// Size of the XLogData header: `w`, start, end, send time.
@@ -43,7 +44,7 @@ impl CopyDataError {
     /// The SQLSTATE: `08P01` (`ERRCODE_PROTOCOL_VIOLATION`). The client-side errors have
     /// none in PostgreSQL (pg_receivewal just logs them); the same code is used.
     pub fn sqlstate(&self) -> &'static str {
-        "08P01"
+        sqlstate::PROTOCOL_VIOLATION
     }
 }
 

@@ -10,6 +10,7 @@ use nom::{IResult, Parser};
 
 use super::commands::{GenericOption, OptionValue, ReplicationCommand, ReplicationKind, SlotKind};
 use super::scanner::{next_token, Keyword, Token};
+use crate::wire::sqlstate;
 use crate::{Lsn, TimeLineId};
 
 /// A replication command PostgreSQL 15 would refuse at parse time. Every one is
@@ -34,7 +35,7 @@ pub enum ReplicationParseError {
 impl ReplicationParseError {
     /// The SQLSTATE PostgreSQL reports: `42601`.
     pub fn sqlstate(&self) -> &'static str {
-        "42601"
+        sqlstate::SYNTAX_ERROR
     }
 }
 

@@ -3,6 +3,7 @@
 //! `basebackup.c: parse_basebackup_options`, and the `commands/define.c` readers.
 
 use super::commands::{GenericOption, OptionValue, SlotKind};
+use crate::wire::sqlstate;
 
 /// An option PostgreSQL 15 refuses when it runs the command, with its message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,11 +79,11 @@ impl OptionError {
     /// The SQLSTATE PostgreSQL reports.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            OptionError::UnrecognizedSlotOption(_) => "XX000",
-            OptionError::UnrecognizedSlotOptionValue { .. } => "22023",
-            OptionError::MaxRateOutOfRange(_) => "22003",
-            OptionError::UnrecognizedTarget(_) => "0A000",
-            _ => "42601",
+            OptionError::UnrecognizedSlotOption(_) => sqlstate::INTERNAL_ERROR,
+            OptionError::UnrecognizedSlotOptionValue { .. } => sqlstate::INVALID_PARAMETER_VALUE,
+            OptionError::MaxRateOutOfRange(_) => sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+            OptionError::UnrecognizedTarget(_) => sqlstate::FEATURE_NOT_SUPPORTED,
+            _ => sqlstate::SYNTAX_ERROR,
         }
     }
 }

@@ -12,6 +12,8 @@ pub const PROTOCOL_VIOLATION: &str = "08P01";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 /// `22021` character_not_in_repertoire (invalid byte sequence for an encoding).
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+/// `22003` numeric_value_out_of_range.
+pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 /// `22023` invalid_parameter_value.
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 /// `25000` invalid_transaction_state.
