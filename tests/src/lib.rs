@@ -147,14 +147,6 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
-    /// initdb + start with default settings.
-    ///
-    /// # Errors
-    /// If initdb or the start fails.
-    pub fn start_default() -> Result<Self> {
-        Self::start(&PgConfig::default())
-    }
-
     /// initdb a new cluster with `cfg` and start it on a free loopback port.
     ///
     /// # Errors
@@ -188,25 +180,13 @@ impl PgCluster {
         Ok(cluster)
     }
 
-    /// Wraps an existing data directory (e.g. made by pg_basebackup) inside a
-    /// postgres-owned temp dir, listening on a fresh port; not started.
-    ///
-    /// # Errors
-    /// If the port cannot be chosen or the config cannot be written.
-    pub fn adopt(dir: tempfile::TempDir, settings: &[(&str, &str)]) -> Result<Self> {
-        let cluster = PgCluster { dir, port: free_port()?, running: false };
-        let mut conf = String::new();
-        for (k, v) in settings {
-            conf.push_str(&format!("{k} = '{v}'\n"));
-        }
-        cluster.append_conf(&conf)?;
-        Ok(cluster)
-    }
-
     fn write_config(&self, cfg: &PgConfig) -> Result<()> {
-        let mut conf = String::from(
-            "listen_addresses = '127.0.0.1'\nfsync = off\nmax_wal_senders = 10\n\
+        let mut conf = format!(
+            "port = {}\nunix_socket_directories = '{}'\n\
+             listen_addresses = '127.0.0.1'\nfsync = off\nmax_wal_senders = 10\n\
              wal_level = replica\nlog_min_messages = warning\nshared_buffers = 16MB\n",
+            self.port,
+            self.dir.path().display()
         );
         for (k, v) in &cfg.settings {
             conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
@@ -226,12 +206,6 @@ impl PgCluster {
         use std::io::Write;
         let mut f =
             fs::OpenOptions::new().append(true).open(self.data_dir().join("postgresql.conf"))?;
-        writeln!(
-            f,
-            "port = {}\nunix_socket_directories = '{}'",
-            self.port,
-            self.dir.path().display()
-        )?;
         f.write_all(text.as_bytes())?;
         Ok(())
     }
@@ -272,17 +246,6 @@ impl PgCluster {
                     .args(["-w", "-t", "60", "-m", mode, "stop"]),
             )?;
         }
-        Ok(())
-    }
-
-    /// `pg_ctl promote -w`.
-    ///
-    /// # Errors
-    /// If pg_ctl fails.
-    pub fn promote(&self) -> Result<()> {
-        run_ok(
-            pg_command(pg_bin("pg_ctl")).arg("-D").arg(self.data_dir()).args(["-w", "promote"]),
-        )?;
         Ok(())
     }
 
@@ -338,19 +301,6 @@ impl PgCluster {
                 .arg("postgres"),
         )
     }
-
-    /// The current WAL insert position (`pg_current_wal_lsn()`), as text.
-    ///
-    /// # Errors
-    /// If the query fails.
-    pub fn current_lsn(&self) -> Result<String> {
-        self.psql("SELECT pg_current_wal_lsn()")
-    }
-
-    /// The server log so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for PgCluster {
@@ -385,6 +335,31 @@ mod tests {
             assert!(segments > 0, "no WAL segment in pg_wal");
         }
         assert!(!root.exists(), "cluster directory left behind");
+    }
+
+    #[test]
+    fn per_test_segment_size_settings_and_hba() {
+        let cfg = PgConfig::default()
+            .wal_segsize_mb(2)
+            .set("wal_sender_timeout", "12s")
+            .set("cluster_name", "it's quoted")
+            .hba_lines(&[
+                "local all all trust",
+                "host all all 127.0.0.1/32 trust",
+                "host replication all 127.0.0.1/32 reject",
+            ]);
+        let c = PgCluster::start(&cfg).expect("start");
+        assert_eq!(c.psql("SHOW wal_segment_size").unwrap(), "2MB");
+        assert_eq!(c.psql("SHOW wal_sender_timeout").unwrap(), "12s");
+        assert_eq!(c.psql("SHOW cluster_name").unwrap(), "it's quoted");
+        let refused = pg_command(pg_bin("psql"))
+            .arg(format!("{} replication=true", c.conninfo("postgres")))
+            .args(["-XAtc", "IDENTIFY_SYSTEM"])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("pg_hba.conf rejects replication connection"), "{err}");
     }
 
     #[test]
