@@ -1,5 +1,32 @@
-//! walstream-sender: the server side of streaming replication (postmaster, the
-//! PostgresMain-style backend loop, the walsender). Built in the sender issue; for
-//! now it only re-exports the protocol it will speak.
+//! walstream-sender: the server side of streaming replication.
+//!
+//! # Layout
+//! The modules follow a connection's life, from accept to streaming:
+//! - [`config`]: the settings, by PostgreSQL's GUC names and units (`-c name=value`).
+//! - [`postmaster`]: the accept loop; SSLRequest/GSSENCRequest, the startup packet,
+//!   CancelRequest, the connection caps, shutdown.
+//! - [`hba`] and [`auth`]: `pg_hba.conf` rules, roles and their verifiers, and the
+//!   server side of trust, password, md5 and SCRAM-SHA-256.
+//! - [`conn`]: framing on the socket: read one frontend message, write backend messages.
+//! - [`registry`]: the backend table (pid, cancel key, type, state, query, client,
+//!   start times, walsender positions): what `pg_stat_activity`, `pg_stat_replication`,
+//!   `pg_terminate_backend` and `pg_cancel_backend` read and act on.
+//! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
+//!   [`backend::QueryHandler`] trait that answers ordinary SQL.
+//! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
+//! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
+//!   a directory of segment files that may grow while it is served.
+//! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
+
+pub mod auth;
+pub mod backend;
+pub mod config;
+pub mod conn;
+pub mod hba;
+pub mod postmaster;
+pub mod registry;
+pub mod slots;
+pub mod walsender;
+pub mod walsource;
 
 pub use walstream_protocol as protocol;

@@ -1,0 +1,1 @@
+//! The backend loop, modelled on PostgresMain.

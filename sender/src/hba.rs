@@ -1,0 +1,1 @@
+//! pg_hba.conf rules: which authentication method a connection gets.

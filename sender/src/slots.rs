@@ -1,0 +1,1 @@
+//! Physical replication slots: persistent and temporary, and the WAL they retain.

@@ -1,0 +1,80 @@
+//! Where a walsender reads WAL from.
+//!
+//! [`WalSource`] is what the walsender needs: the system identifier and segment size, the
+//! current timeline and how far WAL on it is flushed (as a watch, so walsenders wake when
+//! it moves), timeline history files, and the bytes of one segment file.
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use walstream_protocol::wire::sqlstate;
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
+
+/// The end of the WAL a source can serve: its newest timeline and the flushed end on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalEnd {
+    /// The newest timeline (`ThisTimeLineID` of the server).
+    pub tli: TimeLineId,
+    /// WAL is flushed up to here on `tli` (`GetFlushRecPtr`).
+    pub flushed: Lsn,
+}
+
+/// A source of WAL for walsenders.
+///
+/// Implementations must be cheap to share (`Arc<dyn WalSource>`); reads are synchronous
+/// and short (at most one message's worth of one segment file).
+pub trait WalSource: Send + Sync + 'static {
+    /// The database system identifier in the segments' long page headers.
+    fn system_id(&self) -> u64;
+
+    /// The WAL segment size.
+    fn seg_size(&self) -> WalSegSize;
+
+    /// The current timeline and flushed end; a new value is published whenever either moves.
+    fn end(&self) -> watch::Receiver<WalEnd>;
+
+    /// The contents of `0000000N.history` for `tli`, or `None` when there is no such file.
+    ///
+    /// # Errors
+    /// A file that exists but cannot be read.
+    fn history_file(&self, tli: TimeLineId) -> Result<Option<Bytes>, WalSourceError>;
+
+    /// Up to `len` bytes of WAL from `start`, read from the segment file of timeline
+    /// `file_tli`; never crosses the end of that segment. Callers only ask for WAL that is
+    /// flushed.
+    ///
+    /// # Errors
+    /// [`WalSourceError::SegmentRemoved`] when the segment file is gone; I/O errors.
+    fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError>;
+}
+
+/// Why WAL could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WalSourceError {
+    /// The segment file does not exist (`walsender.c: WalSndSegmentOpen`).
+    #[error("requested WAL segment {segment} has already been removed")]
+    SegmentRemoved {
+        /// The segment file name.
+        segment: String,
+    },
+    /// Reading a file failed.
+    #[error("could not read file \"{path}\": {source}")]
+    Io {
+        /// The file, relative to the served directory as PostgreSQL prints `pg_wal/...`.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file held something that is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WalSourceError {
+    /// The SQLSTATE a client gets for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            WalSourceError::SegmentRemoved { .. } => sqlstate::UNDEFINED_FILE,
+            WalSourceError::Io { .. } | WalSourceError::Invalid(_) => sqlstate::INTERNAL_ERROR,
+        }
+    }
+}
