@@ -241,13 +241,20 @@ impl Authenticator {
 
     /// SASLInitialResponse: the mechanism, then the optional first data.
     fn sasl_initial(&mut self, scram: ScramServer, body: &Bytes) -> Result<AuthStep, AuthError> {
-        let initial = SaslInitialResponse::parse(body).map_err(|e| AuthError::from_wire(&e))?;
-        if initial.mechanism != SCRAM_SHA_256 {
-            // auth-scram.c: scram_init
-            return Err(AuthError::fatal(
+        // auth-sasl.c: CheckSASLAuth reads the name, lets scram_init check it, then the data.
+        let invalid_mechanism = || {
+            AuthError::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
                 "client selected an invalid SASL authentication mechanism",
-            ));
+            )
+        };
+        let name_end = body.iter().position(|&b| b == 0);
+        if name_end.is_some_and(|end| body.get(..end) != Some(SCRAM_SHA_256.as_bytes())) {
+            return Err(invalid_mechanism());
+        }
+        let initial = SaslInitialResponse::parse(body).map_err(|e| AuthError::from_wire(&e))?;
+        if initial.mechanism != SCRAM_SHA_256 {
+            return Err(invalid_mechanism());
         }
         self.sasl_continue(scram, initial.data.as_deref())
     }

@@ -150,6 +150,12 @@ fn sasl_protocol_errors() {
     assert_eq!(err.fields.code, "08P01");
     assert_eq!(err.fields.message, "client selected an invalid SASL authentication mechanism");
     let (mut auth, _) = Authenticator::start(AuthMethod::ScramSha256, "replicator", Some(&r));
+    let err = auth.step(Bytes::from_static(b"FOO\0\0")).unwrap_err();
+    assert_eq!(err.fields.message, "client selected an invalid SASL authentication mechanism");
+    let (mut auth, _) = Authenticator::start(AuthMethod::ScramSha256, "replicator", Some(&r));
+    let err = auth.step(Bytes::from_static(b"SCRAM-SHA-256")).unwrap_err();
+    assert_eq!(err.fields.message, "invalid string in message");
+    let (mut auth, _) = Authenticator::start(AuthMethod::ScramSha256, "replicator", Some(&r));
     let err = auth.step(Bytes::from_static(b"SCRAM-SHA-256\0\0\0")).unwrap_err();
     assert_eq!(
         (err.fields.code.as_str(), err.fields.message.as_str()),
