@@ -25,8 +25,10 @@ use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 use super::super::WalSourceError;
 use super::listing::{read_long_header, Listing, SegFile};
 
-/// Bytes read and fed at a time.
+/// Bytes read and fed at a time, at most.
 const CHUNK: u64 = 256 * 1024;
+/// The first read after a restart: usually all that is left before the zeros.
+const FIRST_CHUNK: u64 = 16 * 1024;
 /// Filler the decoder skips over (it never reads the pages between a segment's first page
 /// and the page where a restart begins).
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
@@ -63,6 +65,8 @@ pub(super) struct Tail {
     stopped_at: Option<(Fingerprint, bool)>,
     /// The file last fed from.
     file: Option<(XLogSegNo, String, File)>,
+    /// The next read's size: small after a restart, doubling up to [`CHUNK`].
+    chunk: u64,
 }
 
 impl Tail {
@@ -80,6 +84,7 @@ impl Tail {
             end: start,
             stopped_at: None,
             file: None,
+            chunk: CHUNK,
         }
     }
 
@@ -169,7 +174,8 @@ impl Tail {
         if off >= avail {
             return Ok(false);
         }
-        let data = self.read_at(ctx, segno, f, off, (avail - off).min(CHUNK))?;
+        let data = self.read_at(ctx, segno, f, off, (avail - off).min(self.chunk))?;
+        self.chunk = (self.chunk * 2).min(CHUNK);
         if data.is_empty() {
             return Ok(false);
         }
@@ -222,6 +228,7 @@ impl Tail {
             }
         }
         self.decoder = d;
+        self.chunk = FIRST_CHUNK;
         self.dead = false;
         self.stopped_at = None;
         Ok(true)
