@@ -363,12 +363,10 @@ where
     } else {
         BackendType::WalSender
     };
-    let limit = match backend_type {
-        BackendType::ClientBackend => server.settings.max_connections,
-        BackendType::WalSender => server.settings.max_wal_senders,
-    };
-    // proc.c: InitProcess (walsenders have their own pool of max_wal_senders)
-    if server.registry.count(backend_type) >= limit as usize {
+    // proc.c: InitProcess
+    if backend_type == BackendType::ClientBackend
+        && server.registry.count(backend_type) >= server.settings.max_connections as usize
+    {
         return Err(Some(ErrorFields::fatal(
             sqlstate::TOO_MANY_CONNECTIONS,
             "sorry, too many clients already",
@@ -382,6 +380,18 @@ where
         st.application_name = msg.param("application_name").unwrap_or_default().to_string();
     }
     let role = authenticate(server, reader, writer, peer, &user, &database, replication).await?;
+    // walsender.c: InitWalSenderSlot (this backend is already counted)
+    let max_wal_senders = server.settings.max_wal_senders;
+    if backend_type == BackendType::WalSender
+        && server.registry.count(backend_type) > max_wal_senders as usize
+    {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!(
+                "number of requested standby connections exceeds max_wal_senders (currently {max_wal_senders})"
+            ),
+        )));
+    }
     writer.send(&BackendMessage::Authentication(Authentication::Ok));
     greet(writer, &msg, handle.entry(), &user, role.superuser);
     Ok(Some((msg, handle)))
