@@ -97,6 +97,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         settings.max_replication_slots as usize,
     )
     .context("loading replication slots")?;
+    let slots = Arc::new(slots);
+    let retention = settings.max_wal_size_mb.map(|max_wal_size| {
+        let keep_mb = max_wal_size.max(settings.wal_keep_size_mb);
+        tokio::spawn(walstream_sender::retention::run(
+            source.clone(),
+            slots.clone(),
+            keep_mb,
+            settings.checkpoint_timeout,
+            cancel.clone(),
+        ))
+    });
     let shared: Arc<dyn WalSource> = source.clone();
     let show_source = shared.clone();
     let show_settings = settings.clone();
@@ -113,14 +124,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.tli.0,
         end.flushed
     );
-    let parts = ServerParts {
-        settings,
-        hba,
-        roles,
-        source: shared,
-        slots: Arc::new(slots),
-        handler: Arc::new(handler),
-    };
+    let parts =
+        ServerParts { settings, hba, roles, source: shared, slots, handler: Arc::new(handler) };
     let postmaster = Postmaster::bind(args.listen, parts)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;
@@ -130,6 +135,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     postmaster.run(rx).await;
     cancel.cancel();
     let _ = growth.await;
+    if let Some(task) = retention {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -30,6 +30,12 @@ pub struct Settings {
     pub wal_keep_size_mb: u64,
     /// `max_slot_wal_keep_size` in MB, `-1` for unlimited (default).
     pub max_slot_wal_keep_size_mb: i64,
+    /// `max_wal_size` in MB: set, old segments beyond it (and `wal_keep_size`) that no slot
+    /// needs are removed every `checkpoint_timeout`; unset (`-1`, the default here), a
+    /// served directory keeps everything, since walstream may not own it.
+    pub max_wal_size_mb: Option<u64>,
+    /// `checkpoint_timeout` (default 5 min): how often old segments are removed.
+    pub checkpoint_timeout: Duration,
     /// `walstream.max_send_size` in bytes (default 128 kB, `MAX_SEND_SIZE`): the largest
     /// XLogData payload. A multiple of the WAL page size.
     pub max_send_size: u32,
@@ -49,6 +55,8 @@ impl Default for Settings {
             wal_sender_timeout: Duration::from_secs(60),
             wal_keep_size_mb: 0,
             max_slot_wal_keep_size_mb: -1,
+            max_wal_size_mb: None,
+            checkpoint_timeout: Duration::from_secs(300),
             max_send_size: 128 * 1024,
             authentication_timeout: Duration::from_secs(60),
             cluster_name: String::new(),
@@ -225,6 +233,16 @@ impl Settings {
             "max_slot_wal_keep_size" => {
                 self.max_slot_wal_keep_size_mb = int(Unit::Mb, -1, i32::MAX.into())?
             }
+            "max_wal_size" => {
+                let v = int(Unit::Mb, -1, i32::MAX.into())?;
+                if (0..2).contains(&v) {
+                    return Err(SettingError::range(&lower, &v.to_string(), 2, i32::MAX.into()));
+                }
+                self.max_wal_size_mb = u64::try_from(v).ok();
+            }
+            "checkpoint_timeout" => {
+                self.checkpoint_timeout = Duration::from_secs(int(Unit::S, 30, 86_400)? as u64)
+            }
             "walstream.max_send_size" => {
                 let v = int(Unit::Bytes, 8192, 1 << 30)?;
                 if v % 8192 != 0 {
@@ -262,6 +280,11 @@ impl Settings {
                 -1 => "-1".to_string(),
                 v => format_int(v, Unit::Mb),
             },
+            "max_wal_size" => match self.max_wal_size_mb {
+                None => "-1".to_string(),
+                Some(v) => format_int(v as i64, Unit::Mb),
+            },
+            "checkpoint_timeout" => format_int(self.checkpoint_timeout.as_secs() as i64, Unit::S),
             "walstream.max_send_size" => format_int(self.max_send_size.into(), Unit::Bytes),
             "cluster_name" => self.cluster_name.clone(),
             "server_version" => SERVER_VERSION.to_string(),
@@ -312,6 +335,12 @@ mod tests {
         assert_eq!(s.show("walstream.max_send_size").unwrap(), "128kB");
         s.set("walstream.max_send_size", "1MB").unwrap();
         assert_eq!(s.max_send_size, 1 << 20);
+        assert_eq!(s.show("max_wal_size").unwrap(), "-1");
+        s.set("max_wal_size", "64MB").unwrap();
+        assert_eq!(s.max_wal_size_mb, Some(64));
+        assert!(s.set("max_wal_size", "1").is_err());
+        s.set("checkpoint_timeout", "30s").unwrap();
+        assert_eq!(s.show("checkpoint_timeout").unwrap(), "30s");
     }
 
     #[test]

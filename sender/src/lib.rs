@@ -17,6 +17,7 @@
 //! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
 //!   a directory of segment files that may grow while it is served.
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
+//! - [`retention`]: which old segments may be removed (opt-in, `max_wal_size`).
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field, ~450 bytes). They are
 // the cold path of every command, so they travel by value rather than boxed.
@@ -29,6 +30,7 @@ pub mod conn;
 pub mod hba;
 pub mod postmaster;
 pub mod registry;
+pub mod retention;
 pub mod slots;
 pub mod walsender;
 pub mod walsource;
