@@ -13,6 +13,7 @@ use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
+use walstream_sender::registry::Registry;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
@@ -111,11 +112,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let shared: Arc<dyn WalSource> = source.clone();
     let show_source = shared.clone();
     let show_settings = settings.clone();
-    let handler =
-        ServeHandler::new(Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
+    let registry = Registry::new();
+    let handler = ServeHandler::new(
+        Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
             "wal_segment_size" => Some(show_source.seg_size().show()),
             other => show_settings.show(other),
-        }));
+        }),
+        registry.clone(),
+    );
     let end = *shared.end().borrow();
     tracing::info!(
         "serving {}: system identifier {}, timeline {}, WAL flushed to {}",
@@ -124,8 +128,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.tli.0,
         end.flushed
     );
-    let parts =
-        ServerParts { settings, hba, roles, source: shared, slots, handler: Arc::new(handler) };
+    let parts = ServerParts {
+        settings,
+        hba,
+        roles,
+        source: shared,
+        slots,
+        handler: Arc::new(handler),
+        registry,
+    };
     let postmaster = Postmaster::bind(args.listen, parts)
         .await
         .with_context(|| format!("could not listen on {}", args.listen))?;

@@ -84,6 +84,8 @@ pub struct ServerParts {
     pub slots: Arc<crate::slots::SlotStore>,
     /// Answers SQL on ordinary connections.
     pub handler: Arc<dyn QueryHandler>,
+    /// The backend table (shared with a handler that answers `pg_terminate_backend`).
+    pub registry: Arc<Registry>,
 }
 
 impl Postmaster {
@@ -104,7 +106,7 @@ impl Postmaster {
             settings: parts.settings,
             hba: parts.hba,
             roles: parts.roles,
-            registry: Registry::new(),
+            registry: parts.registry,
             walsender,
             handler: parts.handler,
             shutting_down: watch::Sender::new(false),

@@ -14,6 +14,8 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 /// `22003` numeric_value_out_of_range.
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// `22P02` invalid_text_representation.
+pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 /// `22P03` invalid_binary_representation.
 pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
 /// `22023` invalid_parameter_value.
@@ -89,6 +91,7 @@ mod tests {
             CHARACTER_NOT_IN_REPERTOIRE,
             INVALID_PARAMETER_VALUE,
             INVALID_BINARY_REPRESENTATION,
+            INVALID_TEXT_REPRESENTATION,
             INVALID_SQL_STATEMENT_NAME,
             INVALID_CURSOR_NAME,
             INVALID_NAME,

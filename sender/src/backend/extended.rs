@@ -201,6 +201,10 @@ impl ExtendedState {
                     portal.done = true;
                     return Ok(vec![BackendMessage::EmptyQueryResponse]);
                 }
+                QueryOutput::Notice(fields) => {
+                    portal.done = true;
+                    return Ok(vec![BackendMessage::NoticeResponse(*fields)]);
+                }
                 QueryOutput::Command(tag) => {
                     portal.done = true;
                     return Ok(vec![BackendMessage::CommandComplete(tag)]);
@@ -251,6 +255,7 @@ impl ExtendedState {
 pub fn simple_output(output: QueryOutput) -> Vec<BackendMessage> {
     match output {
         QueryOutput::Empty => vec![BackendMessage::EmptyQueryResponse],
+        QueryOutput::Notice(fields) => vec![BackendMessage::NoticeResponse(*fields)],
         QueryOutput::Command(tag) => vec![BackendMessage::CommandComplete(tag)],
         QueryOutput::Rows { columns, rows, tag } => {
             let mut out = Vec::with_capacity(rows.len() + 2);

@@ -72,6 +72,9 @@ pub struct SimpleQueryResult {
 pub enum QueryOutput {
     /// An empty query string (EmptyQueryResponse).
     Empty,
+    /// A WARNING or NOTICE raised along the way (NoticeResponse); in the extended
+    /// protocol only the statement's result is sent.
+    Notice(Box<ErrorFields>),
     /// A statement that returns no rows: its command tag (`CREATE TABLE`, `INSERT 0 1`).
     Command(String),
     /// A statement that returns rows.

@@ -1,15 +1,18 @@
 //! The SQL a `walstream serve` answers on an ordinary connection: `SELECT 1` (what
-//! connection poolers and health checks send) and `SHOW name`; anything else is
-//! `0A000`. The node implements a real [`QueryHandler`] later.
+//! connection poolers and health checks send), `SHOW name`, and the signalling functions
+//! `pg_terminate_backend(pid [, timeout])` and `pg_cancel_backend(pid)`; anything else
+//! is `0A000`. The node implements a real [`QueryHandler`] later.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use walstream_protocol::wire::{sqlstate, ErrorFields};
+use walstream_protocol::wire::{sqlstate, ErrorFields, Severity};
 
 use super::query::{
     Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
     SessionInfo, SimpleQueryResult, StatementDescription,
 };
+use crate::registry::Registry;
 
 /// Answers `SHOW name`; `None` for an unknown name.
 pub type ShowFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -18,12 +21,13 @@ pub type ShowFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 #[derive(Clone)]
 pub struct ServeHandler {
     show: ShowFn,
+    registry: Arc<Registry>,
 }
 
 impl ServeHandler {
-    /// A handler whose `SHOW` asks `show`.
-    pub fn new(show: ShowFn) -> ServeHandler {
-        ServeHandler { show }
+    /// A handler whose `SHOW` asks `show` and whose signalling functions act on `registry`.
+    pub fn new(show: ShowFn, registry: Arc<Registry>) -> ServeHandler {
+        ServeHandler { show, registry }
     }
 }
 
@@ -38,6 +42,37 @@ enum Statement {
     Empty,
     SelectOne,
     Show(String),
+    /// `pg_terminate_backend(pid, timeout ms)`.
+    Terminate(i32, i64),
+    /// `pg_cancel_backend(pid)`.
+    Cancel(i32),
+}
+
+fn unsupported() -> ErrorFields {
+    ErrorFields::error(sqlstate::FEATURE_NOT_SUPPORTED, "feature not supported").with_hint(
+        "walstream serve answers only SELECT 1, SHOW, pg_terminate_backend and pg_cancel_backend; connect with replication=true to stream WAL.",
+    )
+}
+
+/// `select f(a, b)` → (`f`, [`a`, `b`]).
+fn function_call(text: &str) -> Option<(String, Vec<String>)> {
+    let rest = text.get(..6).filter(|w| w.eq_ignore_ascii_case("select")).map(|_| &text[6..])?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let (name, args) = rest.trim().split_once('(')?;
+    let args = args.trim().strip_suffix(')')?;
+    let args = args.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+    Some((name.trim().to_ascii_lowercase(), args))
+}
+
+fn int_arg<T: std::str::FromStr>(arg: &str) -> Result<T, ErrorFields> {
+    arg.parse().map_err(|_| {
+        ErrorFields::error(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            format!("invalid input syntax for type integer: \"{arg}\""),
+        )
+    })
 }
 
 fn classify(sql: &str) -> Result<Statement, ErrorFields> {
@@ -48,13 +83,43 @@ fn classify(sql: &str) -> Result<Statement, ErrorFields> {
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
         [select, one] if select.eq_ignore_ascii_case("select") && *one == "1" => {
-            Ok(Statement::SelectOne)
+            return Ok(Statement::SelectOne)
         }
         [show, name] if show.eq_ignore_ascii_case("show") => {
-            Ok(Statement::Show(name.trim_matches('"').to_string()))
+            return Ok(Statement::Show(name.trim_matches('"').to_string()))
         }
-        _ => Err(ErrorFields::error(sqlstate::FEATURE_NOT_SUPPORTED, "feature not supported")
-            .with_hint("walstream serve answers only SELECT 1 and SHOW; connect with replication=true to stream WAL.")),
+        _ => {}
+    }
+    match function_call(text) {
+        Some((name, args)) if name == "pg_terminate_backend" && matches!(args.len(), 1 | 2) => {
+            let timeout = args.get(1).map_or(Ok(0), |t| int_arg(t))?;
+            if timeout < 0 {
+                // signalfuncs.c: pg_terminate_backend
+                return Err(ErrorFields::error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "\"timeout\" must not be negative",
+                ));
+            }
+            Ok(Statement::Terminate(int_arg(&args[0])?, timeout))
+        }
+        Some((name, args)) if name == "pg_cancel_backend" && args.len() == 1 => {
+            Ok(Statement::Cancel(int_arg(&args[0])?))
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+fn warning(message: String) -> ErrorFields {
+    let mut w = ErrorFields::new(Severity::Warning, sqlstate::WARNING, message);
+    w.severity_nonlocalized = Some("WARNING".to_string());
+    w
+}
+
+fn bool_result(name: &str, value: bool) -> QueryOutput {
+    QueryOutput::Rows {
+        columns: vec![Column::new(name, DatumType::Bool)],
+        rows: vec![vec![Datum::Bool(value)]],
+        tag: "SELECT 1".to_string(),
     }
 }
 
@@ -67,24 +132,68 @@ impl ServeHandler {
                 self.value(&name)?;
                 Some(vec![Column::new(name.to_ascii_lowercase(), DatumType::Text)])
             }
+            Statement::Terminate(..) => {
+                Some(vec![Column::new("pg_terminate_backend", DatumType::Bool)])
+            }
+            Statement::Cancel(_) => Some(vec![Column::new("pg_cancel_backend", DatumType::Bool)]),
         };
         Ok(StatementDescription { params: Vec::new(), columns })
     }
 
-    fn run(&self, sql: &str) -> Result<QueryOutput, ErrorFields> {
+    async fn run(&self, sql: &str) -> Result<Vec<QueryOutput>, ErrorFields> {
         Ok(match classify(sql)? {
-            Statement::Empty => QueryOutput::Empty,
-            Statement::SelectOne => QueryOutput::Rows {
+            Statement::Empty => vec![QueryOutput::Empty],
+            Statement::SelectOne => vec![QueryOutput::Rows {
                 columns: vec![Column::new("?column?", DatumType::Int4)],
                 rows: vec![vec![Datum::Int4(1)]],
                 tag: "SELECT 1".to_string(),
-            },
-            Statement::Show(name) => QueryOutput::Rows {
+            }],
+            Statement::Show(name) => vec![QueryOutput::Rows {
                 columns: vec![Column::new(name.to_ascii_lowercase(), DatumType::Text)],
                 rows: vec![vec![Datum::Text(self.value(&name)?)]],
                 tag: "SHOW".to_string(),
+            }],
+            Statement::Terminate(pid, timeout) => self.terminate(pid, timeout).await,
+            Statement::Cancel(pid) => match self.registry.get(pid) {
+                Some(entry) => {
+                    entry.cancel();
+                    vec![bool_result("pg_cancel_backend", true)]
+                }
+                None => vec![
+                    QueryOutput::Notice(Box::new(not_a_backend(pid))),
+                    bool_result("pg_cancel_backend", false),
+                ],
             },
         })
+    }
+
+    /// `pg_terminate_backend(pid, timeout)`: signals, then waits up to `timeout` ms for
+    /// the backend to go (signalfuncs.c: pg_wait_until_termination).
+    async fn terminate(&self, pid: i32, timeout_ms: i64) -> Vec<QueryOutput> {
+        let name = "pg_terminate_backend";
+        if !self.registry.terminate(pid) {
+            return vec![
+                QueryOutput::Notice(Box::new(not_a_backend(pid))),
+                bool_result(name, false),
+            ];
+        }
+        if timeout_ms > 0 {
+            let gone = async {
+                while self.registry.get(pid).is_some() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            };
+            let limit = Duration::from_millis(timeout_ms as u64);
+            if tokio::time::timeout(limit, gone).await.is_err() {
+                return vec![
+                    QueryOutput::Notice(Box::new(warning(format!(
+                        "backend with PID {pid} did not terminate within {timeout_ms} milliseconds"
+                    )))),
+                    bool_result(name, false),
+                ];
+            }
+        }
+        vec![bool_result(name, true)]
     }
 
     fn value(&self, name: &str) -> Result<String, ErrorFields> {
@@ -97,11 +206,16 @@ impl ServeHandler {
     }
 }
 
+/// `signalfuncs.c: pg_signal_backend`'s WARNING for a pid that is no backend.
+fn not_a_backend(pid: i32) -> ErrorFields {
+    warning(format!("PID {pid} is not a PostgreSQL backend process"))
+}
+
 impl QuerySession for ServeHandler {
     fn simple_query<'a>(&'a mut self, sql: &'a str) -> HandlerFuture<'a, SimpleQueryResult> {
         Box::pin(async move {
-            match self.run(sql) {
-                Ok(output) => SimpleQueryResult { outputs: vec![output], error: None },
+            match self.run(sql).await {
+                Ok(outputs) => SimpleQueryResult { outputs, error: None },
                 Err(e) => SimpleQueryResult { outputs: Vec::new(), error: Some(e) },
             }
         })
@@ -120,6 +234,10 @@ impl QuerySession for ServeHandler {
         sql: &'a str,
         _params: &'a [Param],
     ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>> {
-        Box::pin(async move { self.run(sql) })
+        Box::pin(async move {
+            let outputs = self.run(sql).await?;
+            // The statement's own result is the last output; warnings are dropped here.
+            Ok(outputs.into_iter().last().unwrap_or(QueryOutput::Empty))
+        })
     }
 }

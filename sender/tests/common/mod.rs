@@ -79,8 +79,21 @@ pub async fn start_server_with(
     roles: Roles,
     source: Arc<dyn WalSource>,
 ) -> TestServer {
+    let registry = walstream_sender::registry::Registry::new();
+    start_server_full(handler, settings, hba, roles, source, registry).await
+}
+
+/// Starts a server whose registry the caller made (to share it with its handler).
+pub async fn start_server_full(
+    handler: Arc<dyn QueryHandler>,
+    settings: Settings,
+    hba: HbaFile,
+    roles: Roles,
+    source: Arc<dyn WalSource>,
+    registry: Arc<walstream_sender::registry::Registry>,
+) -> TestServer {
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
-    let parts = ServerParts { settings, hba, roles, source, slots, handler };
+    let parts = ServerParts { settings, hba, roles, source, slots, handler, registry };
     let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
     let addr = pm.local_addr().unwrap();
     let server = pm.server().clone();
