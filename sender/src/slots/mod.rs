@@ -72,16 +72,23 @@ pub struct SlotStore {
 }
 
 impl SlotStore {
-    /// Loads the persistent slots from `dir` (created if missing), removing what an
+    /// Loads the persistent slots from `dir` (made with the first persistent slot, so a
+    /// served directory is left as it is until a slot is created), removing what an
     /// interrupted create, drop or write left behind (`slot.c: StartupReplicationSlots`).
     ///
     /// # Errors
     /// A state file that cannot be read or is corrupt (naming the file), or more slots
     /// on disk than `max_replication_slots`.
     pub fn open(dir: &Path, max_replication_slots: usize) -> Result<SlotStore, SlotError> {
-        std::fs::create_dir_all(dir).map_err(|e| SlotError::io(dir, e))?;
         let mut slots = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| SlotError::io(dir, e))? {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(SlotStore::new(Some(dir.to_path_buf()), max_replication_slots, slots));
+            }
+            Err(e) => return Err(SlotError::io(dir, e)),
+        };
+        for entry in entries {
             let entry = entry.map_err(|e| SlotError::io(dir, e))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();

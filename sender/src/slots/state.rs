@@ -158,6 +158,8 @@ pub(super) fn write_state(dir: &Path, state: &SlotState) -> std::io::Result<()> 
 /// Creates the directory of a new slot with its first state, crash-safely: everything is
 /// made in `<name>.tmp` and renamed into place (`slot.c: CreateSlotOnDisk`).
 pub(super) fn create_on_disk(root: &Path, state: &SlotState) -> std::io::Result<()> {
+    // The slot directory is made with the first persistent slot, not before.
+    fs::create_dir_all(root)?;
     let tmp = root.join(format!("{}.tmp", state.name));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
