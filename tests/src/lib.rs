@@ -7,6 +7,7 @@
 //! - [`cluster`]: [`PgCluster`], a throwaway cluster (primary or standby), stopped
 //!   (`pg_ctl -m immediate`) and removed when it is dropped — also when the test panics.
 //! - [`process`]: [`ChildGuard`], a child process stopped by its own pid on drop.
+//! - [`rawclient`]: a minimal replication client reporting every message it gets.
 //! - [`serve`]: [`ServeProcess`], a `walstream serve` on a free loopback port.
 //! - [`receivewal`]: [`ReceiveWal`], `pg_receivewal` into a postgres-owned directory.
 //! - [`scenario`]: ready-made sources of real WAL (a pgbench primary, a promotion).
@@ -18,6 +19,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod rawclient;
 pub mod receivewal;
 pub mod scenario;
 pub mod serve;

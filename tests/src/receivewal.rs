@@ -68,6 +68,10 @@ impl ReceiveWal {
     /// Runs `pg_receivewal -E endpos -n` with `args` (verbose) until it stops by itself
     /// at `endpos`; returns its stderr.
     ///
+    /// pg_receivewal stops once it has received WAL *past* `endpos` (`endpos < xlogpos`
+    /// in `stop_streaming`). To receive up to a segment boundary `b` and stop without
+    /// waiting for more WAL, pass `b - 1`: the segment is finished (renamed) first.
+    ///
     /// # Errors
     /// If it does not exit successfully within `timeout`; its stderr is in the error.
     pub fn run_until(

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use walstream_protocol::lsn::{parse_segment_file_name, segment_file_name};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
-use crate::{complete_wal_files, copy_wal_files, PgCluster, PgConfig};
+use crate::{complete_wal_files, copy_wal_files, BaseBackup, PgCluster, PgConfig};
 
 /// The segment size of every scenario cluster: 1 MB.
 pub fn seg_size() -> WalSegSize {
@@ -37,9 +37,7 @@ pub fn segments_between(first: &str, end: Lsn) -> Vec<String> {
 pub fn segments_on(tli: TimeLineId, first: &str, end: Lsn) -> Vec<String> {
     let Some((_, from)) = parse_segment_file_name(first, seg_size()) else { return Vec::new() };
     let to = end.prev_segno(seg_size()).0;
-    (from.0..=to)
-        .map(|s| segment_file_name(tli, XLogSegNo(s), seg_size()))
-        .collect()
+    (from.0..=to).map(|s| segment_file_name(tli, XLogSegNo(s), seg_size())).collect()
 }
 
 /// A running primary with WAL written by `pgbench -i` and a short pgbench run, its
@@ -104,4 +102,81 @@ pub fn copy_pg_wal(cluster: &PgCluster) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix("walstream-waldir.").tempdir()?;
     copy_wal_files(&cluster.wal_dir(), dir.path())?;
     Ok(dir)
+}
+
+/// A timeline switch: a primary, a standby streaming from it that is promoted to
+/// timeline 2 and written to, and optionally a base backup of the old primary taken
+/// before the promotion.
+pub struct Promoted {
+    /// The old primary (timeline 1), still running.
+    pub old_primary: PgCluster,
+    /// The promoted standby (timeline 2), running.
+    pub promoted: PgCluster,
+    /// A `pg_basebackup -X none` of the old primary, taken while the standby streamed.
+    pub old_backup: Option<BaseBackup>,
+    /// Where the promoted node's finished WAL ends (start of the segment after its
+    /// `pg_switch_wal()`).
+    pub end: Lsn,
+}
+
+impl Promoted {
+    /// Builds the scenario: `pgbench -i` on the primary, a streaming standby
+    /// (`pg_basebackup -X stream`), [the old-primary backup], `pgbench -t 200` and a
+    /// table `before_switch` on the primary, replay caught up, promotion, then
+    /// `pgbench -t 100`, a table `after_switch` and `pg_switch_wal()` on the new
+    /// primary.
+    ///
+    /// # Errors
+    /// If a PostgreSQL program fails or the standby does not catch up.
+    pub fn new(with_old_backup: bool) -> Result<Self> {
+        let old_primary = PgCluster::start(&source_config())?;
+        old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
+        let backup = old_primary.basebackup(&["-X", "stream"])?;
+        let promoted =
+            PgCluster::standby(backup, &source_config(), &old_primary.conninfo("postgres"))?;
+        let old_backup =
+            if with_old_backup { Some(old_primary.basebackup(&["-X", "none"])?) } else { None };
+        old_primary.pgbench(&["-t", "200", "-n"])?;
+        old_primary
+            .psql("CREATE TABLE before_switch AS SELECT g AS i FROM generate_series(1, 1000) g")?;
+        promoted.wait_replayed(old_primary.current_lsn()?, REPLAY_TIMEOUT)?;
+        promoted.promote()?;
+        promoted.pgbench(&["-t", "100", "-n"])?;
+        promoted
+            .psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
+        let end = promoted.switch_wal()?;
+        Ok(Promoted { old_primary, promoted, old_backup, end })
+    }
+
+    /// Stops the promoted node (fast) and copies its pg_wal (timeline-1 segments up to
+    /// the switch, `00000002.history`, timeline-2 segments) into a new directory.
+    ///
+    /// # Errors
+    /// If the stop or the copy fails.
+    pub fn stop_and_copy(&mut self) -> Result<tempfile::TempDir> {
+        self.promoted.stop("fast")?;
+        copy_pg_wal(&self.promoted)
+    }
+}
+
+/// What the scenario tests compare between a primary and a standby: pgbench's
+/// accounts and history, and the tables a scenario made (missing ones are skipped).
+///
+/// # Errors
+/// If a query fails.
+pub fn snapshot(cluster: &PgCluster) -> Result<String> {
+    let mut out = cluster.psql(
+        "SELECT sum(abalance), count(*) FROM pgbench_accounts; \
+         SELECT count(*), sum(delta) FROM pgbench_history",
+    )?;
+    for table in ["before_switch", "after_switch", "made_later"] {
+        let exists = cluster.psql(&format!("SELECT to_regclass('{table}') IS NOT NULL"))?;
+        if exists == "t" {
+            out.push('\n');
+            out.push_str(
+                &cluster.psql(&format!("SELECT '{table}', count(*), sum(i) FROM {table}"))?,
+            );
+        }
+    }
+    Ok(out)
 }

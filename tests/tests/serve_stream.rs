@@ -32,7 +32,7 @@ fn receive_all(port: u16, source: &Path, first: &str, end: Lsn, v: &Variant) -> 
         assert!(out.status.success(), "--create-slot: {}", String::from_utf8_lossy(&out.stderr));
     }
     recv.seed_partial(first, scenario::seg_size()).unwrap();
-    let log = recv.run_until(port, end, v.args, RECEIVE_TIMEOUT).unwrap();
+    let log = recv.run_until(port, Lsn(end.0 - 1), v.args, RECEIVE_TIMEOUT).unwrap();
     let names = assert_same_wal_files(recv.dir(), source).unwrap();
     let expected = scenario::segments_between(first, end);
     let segments: Vec<&String> = names.iter().filter(|n| !n.ends_with(".history")).collect();
