@@ -112,8 +112,9 @@ pub struct Promoted {
     pub old_primary: PgCluster,
     /// The promoted standby (timeline 2), running.
     pub promoted: PgCluster,
-    /// A `pg_basebackup -X none` of the old primary, taken while the standby streamed.
-    pub old_backup: Option<BaseBackup>,
+    /// `pg_basebackup -X none` backups of the old primary, taken while the standby
+    /// streamed.
+    pub old_backups: Vec<BaseBackup>,
     /// Where the promoted node's finished WAL ends (start of the segment after its
     /// `pg_switch_wal()`).
     pub end: Lsn,
@@ -128,14 +129,15 @@ impl Promoted {
     ///
     /// # Errors
     /// If a PostgreSQL program fails or the standby does not catch up.
-    pub fn new(with_old_backup: bool) -> Result<Self> {
+    pub fn new(old_backups: usize) -> Result<Self> {
         let old_primary = PgCluster::start(&source_config())?;
         old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
         let backup = old_primary.basebackup(&["-X", "stream"])?;
         let promoted =
             PgCluster::standby(backup, &source_config(), &old_primary.conninfo("postgres"))?;
-        let old_backup =
-            if with_old_backup { Some(old_primary.basebackup(&["-X", "none"])?) } else { None };
+        let old_backups = (0..old_backups)
+            .map(|_| old_primary.basebackup(&["-X", "none"]))
+            .collect::<Result<Vec<_>>>()?;
         old_primary.pgbench(&["-t", "200", "-n"])?;
         old_primary
             .psql("CREATE TABLE before_switch AS SELECT g AS i FROM generate_series(1, 1000) g")?;
@@ -145,7 +147,7 @@ impl Promoted {
         promoted
             .psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
         let end = promoted.switch_wal()?;
-        Ok(Promoted { old_primary, promoted, old_backup, end })
+        Ok(Promoted { old_primary, promoted, old_backups, end })
     }
 
     /// Stops the promoted node (fast) and copies its pg_wal (timeline-1 segments up to

@@ -173,7 +173,7 @@ fn switch_point(waldir: &Path) -> Lsn {
 
 #[test]
 fn replication_commands_match_postgresql() {
-    let mut scen = scenario::Promoted::new(false).unwrap();
+    let mut scen = scenario::Promoted::new(0).unwrap();
     let real = transcript(scen.promoted.port());
     let switch = switch_point(&scen.promoted.wal_dir());
     let tli2 = switch.segment_start(scenario::seg_size());
