@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 /// A running child process; its stdout and stderr go to files in a temporary
 /// directory. Dropping it stops the process (SIGTERM, SIGKILL after 5 s).
+#[derive(Debug)]
 pub struct ChildGuard {
     child: Child,
     name: String,

@@ -15,6 +15,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running `walstream serve -D WALDIR --listen 127.0.0.1:PORT ...`; its stderr (the
 /// log) is captured in a file. Dropping it stops it (SIGTERM, SIGKILL after 5 s).
+#[derive(Debug)]
 pub struct ServeProcess {
     child: ChildGuard,
     port: u16,
