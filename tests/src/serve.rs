@@ -105,6 +105,16 @@ impl ServeProcess {
         self.child.signal(signal);
     }
 
+    /// Sends SIGINT (as Ctrl-C does).
+    pub fn interrupt(&mut self) {
+        self.child.signal(libc::SIGINT);
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&mut self) {
+        self.child.signal(libc::SIGTERM);
+    }
+
     /// Waits at most `timeout` for it to exit.
     ///
     /// # Errors

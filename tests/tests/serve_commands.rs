@@ -4,9 +4,10 @@
 //! once what must differ (LSNs, pids, file/line locations) is normalized.
 
 use std::path::Path;
+use std::time::Duration;
 
 use walstream_tests::rawclient::RawReplicationConn;
-use walstream_tests::{psql_replication, scenario, Lsn, ServeProcess};
+use walstream_tests::{psql_replication, scenario, Lsn, PgCluster, ServeProcess};
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
@@ -182,6 +183,12 @@ fn replication_commands_match_postgresql() {
     let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
     let ours = transcript(serve.port());
     let ours_raw = raw_transcript(serve.port(), switch, tli2);
+    let xlogpos = identify_system_xlogpos(serve.port());
+    assert!(
+        xlogpos >= scen.end,
+        "walstream's xlogpos {xlogpos} is before the WAL's end {}",
+        scen.end
+    );
     let diff = differences(&ours, &real) + &raw_differences(&ours_raw, &real_raw);
     assert!(
         diff.is_empty(),
@@ -196,4 +203,31 @@ fn normalizing_lsns() {
     assert_eq!(normalize_lsns("s|0/0||"), "s|0/0||");
     assert_eq!(normalize_lsns("physical|0/3000028|2"), "physical|<lsn>|2");
     assert_eq!(normalize_lsns("a/b/c 1/2"), "a/b/c <lsn>");
+}
+
+/// IDENTIFY_SYSTEM's `xlogpos` from 127.0.0.1:`port`.
+fn identify_system_xlogpos(port: u16) -> Lsn {
+    let lines = RawReplicationConn::connect(port).unwrap().query("IDENTIFY_SYSTEM").unwrap();
+    let row = lines.iter().find_map(|l| l.strip_prefix("D ")).unwrap();
+    row.split('|').nth(2).unwrap().parse().unwrap()
+}
+
+#[test]
+fn serve_stops_on_sigint_and_sigterm() {
+    let mut primary = PgCluster::start(&scenario::source_config()).unwrap();
+    primary.switch_wal().unwrap();
+    primary.stop("fast").unwrap();
+    let waldir = scenario::copy_pg_wal(&primary).unwrap();
+    for signal in ["SIGINT", "SIGTERM"] {
+        let mut serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
+        let conn = RawReplicationConn::connect(serve.port()).unwrap();
+        if signal == "SIGINT" {
+            serve.interrupt();
+        } else {
+            serve.terminate();
+        }
+        let status = serve.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert!(status.is_some(), "still running 10 s after signal {signal}:\n{}", serve.log());
+        drop(conn);
+    }
 }
