@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::ensure;
+
 use walstream_tests::{
     assert_same_wal_files, complete_wal_files, psql_replication, scenario, Lsn, ReceiveWal,
     ServeProcess,
@@ -25,23 +27,25 @@ struct Variant {
 /// Runs pg_receivewal against 127.0.0.1:`port` from `first` (the source's first
 /// segment) to `end`, checks its files against `source` (a pg_wal), and returns the
 /// names of the complete files it wrote.
-fn receive_all(port: u16, source: &Path, first: &str, end: Lsn, v: &Variant) -> Vec<String> {
-    let recv = ReceiveWal::new().unwrap();
+fn receive_all(
+    port: u16,
+    source: &Path,
+    first: &str,
+    end: Lsn,
+    v: &Variant,
+) -> anyhow::Result<Vec<String>> {
+    let recv = ReceiveWal::new()?;
     if v.create_slot {
-        let out = recv.run(port, &["--create-slot", "--slot", "s"], RECEIVE_TIMEOUT).unwrap();
-        assert!(out.status.success(), "--create-slot: {}", String::from_utf8_lossy(&out.stderr));
+        let out = recv.run(port, &["--create-slot", "--slot", "s"], RECEIVE_TIMEOUT)?;
+        ensure!(out.status.success(), "--create-slot: {}", String::from_utf8_lossy(&out.stderr));
     }
-    recv.seed_partial(first, scenario::seg_size()).unwrap();
-    let log = recv.run_until(port, Lsn(end.0 - 1), v.args, RECEIVE_TIMEOUT).unwrap();
-    let names = assert_same_wal_files(recv.dir(), source).unwrap();
+    recv.seed_partial(first, scenario::seg_size())?;
+    let log = recv.run_until(port, Lsn(end.0 - 1), v.args, RECEIVE_TIMEOUT)?;
+    let names = assert_same_wal_files(recv.dir(), source)?;
     let expected = scenario::segments_between(first, end);
-    let segments: Vec<&String> = names.iter().filter(|n| !n.ends_with(".history")).collect();
-    assert_eq!(segments, expected.iter().collect::<Vec<_>>(), "segments written\n{log}");
-    assert!(
-        complete_wal_files(recv.dir()).unwrap().len() == names.len(),
-        "files changed while compared"
-    );
-    names
+    ensure!(names == expected, "segments written: {names:?}, expected {expected:?}\n{log}");
+    ensure!(complete_wal_files(recv.dir())? == names, "files changed while compared");
+    Ok(names)
 }
 
 /// READ_REPLICATION_SLOT s, as psql prints it, with the restart LSN replaced.
@@ -56,13 +60,15 @@ fn run_variant(v: Variant) {
     let first = src.first_segment().unwrap();
 
     // Control: the real primary.
-    let real = receive_all(src.primary.port(), &src.primary.wal_dir(), &first, src.end, &v);
+    let real =
+        receive_all(src.primary.port(), &src.primary.wal_dir(), &first, src.end, &v).unwrap();
     let real_slot = v.create_slot.then(|| read_slot(src.primary.port()));
 
     // Under test: walstream serving a copy of the primary's pg_wal.
     let waldir = src.stop_and_copy().unwrap();
     let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
-    let ours = receive_all(serve.port(), waldir.path(), &first, src.end, &v);
+    let ours = receive_all(serve.port(), waldir.path(), &first, src.end, &v)
+        .unwrap_or_else(|e| panic!("{e:#}\nwalstream log:\n{}", serve.log()));
     assert_eq!(ours, real, "files received from walstream and from PostgreSQL");
     if let Some(real_slot) = real_slot {
         assert_eq!(read_slot(serve.port()), real_slot, "slot after streaming\n{}", serve.log());

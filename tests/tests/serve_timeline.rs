@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::{ensure, Context};
+
 use walstream_tests::scenario::{self, snapshot, Promoted, REPLAY_TIMEOUT};
 use walstream_tests::{
     assert_same_wal_files, Lsn, PgCluster, ReceiveWal, ServeProcess, TimeLineId,
@@ -17,16 +19,16 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// pg_receivewal from `first` (a timeline-1 segment) to `end` (on timeline 2) against
 /// 127.0.0.1:`port`; checks its complete files against `source` and returns them.
-fn receive_across(port: u16, source: &Path, first: &str, end: Lsn) -> Vec<String> {
-    let recv = ReceiveWal::new().unwrap();
-    recv.seed_partial(first, scenario::seg_size()).unwrap();
-    let log = recv.run_until(port, Lsn(end.0 - 1), &["--no-sync"], RECEIVE_TIMEOUT).unwrap();
-    let names = assert_same_wal_files(recv.dir(), source).unwrap();
-    assert!(names.contains(&"00000002.history".to_string()), "no history file: {names:?}\n{log}");
-    let last = scenario::segments_on(TimeLineId(2), first, end).pop().unwrap();
-    assert!(names.contains(&last), "last timeline-2 segment {last} missing: {names:?}\n{log}");
-    assert!(log.contains("switched to timeline 2"), "{log}");
-    names
+fn receive_across(port: u16, source: &Path, first: &str, end: Lsn) -> anyhow::Result<Vec<String>> {
+    let recv = ReceiveWal::new()?;
+    recv.seed_partial(first, scenario::seg_size())?;
+    let log = recv.run_until(port, Lsn(end.0 - 1), &["--no-sync"], RECEIVE_TIMEOUT)?;
+    let names = assert_same_wal_files(recv.dir(), source)?;
+    ensure!(names.contains(&"00000002.history".to_string()), "no history file: {names:?}\n{log}");
+    let last = scenario::segments_on(TimeLineId(2), first, end).pop().context("no segment")?;
+    ensure!(names.contains(&last), "last timeline-2 segment {last} missing: {names:?}\n{log}");
+    ensure!(log.contains("switched to timeline 2"), "{log}");
+    Ok(names)
 }
 
 #[test]
@@ -34,11 +36,13 @@ fn receivewal_follows_the_switch_to_timeline_2() {
     let mut scen = Promoted::new(0).unwrap();
     let first = scenario::first_segment(&scen.promoted).unwrap();
     assert!(first.starts_with("00000001"), "{first}");
-    let real = receive_across(scen.promoted.port(), &scen.promoted.wal_dir(), &first, scen.end);
+    let real =
+        receive_across(scen.promoted.port(), &scen.promoted.wal_dir(), &first, scen.end).unwrap();
 
     let waldir = scen.stop_and_copy().unwrap();
     let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
-    let ours = receive_across(serve.port(), waldir.path(), &first, scen.end);
+    let ours = receive_across(serve.port(), waldir.path(), &first, scen.end)
+        .unwrap_or_else(|e| panic!("{e:#}\nwalstream log:\n{}", serve.log()));
     assert_eq!(ours, real, "files received from walstream and from PostgreSQL");
 }
 
