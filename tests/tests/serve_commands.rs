@@ -231,3 +231,32 @@ fn serve_stops_on_sigint_and_sigterm() {
         drop(conn);
     }
 }
+
+#[test]
+fn slots_persist_across_restarts() {
+    let mut primary = PgCluster::start(&scenario::source_config()).unwrap();
+    primary.switch_wal().unwrap();
+    primary.stop("fast").unwrap();
+    let waldir = scenario::copy_pg_wal(&primary).unwrap();
+    let read = |port| {
+        let mut conn = RawReplicationConn::connect(port).unwrap();
+        (
+            conn.query("READ_REPLICATION_SLOT p").unwrap(),
+            conn.query("READ_REPLICATION_SLOT q").unwrap(),
+        )
+    };
+
+    let mut serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
+    let mut conn = RawReplicationConn::connect(serve.port()).unwrap();
+    conn.query("CREATE_REPLICATION_SLOT p PHYSICAL RESERVE_WAL").unwrap();
+    conn.query("CREATE_REPLICATION_SLOT q PHYSICAL").unwrap();
+    drop(conn);
+    let before = read(serve.port());
+    assert!(before.0.iter().any(|l| l.starts_with("D physical|")), "{before:?}\n{}", serve.log());
+    serve.terminate();
+    assert!(serve.wait_timeout(Duration::from_secs(10)).unwrap().is_some(), "{}", serve.log());
+    assert!(waldir.path().join("pg_replslot").is_dir(), "no pg_replslot in WALDIR");
+
+    let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
+    assert_eq!(read(serve.port()), before, "slots after a restart\n{}", serve.log());
+}
