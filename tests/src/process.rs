@@ -115,6 +115,11 @@ impl ChildGuard {
         }
     }
 
+    /// Sends SIGINT (as Ctrl-C does).
+    pub fn interrupt(&mut self) {
+        self.signal(libc::SIGINT);
+    }
+
     /// Stops the process: SIGTERM, then SIGKILL if it has not exited within `grace`.
     /// Returns its exit status (`None` if even that could not be read).
     pub fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {

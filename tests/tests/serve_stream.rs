@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 
 use walstream_tests::{
-    assert_same_wal_files, complete_wal_files, psql_replication, scenario, Lsn, ReceiveWal,
-    ServeProcess,
+    assert_same_wal_files, complete_wal_files, psql_replication, scenario, wait_for, Lsn,
+    ReceiveWal, ServeProcess,
 };
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
@@ -88,4 +88,34 @@ fn receivewal_with_created_slot() {
 #[test]
 fn receivewal_synchronous() {
     run_variant(Variant { args: &["--synchronous"], create_slot: false });
+}
+
+/// pg_receivewal without `-E`, caught up and waiting for more WAL at 127.0.0.1:`port`,
+/// is interrupted: it ends the stream with the CopyDone handshake and exits 0.
+fn interrupt_when_caught_up(port: u16, first: &str, end: Lsn) -> anyhow::Result<()> {
+    let recv = ReceiveWal::new()?;
+    recv.seed_partial(first, scenario::seg_size())?;
+    let mut child = recv.spawn(port, &["--no-sync", "-n", "-v"])?;
+    let last = scenario::segments_between(first, end).pop().context("no segment")?;
+    wait_for(&format!("{last} to be received"), RECEIVE_TIMEOUT, || {
+        ensure!(child.try_wait()?.is_none(), "exited early:\n{}", child.stderr_text());
+        Ok(recv.dir().join(&last).exists().then_some(()))
+    })?;
+    child.interrupt();
+    let status = child.wait_timeout(Duration::from_secs(10))?;
+    let log = child.stderr_text();
+    ensure!(status.is_some_and(|s| s.success()), "status {status:?} after SIGINT:\n{log}");
+    ensure!(!log.contains("error"), "{log}");
+    Ok(())
+}
+
+#[test]
+fn receivewal_stops_cleanly_on_sigint() {
+    let mut src = scenario::Source::pgbench().unwrap();
+    let first = src.first_segment().unwrap();
+    interrupt_when_caught_up(src.primary.port(), &first, src.end).unwrap();
+    let waldir = src.stop_and_copy().unwrap();
+    let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
+    interrupt_when_caught_up(serve.port(), &first, src.end)
+        .unwrap_or_else(|e| panic!("{e:#}\nwalstream log:\n{}", serve.log()));
 }
