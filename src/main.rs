@@ -1,5 +1,6 @@
 //! The `walstream` command line.
 
+mod serve;
 mod waldump;
 
 use std::process::ExitCode;
@@ -19,10 +20,13 @@ struct Cli {
 enum Command {
     /// Decode and display PostgreSQL 15 WAL, as pg_waldump does.
     Waldump(waldump::WaldumpArgs),
+    /// Serve a directory of WAL segments to standbys and pg_receivewal, as a walsender.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Waldump(args) => waldump::main(args),
+        Command::Serve(args) => serve::main(args),
     }
 }

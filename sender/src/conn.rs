@@ -1,1 +1,205 @@
-//! Framing on the socket.
+//! Framing on the socket: whole frontend messages in, backend messages out.
+//!
+//! The two halves are separate so that a walsender can read replies while it sends WAL.
+//! [`PqReader::read_message`] is cancellation safe: a partial message stays in the
+//! reader's buffer, so it can sit in a `select!` next to other work.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use walstream_protocol::wire::{
+    parse_frontend, parse_startup, BackendMessage, ErrorFields, FrontendMessage, MessageLimits,
+    StartupPacket, WireError,
+};
+
+/// Why reading a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The bytes are not a valid message.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The socket failed.
+    #[error("could not receive data from client: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The reading half of a connection.
+#[derive(Debug)]
+pub struct PqReader<R> {
+    io: R,
+    buf: BytesMut,
+    limits: MessageLimits,
+}
+
+impl<R: AsyncRead + Unpin> PqReader<R> {
+    /// Wraps a reading half.
+    pub fn new(io: R, limits: MessageLimits) -> Self {
+        PqReader { io, buf: BytesMut::with_capacity(8192), limits }
+    }
+
+    /// Bytes received and not yet parsed (`pq_buffer_has_data`).
+    pub fn has_buffered_data(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Reads more bytes into the buffer; false at end of file.
+    async fn fill(&mut self) -> Result<bool, std::io::Error> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(8192);
+        }
+        Ok(self.io.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// The startup packet; `None` at a clean end of file before any byte.
+    ///
+    /// # Errors
+    /// A malformed packet, a socket error, or end of file inside a packet.
+    pub async fn read_startup(&mut self) -> Result<Option<StartupPacket>, ConnError> {
+        loop {
+            if let Some(packet) = parse_startup(&mut self.buf)? {
+                return Ok(Some(packet));
+            }
+            if !self.fill().await? {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    /// The next frontend message; `None` at end of file (`pq_getbyte` returning EOF).
+    /// Cancellation safe.
+    ///
+    /// # Errors
+    /// A malformed message or a socket error. End of file inside a message is `None`
+    /// too, as PostgreSQL treats it (`unexpected EOF on client connection`).
+    pub async fn read_message(&mut self) -> Result<Option<FrontendMessage>, ConnError> {
+        loop {
+            if let Some(message) = parse_frontend(&mut self.buf, &self.limits)? {
+                return Ok(Some(message));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> PqReader<R> {
+    /// Like [`PqReader::read_message`], but judges the type byte first, as a walsender in
+    /// COPY mode does (`walsender.c: ProcessRepliesIfAny`): a type `accept` refuses comes
+    /// back as `Some(Err(type))` as soon as its first byte arrives, the rest unread.
+    /// Cancellation safe.
+    ///
+    /// # Errors
+    /// A malformed message of an accepted type, or a socket error.
+    pub async fn read_message_filtered(
+        &mut self,
+        accept: fn(u8) -> bool,
+    ) -> Result<Option<Result<FrontendMessage, u8>>, ConnError> {
+        loop {
+            if let Some(&tag) = self.buf.first() {
+                if !accept(tag) {
+                    return Ok(Some(Err(tag)));
+                }
+            }
+            if let Some(message) = parse_frontend(&mut self.buf, &self.limits)? {
+                return Ok(Some(Ok(message)));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The writing half of a connection: messages are buffered until [`PqWriter::flush`].
+#[derive(Debug)]
+pub struct PqWriter<W> {
+    io: W,
+    buf: BytesMut,
+}
+
+impl<W: AsyncWrite + Unpin> PqWriter<W> {
+    /// Wraps a writing half.
+    pub fn new(io: W) -> Self {
+        PqWriter { io, buf: BytesMut::with_capacity(8192) }
+    }
+
+    /// Queues one message.
+    pub fn send(&mut self, message: &BackendMessage) {
+        message.encode(&mut self.buf);
+    }
+
+    /// Queues an ErrorResponse.
+    pub fn send_error(&mut self, fields: ErrorFields) {
+        self.send(&BackendMessage::ErrorResponse(fields));
+    }
+
+    /// Queues raw, already encoded bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer to encode into directly.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Writes everything queued, then `payload` straight from its own buffer (no copy):
+    /// how XLogData goes out, its header queued and its WAL bytes borrowed.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn write_with_payload(&mut self, payload: &[Bytes]) -> std::io::Result<()> {
+        if self.buf.len() + payload.iter().map(Bytes::len).sum::<usize>() <= 16 * 1024 {
+            // Small messages: one write beats a vectored one.
+            for piece in payload {
+                self.buf.extend_from_slice(piece);
+            }
+            return self.flush().await;
+        }
+        let mut head = self.buf.split().freeze();
+        let mut pieces: Vec<Bytes> = payload.to_vec();
+        while !head.is_empty() || pieces.iter().any(|p| !p.is_empty()) {
+            let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&head)
+                .chain(pieces.iter())
+                .filter(|b| !b.is_empty())
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            let mut n = self.io.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            for b in std::iter::once(&mut head).chain(pieces.iter_mut()) {
+                let k = n.min(b.len());
+                bytes::Buf::advance(b, k);
+                n -= k;
+            }
+        }
+        self.io.flush().await
+    }
+
+    /// Writes everything queued (`pq_flush`).
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.io.write_all_buf(&mut self.buf).await?;
+        self.io.flush().await
+    }
+
+    /// Flushes, then shuts the socket down for writing.
+    ///
+    /// # Errors
+    /// The socket failed.
+    pub async fn close(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        self.io.shutdown().await
+    }
+
+    /// Whether messages are queued and not yet written.
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+}

@@ -1,1 +1,492 @@
-//! The accept loop.
+//! The postmaster: the accept loop, the startup of each connection, and shutdown
+//! (`postmaster/postmaster.c`, `tcop/backend_startup`, `utils/init/postinit.c`).
+//!
+//! Each accepted socket gets a task that answers SSLRequest/GSSENCRequest with `N`, reads
+//! the startup packet (or a CancelRequest), registers the backend, authenticates it by
+//! the hba rules and the roles, sends the ParameterStatus set of a PostgreSQL 15 server
+//! and BackendKeyData, and runs the backend loop.
+//!
+//! Shutdown follows `pg_ctl stop`: smart waits for client backends to end, fast
+//! terminates them; then walsenders stop (streaming ones finish the shutdown handshake,
+//! idle ones are terminated), then [`Postmaster::run`] returns. Immediate returns at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+use walstream_protocol::wire::{
+    sqlstate, Authentication, BackendMessage, ErrorFields, FrontendMessage, MessageLimits,
+    ReplicationMode, Severity, StartupMessage, StartupPacket, WireError,
+};
+
+use crate::auth::{AuthStep, Authenticator, Roles};
+use crate::backend::{self, query::SessionInfo, BackendEnd, Connection, Mode, QueryHandler};
+use crate::config::{Settings, SERVER_VERSION};
+use crate::conn::{ConnError, PqReader, PqWriter};
+use crate::hba::{self, AuthMethod, HbaFile};
+use crate::registry::{BackendEntry, BackendType, Registry};
+use crate::walsender::{WalSender, WalSenderContext};
+
+/// How to shut down (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShutdownMode {
+    /// Wait for client backends to end.
+    Smart,
+    /// Terminate client backends.
+    Fast,
+    /// Stop at once.
+    Immediate,
+}
+
+/// Everything connections share.
+pub struct Server {
+    /// The settings.
+    pub settings: Settings,
+    /// Authentication rules.
+    pub hba: HbaFile,
+    /// Roles and their verifiers.
+    pub roles: Roles,
+    /// The backend table.
+    pub registry: Arc<Registry>,
+    /// What walsenders share.
+    pub walsender: Arc<WalSenderContext>,
+    /// Answers SQL on ordinary connections.
+    pub handler: Arc<dyn QueryHandler>,
+    /// Set once a shutdown begins: new connections are refused.
+    shutting_down: watch::Sender<bool>,
+    /// Tells walsenders to stop.
+    stop_walsenders: watch::Sender<bool>,
+}
+
+/// The listening server.
+pub struct Postmaster {
+    listener: TcpListener,
+    server: Arc<Server>,
+    tracker: TaskTracker,
+}
+
+/// What [`Postmaster::bind`] needs besides the address.
+pub struct ServerParts {
+    /// The settings.
+    pub settings: Settings,
+    /// Authentication rules.
+    pub hba: HbaFile,
+    /// Roles.
+    pub roles: Roles,
+    /// Where WAL comes from.
+    pub source: Arc<dyn crate::walsource::WalSource>,
+    /// The replication slots.
+    pub slots: Arc<crate::slots::SlotStore>,
+    /// Answers SQL on ordinary connections.
+    pub handler: Arc<dyn QueryHandler>,
+}
+
+impl Postmaster {
+    /// Binds the listening socket.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind(addr: SocketAddr, parts: ServerParts) -> std::io::Result<Postmaster> {
+        let listener = TcpListener::bind(addr).await?;
+        let (stop_walsenders, stop_rx) = watch::channel(false);
+        let walsender = Arc::new(WalSenderContext {
+            settings: parts.settings.clone(),
+            source: parts.source,
+            slots: parts.slots,
+            stop: stop_rx,
+        });
+        let server = Arc::new(Server {
+            settings: parts.settings,
+            hba: parts.hba,
+            roles: parts.roles,
+            registry: Registry::new(),
+            walsender,
+            handler: parts.handler,
+            shutting_down: watch::Sender::new(false),
+            stop_walsenders,
+        });
+        Ok(Postmaster { listener, server, tracker: TaskTracker::new() })
+    }
+
+    /// The bound address (the port, when bound to port 0).
+    ///
+    /// # Errors
+    /// The socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared server state (registry, settings).
+    pub fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
+    /// Accepts connections until `shutdown` names a mode, then shuts down in that mode.
+    pub async fn run(self, mut shutdown: watch::Receiver<Option<ShutdownMode>>) {
+        info!("database system is ready to accept connections");
+        let mode = loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    match (changed, *shutdown.borrow_and_update()) {
+                        (_, Some(mode)) => break mode,
+                        (Err(_), None) => break ShutdownMode::Fast,
+                        (Ok(()), None) => {}
+                    }
+                }
+                accepted = self.listener.accept() => match accepted {
+                    Ok((socket, peer)) => {
+                        let server = self.server.clone();
+                        self.tracker.spawn(async move { serve_connection(server, socket, peer).await });
+                    }
+                    Err(e) => warn!("could not accept new connection: {e}"),
+                },
+            }
+        };
+        self.shutdown(mode, shutdown).await;
+    }
+
+    async fn shutdown(self, mut mode: ShutdownMode, mut signal: watch::Receiver<Option<ShutdownMode>>) {
+        info!("received {mode:?} shutdown request");
+        self.server.shutting_down.send_replace(true);
+        // Keep refusing new connections with 57P03 while shutting down.
+        let refusing = {
+            let server = self.server.clone();
+            let listener = self.listener;
+            let tracker = self.tracker.clone();
+            tokio::spawn(async move {
+                while let Ok((socket, peer)) = listener.accept().await {
+                    let server = server.clone();
+                    tracker.spawn(async move { serve_connection(server, socket, peer).await });
+                }
+            })
+        };
+        let registry = self.server.registry.clone();
+        loop {
+            match mode {
+                ShutdownMode::Immediate => {
+                    refusing.abort();
+                    return;
+                }
+                ShutdownMode::Fast => {
+                    for e in registry.list() {
+                        if e.backend_type == BackendType::ClientBackend {
+                            e.terminate();
+                        }
+                    }
+                }
+                ShutdownMode::Smart => {}
+            }
+            tokio::select! {
+                _ = registry.wait_until_none(BackendType::ClientBackend) => break,
+                _ = signal.changed() => {
+                    if let Some(m) = *signal.borrow_and_update() {
+                        mode = mode.max(m);
+                    }
+                }
+            }
+        }
+        // Last, the walsenders (postmaster.c: PM_SHUTDOWN_2).
+        self.server.stop_walsenders.send_replace(true);
+        tokio::select! {
+            _ = registry.wait_until_none(BackendType::WalSender) => {}
+            _ = async {
+                loop {
+                    let _ = signal.changed().await;
+                    if *signal.borrow() == Some(ShutdownMode::Immediate) { break; }
+                }
+            } => {}
+        }
+        refusing.abort();
+        info!("database system is shut down");
+    }
+}
+
+/// One connection, from the first byte to the end.
+async fn serve_connection(server: Arc<Server>, socket: TcpStream, peer: SocketAddr) {
+    let _ = socket.set_nodelay(true);
+    let (rd, wr) = socket.into_split();
+    let mut reader = PqReader::new(rd, MessageLimits::default());
+    let mut writer = PqWriter::new(wr);
+    let timeout = server.settings.authentication_timeout;
+    let started =
+        tokio::time::timeout(timeout, startup(&server, &mut reader, &mut writer, peer)).await;
+    let (startup_msg, handle) = match started {
+        Ok(Ok(Some(s))) => s,
+        Ok(Ok(None)) => return,
+        Ok(Err(fatal)) => {
+            return fail(&mut writer, fatal).await;
+        }
+        Err(_) => {
+            let fields =
+                ErrorFields::fatal(sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
+            return fail(&mut writer, Some(fields)).await;
+        }
+    };
+    let entry = handle.entry().clone();
+    let replication = startup_msg.replication().unwrap_or(ReplicationMode::Off);
+    let info = {
+        let st = entry.status();
+        SessionInfo {
+            pid: entry.pid,
+            user: st.user.clone(),
+            database: st.database.clone(),
+            application_name: st.application_name.clone(),
+        }
+    };
+    let mode = match replication {
+        ReplicationMode::Off => Mode::Sql(server.handler.session(&info)),
+        ReplicationMode::Physical => Mode::WalSender(
+            Box::new(WalSender::new(server.walsender.clone(), entry.clone(), replication)),
+            None,
+        ),
+        ReplicationMode::Logical => Mode::WalSender(
+            Box::new(WalSender::new(server.walsender.clone(), entry.clone(), replication)),
+            Some(server.handler.session(&info)),
+        ),
+    };
+    let mut conn = Connection { reader, writer, entry, replication };
+    let end = backend::run(&mut conn, mode).await;
+    if let BackendEnd::Io(e) = &end {
+        debug!("connection ended: {e}");
+    }
+    let _ = conn.writer.close().await;
+    drop(handle);
+}
+
+/// Sends a FATAL (when there is one to send) and closes.
+async fn fail<W: AsyncWrite + Unpin>(writer: &mut PqWriter<W>, fatal: Option<ErrorFields>) {
+    if let Some(fields) = fatal {
+        info!("FATAL:  {}", fields.message);
+        writer.send_error(fields);
+    }
+    let _ = writer.close().await;
+}
+
+/// A FATAL, or `None` to close without a word (PostgreSQL's COMMERROR cases).
+type StartupError = Option<ErrorFields>;
+
+fn wire_fatal(e: &WireError) -> StartupError {
+    e.reported_to_client().then(|| {
+        let mut f = ErrorFields::from_wire_error(e, Severity::Fatal);
+        if let Some(h) = e.hint() {
+            f = f.with_hint(h);
+        }
+        f
+    })
+}
+
+/// SSL/GSS negotiation, the startup packet, limits, authentication and the greeting
+/// (`ProcessStartupPacket`, `InitPostgres`). `Ok(None)`: the connection ends quietly
+/// (a CancelRequest, or the client left).
+async fn startup<R, W>(
+    server: &Arc<Server>,
+    reader: &mut PqReader<R>,
+    writer: &mut PqWriter<W>,
+    peer: SocketAddr,
+) -> Result<Option<(StartupMessage, crate::registry::BackendHandle)>, StartupError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut ssl_done, mut gss_done) = (false, false);
+    let msg = loop {
+        let packet = match reader.read_startup().await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(None),
+            Err(ConnError::Wire(e)) => return Err(wire_fatal(&e)),
+            Err(ConnError::Io(_)) => return Ok(None),
+        };
+        match packet {
+            StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                let ssl = matches!(packet, StartupPacket::SslRequest);
+                if (ssl && ssl_done) || (!ssl && gss_done) {
+                    let minor = if ssl { 5679 } else { 5680 };
+                    return Err(wire_fatal(&WireError::UnsupportedProtocol { major: 1234, minor }));
+                }
+                if ssl {
+                    ssl_done = true;
+                } else {
+                    gss_done = true;
+                }
+                writer.send_raw(b"N");
+                writer.flush().await.map_err(|_| None)?;
+                if reader.has_buffered_data() {
+                    return Err(Some(
+                        ErrorFields::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            if ssl {
+                                "received unencrypted data after SSL request"
+                            } else {
+                                "received unencrypted data after GSSAPI encryption request"
+                            },
+                        )
+                        .with_detail("This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."),
+                    ));
+                }
+            }
+            StartupPacket::CancelRequest { pid, key } => {
+                // postmaster.c: processCancelRequest; never answered.
+                if !server.registry.cancel_request(pid, key) {
+                    debug!(pid, "CancelRequest for no matching backend");
+                }
+                return Ok(None);
+            }
+            StartupPacket::Startup(msg) => break msg,
+        }
+    };
+    let replication = msg.replication().map_err(|e| wire_fatal(&e))?;
+    if let Some(npv) = msg.negotiate_protocol_version() {
+        writer.send(&npv);
+    }
+    let user = msg.user().unwrap_or_default().to_string();
+    let database = msg.database().unwrap_or(&user).to_string();
+    if *server.shutting_down.borrow() {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::CANNOT_CONNECT_NOW,
+            "the database system is shutting down",
+        )));
+    }
+    let backend_type = if replication == ReplicationMode::Off {
+        BackendType::ClientBackend
+    } else {
+        BackendType::WalSender
+    };
+    let limit = match backend_type {
+        BackendType::ClientBackend => server.settings.max_connections,
+        BackendType::WalSender => server.settings.max_wal_senders,
+    };
+    // proc.c: InitProcess (walsenders have their own pool of max_wal_senders)
+    if server.registry.count(backend_type) >= limit as usize {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            "sorry, too many clients already",
+        )));
+    }
+    let handle = server.registry.register(backend_type, peer);
+    {
+        let mut st = handle.entry().status();
+        st.user = user.clone();
+        st.database = database.clone();
+        st.application_name = msg.param("application_name").unwrap_or_default().to_string();
+    }
+    let role = authenticate(server, reader, writer, peer, &user, &database, replication).await?;
+    // postinit.c: InitPostgres
+    if replication != ReplicationMode::Off && !role.superuser && !role.replication {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "must be superuser or replication role to start walsender",
+        )));
+    }
+    writer.send(&BackendMessage::Authentication(Authentication::Ok));
+    greet(writer, &msg, handle.entry(), &user, role.superuser);
+    Ok(Some((msg, handle)))
+}
+
+/// Finds the hba rule and runs its method (`auth.c: ClientAuthentication`); then checks
+/// the role may log in. Returns the role.
+async fn authenticate<R, W>(
+    server: &Arc<Server>,
+    reader: &mut PqReader<R>,
+    writer: &mut PqWriter<W>,
+    peer: SocketAddr,
+    user: &str,
+    database: &str,
+    replication: ReplicationMode,
+) -> Result<crate::auth::Role, StartupError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let physical = replication == ReplicationMode::Physical;
+    let ip = peer.ip();
+    let rule = server
+        .hba
+        .find(ip, user, database, physical)
+        .ok_or_else(|| Some(hba::no_entry_error(ip, user, database, physical)))?;
+    let role = server.roles.get(user);
+    match rule.method {
+        AuthMethod::Reject => return Err(Some(hba::reject_error(ip, user, database, physical))),
+        AuthMethod::Trust => {}
+        method => {
+            let (mut auth, first) = Authenticator::start(method, user, role.as_ref());
+            writer.send(&BackendMessage::Authentication(first));
+            loop {
+                writer.flush().await.map_err(|_| None)?;
+                let body = read_password(reader).await?;
+                match auth.step(body).map_err(|e| Some(e.fields))? {
+                    AuthStep::Send(next) => writer.send(&BackendMessage::Authentication(next)),
+                    AuthStep::Done { last } => {
+                        if let Some(last) = last {
+                            writer.send(&BackendMessage::Authentication(last));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // postinit.c / miscinit.c: InitializeSessionUserId
+    let role = role.ok_or_else(|| {
+        Some(ErrorFields::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("role \"{user}\" does not exist"),
+        ))
+    })?;
+    if !role.login {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("role \"{user}\" is not permitted to log in"),
+        )));
+    }
+    Ok(role)
+}
+
+/// The body of the next `p` message (`auth.c: recv_password_packet`).
+async fn read_password<R: AsyncRead + Unpin>(reader: &mut PqReader<R>) -> Result<Bytes, StartupError> {
+    match reader.read_message().await {
+        Ok(Some(FrontendMessage::Password(body))) => Ok(body),
+        // The client went away: PostgreSQL logs it and says nothing.
+        Ok(None) | Err(ConnError::Io(_)) => Err(None),
+        Ok(Some(other)) => Err(Some(ErrorFields::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("expected password response, got message type {}", other.tag()),
+        ))),
+        Err(ConnError::Wire(e)) => Err(wire_fatal(&e)),
+    }
+}
+
+/// ParameterStatus in PostgreSQL 15's order, then BackendKeyData.
+fn greet<W: AsyncWrite + Unpin>(
+    writer: &mut PqWriter<W>,
+    msg: &StartupMessage,
+    entry: &Arc<BackendEntry>,
+    user: &str,
+    superuser: bool,
+) {
+    let param = |name: &str, default: &str| msg.param(name).unwrap_or(default).to_string();
+    let params: [(&str, String); 13] = [
+        ("application_name", param("application_name", "")),
+        ("client_encoding", param("client_encoding", "UTF8")),
+        ("DateStyle", "ISO, MDY".to_string()),
+        ("default_transaction_read_only", "off".to_string()),
+        ("in_hot_standby", "off".to_string()),
+        ("integer_datetimes", "on".to_string()),
+        ("IntervalStyle", "postgres".to_string()),
+        ("is_superuser", if superuser { "on" } else { "off" }.to_string()),
+        ("server_encoding", "UTF8".to_string()),
+        ("server_version", SERVER_VERSION.to_string()),
+        ("session_authorization", user.to_string()),
+        ("standard_conforming_strings", "on".to_string()),
+        ("TimeZone", "UTC".to_string()),
+    ];
+    for (name, value) in params {
+        writer.send(&BackendMessage::ParameterStatus { name: name.to_string(), value });
+    }
+    writer.send(&BackendMessage::BackendKeyData { pid: entry.pid, secret_key: entry.cancel_key });
+}

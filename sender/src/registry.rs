@@ -1,1 +1,394 @@
-//! The backend table.
+//! The backend table: one entry per connection, as `PGPROC` and `PgBackendStatus` are.
+//!
+//! Every connection registers itself with a pid (unique among live backends) and a
+//! cancel key. The entry holds what `pg_stat_activity` and `pg_stat_replication` show and
+//! the two signals other sessions send: terminate (`pg_terminate_backend`, fast
+//! shutdown) and cancel (CancelRequest, `pg_cancel_backend`). The entry is removed when
+//! the [`BackendHandle`] that registered it is dropped, however the connection ends.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use walstream_protocol::Lsn;
+
+/// `backend_type` in `pg_stat_activity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendType {
+    /// An ordinary connection.
+    ClientBackend,
+    /// A replication connection.
+    WalSender,
+}
+
+impl BackendType {
+    /// The name `pg_stat_activity.backend_type` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendType::ClientBackend => "client backend",
+            BackendType::WalSender => "walsender",
+        }
+    }
+}
+
+/// `pg_stat_activity.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityState {
+    /// Authenticating; not yet in the command loop.
+    Starting,
+    /// Waiting for a command.
+    Idle,
+    /// Running a command (or streaming).
+    Active,
+    /// Skipping messages after an error in the extended protocol, until Sync.
+    IdleInTransactionAborted,
+}
+
+impl ActivityState {
+    /// The name `pg_stat_activity.state` shows (NULL while starting).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            ActivityState::Starting => None,
+            ActivityState::Idle => Some("idle"),
+            ActivityState::Active => Some("active"),
+            ActivityState::IdleInTransactionAborted => Some("idle in transaction (aborted)"),
+        }
+    }
+}
+
+/// `pg_stat_replication.state` (`WalSndState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalSndState {
+    /// Connected, not streaming yet.
+    Startup,
+    /// Streaming WAL the standby is behind on.
+    Catchup,
+    /// Streaming, caught up.
+    Streaming,
+    /// Shutting down: sending what is left before closing.
+    Stopping,
+}
+
+impl WalSndState {
+    /// The name `pg_stat_replication.state` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WalSndState::Startup => "startup",
+            WalSndState::Catchup => "catchup",
+            WalSndState::Streaming => "streaming",
+            WalSndState::Stopping => "stopping",
+        }
+    }
+}
+
+/// What a walsender knows of its standby (`WalSnd`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalSenderStatus {
+    /// Streaming state.
+    pub state: WalSndState,
+    /// WAL sent up to here.
+    pub sent: Lsn,
+    /// The standby's last reported write position.
+    pub write: Lsn,
+    /// The standby's last reported flush position.
+    pub flush: Lsn,
+    /// The standby's last reported replay position.
+    pub apply: Lsn,
+    /// When the standby's last reply arrived.
+    pub reply_time: Option<SystemTime>,
+    /// The replication slot in use.
+    pub slot: Option<String>,
+}
+
+impl Default for WalSenderStatus {
+    fn default() -> Self {
+        WalSenderStatus {
+            state: WalSndState::Startup,
+            sent: Lsn::INVALID,
+            write: Lsn::INVALID,
+            flush: Lsn::INVALID,
+            apply: Lsn::INVALID,
+            reply_time: None,
+            slot: None,
+        }
+    }
+}
+
+/// The changing part of an entry.
+#[derive(Debug, Clone, Default)]
+pub struct BackendStatus {
+    /// The authenticated user.
+    pub user: String,
+    /// The database (for walsenders, what the startup packet named).
+    pub database: String,
+    /// `application_name`.
+    pub application_name: String,
+    /// The state.
+    pub state: Option<ActivityState>,
+    /// The current or last command.
+    pub query: String,
+    /// When the current command started.
+    pub query_start: Option<SystemTime>,
+    /// When `state` last changed.
+    pub state_change: Option<SystemTime>,
+    /// Walsender positions (walsenders only).
+    pub walsender: Option<WalSenderStatus>,
+}
+
+/// One live backend.
+#[derive(Debug)]
+pub struct BackendEntry {
+    /// The process id clients see (BackendKeyData, `pg_stat_activity.pid`).
+    pub pid: i32,
+    /// The cancel key of BackendKeyData.
+    pub cancel_key: u32,
+    /// The kind of backend.
+    pub backend_type: BackendType,
+    /// The client's address.
+    pub client_addr: SocketAddr,
+    /// When the connection was accepted.
+    pub backend_start: SystemTime,
+    status: Mutex<BackendStatus>,
+    terminate: CancellationToken,
+    cancel: watch::Sender<u64>,
+}
+
+impl BackendEntry {
+    /// Locks the changing part of the entry. Never held across an await.
+    pub fn status(&self) -> MutexGuard<'_, BackendStatus> {
+        self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sets `state` (and `state_change`).
+    pub fn set_state(&self, state: ActivityState, query: Option<&str>) {
+        let now = SystemTime::now();
+        let mut st = self.status();
+        if st.state != Some(state) {
+            st.state = Some(state);
+            st.state_change = Some(now);
+        }
+        if let Some(q) = query {
+            st.query = q.to_string();
+            st.query_start = Some(now);
+        }
+    }
+
+    /// Updates the walsender part of the entry.
+    pub fn update_walsender(&self, f: impl FnOnce(&mut WalSenderStatus)) {
+        let mut st = self.status();
+        f(st.walsender.get_or_insert_with(WalSenderStatus::default));
+    }
+
+    /// Resolves when the backend is told to terminate.
+    pub fn terminated(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.terminate.cancelled()
+    }
+
+    /// Whether the backend has been told to terminate.
+    pub fn is_terminated(&self) -> bool {
+        self.terminate.is_cancelled()
+    }
+
+    /// A receiver that changes each time the backend is asked to cancel what it is doing.
+    pub fn cancel_requests(&self) -> watch::Receiver<u64> {
+        self.cancel.subscribe()
+    }
+
+    /// Asks the backend to terminate (`SIGTERM` to a backend).
+    pub fn terminate(&self) {
+        self.terminate.cancel();
+    }
+
+    /// Asks the backend to cancel its current command (`SIGINT` to a backend). An idle
+    /// backend ignores it, as PostgreSQL does.
+    pub fn cancel(&self) {
+        self.cancel.send_modify(|n| *n += 1);
+    }
+}
+
+/// The table of live backends.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backends: HashMap<i32, Arc<BackendEntry>>,
+    next_pid: i32,
+}
+
+/// Where pids start: above what the kernel gives a small machine's first processes, so
+/// they look like what they stand for.
+const FIRST_PID: i32 = 10_000;
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { inner: Mutex::new(Inner { backends: HashMap::new(), next_pid: FIRST_PID }) }
+    }
+}
+
+impl Registry {
+    /// A new, empty table.
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new backend and returns the handle that keeps it registered.
+    pub fn register(
+        self: &Arc<Self>,
+        backend_type: BackendType,
+        client_addr: SocketAddr,
+    ) -> BackendHandle {
+        let mut inner = self.lock();
+        // A pid never in use by a live backend; wraps around like kernel pids.
+        let mut pid = inner.next_pid;
+        while inner.backends.contains_key(&pid) {
+            pid = if pid == i32::MAX { FIRST_PID } else { pid + 1 };
+        }
+        inner.next_pid = if pid == i32::MAX { FIRST_PID } else { pid + 1 };
+        let entry = Arc::new(BackendEntry {
+            pid,
+            cancel_key: rand::random(),
+            backend_type,
+            client_addr,
+            backend_start: SystemTime::now(),
+            status: Mutex::new(BackendStatus {
+                walsender: (backend_type == BackendType::WalSender)
+                    .then(WalSenderStatus::default),
+                ..BackendStatus::default()
+            }),
+            terminate: CancellationToken::new(),
+            cancel: watch::Sender::new(0),
+        });
+        inner.backends.insert(pid, entry.clone());
+        BackendHandle { registry: self.clone(), entry }
+    }
+
+    /// The live backend with this pid.
+    pub fn get(&self, pid: i32) -> Option<Arc<BackendEntry>> {
+        self.lock().backends.get(&pid).cloned()
+    }
+
+    /// Every live backend, ordered by pid.
+    pub fn list(&self) -> Vec<Arc<BackendEntry>> {
+        let mut all: Vec<_> = self.lock().backends.values().cloned().collect();
+        all.sort_by_key(|e| e.pid);
+        all
+    }
+
+    /// How many live backends there are of this type.
+    pub fn count(&self, backend_type: BackendType) -> usize {
+        self.lock().backends.values().filter(|e| e.backend_type == backend_type).count()
+    }
+
+    /// Asks backend `pid` to terminate; false when there is none (`pg_terminate_backend`).
+    pub fn terminate(&self, pid: i32) -> bool {
+        self.get(pid).map(|e| e.terminate()).is_some()
+    }
+
+    /// A CancelRequest: cancels backend `pid` if `key` is its cancel key
+    /// (`postmaster.c: processCancelRequest`). Returns whether a backend matched.
+    pub fn cancel_request(&self, pid: i32, key: u32) -> bool {
+        match self.get(pid) {
+            Some(e) if e.cancel_key == key => {
+                e.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Resolves once no backend of `backend_type` is left.
+    pub async fn wait_until_none(&self, backend_type: BackendType) {
+        while self.count(backend_type) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Keeps a backend registered; dropping it removes the entry.
+#[derive(Debug)]
+pub struct BackendHandle {
+    registry: Arc<Registry>,
+    entry: Arc<BackendEntry>,
+}
+
+impl BackendHandle {
+    /// The entry.
+    pub fn entry(&self) -> &Arc<BackendEntry> {
+        &self.entry
+    }
+
+    /// The table the entry is in.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+impl Drop for BackendHandle {
+    fn drop(&mut self) {
+        self.registry.lock().backends.remove(&self.entry.pid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:5000".parse().unwrap()
+    }
+
+    #[test]
+    fn pids_are_unique_and_entries_leave_with_their_handle() {
+        let reg = Registry::new();
+        let a = reg.register(BackendType::ClientBackend, addr());
+        let b = reg.register(BackendType::WalSender, addr());
+        assert_ne!(a.entry().pid, b.entry().pid);
+        assert_eq!(reg.count(BackendType::WalSender), 1);
+        assert!(b.entry().status().walsender.is_some());
+        let pid = b.entry().pid;
+        drop(b);
+        assert!(reg.get(pid).is_none());
+        assert_eq!(reg.list().len(), 1);
+    }
+
+    #[test]
+    fn pids_skip_live_ones_when_they_wrap() {
+        let reg = Registry::new();
+        let a = reg.register(BackendType::ClientBackend, addr());
+        reg.lock().next_pid = a.entry().pid;
+        let b = reg.register(BackendType::ClientBackend, addr());
+        assert_ne!(a.entry().pid, b.entry().pid);
+        reg.lock().next_pid = i32::MAX;
+        let c = reg.register(BackendType::ClientBackend, addr());
+        assert_eq!(c.entry().pid, i32::MAX);
+        let d = reg.register(BackendType::ClientBackend, addr());
+        assert!(d.entry().pid >= FIRST_PID && d.entry().pid != a.entry().pid);
+    }
+
+    #[tokio::test]
+    async fn cancel_needs_the_key_and_terminate_wakes_the_backend() {
+        let reg = Registry::new();
+        let h = reg.register(BackendType::WalSender, addr());
+        let e = h.entry().clone();
+        let mut cancels = e.cancel_requests();
+        assert!(!reg.cancel_request(e.pid, e.cancel_key.wrapping_add(1)));
+        assert!(!cancels.has_changed().unwrap());
+        assert!(reg.cancel_request(e.pid, e.cancel_key));
+        assert!(cancels.has_changed().unwrap());
+        cancels.mark_unchanged();
+        assert!(reg.terminate(e.pid));
+        e.terminated().await;
+        assert!(e.is_terminated());
+        assert!(!reg.terminate(-1));
+    }
+}

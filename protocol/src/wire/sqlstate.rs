@@ -14,20 +14,30 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 /// `22003` numeric_value_out_of_range.
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
+/// `22P03` invalid_binary_representation.
+pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
 /// `22023` invalid_parameter_value.
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 /// `25000` invalid_transaction_state.
 pub const INVALID_TRANSACTION_STATE: &str = "25000";
+/// `26000` invalid_sql_statement_name (prepared statement does not exist).
+pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 /// `28000` invalid_authorization_specification.
 pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 /// `28P01` invalid_password.
 pub const INVALID_PASSWORD: &str = "28P01";
 /// `3D000` invalid_catalog_name (database does not exist).
 pub const INVALID_CATALOG_NAME: &str = "3D000";
+/// `34000` invalid_cursor_name (portal does not exist).
+pub const INVALID_CURSOR_NAME: &str = "34000";
 /// `42501` insufficient_privilege.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// `42601` syntax_error.
 pub const SYNTAX_ERROR: &str = "42601";
+/// `42602` invalid_name.
+pub const INVALID_NAME: &str = "42602";
+/// `42P05` duplicate_prepared_statement.
+pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 /// `42622` name_too_long.
 pub const NAME_TOO_LONG: &str = "42622";
 /// `42704` undefined_object.
@@ -78,6 +88,11 @@ mod tests {
             FEATURE_NOT_SUPPORTED,
             CHARACTER_NOT_IN_REPERTOIRE,
             INVALID_PARAMETER_VALUE,
+            INVALID_BINARY_REPRESENTATION,
+            INVALID_SQL_STATEMENT_NAME,
+            INVALID_CURSOR_NAME,
+            INVALID_NAME,
+            DUPLICATE_PREPARED_STATEMENT,
             INVALID_TRANSACTION_STATE,
             INVALID_AUTHORIZATION_SPECIFICATION,
             INVALID_PASSWORD,

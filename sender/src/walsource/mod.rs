@@ -4,6 +4,9 @@
 //! current timeline and how far WAL on it is flushed (as a watch, so walsenders wake when
 //! it moves), timeline history files, and the bytes of one segment file.
 
+mod dir;
+pub use dir::{DirWalSource, DirWalSourceOptions};
+
 use bytes::Bytes;
 use tokio::sync::watch;
 use walstream_protocol::wire::sqlstate;

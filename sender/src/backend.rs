@@ -1,1 +1,0 @@
-//! The backend loop, modelled on PostgresMain.

@@ -1,0 +1,273 @@
+//! The [`QueryHandler`] trait that answers ordinary SQL, and the values it answers with.
+//!
+//! The backend loop owns the protocol (statements, portals, formats, errors); a handler
+//! only runs SQL text. Values are [`Datum`]s of a few built-in types, which the loop
+//! encodes in text or binary as the client asked (`Bind` result formats).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use walstream_protocol::wire::{sqlstate, ErrorFields, FieldDescription, TransactionStatus};
+
+/// A boxed future borrowed from the session, as the handler methods return.
+pub type HandlerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who a session is, handed to [`QueryHandler::session`].
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The backend's pid.
+    pub pid: i32,
+    /// The authenticated user.
+    pub user: String,
+    /// The database.
+    pub database: String,
+    /// `application_name`.
+    pub application_name: String,
+}
+
+/// Makes one [`QuerySession`] per connection.
+pub trait QueryHandler: Send + Sync + 'static {
+    /// A new session for a connection that finished its startup.
+    fn session(&self, info: &SessionInfo) -> Box<dyn QuerySession>;
+}
+
+/// The SQL side of one connection.
+pub trait QuerySession: Send {
+    /// `Q`: runs every statement of `sql` in order, stopping at the first error.
+    fn simple_query<'a>(&'a mut self, sql: &'a str) -> HandlerFuture<'a, SimpleQueryResult>;
+
+    /// `P` and `D`: what one statement takes and returns.
+    fn describe<'a>(
+        &'a mut self,
+        sql: &'a str,
+        param_types: &'a [u32],
+    ) -> HandlerFuture<'a, Result<StatementDescription, ErrorFields>>;
+
+    /// `E`: runs one statement with bound parameters.
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Param],
+    ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>>;
+
+    /// The transaction status ReadyForQuery reports.
+    fn transaction_status(&self) -> TransactionStatus {
+        TransactionStatus::Idle
+    }
+}
+
+/// What `Q` produced: the outputs of the statements that ran, then the error that
+/// stopped it, if one did.
+#[derive(Debug, Clone, Default)]
+pub struct SimpleQueryResult {
+    /// One output per statement that completed.
+    pub outputs: Vec<QueryOutput>,
+    /// The error of the statement that failed.
+    pub error: Option<ErrorFields>,
+}
+
+/// The output of one statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryOutput {
+    /// An empty query string (EmptyQueryResponse).
+    Empty,
+    /// A statement that returns no rows: its command tag (`CREATE TABLE`, `INSERT 0 1`).
+    Command(String),
+    /// A statement that returns rows.
+    Rows {
+        /// The columns.
+        columns: Vec<Column>,
+        /// The rows, each as long as `columns`.
+        rows: Vec<Vec<Datum>>,
+        /// Its command tag (`SELECT 3`, `SHOW`).
+        tag: String,
+    },
+}
+
+/// What `P` / `D` learn about a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementDescription {
+    /// Parameter type oids.
+    pub params: Vec<u32>,
+    /// Result columns; `None` when the statement returns no rows (NoData).
+    pub columns: Option<Vec<Column>>,
+}
+
+/// One result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: DatumType,
+}
+
+impl Column {
+    /// A column.
+    pub fn new(name: impl Into<String>, ty: DatumType) -> Column {
+        Column { name: name.into(), ty }
+    }
+
+    /// Its RowDescription field, in `format` (0 text, 1 binary).
+    pub fn field(&self, format: i16) -> FieldDescription {
+        let mut f = FieldDescription::new(self.name.clone(), self.ty.oid(), self.ty.typlen());
+        f.format = format;
+        f
+    }
+}
+
+/// The types a handler can return (`pg_type` oids of PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatumType {
+    /// `bool` (16).
+    Bool,
+    /// `bytea` (17).
+    Bytea,
+    /// `int8` (20).
+    Int8,
+    /// `int4` (23).
+    Int4,
+    /// `text` (25).
+    Text,
+}
+
+impl DatumType {
+    /// The type's oid.
+    pub fn oid(self) -> u32 {
+        match self {
+            DatumType::Bool => 16,
+            DatumType::Bytea => 17,
+            DatumType::Int8 => 20,
+            DatumType::Int4 => 23,
+            DatumType::Text => 25,
+        }
+    }
+
+    /// `pg_type.typlen`.
+    pub fn typlen(self) -> i16 {
+        match self {
+            DatumType::Bool => 1,
+            DatumType::Int8 => 8,
+            DatumType::Int4 => 4,
+            DatumType::Bytea | DatumType::Text => -1,
+        }
+    }
+}
+
+/// A value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datum {
+    /// SQL NULL.
+    Null,
+    /// `bool`.
+    Bool(bool),
+    /// `int4`.
+    Int4(i32),
+    /// `int8`.
+    Int8(i64),
+    /// `text`.
+    Text(String),
+    /// `bytea`.
+    Bytea(Bytes),
+}
+
+impl Datum {
+    /// The value on the wire in `format` (0 text as the type's output function writes it,
+    /// 1 binary as its send function does); `None` for NULL.
+    pub fn encode(&self, format: i16) -> Option<Bytes> {
+        let binary = format == 1;
+        Some(match self {
+            Datum::Null => return None,
+            Datum::Bool(b) if binary => Bytes::from(vec![u8::from(*b)]),
+            Datum::Bool(b) => Bytes::from_static(if *b { b"t" } else { b"f" }),
+            Datum::Int4(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
+            Datum::Int4(v) => Bytes::from(v.to_string()),
+            Datum::Int8(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
+            Datum::Int8(v) => Bytes::from(v.to_string()),
+            Datum::Text(s) => Bytes::from(s.clone()),
+            Datum::Bytea(b) if binary => b.clone(),
+            Datum::Bytea(b) => {
+                // byteaout with bytea_output = hex
+                let mut out = BytesMut::with_capacity(2 + b.len() * 2);
+                out.put_slice(b"\\x");
+                for byte in b.iter() {
+                    out.put_slice(format!("{byte:02x}").as_bytes());
+                }
+                out.freeze()
+            }
+        })
+    }
+}
+
+/// One bound parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// Its type oid (0 when the client left it unspecified).
+    pub type_oid: u32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+    /// The bytes; `None` is NULL.
+    pub value: Option<Bytes>,
+}
+
+impl Param {
+    /// The value as text, decoding the binary forms of the [`DatumType`]s.
+    ///
+    /// # Errors
+    /// `22P03 incorrect binary data format in bind parameter N` for binary data of the
+    /// wrong size or a type this server does not know, as PostgreSQL reports it.
+    pub fn to_text(&self, index: usize) -> Result<Option<String>, ErrorFields> {
+        let Some(v) = &self.value else { return Ok(None) };
+        let bad = || {
+            ErrorFields::error(
+                sqlstate::INVALID_BINARY_REPRESENTATION,
+                format!("incorrect binary data format in bind parameter {}", index + 1),
+            )
+        };
+        if self.format == 0 {
+            return String::from_utf8(v.to_vec()).map(Some).map_err(|_| {
+                ErrorFields::error(
+                    sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                    "invalid byte sequence for encoding \"UTF8\"",
+                )
+            });
+        }
+        let text = match self.type_oid {
+            16 => match v.as_ref() {
+                [b] => if *b != 0 { "t" } else { "f" }.to_string(),
+                _ => return Err(bad()),
+            },
+            20 => i64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
+            23 => i32::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
+            25 | 1043 | 0 => String::from_utf8(v.to_vec()).map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
+        Ok(Some(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datums_encode_as_postgresql_outputs_them() {
+        assert_eq!(Datum::Int4(-7).encode(0).unwrap(), "-7");
+        assert_eq!(Datum::Int4(1).encode(1).unwrap().as_ref(), &[0, 0, 0, 1]);
+        assert_eq!(Datum::Bool(true).encode(0).unwrap(), "t");
+        assert_eq!(Datum::Bytea(Bytes::from_static(b"\x01\xab")).encode(0).unwrap(), "\\x01ab");
+        assert_eq!(Datum::Null.encode(1), None);
+    }
+
+    #[test]
+    fn binary_params_decode_to_text() {
+        let p = Param { type_oid: 23, format: 1, value: Some(Bytes::from_static(&[0, 0, 1, 0])) };
+        assert_eq!(p.to_text(0).unwrap().as_deref(), Some("256"));
+        let p = Param { type_oid: 23, format: 1, value: Some(Bytes::from_static(&[1])) };
+        assert_eq!(
+            p.to_text(2).unwrap_err().message,
+            "incorrect binary data format in bind parameter 3"
+        );
+    }
+}

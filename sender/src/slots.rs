@@ -1,1 +1,0 @@
-//! Physical replication slots: persistent and temporary, and the WAL they retain.

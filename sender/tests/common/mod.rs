@@ -1,0 +1,178 @@
+//! Test support: a server in this process with a fake WAL source, and a raw FE/BE client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use walstream_sender::auth::Roles;
+use walstream_sender::backend::QueryHandler;
+use walstream_sender::config::Settings;
+use walstream_sender::hba::HbaFile;
+use walstream_sender::postmaster::{Postmaster, Server, ServerParts, ShutdownMode};
+use walstream_sender::protocol::wire::{parse_backend, BackendMessage, StartupMessage};
+use walstream_sender::protocol::{Lsn, TimeLineId, WalSegSize};
+use walstream_sender::slots::SlotStore;
+use walstream_sender::walsource::{WalEnd, WalSource, WalSourceError};
+
+/// A WAL source with no WAL: enough for everything but streaming.
+pub struct NoWal {
+    end: watch::Sender<WalEnd>,
+}
+
+impl NoWal {
+    pub fn new() -> Arc<NoWal> {
+        Arc::new(NoWal {
+            end: watch::Sender::new(WalEnd { tli: TimeLineId(1), flushed: Lsn(0x0100_0000) }),
+        })
+    }
+}
+
+impl WalSource for NoWal {
+    fn system_id(&self) -> u64 {
+        7_000_000_000_000_000_001
+    }
+    fn seg_size(&self) -> WalSegSize {
+        WalSegSize::new(16 << 20).unwrap()
+    }
+    fn end(&self) -> watch::Receiver<WalEnd> {
+        self.end.subscribe()
+    }
+    fn history_file(&self, _tli: TimeLineId) -> Result<Option<Bytes>, WalSourceError> {
+        Ok(None)
+    }
+    fn read(&self, _t: TimeLineId, start: Lsn, _len: usize) -> Result<Bytes, WalSourceError> {
+        Err(WalSourceError::SegmentRemoved { segment: format!("{start}") })
+    }
+}
+
+/// A running in-process server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub server: Arc<Server>,
+    pub shutdown: watch::Sender<Option<ShutdownMode>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a server on 127.0.0.1 with `handler`, trust authentication and `settings`.
+pub async fn start_server(handler: Arc<dyn QueryHandler>, settings: Settings) -> TestServer {
+    start_server_with(handler, settings, HbaFile::loopback_trust(), Roles::permissive(), NoWal::new())
+        .await
+}
+
+/// Starts a server with everything chosen.
+pub async fn start_server_with(
+    handler: Arc<dyn QueryHandler>,
+    settings: Settings,
+    hba: HbaFile,
+    roles: Roles,
+    source: Arc<dyn WalSource>,
+) -> TestServer {
+    let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
+    let parts = ServerParts { settings, hba, roles, source, slots, handler };
+    let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
+    let addr = pm.local_addr().unwrap();
+    let server = pm.server().clone();
+    let (shutdown, rx) = watch::channel(None);
+    let task = tokio::spawn(pm.run(rx));
+    TestServer { addr, server, shutdown, task }
+}
+
+/// A raw client: sends bytes, reads backend messages.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        RawClient { stream: TcpStream::connect(addr).await.unwrap(), buf: BytesMut::new() }
+    }
+
+    /// Connects and completes a trust startup with these extra parameters; returns after
+    /// the first ReadyForQuery.
+    pub async fn startup(addr: SocketAddr, params: &[(&str, &str)]) -> (RawClient, Vec<BackendMessage>) {
+        let mut c = RawClient::connect(addr).await;
+        let mut all = vec![("user".to_string(), "postgres".to_string())];
+        all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut out = BytesMut::new();
+        StartupMessage::new(all).encode(&mut out);
+        c.send(&out).await;
+        let msgs = c.until_ready().await;
+        (c, msgs)
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Sends one frontend message of `tag` with `body`.
+    pub async fn send_msg(&mut self, tag: u8, body: &[u8]) {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        self.send(&out).await;
+    }
+
+    /// The next message, or `None` at end of file (5 s bound).
+    pub async fn recv(&mut self) -> Option<BackendMessage> {
+        loop {
+            if let Some(m) = parse_backend(&mut self.buf).expect("valid backend message") {
+                return Some(m);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answered within 5 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Messages up to and including ReadyForQuery.
+    pub async fn until_ready(&mut self) -> Vec<BackendMessage> {
+        let mut out = Vec::new();
+        while let Some(m) = self.recv().await {
+            let done = matches!(m, BackendMessage::ReadyForQuery(_));
+            out.push(m);
+            if done {
+                return out;
+            }
+        }
+        panic!("connection closed before ReadyForQuery: {out:?}");
+    }
+
+    /// Everything until the server closes the connection.
+    pub async fn until_closed(&mut self) -> Vec<BackendMessage> {
+        let mut out = Vec::new();
+        while let Some(m) = self.recv().await {
+            out.push(m);
+        }
+        out
+    }
+
+    pub async fn query(&mut self, sql: &str) -> Vec<BackendMessage> {
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        self.send_msg(b'Q', &body).await;
+        self.until_ready().await
+    }
+}
+
+/// The (code, message) of every ErrorResponse in `msgs`.
+pub fn errors(msgs: &[BackendMessage]) -> Vec<(String, String, String)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            BackendMessage::ErrorResponse(f) => {
+                Some((f.severity.clone(), f.code.clone(), f.message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,148 @@
+//! `walstream serve`: serve a directory of WAL segments to standbys, as a walsender.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio::sync::watch;
+use walstream_sender::auth::Roles;
+use walstream_sender::backend::serve_handler::ServeHandler;
+use walstream_sender::config::Settings;
+use walstream_sender::hba::HbaFile;
+use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
+use walstream_sender::slots::SlotStore;
+use walstream_sender::walsource::{DirWalSource, WalSource};
+
+/// Arguments of `walstream serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The directory of WAL segment files (and history files) to serve.
+    #[arg(short = 'D', long = "directory", value_name = "WALDIR")]
+    directory: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5432")]
+    listen: SocketAddr,
+    /// Authentication rules in pg_hba.conf syntax (default: trust on loopback only).
+    #[arg(long, value_name = "FILE")]
+    hba: Option<PathBuf>,
+    /// Roles, one `role:verifier [ATTRIBUTES]` per line, verifiers as in pg_authid.rolpassword
+    /// (default: any role name, superuser, no password).
+    #[arg(long, value_name = "FILE")]
+    passwords: Option<PathBuf>,
+    /// Set a setting by its PostgreSQL name: wal_sender_timeout, max_wal_senders,
+    /// max_connections, max_replication_slots, walstream.max_send_size, ...
+    #[arg(short = 'c', value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+/// Runs `walstream serve`.
+pub fn main(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walstream serve: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walstream serve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WALSTREAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn parse_settings(pairs: &[String]) -> Result<Settings> {
+    let mut settings = Settings::default();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("-c {pair}: expected NAME=VALUE");
+        };
+        settings.set(name.trim(), value.trim()).map_err(|e| anyhow::anyhow!("-c {pair}: {e}"))?;
+    }
+    Ok(settings)
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let settings = parse_settings(&args.settings)?;
+    let hba = match &args.hba {
+        Some(path) => HbaFile::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => HbaFile::loopback_trust(),
+    };
+    let roles = match &args.passwords {
+        Some(path) => Roles::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => Roles::permissive(),
+    };
+    let source = DirWalSource::open(&args.directory)
+        .with_context(|| format!("opening WAL directory {}", args.directory.display()))?;
+    let slots = SlotStore::open(
+        &args.directory.join("pg_replslot"),
+        settings.max_replication_slots as usize,
+    )
+    .context("loading replication slots")?;
+    let shared: Arc<dyn WalSource> = source.clone();
+    let show_source = shared.clone();
+    let show_settings = settings.clone();
+    let handler = ServeHandler::new(Arc::new(move |name: &str| {
+        match name.to_ascii_lowercase().as_str() {
+            "wal_segment_size" => Some(show_source.seg_size().show()),
+            other => show_settings.show(other),
+        }
+    }));
+    let end = *shared.end().borrow();
+    tracing::info!(
+        "serving {}: system identifier {}, timeline {}, WAL flushed to {}",
+        args.directory.display(),
+        shared.system_id(),
+        end.tli.0,
+        end.flushed
+    );
+    let parts = ServerParts {
+        settings,
+        hba,
+        roles,
+        source: shared,
+        slots: Arc::new(slots),
+        handler: Arc::new(handler),
+    };
+    let postmaster = Postmaster::bind(args.listen, parts)
+        .await
+        .with_context(|| format!("could not listen on {}", args.listen))?;
+    tracing::info!("listening on {}", postmaster.local_addr()?);
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(forward_signals(tx));
+    postmaster.run(rx).await;
+    Ok(())
+}
+
+/// SIGTERM: smart shutdown, SIGINT: fast, SIGQUIT: immediate (as the postmaster takes them).
+async fn forward_signals(tx: watch::Sender<Option<ShutdownMode>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+    ) else {
+        tracing::warn!("could not install signal handlers");
+        return;
+    };
+    loop {
+        let mode = tokio::select! {
+            _ = term.recv() => ShutdownMode::Smart,
+            _ = int.recv() => ShutdownMode::Fast,
+            _ = quit.recv() => ShutdownMode::Immediate,
+        };
+        tx.send_modify(|m| *m = Some(m.map_or(mode, |old| old.max(mode))));
+    }
+}
