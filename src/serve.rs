@@ -14,7 +14,7 @@ use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
 use walstream_sender::slots::SlotStore;
-use walstream_sender::walsource::{DirWalSource, WalSource};
+use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
 /// Arguments of `walstream serve`.
 #[derive(Args, Debug)]
@@ -60,7 +60,11 @@ pub fn main(args: ServeArgs) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WALSTREAM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 fn parse_settings(pairs: &[String]) -> Result<Settings> {
@@ -84,8 +88,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => Roles::load(path).with_context(|| format!("loading {}", path.display()))?,
         None => Roles::permissive(),
     };
-    let source = DirWalSource::open(&args.directory)
+    let source = DirWalSource::open(&args.directory, DirWalSourceOptions::default())
         .with_context(|| format!("opening WAL directory {}", args.directory.display()))?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let growth = source.watch_for_growth(cancel.clone());
     let slots = SlotStore::open(
         &args.directory.join("pg_replslot"),
         settings.max_replication_slots as usize,
@@ -94,12 +100,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let shared: Arc<dyn WalSource> = source.clone();
     let show_source = shared.clone();
     let show_settings = settings.clone();
-    let handler = ServeHandler::new(Arc::new(move |name: &str| {
-        match name.to_ascii_lowercase().as_str() {
+    let handler =
+        ServeHandler::new(Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
             "wal_segment_size" => Some(show_source.seg_size().show()),
             other => show_settings.show(other),
-        }
-    }));
+        }));
     let end = *shared.end().borrow();
     tracing::info!(
         "serving {}: system identifier {}, timeline {}, WAL flushed to {}",
@@ -123,6 +128,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(forward_signals(tx));
     postmaster.run(rx).await;
+    cancel.cancel();
+    let _ = growth.await;
     Ok(())
 }
 

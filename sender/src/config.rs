@@ -167,7 +167,9 @@ fn format_int(value: i64, unit: Unit) -> String {
         Unit::Ms => &[("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000), ("ms", 1)],
         Unit::S => &[("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)],
         Unit::Mb => &[("TB", 1 << 20), ("GB", 1 << 10), ("MB", 1)],
-        Unit::Bytes => &[("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10), ("B", 1)],
+        Unit::Bytes => {
+            &[("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10), ("B", 1)]
+        }
     };
     if value == 0 {
         // guc.c shows zero with the base unit, except that `0` alone is what users read
@@ -319,7 +321,10 @@ mod tests {
         assert_eq!(e.fields.message, "unrecognized configuration parameter \"nosuch\"");
         assert_eq!(e.fields.code, "42704");
         let e = s.set("wal_sender_timeout", "10 parsecs").unwrap_err();
-        assert_eq!(e.fields.message, "invalid value for parameter \"wal_sender_timeout\": \"10 parsecs\"");
+        assert_eq!(
+            e.fields.message,
+            "invalid value for parameter \"wal_sender_timeout\": \"10 parsecs\""
+        );
         assert_eq!(e.fields.hint.as_deref(), Some(TIME_HINT));
         let e = s.set("max_wal_senders", "-1").unwrap_err();
         assert_eq!(

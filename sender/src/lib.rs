@@ -12,11 +12,15 @@
 //!   start times, walsender positions): what `pg_stat_activity`, `pg_stat_replication`,
 //!   `pg_terminate_backend` and `pg_cancel_backend` read and act on.
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
-//!   [`backend::QueryHandler`] trait that answers ordinary SQL.
+//!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
 //! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
 //!   a directory of segment files that may grow while it is served.
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
+
+// Errors a client sees are `ErrorFields` (PostgreSQL's every field, ~450 bytes). They are
+// the cold path of every command, so they travel by value rather than boxed.
+#![allow(clippy::result_large_err)]
 
 pub mod auth;
 pub mod backend;

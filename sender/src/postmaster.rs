@@ -24,7 +24,7 @@ use walstream_protocol::wire::{
     ReplicationMode, Severity, StartupMessage, StartupPacket, WireError,
 };
 
-use crate::auth::{AuthStep, Authenticator, Roles};
+use crate::auth::{authorize, AuthStep, Authenticator, Roles};
 use crate::backend::{self, query::SessionInfo, BackendEnd, Connection, Mode, QueryHandler};
 use crate::config::{Settings, SERVER_VERSION};
 use crate::conn::{ConnError, PqReader, PqWriter};
@@ -151,7 +151,11 @@ impl Postmaster {
         self.shutdown(mode, shutdown).await;
     }
 
-    async fn shutdown(self, mut mode: ShutdownMode, mut signal: watch::Receiver<Option<ShutdownMode>>) {
+    async fn shutdown(
+        self,
+        mut mode: ShutdownMode,
+        mut signal: watch::Receiver<Option<ShutdownMode>>,
+    ) {
         info!("received {mode:?} shutdown request");
         self.server.shutting_down.send_replace(true);
         // Keep refusing new connections with 57P03 while shutting down.
@@ -223,8 +227,10 @@ async fn serve_connection(server: Arc<Server>, socket: TcpStream, peer: SocketAd
             return fail(&mut writer, fatal).await;
         }
         Err(_) => {
-            let fields =
-                ErrorFields::fatal(sqlstate::QUERY_CANCELED, "canceling authentication due to timeout");
+            let fields = ErrorFields::fatal(
+                sqlstate::QUERY_CANCELED,
+                "canceling authentication due to timeout",
+            );
             return fail(&mut writer, Some(fields)).await;
         }
     };
@@ -376,13 +382,6 @@ where
         st.application_name = msg.param("application_name").unwrap_or_default().to_string();
     }
     let role = authenticate(server, reader, writer, peer, &user, &database, replication).await?;
-    // postinit.c: InitPostgres
-    if replication != ReplicationMode::Off && !role.superuser && !role.replication {
-        return Err(Some(ErrorFields::fatal(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
-            "must be superuser or replication role to start walsender",
-        )));
-    }
     writer.send(&BackendMessage::Authentication(Authentication::Ok));
     greet(writer, &msg, handle.entry(), &user, role.superuser);
     Ok(Some((msg, handle)))
@@ -418,8 +417,14 @@ where
             writer.send(&BackendMessage::Authentication(first));
             loop {
                 writer.flush().await.map_err(|_| None)?;
-                let body = read_password(reader).await?;
-                match auth.step(body).map_err(|e| Some(e.fields))? {
+                let body = match read_password(reader).await {
+                    Ok(body) => body,
+                    Err(PasswordRead::Other(tag)) => {
+                        return Err(Some(*auth.unexpected_message(tag).fields));
+                    }
+                    Err(PasswordRead::Fail(e)) => return Err(*e),
+                };
+                match auth.step(body).map_err(|e| auth_failed(e, user))? {
                     AuthStep::Send(next) => writer.send(&BackendMessage::Authentication(next)),
                     AuthStep::Done { last } => {
                         if let Some(last) = last {
@@ -431,33 +436,40 @@ where
             }
         }
     }
-    // postinit.c / miscinit.c: InitializeSessionUserId
-    let role = role.ok_or_else(|| {
-        Some(ErrorFields::fatal(
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("role \"{user}\" does not exist"),
-        ))
-    })?;
-    if !role.login {
-        return Err(Some(ErrorFields::fatal(
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("role \"{user}\" is not permitted to log in"),
-        )));
+    // miscinit.c: InitializeSessionUserId; postinit.c: InitPostgres
+    authorize(role.as_ref(), user, replication != ReplicationMode::Off)
+        .map_err(|e| Some(*e.fields))?;
+    Ok(role.unwrap_or_else(|| crate::auth::Role::new(user)))
+}
+
+/// Logs what PostgreSQL logs for a failed authentication, and gives the client's FATAL.
+fn auth_failed(e: crate::auth::AuthError, user: &str) -> StartupError {
+    match &e.log_detail {
+        Some(detail) => info!("FATAL:  {} (user \"{user}\"; {detail})", e.fields.message),
+        None => info!("FATAL:  {}", e.fields.message),
     }
-    Ok(role)
+    Some(*e.fields)
+}
+
+/// Why no password message came.
+enum PasswordRead {
+    /// Another message type arrived.
+    Other(u8),
+    /// The connection failed or ended.
+    Fail(Box<StartupError>),
 }
 
 /// The body of the next `p` message (`auth.c: recv_password_packet`).
-async fn read_password<R: AsyncRead + Unpin>(reader: &mut PqReader<R>) -> Result<Bytes, StartupError> {
-    match reader.read_message().await {
-        Ok(Some(FrontendMessage::Password(body))) => Ok(body),
+async fn read_password<R: AsyncRead + Unpin>(
+    reader: &mut PqReader<R>,
+) -> Result<Bytes, PasswordRead> {
+    match reader.read_message_filtered(|tag| tag == b'p').await {
+        Ok(Some(Ok(FrontendMessage::Password(body)))) => Ok(body),
+        Ok(Some(Ok(other))) => Err(PasswordRead::Other(other.tag())),
+        Ok(Some(Err(tag))) => Err(PasswordRead::Other(tag)),
         // The client went away: PostgreSQL logs it and says nothing.
-        Ok(None) | Err(ConnError::Io(_)) => Err(None),
-        Ok(Some(other)) => Err(Some(ErrorFields::fatal(
-            sqlstate::PROTOCOL_VIOLATION,
-            format!("expected password response, got message type {}", other.tag()),
-        ))),
-        Err(ConnError::Wire(e)) => Err(wire_fatal(&e)),
+        Ok(None) | Err(ConnError::Io(_)) => Err(PasswordRead::Fail(Box::new(None))),
+        Err(ConnError::Wire(e)) => Err(PasswordRead::Fail(Box::new(wire_fatal(&e)))),
     }
 }
 

@@ -261,8 +261,7 @@ impl Registry {
             client_addr,
             backend_start: SystemTime::now(),
             status: Mutex::new(BackendStatus {
-                walsender: (backend_type == BackendType::WalSender)
-                    .then(WalSenderStatus::default),
+                walsender: (backend_type == BackendType::WalSender).then(WalSenderStatus::default),
                 ..BackendStatus::default()
             }),
             terminate: CancellationToken::new(),

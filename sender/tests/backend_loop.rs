@@ -2,6 +2,8 @@
 //! extended protocol) through a test QueryHandler, and by raw bytes for the catalogue of
 //! malformed input. Texts and SQLSTATEs are PostgreSQL 15's (CONFORMANCE §7).
 
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use std::sync::Arc;
@@ -34,10 +36,16 @@ fn describe(sql: &str) -> Result<StatementDescription, ErrorFields> {
     } else if sql.starts_with("values") {
         StatementDescription {
             params: vec![],
-            columns: Some(vec![Column::new("n", DatumType::Int4), Column::new("t", DatumType::Text)]),
+            columns: Some(vec![
+                Column::new("n", DatumType::Int4),
+                Column::new("t", DatumType::Text),
+            ]),
         }
     } else if sql == "echo $1" {
-        StatementDescription { params: vec![25], columns: Some(vec![Column::new("echo", DatumType::Text)]) }
+        StatementDescription {
+            params: vec![25],
+            columns: Some(vec![Column::new("echo", DatumType::Text)]),
+        }
     } else if sql == "fail" || sql == "slow" {
         StatementDescription { params: vec![], columns: None }
     } else {
@@ -130,11 +138,16 @@ async fn tokio_postgres_simple_and_extended_queries() {
     let rows: Vec<_> = msgs
         .iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((r.get(0).unwrap().to_string(), r.get(1).unwrap().to_string())),
+            SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).unwrap().to_string(), r.get(1).unwrap().to_string()))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(rows, [("1".into(), "row 1".into()), ("2".into(), "row 2".into()), ("1".into(), "row 1".into())]);
+    assert_eq!(
+        rows,
+        [("1".into(), "row 1".into()), ("2".into(), "row 2".into()), ("1".into(), "row 1".into())]
+    );
     // Extended protocol: binary results, a text parameter, a prepared statement reused.
     let rows = c.query("values 3", &[]).await.unwrap();
     let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -264,7 +277,10 @@ async fn malformed_input_gets_postgresql_answers_and_the_server_goes_on() {
     let (mut c, _) = RawClient::startup(srv.addr, &[]).await;
     c.send_msg(b'x', &[]).await;
     let msgs = c.until_closed().await;
-    assert_eq!(errors(&msgs), [("FATAL".into(), "08P01".into(), "invalid frontend message type 120".into())]);
+    assert_eq!(
+        errors(&msgs),
+        [("FATAL".into(), "08P01".into(), "invalid frontend message type 120".into())]
+    );
 
     // A length word below 4, and an oversize Sync: closed without a word (COMMERROR).
     let (mut c, _) = RawClient::startup(srv.addr, &[]).await;
@@ -285,7 +301,10 @@ async fn malformed_input_gets_postgresql_answers_and_the_server_goes_on() {
     let (mut c, _) = RawClient::startup(srv.addr, &[]).await;
     c.send_msg(b'p', &cstr("secret")).await;
     let msgs = c.until_closed().await;
-    assert_eq!(errors(&msgs), [("FATAL".into(), "08P01".into(), "invalid frontend message type 112".into())]);
+    assert_eq!(
+        errors(&msgs),
+        [("FATAL".into(), "08P01".into(), "invalid frontend message type 112".into())]
+    );
 
     // Garbage startup packets.
     let mut c = RawClient::connect(srv.addr).await;
@@ -296,7 +315,11 @@ async fn malformed_input_gets_postgresql_answers_and_the_server_goes_on() {
     let msgs = c.until_closed().await;
     assert_eq!(
         errors(&msgs),
-        [("FATAL".into(), "0A000".into(), "unsupported frontend protocol 4.1: server supports 3.0 to 3.0".into())]
+        [(
+            "FATAL".into(),
+            "0A000".into(),
+            "unsupported frontend protocol 4.1: server supports 3.0 to 3.0".into()
+        )]
     );
     let mut c = RawClient::connect(srv.addr).await;
     let mut pkt = vec![0, 0, 0, 0, 0, 3, 0, 0];
@@ -307,7 +330,11 @@ async fn malformed_input_gets_postgresql_answers_and_the_server_goes_on() {
     let msgs = c.until_closed().await;
     assert_eq!(
         errors(&msgs),
-        [("FATAL".into(), "22023".into(), "invalid value for parameter \"replication\": \"maybe\"".into())]
+        [(
+            "FATAL".into(),
+            "22023".into(),
+            "invalid value for parameter \"replication\": \"maybe\"".into()
+        )]
     );
 
     // Extended protocol in a replication connection: ERROR, skip to Sync, one Z.
@@ -321,16 +348,27 @@ async fn malformed_input_gets_postgresql_answers_and_the_server_goes_on() {
     let msgs = c.until_ready().await;
     assert_eq!(
         errors(&msgs),
-        [("ERROR".into(), "08P01".into(), "extended query protocol not supported in a replication connection".into())]
+        [(
+            "ERROR".into(),
+            "08P01".into(),
+            "extended query protocol not supported in a replication connection".into()
+        )]
     );
     assert_eq!(msgs.len(), 2);
     c.send_msg(b'F', &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await;
     let msgs = c.until_ready().await;
-    assert_eq!(errors(&msgs)[0].2, "fastpath function calls not supported in a replication connection");
+    assert_eq!(
+        errors(&msgs)[0].2,
+        "fastpath function calls not supported in a replication connection"
+    );
     let msgs = c.query("SELECT 1").await;
     assert_eq!(
         errors(&msgs),
-        [("ERROR".into(), "0A000".into(), "cannot execute SQL commands in WAL sender for physical replication".into())]
+        [(
+            "ERROR".into(),
+            "0A000".into(),
+            "cannot execute SQL commands in WAL sender for physical replication".into()
+        )]
     );
 
     // The bystander never noticed.
@@ -353,7 +391,10 @@ async fn ssl_and_gss_requests_are_declined() {
     // A second SSLRequest is an unsupported protocol.
     c.send(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).await;
     let msgs = c.until_closed().await;
-    assert_eq!(errors(&msgs)[0].2, "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0");
+    assert_eq!(
+        errors(&msgs)[0].2,
+        "unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0"
+    );
     // Data pipelined behind the SSLRequest.
     let mut c = RawClient::connect(srv.addr).await;
     let mut pkt = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
@@ -382,10 +423,19 @@ async fn greeting_matches_postgresql_15() {
     assert_eq!(
         names,
         [
-            "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-            "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
-            "server_encoding", "server_version", "session_authorization",
-            "standard_conforming_strings", "TimeZone"
+            "application_name",
+            "client_encoding",
+            "DateStyle",
+            "default_transaction_read_only",
+            "in_hot_standby",
+            "integer_datetimes",
+            "IntervalStyle",
+            "is_superuser",
+            "server_encoding",
+            "server_version",
+            "session_authorization",
+            "standard_conforming_strings",
+            "TimeZone"
         ]
     );
     assert!(msgs.iter().any(|m| matches!(m, BackendMessage::ParameterStatus { name, value } if name == "server_version" && value.starts_with("15."))));
@@ -397,7 +447,10 @@ async fn greeting_matches_postgresql_15() {
     pkt[..4].copy_from_slice(&len.to_be_bytes());
     c.send(&pkt).await;
     let msgs = c.until_ready().await;
-    assert!(msgs.iter().any(|m| matches!(m, BackendMessage::NegotiateProtocolVersion { .. })), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| matches!(m, BackendMessage::NegotiateProtocolVersion { .. })),
+        "{msgs:?}"
+    );
     srv.task.abort();
 }
 
@@ -435,7 +488,11 @@ async fn cancel_and_terminate() {
     let msgs = raw.until_closed().await;
     assert_eq!(
         errors(&msgs),
-        [("FATAL".into(), "57P01".into(), "terminating connection due to administrator command".into())]
+        [(
+            "FATAL".into(),
+            "57P01".into(),
+            "terminating connection due to administrator command".into()
+        )]
     );
     srv.task.abort();
 }
@@ -443,9 +500,7 @@ async fn cancel_and_terminate() {
 /// Connection caps: max_connections for client backends, max_wal_senders for walsenders.
 #[tokio::test]
 async fn connection_limits() {
-    let mut settings = Settings::default();
-    settings.max_connections = 1;
-    settings.max_wal_senders = 1;
+    let settings = Settings { max_connections: 1, max_wal_senders: 1, ..Settings::default() };
     let srv = start_server(Arc::new(TestHandler), settings).await;
     let (_a, _) = RawClient::startup(srv.addr, &[]).await;
     let (_w, _) = RawClient::startup(srv.addr, &[("replication", "true")]).await;
@@ -457,7 +512,10 @@ async fn connection_limits() {
         walstream_sender::protocol::wire::StartupMessage::new(all).encode(&mut out);
         c.send(&out).await;
         let msgs = c.until_closed().await;
-        assert_eq!(errors(&msgs), [("FATAL".into(), "53300".into(), "sorry, too many clients already".into())]);
+        assert_eq!(
+            errors(&msgs),
+            [("FATAL".into(), "53300".into(), "sorry, too many clients already".into())]
+        );
     }
     srv.task.abort();
 }

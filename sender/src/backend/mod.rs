@@ -54,7 +54,7 @@ pub enum BackendEnd {
     /// The backend was terminated (FATAL 57P01 sent).
     Terminated,
     /// A FATAL error was sent (or, for a bad length word, only logged).
-    Fatal(ErrorFields),
+    Fatal(Box<ErrorFields>),
     /// The socket failed.
     Io(std::io::Error),
     /// The walsender ended the connection (timeout, shutdown handshake done).
@@ -72,7 +72,10 @@ pub enum Mode {
 
 /// The FATAL a terminated backend sends (`postgres.c: ProcessInterrupts`).
 pub fn admin_shutdown() -> ErrorFields {
-    ErrorFields::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command")
+    ErrorFields::fatal(
+        sqlstate::ADMIN_SHUTDOWN,
+        "terminating connection due to administrator command",
+    )
 }
 
 fn is_extended(tag: u8) -> bool {
@@ -180,7 +183,6 @@ async fn walsenders_stopping(stop: Option<tokio::sync::watch::Receiver<bool>>) {
         }
     }
     std::future::pending().await
-
 }
 
 fn transaction_status(mode: &Mode) -> TransactionStatus {
@@ -233,7 +235,7 @@ async fn wire_error<R, W: AsyncWrite + Unpin>(
                 conn.writer.send_error(fatal.clone());
                 let _ = conn.writer.flush().await;
             }
-            Some(BackendEnd::Fatal(fatal))
+            Some(BackendEnd::Fatal(Box::new(fatal)))
         }
     }
 }
@@ -329,7 +331,8 @@ where
         }
         FrontendMessage::Terminate => return Ok(Flow::End(BackendEnd::Terminate)),
         // postgres.c: "Accept but ignore these messages, per protocol spec"
-        FrontendMessage::CopyData(_) | FrontendMessage::CopyDone | FrontendMessage::CopyFail(_) => {}
+        FrontendMessage::CopyData(_) | FrontendMessage::CopyDone | FrontendMessage::CopyFail(_) => {
+        }
         FrontendMessage::Password(_) => {
             // A `p` outside authentication is an unknown message type to PostgresMain.
             let fields = ErrorFields::from_wire_error(
@@ -338,7 +341,7 @@ where
             );
             conn.writer.send_error(fields.clone());
             let _ = conn.writer.flush().await;
-            return Ok(Flow::End(BackendEnd::Fatal(fields)));
+            return Ok(Flow::End(BackendEnd::Fatal(Box::new(fields))));
         }
     }
     Ok(Flow::Continue)

@@ -3,9 +3,7 @@
 //! `DropReplicationSlot`; `guc.c: ShowGUCConfigOption` for SHOW).
 
 use tokio::io::AsyncWrite;
-use walstream_protocol::replication::{
-    parse_create_slot_options, GenericOption, SlotKind,
-};
+use walstream_protocol::replication::{parse_create_slot_options, GenericOption, SlotKind};
 use walstream_protocol::wire::{sqlstate, BackendMessage, ErrorFields, FieldDescription};
 use walstream_protocol::TimeLineId;
 
@@ -34,7 +32,11 @@ impl WalSenderContext {
 
 /// A slot error as the client sees it.
 pub(super) fn slot_error(e: SlotError) -> ErrorFields {
-    e.to_error_fields()
+    let fields = ErrorFields::error(e.sqlstate(), e.to_string());
+    match e.hint() {
+        Some(hint) => fields.with_hint(hint),
+        None => fields,
+    }
 }
 
 impl WalSender {
@@ -71,10 +73,8 @@ impl WalSender {
         w: &mut PqWriter<W>,
         name: &str,
     ) -> Result<(), ErrorFields> {
-        let (column, value) = self
-            .ctx
-            .show(name)
-            .ok_or_else(|| crate::config::Settings::unrecognized(name))?;
+        let (column, value) =
+            self.ctx.show(name).ok_or_else(|| crate::config::Settings::unrecognized(name))?;
         send_row(w, vec![text_col(&column)], vec![Some(value)]);
         w.send(&BackendMessage::CommandComplete("SHOW".into()));
         Ok(())
@@ -118,7 +118,10 @@ impl WalSender {
             .map_err(|e| ErrorFields::error(e.sqlstate(), e.to_string()))?;
         if let SlotKind::Logical { .. } = kind {
             // logical.c: CheckLogicalDecodingRequirements; walstream serves physical WAL only.
-            self.ctx.slots.check_requirements().map_err(slot_error)?;
+            // slot.c: CheckSlotRequirements
+            if self.ctx.settings.max_replication_slots == 0 {
+                return Err(slot_error(SlotError::NotEnabled));
+            }
             return Err(ErrorFields::error(
                 sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "logical decoding requires wal_level >= logical",
@@ -149,8 +152,11 @@ impl WalSender {
         w: &mut PqWriter<W>,
         name: &str,
     ) -> Result<(), ErrorFields> {
-        let columns =
-            vec![text_col("slot_type"), text_col("restart_lsn"), FieldDescription::new("restart_tli", 20, 8)];
+        let columns = vec![
+            text_col("slot_type"),
+            text_col("restart_lsn"),
+            FieldDescription::new("restart_tli", 20, 8),
+        ];
         let values = match self.ctx.slots.get(name) {
             None => vec![None, None, None],
             Some(slot) => match slot.restart_lsn {
@@ -160,7 +166,11 @@ impl WalSender {
                     // the current timeline's history.
                     let end = self.wal_end();
                     let tli = self.current_history(end.tli)?.tli_of_point(lsn);
-                    vec![Some("physical".to_string()), Some(lsn.to_string()), Some(tli.0.to_string())]
+                    vec![
+                        Some("physical".to_string()),
+                        Some(lsn.to_string()),
+                        Some(tli.0.to_string()),
+                    ]
                 }
             },
         };

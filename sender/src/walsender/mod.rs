@@ -55,7 +55,11 @@ pub struct WalSender {
 
 impl WalSender {
     /// The walsender of a replication connection.
-    pub fn new(ctx: Arc<WalSenderContext>, entry: Arc<BackendEntry>, mode: ReplicationMode) -> Self {
+    pub fn new(
+        ctx: Arc<WalSenderContext>,
+        entry: Arc<BackendEntry>,
+        mode: ReplicationMode,
+    ) -> Self {
         WalSender { ctx, entry, mode }
     }
 
@@ -78,8 +82,8 @@ impl WalSender {
                 "cannot execute new commands while WAL sender is in stopping mode",
             ));
         }
-        let command = parse_command(sql)
-            .map_err(|e| ErrorFields::error(e.sqlstate(), e.to_string()))?;
+        let command =
+            parse_command(sql).map_err(|e| ErrorFields::error(e.sqlstate(), e.to_string()))?;
         tracing::debug!(pid = self.entry.pid, "received replication command: {sql}");
         let w = &mut conn.writer;
         match command {
@@ -134,13 +138,15 @@ impl WalSender {
 }
 
 /// The history of timeline `tli` (`timeline.c: readTimeLineHistory`).
-fn history_of(source: &Arc<dyn WalSource>, tli: TimeLineId) -> Result<TimelineHistory, ErrorFields> {
+fn history_of(
+    source: &Arc<dyn WalSource>,
+    tli: TimeLineId,
+) -> Result<TimelineHistory, ErrorFields> {
     if tli.0 == 1 {
         return Ok(TimelineHistory::first());
     }
-    let content = source.history_file(tli).map_err(source_error)?.ok_or_else(|| {
-        missing_history_file(tli)
-    })?;
+    let content =
+        source.history_file(tli).map_err(source_error)?.ok_or_else(|| missing_history_file(tli))?;
     TimelineHistory::parse(tli, &content).map_err(|e| {
         ErrorFields::error(sqlstate::DATA_CORRUPTED, e.to_string()).with_hint(e.hint())
     })

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use walstream_protocol::lsn::segment_file_name;
+use walstream_protocol::lsn::XLOG_BLCKSZ;
 use walstream_protocol::replication::{
     parse_client_copy_data, ClientCopyData, PrimaryKeepalive, ReplicationKind, TimestampTz,
     XLogData, XLOGDATA_HEADER_LEN,
@@ -22,7 +23,6 @@ use walstream_protocol::wire::{
     backend::encode_copy_data_header, sqlstate, BackendMessage, CopyResponse, ErrorFields,
     FieldDescription, FrontendMessage, Severity, WireError,
 };
-use walstream_protocol::lsn::XLOG_BLCKSZ;
 use walstream_protocol::{Lsn, TimeLineId};
 
 use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext};
@@ -42,7 +42,7 @@ enum Reply {
     /// End of file.
     Eof,
     /// A FATAL error to send.
-    Fatal(ErrorFields),
+    Fatal(Box<ErrorFields>),
     /// The socket failed.
     Io(std::io::Error),
 }
@@ -148,7 +148,7 @@ where
                 finish(w, final_send);
             }
             StreamEnd::Exit(end) => return Ok(CommandOutcome::Exit(end)),
-            StreamEnd::Error(fields) => return Err(fields),
+            StreamEnd::Error(fields) => return Err(*fields),
         }
     } else {
         finish(w, send);
@@ -180,7 +180,7 @@ enum StreamEnd {
     /// The connection ends.
     Exit(BackendEnd),
     /// An ERROR; back to command mode.
-    Error(ErrorFields),
+    Error(Box<ErrorFields>),
 }
 
 /// The sending half's state.
@@ -214,20 +214,22 @@ async fn read_replies<R: AsyncRead + Unpin>(reader: &mut PqReader<R>, tx: mpsc::
     loop {
         let reply = match reader.read_message_filtered(copy_mode_type).await {
             Ok(None) => Reply::Eof,
-            Ok(Some(Err(tag))) => Reply::Fatal(ErrorFields::fatal(
+            Ok(Some(Err(tag))) => Reply::Fatal(Box::new(ErrorFields::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("invalid standby message type \"{}\"", char::from(tag)),
-            )),
+            ))),
             Ok(Some(Ok(FrontendMessage::CopyData(payload)))) => {
                 match parse_client_copy_data(payload) {
                     Ok(data) => Reply::Data(data),
                     // walsender.c: ProcessStandbyMessage, "unexpected message type" ends it
-                    Err(e) => Reply::Fatal(ErrorFields::fatal(e.sqlstate(), e.to_string())),
+                    Err(e) => {
+                        Reply::Fatal(Box::new(ErrorFields::fatal(e.sqlstate(), e.to_string())))
+                    }
                 }
             }
             Ok(Some(Ok(FrontendMessage::CopyDone))) => Reply::CopyDone,
             Ok(Some(Ok(_))) => Reply::Terminate,
-            Err(ConnError::Wire(e)) => Reply::Fatal(wire_fatal(&e)),
+            Err(ConnError::Wire(e)) => Reply::Fatal(Box::new(wire_fatal(&e))),
             Err(ConnError::Io(e)) => Reply::Io(e),
         };
         let last = !matches!(reply, Reply::Data(_));
@@ -297,7 +299,7 @@ impl Streamer {
                 return self.fatal(w, admin_shutdown()).await;
             }
             if cancels.has_changed().unwrap_or(false) {
-                return StreamEnd::Error(query_canceled());
+                return StreamEnd::Error(Box::new(query_canceled()));
             }
             if *stop_rx.borrow_and_update() && !self.stopping {
                 self.stopping = true;
@@ -368,17 +370,24 @@ impl Streamer {
 
     /// `XLogSendPhysical`: one XLogData of at most `max_send_size` bytes, ending on a page
     /// boundary when more is pending; CopyDone at the end of a historic timeline.
-    async fn send_data<W: AsyncWrite + Unpin>(&mut self, w: &mut PqWriter<W>) -> Result<(), StreamEnd> {
+    async fn send_data<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut PqWriter<W>,
+    ) -> Result<(), StreamEnd> {
         let end = *self.ctx.source.end().borrow();
         if self.send.historic.is_none() && end.tli != self.send.tli {
             // The server moved to a new timeline (a promotion): this one is history now.
-            let history = super::history_of(&self.ctx.source, end.tli).map_err(StreamEnd::Error)?;
+            let history = super::history_of(&self.ctx.source, end.tli)
+                .map_err(|e| StreamEnd::Error(Box::new(e)))?;
             self.send.historic = history.switch_point(self.send.tli);
             if self.send.historic.is_none() {
-                return Err(StreamEnd::Error(ErrorFields::error(
+                return Err(StreamEnd::Error(Box::new(ErrorFields::error(
                     sqlstate::INTERNAL_ERROR,
-                    format!("requested timeline {} is not in this server's history", self.send.tli.0),
-                )));
+                    format!(
+                        "requested timeline {} is not in this server's history",
+                        self.send.tli.0
+                    ),
+                ))));
             }
         }
         let send_rqst = match self.send.historic {
@@ -407,7 +416,7 @@ impl Streamer {
             endptr = Lsn(endptr.0 - endptr.0 % u64::from(XLOG_BLCKSZ));
             self.caught_up = false;
         }
-        let pieces = self.read_wal(start, endptr).map_err(StreamEnd::Error)?;
+        let pieces = self.read_wal(start, endptr).map_err(|e| StreamEnd::Error(Box::new(e)))?;
         let n: usize = pieces.iter().map(Bytes::len).sum();
         let buf = w.buffer();
         encode_copy_data_header(XLOGDATA_HEADER_LEN + n, buf);
@@ -472,7 +481,7 @@ impl Streamer {
                 if let (Some(slot), true) = (&self.slot, r.flush.is_valid()) {
                     // PhysicalConfirmReceivedLocation
                     if let Err(e) = self.ctx.slots.advance(slot, r.flush, self.send.tli) {
-                        return Some(StreamEnd::Error(super::commands::slot_error(e)));
+                        return Some(StreamEnd::Error(Box::new(super::commands::slot_error(e))));
                     }
                 }
                 if r.reply_requested {
@@ -499,18 +508,22 @@ impl Streamer {
                 info!(pid = self.entry.pid, "unexpected EOF on standby connection");
                 Some(StreamEnd::Exit(BackendEnd::Eof))
             }
-            Reply::Fatal(fields) => Some(self.fatal(w, fields).await),
+            Reply::Fatal(fields) => Some(self.fatal(w, *fields).await),
             Reply::Io(e) => Some(StreamEnd::Exit(BackendEnd::Io(e))),
         }
     }
 
-    async fn fatal<W: AsyncWrite + Unpin>(&self, w: &mut PqWriter<W>, fields: ErrorFields) -> StreamEnd {
+    async fn fatal<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut PqWriter<W>,
+        fields: ErrorFields,
+    ) -> StreamEnd {
         w.send_error(fields.clone());
         let _ = w.flush().await;
         if fields.code == sqlstate::ADMIN_SHUTDOWN {
             StreamEnd::Exit(BackendEnd::Terminated)
         } else {
-            StreamEnd::Exit(BackendEnd::Fatal(fields))
+            StreamEnd::Exit(BackendEnd::Fatal(Box::new(fields)))
         }
     }
 
@@ -568,7 +581,10 @@ impl Streamer {
 
     /// `WalSndDone`: at shutdown, once everything is sent and the standby confirmed it,
     /// `C "COPY 0"` and exit; until then, ask for replies.
-    async fn walsnd_done<W: AsyncWrite + Unpin>(&mut self, w: &mut PqWriter<W>) -> Option<StreamEnd> {
+    async fn walsnd_done<W: AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut PqWriter<W>,
+    ) -> Option<StreamEnd> {
         let replicated = if self.flush.is_valid() { self.flush } else { self.write };
         if self.sent == replicated && !w.has_pending() {
             w.send(&BackendMessage::CommandComplete("COPY 0".into()));

@@ -61,8 +61,14 @@ pub struct TestServer {
 
 /// Starts a server on 127.0.0.1 with `handler`, trust authentication and `settings`.
 pub async fn start_server(handler: Arc<dyn QueryHandler>, settings: Settings) -> TestServer {
-    start_server_with(handler, settings, HbaFile::loopback_trust(), Roles::permissive(), NoWal::new())
-        .await
+    start_server_with(
+        handler,
+        settings,
+        HbaFile::loopback_trust(),
+        Roles::permissive(),
+        NoWal::new(),
+    )
+    .await
 }
 
 /// Starts a server with everything chosen.
@@ -96,7 +102,10 @@ impl RawClient {
 
     /// Connects and completes a trust startup with these extra parameters; returns after
     /// the first ReadyForQuery.
-    pub async fn startup(addr: SocketAddr, params: &[(&str, &str)]) -> (RawClient, Vec<BackendMessage>) {
+    pub async fn startup(
+        addr: SocketAddr,
+        params: &[(&str, &str)],
+    ) -> (RawClient, Vec<BackendMessage>) {
         let mut c = RawClient::connect(addr).await;
         let mut all = vec![("user".to_string(), "postgres".to_string())];
         all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -125,10 +134,11 @@ impl RawClient {
             if let Some(m) = parse_backend(&mut self.buf).expect("valid backend message") {
                 return Some(m);
             }
-            let n = tokio::time::timeout(Duration::from_secs(5), self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("server answered within 5 s")
-                .unwrap_or(0);
+            let n =
+                tokio::time::timeout(Duration::from_secs(5), self.stream.read_buf(&mut self.buf))
+                    .await
+                    .expect("server answered within 5 s")
+                    .unwrap_or(0);
             if n == 0 {
                 return None;
             }
