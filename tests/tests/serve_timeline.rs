@@ -55,22 +55,24 @@ fn standby_from_old_primary_backup_follows_to_timeline_2() {
     // Control: the same kind of standby streaming from the promoted PostgreSQL node.
     let backup = scen.old_backups.pop().unwrap();
     let control = PgCluster::standby(backup, &cfg, &scen.promoted.conninfo("postgres")).unwrap();
-    check_standby(&control, scen.end, &expected, "");
+    check_standby(&control, scen.end, &expected, scen.promoted.port(), "");
     drop(control);
 
     let backup = scen.old_backups.pop().unwrap();
     let waldir = scen.stop_and_copy().unwrap();
     let serve = ServeProcess::start(Path::new(WALSTREAM), waldir.path(), &[]).unwrap();
     let standby = PgCluster::standby(backup, &cfg, &serve.conninfo()).unwrap();
-    check_standby(&standby, scen.end, &expected, &serve.log());
+    check_standby(&standby, scen.end, &expected, serve.port(), &serve.log());
 }
 
-/// `standby` replays to `end` on timeline 2 and answers `expected`.
-fn check_standby(standby: &PgCluster, end: Lsn, expected: &str, server_log: &str) {
+/// `standby` replays to `end` streaming on timeline 2 from `port`, and answers
+/// `expected`.
+fn check_standby(standby: &PgCluster, end: Lsn, expected: &str, port: u16, server_log: &str) {
     standby
         .wait_replayed(end, REPLAY_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e:#}\nserver log:\n{server_log}"));
-    let tli = standby.psql("SELECT received_tli FROM pg_stat_wal_receiver").unwrap();
-    assert_eq!(tli, "2", "the standby's walreceiver timeline");
+    let receiver =
+        standby.psql("SELECT status, received_tli, sender_port FROM pg_stat_wal_receiver").unwrap();
+    assert_eq!(receiver, format!("streaming|2|{port}"), "the standby's walreceiver");
     assert_eq!(snapshot(standby).unwrap(), expected, "query results on the standby");
 }
