@@ -1,18 +1,45 @@
-//! Test support: throwaway PostgreSQL 15 clusters for integration tests.
+//! Test support: throwaway PostgreSQL 15 clusters, `walstream serve` processes and
+//! `pg_receivewal` runs for integration tests.
 //!
-//! A [`PgCluster`] is initdb'd into its own temporary directory, started on a free
-//! loopback port with the settings a test asks for, and stopped (`pg_ctl -m immediate`)
-//! and removed when it is dropped — also when the test panics. PostgreSQL refuses to
-//! run as root, so when the tests run as root every PostgreSQL program is started as
-//! the `postgres` user through `runuser`, in a directory that user owns.
+//! # Layout
+//! - this file: where the PostgreSQL programs are, running them as `postgres`,
+//!   bounded runs and waits, free ports, postgres-owned temporary directories.
+//! - [`cluster`]: [`PgCluster`], a throwaway cluster (primary or standby), stopped
+//!   (`pg_ctl -m immediate`) and removed when it is dropped — also when the test panics.
+//! - [`process`]: [`ChildGuard`], a child process stopped by its own pid on drop.
+//! - [`rawclient`]: a minimal replication client reporting every message it gets.
+//! - [`serve`]: [`ServeProcess`], a `walstream serve` on a free loopback port.
+//! - [`receivewal`]: [`ReceiveWal`], `pg_receivewal` into a postgres-owned directory.
+//! - [`scenario`]: ready-made sources of real WAL (a pgbench primary, a promotion).
+//! - [`walfiles`]: copying a `pg_wal` and comparing the segments a client wrote.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root every PostgreSQL
+//! program is started as the `postgres` user (its uid and gid set on the child, so
+//! the child's pid is the program's own), in a directory that user owns.
 
-use std::ffi::OsStr;
-use std::fs;
+pub mod cluster;
+pub mod process;
+pub mod rawclient;
+pub mod receivewal;
+pub mod scenario;
+pub mod serve;
+pub mod walfiles;
+
+use std::ffi::{CStr, CString, OsStr};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub use cluster::{BaseBackup, PgCluster, PgConfig};
+pub use process::ChildGuard;
+pub use receivewal::ReceiveWal;
+pub use serve::ServeProcess;
+pub use walfiles::{assert_same_wal_files, complete_wal_files, copy_wal_files};
+pub use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 /// Where the PostgreSQL 15 programs are: `$PG_BINDIR`, else Debian's location.
 pub fn pg_bindir() -> PathBuf {
@@ -32,15 +59,46 @@ pub fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A command for a PostgreSQL program, run as `postgres` when we are root.
-pub fn pg_command(program: impl AsRef<OsStr>) -> Command {
-    if running_as_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
+/// The `postgres` user: uid, gid and home directory.
+struct PostgresUser {
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+}
+
+/// Looks the `postgres` user up in the password database.
+fn postgres_user() -> Result<PostgresUser> {
+    let name = CString::new("postgres").context("user name")?;
+    // SAFETY: `name` is a valid C string; getpwnam returns NULL or a pointer to a
+    // static record that we copy out of before any other passwd call.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        bail!("there is no postgres user to run PostgreSQL as");
     }
+    // SAFETY: `pw` is non-null and points to a valid passwd record.
+    let (uid, gid, dir) = unsafe { ((*pw).pw_uid, (*pw).pw_gid, (*pw).pw_dir) };
+    let home = if dir.is_null() {
+        PathBuf::from("/")
+    } else {
+        // SAFETY: pw_dir is a NUL-terminated string owned by the record.
+        PathBuf::from(unsafe { CStr::from_ptr(dir) }.to_string_lossy().into_owned())
+    };
+    Ok(PostgresUser { uid, gid, home })
+}
+
+/// A command for a PostgreSQL program, run as `postgres` when we are root.
+///
+/// The child gets postgres's uid, gid, `HOME`, `USER` and `LOGNAME`; its pid is the
+/// program's own, so it can be stopped by pid.
+pub fn pg_command(program: impl AsRef<OsStr>) -> Command {
+    let mut c = Command::new(program);
+    // Without a postgres user the child stays root, and PostgreSQL says why it will
+    // not run.
+    if let (true, Ok(u)) = (running_as_root(), postgres_user()) {
+        c.uid(u.uid).gid(u.gid).env("HOME", &u.home);
+        c.env("USER", "postgres").env("LOGNAME", "postgres");
+    }
+    c
 }
 
 /// Runs a command and returns its output, failing with its stderr if it exits non-zero.
@@ -60,6 +118,24 @@ pub fn run_ok(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
+/// Runs a command for at most `timeout` and returns its output whatever its exit
+/// status; a command still running then is stopped (SIGTERM, then SIGKILL).
+///
+/// # Errors
+/// If the command cannot start or does not finish in time (its output so far is in
+/// the error).
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = ChildGuard::spawn_captured(cmd, "command")?;
+    match child.wait_timeout(timeout)? {
+        Some(status) => Ok(Output { status, stdout: child.stdout()?, stderr: child.stderr()? }),
+        None => {
+            let (out, err) = (child.stdout_text(), child.stderr_text());
+            child.stop(Duration::from_secs(5));
+            bail!("{cmd:?} did not finish within {timeout:?}\nstdout:\n{out}\nstderr:\n{err}")
+        }
+    }
+}
+
 /// A loopback TCP port nobody is listening on right now.
 ///
 /// # Errors
@@ -74,304 +150,69 @@ pub fn free_port() -> Result<u16> {
 /// If the directory cannot be made or handed over.
 pub fn postgres_owned_tempdir(prefix: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
-    if running_as_root() {
-        run_ok(Command::new("chown").arg("postgres:postgres").arg(dir.path()))?;
-    }
+    chown_postgres(dir.path())?;
     Ok(dir)
 }
 
-/// How to make a cluster: initdb options, postgresql.conf settings, pg_hba.conf lines.
-#[derive(Debug, Clone)]
-pub struct PgConfig {
-    /// `initdb --wal-segsize`, in MB.
-    pub wal_segsize_mb: u32,
-    /// Extra `name = value` lines for postgresql.conf.
-    pub settings: Vec<(String, String)>,
-    /// pg_hba.conf lines; when empty, trust for every local and loopback connection,
-    /// replication included.
-    pub hba: Vec<String>,
-    /// Extra initdb arguments.
-    pub initdb_args: Vec<String>,
+/// Hands a file or directory to the `postgres` user (when we are root).
+///
+/// # Errors
+/// If `chown` fails.
+pub fn chown_postgres(path: &std::path::Path) -> Result<()> {
+    if running_as_root() {
+        run_ok(Command::new("chown").arg("postgres:postgres").arg(path))?;
+    }
+    Ok(())
 }
 
-impl Default for PgConfig {
-    fn default() -> Self {
-        PgConfig {
-            wal_segsize_mb: 16,
-            settings: Vec::new(),
-            hba: Vec::new(),
-            initdb_args: Vec::new(),
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
+///
+/// A probe that fails is retried (a server that is still starting refuses queries);
+/// its last error is part of the timeout error.
+///
+/// # Errors
+/// If `probe` has not returned `Some` within `timeout`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match probe() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
         }
-    }
-}
-
-impl PgConfig {
-    /// A config with 1 MB WAL segments (keeps files small).
-    pub fn small_segments() -> Self {
-        PgConfig { wal_segsize_mb: 1, ..Default::default() }
-    }
-
-    /// Adds one postgresql.conf setting.
-    pub fn set(mut self, name: &str, value: &str) -> Self {
-        self.settings.push((name.to_string(), value.to_string()));
-        self
-    }
-
-    /// Sets the WAL segment size in MB.
-    pub fn wal_segsize_mb(mut self, mb: u32) -> Self {
-        self.wal_segsize_mb = mb;
-        self
-    }
-
-    /// Replaces pg_hba.conf with these lines.
-    pub fn hba_lines(mut self, lines: &[&str]) -> Self {
-        self.hba = lines.iter().map(|s| s.to_string()).collect();
-        self
+        if Instant::now() >= deadline {
+            match last_error {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-const DEFAULT_HBA: &str = "\
-local all all trust
-local replication all trust
-host all all 127.0.0.1/32 trust
-host replication all 127.0.0.1/32 trust
-host all all ::1/128 trust
-host replication all ::1/128 trust
-";
-
-/// A running throwaway PostgreSQL 15 cluster, stopped and deleted on drop.
-pub struct PgCluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    running: bool,
-}
-
-impl PgCluster {
-    /// initdb a new cluster with `cfg` and start it on a free loopback port.
-    ///
-    /// # Errors
-    /// If PostgreSQL is not installed, or initdb or the start fails.
-    pub fn start(cfg: &PgConfig) -> Result<Self> {
-        let mut cluster = Self::init(cfg)?;
-        cluster.start_server()?;
-        Ok(cluster)
+/// Runs `commands` in one `psql` session on a physical replication connection
+/// (`replication=true`) to 127.0.0.1:`port`, with `VERBOSITY=verbose` (SQLSTATEs
+/// printed) and unaligned output; returns psql's output whatever its exit status.
+/// psql goes on after an error, so every command runs.
+///
+/// # Errors
+/// If psql cannot start or takes longer than 30 s.
+pub fn psql_replication(port: u16, commands: &[&str]) -> Result<Output> {
+    let mut cmd = pg_command(pg_bin("psql"));
+    cmd.args(["-XA", "-v", "VERBOSITY=verbose", "-d"])
+        .arg(format!("host=127.0.0.1 port={port} user=postgres replication=true"));
+    for c in commands {
+        cmd.arg("-c").arg(c);
     }
-
-    /// initdb a new cluster with `cfg` without starting it.
-    ///
-    /// # Errors
-    /// If PostgreSQL is not installed or initdb fails.
-    pub fn init(cfg: &PgConfig) -> Result<Self> {
-        if !pg_bin("initdb").exists() {
-            bail!("PostgreSQL 15 is not installed at {} (set PG_BINDIR)", pg_bindir().display());
-        }
-        let dir = postgres_owned_tempdir("walstream-pg.")?;
-        let data = dir.path().join("data");
-        run_ok(
-            pg_command(pg_bin("initdb"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
-                .arg(format!("--wal-segsize={}", cfg.wal_segsize_mb))
-                .args(&cfg.initdb_args),
-        )?;
-        let cluster = PgCluster { dir, port: free_port()?, running: false };
-        cluster.write_config(cfg)?;
-        Ok(cluster)
-    }
-
-    fn write_config(&self, cfg: &PgConfig) -> Result<()> {
-        let mut conf = format!(
-            "port = {}\nunix_socket_directories = '{}'\n\
-             listen_addresses = '127.0.0.1'\nfsync = off\nmax_wal_senders = 10\n\
-             wal_level = replica\nlog_min_messages = warning\nshared_buffers = 16MB\n",
-            self.port,
-            self.dir.path().display()
-        );
-        for (k, v) in &cfg.settings {
-            conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
-        }
-        self.append_conf(&conf)?;
-        let hba =
-            if cfg.hba.is_empty() { DEFAULT_HBA.to_string() } else { cfg.hba.join("\n") + "\n" };
-        fs::write(self.data_dir().join("pg_hba.conf"), hba)?;
-        Ok(())
-    }
-
-    /// Appends lines to postgresql.conf (takes effect at the next start or reload).
-    ///
-    /// # Errors
-    /// If the file cannot be written.
-    pub fn append_conf(&self, text: &str) -> Result<()> {
-        use std::io::Write;
-        let mut f =
-            fs::OpenOptions::new().append(true).open(self.data_dir().join("postgresql.conf"))?;
-        f.write_all(text.as_bytes())?;
-        Ok(())
-    }
-
-    /// Starts the server (`pg_ctl start -w`).
-    ///
-    /// # Errors
-    /// If pg_ctl fails; the server log is included.
-    pub fn start_server(&mut self) -> Result<()> {
-        let log = self.dir.path().join("server.log");
-        let res = run_ok(
-            pg_command(pg_bin("pg_ctl"))
-                .arg("-D")
-                .arg(self.data_dir())
-                .arg("-l")
-                .arg(&log)
-                .args(["-w", "-t", "60", "start"]),
-        );
-        if let Err(e) = res {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            bail!("{e}\nserver log:\n{text}");
-        }
-        self.running = true;
-        Ok(())
-    }
-
-    /// Stops the server with `mode` (`smart`, `fast`, `immediate`).
-    ///
-    /// # Errors
-    /// If pg_ctl fails.
-    pub fn stop(&mut self, mode: &str) -> Result<()> {
-        if self.running {
-            self.running = false;
-            run_ok(
-                pg_command(pg_bin("pg_ctl"))
-                    .arg("-D")
-                    .arg(self.data_dir())
-                    .args(["-w", "-t", "60", "-m", mode, "stop"]),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// The temp directory holding `data/` and the server log.
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// `data/pg_wal`.
-    pub fn wal_dir(&self) -> PathBuf {
-        self.data_dir().join("pg_wal")
-    }
-
-    /// The TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// A libpq conninfo string for `dbname` as user postgres over TCP.
-    pub fn conninfo(&self, dbname: &str) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname={dbname}", self.port)
-    }
-
-    /// Runs SQL through `psql -XAt` (tuples only, `|`-separated) and returns stdout, trimmed.
-    ///
-    /// # Errors
-    /// If psql fails (its stderr is in the error).
-    pub fn psql(&self, sql: &str) -> Result<String> {
-        let out = run_ok(
-            pg_command(pg_bin("psql"))
-                .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-d"])
-                .arg(self.conninfo("postgres"))
-                .args(["-c", sql]),
-        )?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
-    }
-
-    /// Runs `pgbench` against database `postgres` with these arguments.
-    ///
-    /// # Errors
-    /// If pgbench fails.
-    pub fn pgbench(&self, args: &[&str]) -> Result<Output> {
-        run_ok(
-            pg_command(pg_bin("pgbench"))
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
-                .arg(self.port.to_string())
-                .args(args)
-                .arg("postgres"),
-        )
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        if self.running {
-            // Immediate: nothing of a throwaway cluster needs to be kept.
-            let _ = self.stop("immediate");
-        }
-    }
+    run_bounded(&mut cmd, Duration::from_secs(30))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_starts_answers_and_is_removed() {
-        let root;
-        {
-            let c = PgCluster::start(&PgConfig::small_segments()).expect("start");
-            root = c.root().to_path_buf();
-            assert_eq!(c.psql("SELECT 1").unwrap(), "1");
-            assert_eq!(c.psql("SHOW wal_segment_size").unwrap(), "1MB");
-            let segments = fs::read_dir(c.wal_dir())
-                .unwrap()
-                .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name().len() == 24
-                        && e.file_name().to_string_lossy().starts_with("00000001")
-                })
-                .count();
-            assert!(segments > 0, "no WAL segment in pg_wal");
-        }
-        assert!(!root.exists(), "cluster directory left behind");
-    }
-
-    #[test]
-    fn per_test_segment_size_settings_and_hba() {
-        let cfg = PgConfig::default()
-            .wal_segsize_mb(2)
-            .set("wal_sender_timeout", "12s")
-            .set("cluster_name", "it's quoted")
-            .hba_lines(&[
-                "local all all trust",
-                "host all all 127.0.0.1/32 trust",
-                "host replication all 127.0.0.1/32 reject",
-            ]);
-        let c = PgCluster::start(&cfg).expect("start");
-        assert_eq!(c.psql("SHOW wal_segment_size").unwrap(), "2MB");
-        assert_eq!(c.psql("SHOW wal_sender_timeout").unwrap(), "12s");
-        assert_eq!(c.psql("SHOW cluster_name").unwrap(), "it's quoted");
-        let refused = pg_command(pg_bin("psql"))
-            .arg(format!("{} replication=true", c.conninfo("postgres")))
-            .args(["-XAtc", "IDENTIFY_SYSTEM"])
-            .output()
-            .unwrap();
-        assert!(!refused.status.success());
-        let err = String::from_utf8_lossy(&refused.stderr);
-        assert!(err.contains("pg_hba.conf rejects replication connection"), "{err}");
-    }
-
-    #[test]
-    fn cluster_is_stopped_when_a_test_panics() {
-        let port = std::sync::Mutex::new(0u16);
-        let r = std::panic::catch_unwind(|| {
-            let c = PgCluster::start(&PgConfig::small_segments()).expect("start");
-            *port.lock().unwrap() = c.port();
-            panic!("test failure");
-        });
-        assert!(r.is_err());
-        let port = *port.lock().unwrap();
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "server still up");
-    }
-}
+mod tests;
