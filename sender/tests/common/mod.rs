@@ -245,6 +245,7 @@ pub async fn serve_wal_copy(
 }
 
 /// One replication message received in COPY mode, or something else.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Repl {
     /// `w`.
