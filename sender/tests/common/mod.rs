@@ -199,3 +199,184 @@ pub fn errors(msgs: &[BackendMessage]) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+// ---- walsender test support (appended for sender/tests/walsender_*.rs) ----
+
+use std::path::Path;
+
+use walstream_sender::backend::serve_handler::ServeHandler;
+use walstream_sender::protocol::replication::{
+    parse_server_copy_data, PrimaryKeepalive, ServerCopyData, StandbyStatusUpdate, TimestampTz,
+    XLogData,
+};
+use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions};
+
+/// Starts a server with everything chosen, the slot store included.
+pub async fn start_server_with_slots(
+    settings: Settings,
+    source: Arc<dyn WalSource>,
+    slots: Arc<SlotStore>,
+) -> TestServer {
+    let handler: Arc<dyn QueryHandler> = Arc::new(ServeHandler::new(Arc::new(|_| None)));
+    let parts = ServerParts {
+        settings,
+        hba: HbaFile::loopback_trust(),
+        roles: Roles::permissive(),
+        source,
+        slots,
+        handler,
+    };
+    let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
+    let addr = pm.local_addr().unwrap();
+    let server = pm.server().clone();
+    let (shutdown, rx) = watch::channel(None);
+    let task = tokio::spawn(pm.run(rx));
+    TestServer { addr, server, shutdown, task }
+}
+
+/// A temporary copy of a WAL directory (the tests may delete files from it).
+pub fn copy_wal_dir(src: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// A server over a copy of `src` with in-memory slots; the copy lives as long as the
+/// returned TempDir.
+pub async fn serve_wal_copy(
+    src: &Path,
+    settings: Settings,
+) -> (TestServer, Arc<DirWalSource>, tempfile::TempDir) {
+    let dir = copy_wal_dir(src);
+    let source = DirWalSource::open(dir.path(), DirWalSourceOptions::default()).unwrap();
+    let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
+    let srv = start_server_with_slots(settings, source.clone(), slots).await;
+    (srv, source, dir)
+}
+
+/// One replication message received in COPY mode, or something else.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Repl {
+    /// `w`.
+    Data(XLogData),
+    /// `k`.
+    Keepalive(PrimaryKeepalive),
+    /// Any other backend message.
+    Other(BackendMessage),
+    /// The server closed the connection.
+    Closed,
+}
+
+impl RawClient {
+    /// A physical replication connection (`replication=true`), with its pid and key.
+    pub async fn replication(addr: SocketAddr) -> (RawClient, i32, u32) {
+        let (c, msgs) =
+            RawClient::startup(addr, &[("database", "replication"), ("replication", "true")]).await;
+        let (pid, key) = msgs
+            .iter()
+            .find_map(|m| match m {
+                BackendMessage::BackendKeyData { pid, secret_key } => Some((*pid, *secret_key)),
+                _ => None,
+            })
+            .expect("BackendKeyData");
+        (c, pid, key)
+    }
+
+    /// The next message, with replication CopyData parsed.
+    pub async fn recv_repl(&mut self) -> Repl {
+        match self.recv().await {
+            None => Repl::Closed,
+            Some(BackendMessage::CopyData(payload)) => {
+                match parse_server_copy_data(payload).expect("valid replication CopyData") {
+                    ServerCopyData::XLogData(x) => Repl::Data(x),
+                    ServerCopyData::Keepalive(k) => Repl::Keepalive(k),
+                }
+            }
+            Some(m) => Repl::Other(m),
+        }
+    }
+
+    /// Sends a standby status update (`r`).
+    pub async fn send_status(&mut self, write: Lsn, flush: Lsn, apply: Lsn, reply: bool) {
+        let r = StandbyStatusUpdate {
+            write,
+            flush,
+            apply,
+            send_time: TimestampTz::from_system_time(std::time::SystemTime::now()),
+            reply_requested: reply,
+        };
+        let mut payload = BytesMut::new();
+        r.encode(&mut payload);
+        self.send_msg(b'd', &payload).await;
+    }
+
+    /// Sends CopyDone.
+    pub async fn send_copy_done(&mut self) {
+        self.send_msg(b'c', &[]).await;
+    }
+
+    /// Sends a Query without waiting for anything.
+    pub async fn send_query(&mut self, sql: &str) {
+        let mut body = sql.as_bytes().to_vec();
+        body.push(0);
+        self.send_msg(b'Q', &body).await;
+    }
+}
+
+/// Sends a CancelRequest for `pid`/`key` on a new socket and waits for the server to
+/// close it (it never answers).
+pub async fn send_cancel(addr: SocketAddr, pid: i32, key: u32) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&16u32.to_be_bytes());
+    out.extend_from_slice(&80_877_102u32.to_be_bytes());
+    out.extend_from_slice(&pid.to_be_bytes());
+    out.extend_from_slice(&key.to_be_bytes());
+    s.write_all(&out).await.unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("cancel socket closed within 5 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a CancelRequest is never answered");
+}
+
+/// The text value of column `i` of a DataRow.
+pub fn cell(m: &BackendMessage, i: usize) -> Option<String> {
+    match m {
+        BackendMessage::DataRow(cells) => {
+            cells[i].as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap())
+        }
+        other => panic!("expected DataRow, got {other:?}"),
+    }
+}
+
+/// The single DataRow of a query's answer, as text cells.
+pub fn single_row(msgs: &[BackendMessage]) -> Vec<Option<String>> {
+    let rows: Vec<_> = msgs.iter().filter(|m| matches!(m, BackendMessage::DataRow(_))).collect();
+    assert_eq!(rows.len(), 1, "one row expected: {msgs:?}");
+    match rows[0] {
+        BackendMessage::DataRow(cells) => cells
+            .iter()
+            .map(|c| c.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap()))
+            .collect(),
+        _ => unreachable!(),
+    }
+}
+
+/// The single ErrorResponse of `msgs`.
+pub fn the_error(msgs: &[BackendMessage]) -> walstream_sender::protocol::wire::ErrorFields {
+    let errs: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            BackendMessage::ErrorResponse(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errs.len(), 1, "one error expected: {msgs:?}");
+    errs.into_iter().next().unwrap()
+}
