@@ -291,14 +291,15 @@ impl Streamer {
         let mut end_rx = self.ctx.source.end();
         let mut stop_rx = self.ctx.stop.clone();
         let mut cancels = self.entry.cancel_requests();
-        cancels.mark_unchanged();
+        // Compared by value: `changed()` in the wait below marks a request seen.
+        let cancels_before = *cancels.borrow_and_update();
         let timeout = self.ctx.settings.wal_sender_timeout;
         loop {
             // Interrupts and replies that are already there.
             if self.entry.is_terminated() {
                 return self.fatal(w, admin_shutdown()).await;
             }
-            if cancels.has_changed().unwrap_or(false) {
+            if *cancels.borrow() != cancels_before {
                 return StreamEnd::Error(Box::new(query_canceled()));
             }
             if *stop_rx.borrow_and_update() && !self.stopping {

@@ -217,7 +217,9 @@ pub async fn start_server_with_slots(
     source: Arc<dyn WalSource>,
     slots: Arc<SlotStore>,
 ) -> TestServer {
-    let handler: Arc<dyn QueryHandler> = Arc::new(ServeHandler::new(Arc::new(|_| None)));
+    let registry = walstream_sender::registry::Registry::new();
+    let handler: Arc<dyn QueryHandler> =
+        Arc::new(ServeHandler::new(Arc::new(|_| None), registry.clone()));
     let parts = ServerParts {
         settings,
         hba: HbaFile::loopback_trust(),
@@ -225,6 +227,7 @@ pub async fn start_server_with_slots(
         source,
         slots,
         handler,
+        registry,
     };
     let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
     let addr = pm.local_addr().unwrap();
