@@ -119,7 +119,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
 #[test]
 fn psql_and_pg_receivewal_authenticate_as_with_postgresql() -> anyhow::Result<()> {
     let cfg = scenario::source_config().hba_lines(HBA);
-    let mut pg = PgCluster::start(&cfg)?;
+    let pg = PgCluster::start(&cfg)?;
     let roles = make_roles(&pg);
     pg.psql("SELECT pg_switch_wal()")?;
     let end = pg.switch_wal()?;
