@@ -293,6 +293,12 @@ impl Registry {
         self.get(pid).map(|e| e.terminate()).is_some()
     }
 
+    /// Asks backend `pid` to cancel its command; false when there is none
+    /// (`pg_cancel_backend`).
+    pub fn cancel_pid(&self, pid: i32) -> bool {
+        self.get(pid).map(|e| e.cancel()).is_some()
+    }
+
     /// A CancelRequest: cancels backend `pid` if `key` is its cancel key
     /// (`postmaster.c: processCancelRequest`). Returns whether a backend matched.
     pub fn cancel_request(&self, pid: i32, key: u32) -> bool {

@@ -96,3 +96,43 @@ async fn terminate_and_cancel_backends_by_pid() {
     assert!(srv.server.registry.get(pid).is_none());
     srv.task.abort();
 }
+
+/// `pg_stat_activity` and `pg_stat_replication` list the registry's backends with
+/// PostgreSQL 15's columns; the signalling functions apply row by row.
+#[tokio::test]
+async fn stat_views_list_backends() {
+    let srv = serve().await;
+    let (mut admin, _) = RawClient::startup(srv.addr, &[("application_name", "admin")]).await;
+    let (_ws, _) =
+        RawClient::startup(srv.addr, &[("replication", "true"), ("application_name", "wal1")])
+            .await;
+    let msgs = admin.query("SELECT * FROM pg_stat_replication").await;
+    let desc = msgs.iter().find_map(|m| match m {
+        BackendMessage::RowDescription(f) => Some(f.clone()),
+        _ => None,
+    });
+    let names: Vec<String> = desc.unwrap().into_iter().map(|f| f.name).collect();
+    assert_eq!(names.len(), 20);
+    assert_eq!(names[0], "pid");
+    assert_eq!(names[10], "sent_lsn");
+    let rows = data(&msgs);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0][3].as_deref(), Some("wal1"));
+    assert_eq!(rows[0][9].as_deref(), Some("startup"));
+    assert_eq!(rows[0][18].as_deref(), Some("async"));
+    let rows =
+        data(&admin.query("select application_name, backend_type from pg_stat_activity").await);
+    assert_eq!(
+        rows,
+        [
+            [Some("admin".to_string()), Some("client backend".to_string())],
+            [Some("wal1".to_string()), Some("walsender".to_string())]
+        ]
+    );
+    let msgs = admin.query("SELECT nosuch FROM pg_stat_activity").await;
+    assert_eq!(errors(&msgs)[0].1, "42703");
+    let rows =
+        data(&admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_replication").await);
+    assert_eq!(rows, [[Some("t".to_string())]]);
+    srv.task.abort();
+}

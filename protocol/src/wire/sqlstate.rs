@@ -38,6 +38,10 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const SYNTAX_ERROR: &str = "42601";
 /// `42602` invalid_name.
 pub const INVALID_NAME: &str = "42602";
+/// `42703` undefined_column.
+pub const UNDEFINED_COLUMN: &str = "42703";
+/// `42883` undefined_function.
+pub const UNDEFINED_FUNCTION: &str = "42883";
 /// `42P05` duplicate_prepared_statement.
 pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 /// `42622` name_too_long.
@@ -96,6 +100,8 @@ mod tests {
             INVALID_CURSOR_NAME,
             INVALID_NAME,
             DUPLICATE_PREPARED_STATEMENT,
+            UNDEFINED_FUNCTION,
+            UNDEFINED_COLUMN,
             INVALID_TRANSACTION_STATE,
             INVALID_AUTHORIZATION_SPECIFICATION,
             INVALID_PASSWORD,

@@ -140,6 +140,14 @@ impl ExtendedState {
                 ),
             ));
         }
+        // postgres.c: exec_bind_message → getTypeBinaryOutputInfo
+        for (i, col) in stmt.columns.iter().flatten().enumerate() {
+            if format_of(&result_formats, i) == 1 {
+                if let Some(e) = col.ty.binary_unsupported() {
+                    return Err(e);
+                }
+            }
+        }
         let params = values
             .into_iter()
             .enumerate()

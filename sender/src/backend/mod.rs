@@ -15,6 +15,7 @@
 pub mod extended;
 pub mod query;
 pub mod serve_handler;
+pub mod views;
 
 use std::sync::Arc;
 

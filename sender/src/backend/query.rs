@@ -133,6 +133,16 @@ pub enum DatumType {
     Int4,
     /// `text` (25).
     Text,
+    /// A type written in text only (`oid`, `inet`, `pg_lsn`, `timestamptz`, `interval`,
+    /// `xid`, `name`); its values are [`Datum::Text`] and binary output is refused.
+    TextOnly {
+        /// The type's oid.
+        oid: u32,
+        /// `pg_type.typlen`.
+        typlen: i16,
+        /// The type's name, for the error a binary request gets.
+        name: &'static str,
+    },
 }
 
 impl DatumType {
@@ -144,6 +154,19 @@ impl DatumType {
             DatumType::Int8 => 20,
             DatumType::Int4 => 23,
             DatumType::Text => 25,
+            DatumType::TextOnly { oid, .. } => oid,
+        }
+    }
+
+    /// The error PostgreSQL gives when a client asks for this type in binary, if it
+    /// cannot be sent so.
+    pub fn binary_unsupported(self) -> Option<ErrorFields> {
+        match self {
+            DatumType::TextOnly { name, .. } => Some(ErrorFields::error(
+                sqlstate::UNDEFINED_FUNCTION,
+                format!("no binary output function available for type {name}"),
+            )),
+            _ => None,
         }
     }
 
@@ -154,6 +177,7 @@ impl DatumType {
             DatumType::Int8 => 8,
             DatumType::Int4 => 4,
             DatumType::Bytea | DatumType::Text => -1,
+            DatumType::TextOnly { typlen, .. } => typlen,
         }
     }
 }

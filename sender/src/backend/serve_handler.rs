@@ -1,7 +1,9 @@
 //! The SQL a `walstream serve` answers on an ordinary connection: `SELECT 1` (what
-//! connection poolers and health checks send), `SHOW name`, and the signalling functions
-//! `pg_terminate_backend(pid [, timeout])` and `pg_cancel_backend(pid)`; anything else
-//! is `0A000`. The node implements a real [`QueryHandler`] later.
+//! connection poolers and health checks send), `SHOW name`, the signalling functions
+//! `pg_terminate_backend(pid [, timeout])` and `pg_cancel_backend(pid)`, and
+//! `SELECT items FROM pg_stat_activity | pg_stat_replication` where an item is `*`, a
+//! column, or one of the two functions applied to `pid`; anything else is `0A000`. The
+//! node implements a real [`QueryHandler`] later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use super::query::{
     Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
     SessionInfo, SimpleQueryResult, StatementDescription,
 };
+use super::views::View;
 use crate::registry::Registry;
 
 /// Answers `SHOW name`; `None` for an unknown name.
@@ -46,6 +49,46 @@ enum Statement {
     Terminate(i32, i64),
     /// `pg_cancel_backend(pid)`.
     Cancel(i32),
+    /// `SELECT items FROM view`.
+    View(View, Vec<Item>),
+}
+
+/// One item of a select list over a view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    /// The view's column at this index.
+    Column(usize),
+    /// `pg_terminate_backend(pid)`.
+    Terminate,
+    /// `pg_cancel_backend(pid)`.
+    Cancel,
+}
+
+/// `SELECT items FROM view`, or `None` when `text` is not of that shape.
+fn select_from_view(text: &str) -> Option<Result<Statement, ErrorFields>> {
+    let lower = text.to_ascii_lowercase();
+    let rest = lower.strip_prefix("select")?;
+    let from = rest.find(" from ")?;
+    let view = View::named(rest[from + 6..].trim())?;
+    let columns = view.columns();
+    let mut items = Vec::new();
+    for item in rest[..from].split(',').map(str::trim) {
+        match item.replace(' ', "").as_str() {
+            "*" => items.extend((0..columns.len()).map(Item::Column)),
+            "pg_terminate_backend(pid)" => items.push(Item::Terminate),
+            "pg_cancel_backend(pid)" => items.push(Item::Cancel),
+            name => match columns.iter().position(|c| c.name == name) {
+                Some(i) => items.push(Item::Column(i)),
+                None => {
+                    return Some(Err(ErrorFields::error(
+                        sqlstate::UNDEFINED_COLUMN,
+                        format!("column \"{name}\" does not exist"),
+                    )))
+                }
+            },
+        }
+    }
+    Some(Ok(Statement::View(view, items)))
 }
 
 fn unsupported() -> ErrorFields {
@@ -89,6 +132,9 @@ fn classify(sql: &str) -> Result<Statement, ErrorFields> {
             return Ok(Statement::Show(name.trim_matches('"').to_string()))
         }
         _ => {}
+    }
+    if let Some(view) = select_from_view(text) {
+        return view;
     }
     match function_call(text) {
         Some((name, args)) if name == "pg_terminate_backend" && matches!(args.len(), 1 | 2) => {
@@ -136,6 +182,7 @@ impl ServeHandler {
                 Some(vec![Column::new("pg_terminate_backend", DatumType::Bool)])
             }
             Statement::Cancel(_) => Some(vec![Column::new("pg_cancel_backend", DatumType::Bool)]),
+            Statement::View(view, items) => Some(view_columns(view, &items)),
         };
         Ok(StatementDescription { params: Vec::new(), columns })
     }
@@ -154,12 +201,10 @@ impl ServeHandler {
                 tag: "SHOW".to_string(),
             }],
             Statement::Terminate(pid, timeout) => self.terminate(pid, timeout).await,
-            Statement::Cancel(pid) => match self.registry.get(pid) {
-                Some(entry) => {
-                    entry.cancel();
-                    vec![bool_result("pg_cancel_backend", true)]
-                }
-                None => vec![
+            Statement::View(view, items) => vec![self.select_view(view, &items)],
+            Statement::Cancel(pid) => match self.registry.cancel_pid(pid) {
+                true => vec![bool_result("pg_cancel_backend", true)],
+                false => vec![
                     QueryOutput::Notice(Box::new(not_a_backend(pid))),
                     bool_result("pg_cancel_backend", false),
                 ],
@@ -196,6 +241,34 @@ impl ServeHandler {
         vec![bool_result(name, true)]
     }
 
+    /// Rows of `view`, the signalling functions applied row by row.
+    fn select_view(&self, view: View, items: &[Item]) -> QueryOutput {
+        let rows: Vec<Vec<Datum>> = view
+            .rows(&self.registry)
+            .into_iter()
+            .map(|row| {
+                let pid = match view {
+                    View::Activity => row.get(2),
+                    View::Replication => row.first(),
+                };
+                let pid = match pid {
+                    Some(Datum::Int4(pid)) => *pid,
+                    _ => 0,
+                };
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Item::Column(i) => row.get(*i).cloned().unwrap_or(Datum::Null),
+                        Item::Terminate => Datum::Bool(self.registry.terminate(pid)),
+                        Item::Cancel => Datum::Bool(self.registry.cancel_pid(pid)),
+                    })
+                    .collect()
+            })
+            .collect();
+        let tag = format!("SELECT {}", rows.len());
+        QueryOutput::Rows { columns: view_columns(view, items), rows, tag }
+    }
+
     fn value(&self, name: &str) -> Result<String, ErrorFields> {
         (self.show)(name).ok_or_else(|| {
             ErrorFields::error(
@@ -204,6 +277,18 @@ impl ServeHandler {
             )
         })
     }
+}
+
+fn view_columns(view: View, items: &[Item]) -> Vec<Column> {
+    let all = view.columns();
+    items
+        .iter()
+        .map(|item| match item {
+            Item::Column(i) => all[*i].clone(),
+            Item::Terminate => Column::new("pg_terminate_backend", DatumType::Bool),
+            Item::Cancel => Column::new("pg_cancel_backend", DatumType::Bool),
+        })
+        .collect()
 }
 
 /// `signalfuncs.c: pg_signal_backend`'s WARNING for a pid that is no backend.

@@ -1,0 +1,212 @@
+//! `pg_stat_activity` and `pg_stat_replication` from the backend registry, with
+//! PostgreSQL 15's columns and types (`catalog/system_views.sql`).
+
+use std::time::SystemTime;
+
+use super::query::{Column, Datum, DatumType};
+use crate::registry::{BackendEntry, Registry};
+
+const fn text_only(oid: u32, typlen: i16, name: &'static str) -> DatumType {
+    DatumType::TextOnly { oid, typlen, name }
+}
+
+const OID: DatumType = text_only(26, 4, "oid");
+const NAME: DatumType = text_only(19, 64, "name");
+const INET: DatumType = text_only(869, -1, "inet");
+const TIMESTAMPTZ: DatumType = text_only(1184, 8, "timestamp with time zone");
+const XID: DatumType = text_only(28, 4, "xid");
+const LSN: DatumType = text_only(3220, 8, "pg_lsn");
+const INTERVAL: DatumType = text_only(1186, 16, "interval");
+
+/// A system view walstream answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `pg_stat_activity`.
+    Activity,
+    /// `pg_stat_replication`.
+    Replication,
+}
+
+impl View {
+    /// The view called `name`, if walstream has it.
+    pub fn named(name: &str) -> Option<View> {
+        match name.to_ascii_lowercase().trim_start_matches("pg_catalog.") {
+            "pg_stat_activity" => Some(View::Activity),
+            "pg_stat_replication" => Some(View::Replication),
+            _ => None,
+        }
+    }
+
+    /// Its columns, in PostgreSQL 15's order.
+    pub fn columns(self) -> Vec<Column> {
+        let cols: &[(&str, DatumType)] = match self {
+            View::Activity => &[
+                ("datid", OID),
+                ("datname", NAME),
+                ("pid", DatumType::Int4),
+                ("leader_pid", DatumType::Int4),
+                ("usesysid", OID),
+                ("usename", NAME),
+                ("application_name", DatumType::Text),
+                ("client_addr", INET),
+                ("client_hostname", DatumType::Text),
+                ("client_port", DatumType::Int4),
+                ("backend_start", TIMESTAMPTZ),
+                ("xact_start", TIMESTAMPTZ),
+                ("query_start", TIMESTAMPTZ),
+                ("state_change", TIMESTAMPTZ),
+                ("wait_event_type", DatumType::Text),
+                ("wait_event", DatumType::Text),
+                ("state", DatumType::Text),
+                ("backend_xid", XID),
+                ("backend_xmin", XID),
+                ("query_id", DatumType::Int8),
+                ("query", DatumType::Text),
+                ("backend_type", DatumType::Text),
+            ],
+            View::Replication => &[
+                ("pid", DatumType::Int4),
+                ("usesysid", OID),
+                ("usename", NAME),
+                ("application_name", DatumType::Text),
+                ("client_addr", INET),
+                ("client_hostname", DatumType::Text),
+                ("client_port", DatumType::Int4),
+                ("backend_start", TIMESTAMPTZ),
+                ("backend_xmin", XID),
+                ("state", DatumType::Text),
+                ("sent_lsn", LSN),
+                ("write_lsn", LSN),
+                ("flush_lsn", LSN),
+                ("replay_lsn", LSN),
+                ("write_lag", INTERVAL),
+                ("flush_lag", INTERVAL),
+                ("replay_lag", INTERVAL),
+                ("sync_priority", DatumType::Int4),
+                ("sync_state", DatumType::Text),
+                ("reply_time", TIMESTAMPTZ),
+            ],
+        };
+        cols.iter().map(|(n, t)| Column::new(*n, *t)).collect()
+    }
+
+    /// Its rows, one per backend (walsenders only for `pg_stat_replication`).
+    pub fn rows(self, registry: &Registry) -> Vec<Vec<Datum>> {
+        registry
+            .list()
+            .iter()
+            .filter_map(|e| match self {
+                View::Activity => Some(activity_row(e)),
+                View::Replication => replication_row(e),
+            })
+            .collect()
+    }
+}
+
+/// `timestamptz` output in the UTC zone walstream reports (`2026-11-21 13:40:52.12345+00`).
+pub fn timestamptz(t: SystemTime) -> Datum {
+    let Ok(ts) = jiff::Timestamp::try_from(t) else { return Datum::Null };
+    let micros = ts.subsec_microsecond();
+    let mut out = ts.strftime("%Y-%m-%d %H:%M:%S").to_string();
+    if micros != 0 {
+        let frac = format!(".{micros:06}");
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push_str("+00");
+    Datum::Text(out)
+}
+
+fn opt_time(t: Option<SystemTime>) -> Datum {
+    t.map_or(Datum::Null, timestamptz)
+}
+
+fn text(s: &str) -> Datum {
+    Datum::Text(s.to_string())
+}
+
+fn activity_row(e: &BackendEntry) -> Vec<Datum> {
+    let st = e.status();
+    let walsender = e.backend_type == crate::registry::BackendType::WalSender;
+    let query =
+        if walsender && st.query.is_empty() { Datum::Text(String::new()) } else { text(&st.query) };
+    vec![
+        Datum::Null,
+        if walsender { Datum::Null } else { text(&st.database) },
+        Datum::Int4(e.pid),
+        Datum::Null,
+        Datum::Null,
+        text(&st.user),
+        text(&st.application_name),
+        text(&e.client_addr.ip().to_string()),
+        Datum::Null,
+        Datum::Int4(i32::from(e.client_addr.port())),
+        timestamptz(e.backend_start),
+        Datum::Null,
+        opt_time(st.query_start),
+        opt_time(st.state_change),
+        if walsender { text("Activity") } else { Datum::Null },
+        if walsender { text("WalSenderMain") } else { Datum::Null },
+        st.state.and_then(|s| s.as_str()).map_or(Datum::Null, text),
+        Datum::Null,
+        Datum::Null,
+        Datum::Null,
+        query,
+        text(e.backend_type.as_str()),
+    ]
+}
+
+fn lsn(l: walstream_protocol::Lsn) -> Datum {
+    if l.is_valid() {
+        Datum::Text(l.to_string())
+    } else {
+        Datum::Null
+    }
+}
+
+fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
+    let st = e.status();
+    let ws = st.walsender.as_ref()?;
+    Some(vec![
+        Datum::Int4(e.pid),
+        Datum::Null,
+        text(&st.user),
+        text(&st.application_name),
+        text(&e.client_addr.ip().to_string()),
+        Datum::Null,
+        Datum::Int4(i32::from(e.client_addr.port())),
+        timestamptz(e.backend_start),
+        Datum::Null,
+        text(ws.state.as_str()),
+        lsn(ws.sent),
+        lsn(ws.write),
+        lsn(ws.flush),
+        lsn(ws.apply),
+        Datum::Null,
+        Datum::Null,
+        Datum::Null,
+        Datum::Int4(0),
+        text("async"),
+        opt_time(ws.reply_time),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_postgresql_prints_them() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_259_545_315_400);
+        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 08:32:25.3154+00".into()));
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_259_545);
+        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 08:32:25+00".into()));
+    }
+
+    #[test]
+    fn views_have_postgresql_15_columns() {
+        assert_eq!(View::Replication.columns().len(), 20);
+        assert_eq!(View::Activity.columns().len(), 22);
+        assert_eq!(View::named("PG_STAT_REPLICATION"), Some(View::Replication));
+        assert_eq!(View::named("pg_catalog.pg_stat_activity"), Some(View::Activity));
+    }
+}
