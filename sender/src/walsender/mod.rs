@@ -6,6 +6,7 @@
 //! and START_REPLICATION. Errors carry PostgreSQL's text and SQLSTATE.
 
 mod commands;
+mod replies;
 pub mod stream;
 
 use std::sync::Arc;

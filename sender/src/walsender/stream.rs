@@ -16,36 +16,19 @@ use tracing::{debug, info};
 use walstream_protocol::lsn::segment_file_name;
 use walstream_protocol::lsn::XLOG_BLCKSZ;
 use walstream_protocol::replication::{
-    parse_client_copy_data, ClientCopyData, PrimaryKeepalive, ReplicationKind, TimestampTz,
-    XLogData, XLOGDATA_HEADER_LEN,
+    ClientCopyData, PrimaryKeepalive, ReplicationKind, TimestampTz, XLogData, XLOGDATA_HEADER_LEN,
 };
 use walstream_protocol::wire::{
     backend::encode_copy_data_header, sqlstate, BackendMessage, CopyResponse, ErrorFields,
-    FieldDescription, FrontendMessage, Severity, WireError,
+    FieldDescription,
 };
 use walstream_protocol::{Lsn, TimeLineId};
 
+use super::replies::{read_replies, Reply};
 use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext};
 use crate::backend::{admin_shutdown, query_canceled, BackendEnd, Connection};
-use crate::conn::{ConnError, PqReader, PqWriter};
+use crate::conn::PqWriter;
 use crate::registry::{BackendEntry, WalSndState};
-
-/// What the reply reader hands the sender.
-#[derive(Debug)]
-enum Reply {
-    /// CopyData the standby sent.
-    Data(ClientCopyData),
-    /// CopyDone.
-    CopyDone,
-    /// Terminate.
-    Terminate,
-    /// End of file.
-    Eof,
-    /// A FATAL error to send.
-    Fatal(Box<ErrorFields>),
-    /// The socket failed.
-    Io(std::io::Error),
-}
 
 /// Which timeline is streamed, and where it ends (`sendTimeLine*`).
 #[derive(Debug, Clone, Copy)]
@@ -202,45 +185,6 @@ struct Streamer {
 
 fn now_tz() -> TimestampTz {
     TimestampTz::from_system_time(SystemTime::now())
-}
-
-/// Types a walsender accepts in COPY mode.
-fn copy_mode_type(tag: u8) -> bool {
-    matches!(tag, b'd' | b'c' | b'X')
-}
-
-/// The reply reader: parses what the standby sends until CopyDone, Terminate or the end.
-async fn read_replies<R: AsyncRead + Unpin>(reader: &mut PqReader<R>, tx: mpsc::Sender<Reply>) {
-    loop {
-        let reply = match reader.read_message_filtered(copy_mode_type).await {
-            Ok(None) => Reply::Eof,
-            Ok(Some(Err(tag))) => Reply::Fatal(Box::new(ErrorFields::fatal(
-                sqlstate::PROTOCOL_VIOLATION,
-                format!("invalid standby message type \"{}\"", char::from(tag)),
-            ))),
-            Ok(Some(Ok(FrontendMessage::CopyData(payload)))) => {
-                match parse_client_copy_data(payload) {
-                    Ok(data) => Reply::Data(data),
-                    // walsender.c: ProcessStandbyMessage, "unexpected message type" ends it
-                    Err(e) => {
-                        Reply::Fatal(Box::new(ErrorFields::fatal(e.sqlstate(), e.to_string())))
-                    }
-                }
-            }
-            Ok(Some(Ok(FrontendMessage::CopyDone))) => Reply::CopyDone,
-            Ok(Some(Ok(_))) => Reply::Terminate,
-            Err(ConnError::Wire(e)) => Reply::Fatal(Box::new(wire_fatal(&e))),
-            Err(ConnError::Io(e)) => Reply::Io(e),
-        };
-        let last = !matches!(reply, Reply::Data(_));
-        if tx.send(reply).await.is_err() || last {
-            return;
-        }
-    }
-}
-
-fn wire_fatal(e: &WireError) -> ErrorFields {
-    ErrorFields::from_wire_error(e, Severity::Fatal)
 }
 
 impl Streamer {

@@ -93,7 +93,11 @@ pub async fn start_server_full(
     registry: Arc<walstream_sender::registry::Registry>,
 ) -> TestServer {
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
-    let parts = ServerParts { settings, hba, roles, source, slots, handler, registry };
+    start_parts(ServerParts { settings, hba, roles, source, slots, handler, registry }).await
+}
+
+/// Binds `parts` on 127.0.0.1 and runs the postmaster in a task.
+pub async fn start_parts(parts: ServerParts) -> TestServer {
     let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
     let addr = pm.local_addr().unwrap();
     let server = pm.server().clone();
@@ -229,12 +233,7 @@ pub async fn start_server_with_slots(
         handler,
         registry,
     };
-    let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
-    let addr = pm.local_addr().unwrap();
-    let server = pm.server().clone();
-    let (shutdown, rx) = watch::channel(None);
-    let task = tokio::spawn(pm.run(rx));
-    TestServer { addr, server, shutdown, task }
+    start_parts(parts).await
 }
 
 /// A temporary copy of a WAL directory (the tests may delete files from it).
