@@ -197,9 +197,9 @@ mod tests {
     #[test]
     fn timestamps_print_as_postgresql_prints_them() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_259_545_315_400);
-        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 08:32:25.3154+00".into()));
+        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 11:12:25.3154+00".into()));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_259_545);
-        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 08:32:25+00".into()));
+        assert_eq!(timestamptz(t), Datum::Text("2026-11-21 11:12:25+00".into()));
     }
 
     #[test]
