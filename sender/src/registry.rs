@@ -101,6 +101,9 @@ pub struct WalSenderStatus {
     pub reply_time: Option<SystemTime>,
     /// The replication slot in use.
     pub slot: Option<String>,
+    /// The standby's xmin from hot standby feedback (`backend_xmin`); none when it sent
+    /// none or an invalid one.
+    pub xmin: Option<u32>,
 }
 
 impl Default for WalSenderStatus {
@@ -113,6 +116,7 @@ impl Default for WalSenderStatus {
             apply: Lsn::INVALID,
             reply_time: None,
             slot: None,
+            xmin: None,
         }
     }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::{cell, send_cancel, serve_wal_copy, single_row, the_error, RawClient, Repl};
 use walstream_sender::config::Settings;
+use walstream_sender::protocol::lsn::Xid;
+use walstream_sender::protocol::replication::{HotStandbyFeedback, TimestampTz};
 use walstream_sender::protocol::wire::{BackendMessage, TransactionStatus};
 use walstream_sender::protocol::Lsn;
 use walstream_sender::registry::WalSndState;
@@ -158,6 +160,21 @@ async fn reply_requested_gets_an_immediate_keepalive_and_feeds_the_registry() {
         assert_eq!(ws.state, WalSndState::Streaming);
         assert_eq!((ws.sent, ws.write, ws.flush, ws.apply), (end, w, f, a));
         assert!(ws.reply_time.is_some());
+        // Hot standby feedback: its xmin is what pg_stat_replication shows as backend_xmin.
+        let mut h = bytes::BytesMut::new();
+        HotStandbyFeedback {
+            send_time: TimestampTz(0),
+            xmin: Xid(735),
+            xmin_epoch: 0,
+            catalog_xmin: Xid(0),
+            catalog_xmin_epoch: 0,
+        }
+        .encode(&mut h);
+        c.send_msg(b'd', &h).await;
+        c.send_status(w, f, a, true).await;
+        assert!(matches!(c.recv_repl().await, Repl::Keepalive(_)));
+        let ws = entry.status().walsender.clone().expect("walsender status");
+        assert_eq!(ws.xmin, Some(735));
         srv.task.abort();
     })
     .await;

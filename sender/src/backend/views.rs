@@ -175,7 +175,7 @@ fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
         Datum::Null,
         Datum::Int4(i32::from(e.client_addr.port())),
         timestamptz(e.backend_start),
-        Datum::Null,
+        ws.xmin.map_or(Datum::Null, |x| Datum::Text(x.to_string())),
         text(ws.state.as_str()),
         lsn(ws.sent),
         lsn(ws.write),

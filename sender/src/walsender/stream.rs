@@ -437,7 +437,9 @@ impl Streamer {
                 None
             }
             Reply::Data(ClientCopyData::HotStandbyFeedback(h)) => {
-                debug!(xmin = h.xmin.0, "hot standby feedback");
+                // walsender.c: ProcessStandbyHSFeedbackMessage; xmin 0 clears it
+                let xmin = (h.xmin.0 != 0).then_some(h.xmin.0);
+                self.entry.update_walsender(|s| s.xmin = xmin);
                 None
             }
             Reply::CopyDone => {
