@@ -194,3 +194,49 @@ async fn shutdown_waits_until_the_standby_confirmed_everything() {
     })
     .await;
 }
+
+/// Smart shutdown (`pg_ctl stop -m smart`, SIGTERM): client backends are waited for,
+/// walsenders stream on meanwhile; once the last client leaves, walsenders stop with the
+/// shutdown handshake and the server ends.
+#[tokio::test]
+async fn smart_shutdown_waits_for_client_backends_first() {
+    bounded(10, async {
+        let (srv, _src, _dir) = serve_wal_copy(&shapes_dir(), Settings::default()).await;
+        let (mut client, _) = RawClient::startup(srv.addr, &[]).await;
+        let (mut streaming, _, _) = RawClient::replication(srv.addr).await;
+        let msgs = streaming.query("IDENTIFY_SYSTEM").await;
+        let end: Lsn = single_row(&msgs)[2].as_ref().unwrap().parse().unwrap();
+        streaming.send_query("START_REPLICATION 0/F00000 TIMELINE 1").await;
+        assert!(matches!(streaming.recv().await, Some(BackendMessage::CopyBothResponse(_))));
+        loop {
+            match streaming.recv_repl().await {
+                Repl::Data(x) if Lsn(x.start.0 + x.data.len() as u64) == end => break,
+                Repl::Data(_) => {}
+                other => panic!("unexpected: {other:?}"),
+            }
+        }
+        srv.shutdown.send_replace(Some(ShutdownMode::Smart));
+        // The client backend still works, and nothing asks the standby anything yet.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let msgs = client.query("SELECT 1").await;
+        assert!(matches!(msgs.last(), Some(BackendMessage::ReadyForQuery(_))));
+        assert!(!srv.task.is_finished());
+        // New connections are refused meanwhile.
+        let e = the_error(&refused_startup(srv.addr).await);
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("57P03", "the database system is shutting down")
+        );
+        // The last client leaves: now the walsender asks for its final reply.
+        client.send_msg(b'X', &[]).await;
+        assert!(matches!(streaming.recv_repl().await, Repl::Keepalive(k) if k.reply_requested));
+        streaming.send_status(end, end, Lsn(0), false).await;
+        let msgs = streaming.until_closed().await;
+        assert!(matches!(msgs.as_slice(), [BackendMessage::CommandComplete(t)] if t == "COPY 0"));
+        tokio::time::timeout(Duration::from_secs(3), srv.task)
+            .await
+            .expect("server stopped")
+            .unwrap();
+    })
+    .await;
+}
