@@ -2,4 +2,7 @@
 //! streaming, segment files, apply, feedback). Built in the receiver issue; for now
 //! it only re-exports the protocol it will speak.
 
+pub mod apply;
+pub mod segments;
+
 pub use walstream_protocol as protocol;

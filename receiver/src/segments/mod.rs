@@ -1,0 +1,307 @@
+//! WAL segment files as pg_receivewal and the walreceiver write them
+//! (`receivelog.c: ProcessXLogDataMsg`, `walmethods.c`, `walreceiver.c: XLogWalRcvWrite`):
+//! `<segment>.partial` at its full size, written in place, renamed when complete.
+//!
+//! - [`SegmentWriter`]: writes streamed bytes at their exact offsets, crossing segments,
+//!   flushes, renames complete segments, writes history files.
+//! - [`ResumePoint`] ([`SegmentWriter::resume_point`]): what is on disk, with the last
+//!   `.partial` validated by decoding it ([`validate_partial`]).
+
+mod file;
+mod resume;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use walstream_protocol::lsn::history_file_name;
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
+
+pub use resume::{fuzz_resume, validate_partial, PartialCheck, ResumePoint};
+
+use file::{fsync_dir, OpenSegment};
+
+/// Errors of the segment layer.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// A file system call failed.
+    #[error("could not {op} \"{path}\": {source}")]
+    Io {
+        /// What was attempted (`open`, `write to`, `fsync`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Data that does not continue what was written (`receivelog.c: ProcessXLogDataMsg`).
+    #[error("got WAL data at {got}, expected {expected}")]
+    NotContiguous {
+        /// Where the data starts.
+        got: Lsn,
+        /// Where the data written so far ends.
+        expected: Lsn,
+    },
+    /// A stream starting inside a segment with nothing on disk before it.
+    #[error(
+        "cannot start timeline {tli} at {start}: no earlier WAL of segment \"{segment}\" \
+         on disk"
+    )]
+    MidSegmentStart {
+        /// The timeline.
+        tli: TimeLineId,
+        /// Where the data starts.
+        start: Lsn,
+        /// The segment file name.
+        segment: String,
+    },
+    /// `start + data.len()` does not fit in an LSN.
+    #[error("WAL data at {start} of {len} bytes is past the end of the WAL address space")]
+    Overflow {
+        /// Where the data starts.
+        start: Lsn,
+        /// Its length.
+        len: usize,
+    },
+}
+
+impl SegmentError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SegmentError {
+        let path = path.to_path_buf();
+        move |source| SegmentError::Io { op, path, source }
+    }
+}
+
+/// How a [`SegmentWriter`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// fdatasync segments and fsync the directory (pg_receivewal's default; `--no-sync`
+    /// turns it off, and then [`SegmentWriter::flush`] reports what was written).
+    pub sync: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { sync: true }
+    }
+}
+
+/// Writes streamed WAL into a directory of segment files.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    dir: PathBuf,
+    seg_size: WalSegSize,
+    opts: WriterOptions,
+    /// The segment being written.
+    current: Option<OpenSegment>,
+    /// The timeline of the stream, once something was written.
+    tli: Option<TimeLineId>,
+    written: Lsn,
+    flushed: Lsn,
+}
+
+impl SegmentWriter {
+    /// Opens a directory (created if missing) of WAL segments of `seg_size`.
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`] if the directory cannot be created.
+    pub fn open(
+        dir: &Path,
+        seg_size: WalSegSize,
+        opts: WriterOptions,
+    ) -> Result<Self, SegmentError> {
+        std::fs::create_dir_all(dir).map_err(SegmentError::io("create directory", dir))?;
+        Ok(SegmentWriter {
+            dir: dir.to_path_buf(),
+            seg_size,
+            opts,
+            current: None,
+            tli: None,
+            written: Lsn::INVALID,
+            flushed: Lsn::INVALID,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The segment size.
+    pub fn seg_size(&self) -> WalSegSize {
+        self.seg_size
+    }
+
+    /// Where the streaming can resume from what is on disk (pg_receivewal.c:
+    /// FindStreamingStart, with the last `.partial` validated by decoding it); `None` for
+    /// a directory without segments. See [`ResumePoint`].
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`] reading the directory or a file.
+    pub fn resume_point(&self) -> Result<Option<ResumePoint>, SegmentError> {
+        resume::find(&self.dir, self.seg_size)
+    }
+
+    /// The end of what was written in this session (0/0 before the first write).
+    pub fn written(&self) -> Lsn {
+        self.written
+    }
+
+    /// The end of what is known to be on disk (0/0 before the first write).
+    pub fn flushed(&self) -> Lsn {
+        self.flushed
+    }
+
+    /// Writes `data` of timeline `tli`, which begins at WAL position `start`, into the
+    /// segment files at its exact offsets, crossing into the next segments as needed.
+    ///
+    /// `start` must continue what was written, unless it begins a fresh stream: at a
+    /// segment start (anything written before stays on disk, a `.partial` of that segment
+    /// is overwritten in place), or, for the first write of a timeline, inside a segment
+    /// whose `.partial` of that timeline is on disk (resuming at
+    /// [`ResumePoint::start`]) or whose earlier bytes a previous timeline's file holds (a
+    /// timeline switch point; they are copied, as `xlog.c: XLogInitNewTimeline` does).
+    /// A segment whose last byte is written is synced, renamed to its final name and the
+    /// directory synced.
+    ///
+    /// # Errors
+    /// [`SegmentError::NotContiguous`], [`SegmentError::MidSegmentStart`],
+    /// [`SegmentError::Overflow`], [`SegmentError::Io`].
+    pub fn write(&mut self, tli: TimeLineId, start: Lsn, data: &[u8]) -> Result<(), SegmentError> {
+        let overflow = || SegmentError::Overflow { start, len: data.len() };
+        start.checked_add(data.len() as u64).ok_or_else(overflow)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.check_position(tli, start)?;
+        let seg_bytes = u64::from(self.seg_size.bytes());
+        let (mut pos, mut rest) = (start, data);
+        while !rest.is_empty() {
+            let off = u64::from(pos.segment_offset(self.seg_size));
+            let n = (seg_bytes - off).min(rest.len() as u64) as usize;
+            let (now, later) = rest.split_at(n);
+            let cur = self.segment_for(tli, pos)?;
+            cur.file.write_all_at(now, off).map_err(SegmentError::io("write to", &cur.path))?;
+            cur.dirty = true;
+            pos = pos + n as u64;
+            rest = later;
+            self.written = pos;
+            if pos.segment_offset(self.seg_size) == 0 {
+                self.complete_segment()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs what was written since the last flush; returns the flushed position.
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`] if the sync fails (nothing more is then reported flushed).
+    pub fn flush(&mut self) -> Result<Lsn, SegmentError> {
+        if let Some(cur) = self.current.as_mut() {
+            if cur.dirty && self.opts.sync {
+                cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+            }
+            cur.dirty = false;
+        }
+        self.flushed = self.written;
+        Ok(self.flushed)
+    }
+
+    /// Writes timeline `tli`'s history file through `<name>.tmp`, synced, renamed, the
+    /// directory synced (receivelog.c: writeTimeLineHistoryFile).
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`].
+    pub fn write_history(&mut self, tli: TimeLineId, content: &[u8]) -> Result<(), SegmentError> {
+        let name = history_file_name(tli);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let f = File::create(&tmp).map_err(SegmentError::io("create", &tmp))?;
+        f.write_all_at(content, 0).map_err(SegmentError::io("write to", &tmp))?;
+        if self.opts.sync {
+            f.sync_all().map_err(SegmentError::io("fsync", &tmp))?;
+        }
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(SegmentError::io("rename", &tmp))?;
+        self.sync_dir()
+    }
+
+    /// Accepts `start` as the continuation of what was written or as a fresh stream.
+    fn check_position(&mut self, tli: TimeLineId, start: Lsn) -> Result<(), SegmentError> {
+        let same_tli = self.tli == Some(tli);
+        if same_tli && self.written.is_valid() && start == self.written {
+            return Ok(());
+        }
+        let fresh_timeline = !same_tli || !self.written.is_valid();
+        if start.segment_offset(self.seg_size) != 0 && !fresh_timeline {
+            return Err(SegmentError::NotContiguous { got: start, expected: self.written });
+        }
+        // A fresh stream: close what was open, keeping its name if incomplete.
+        self.close_current()?;
+        let previous = self.tli.filter(|&t| t != tli);
+        if start.segment_offset(self.seg_size) != 0 {
+            file::prepare_mid_segment(self, tli, previous, start)?;
+        }
+        self.tli = Some(tli);
+        self.written = start;
+        self.flushed = start;
+        Ok(())
+    }
+
+    /// The open file of `tli`'s segment holding `pos`, opening it if needed.
+    fn segment_for(&mut self, tli: TimeLineId, pos: Lsn) -> Result<&mut OpenSegment, SegmentError> {
+        let segno = pos.segno(self.seg_size);
+        if self.current.as_ref().is_none_or(|c| c.tli != tli || c.segno != segno) {
+            self.close_current()?;
+            let seg = OpenSegment::open(self, tli, segno)?;
+            self.current = Some(seg);
+        }
+        let Some(cur) = self.current.as_mut() else { unreachable!("opened just above") };
+        Ok(cur)
+    }
+
+    /// The current segment was written to its end: sync, rename, sync the directory
+    /// (walmethods.c: dir_close with CLOSE_NORMAL).
+    fn complete_segment(&mut self) -> Result<(), SegmentError> {
+        let Some(cur) = self.current.take() else { return Ok(()) };
+        if self.opts.sync {
+            cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+        }
+        if let Some(final_path) = cur.final_path() {
+            std::fs::rename(&cur.path, &final_path)
+                .map_err(SegmentError::io("rename", &cur.path))?;
+            self.sync_dir()?;
+        }
+        if self.opts.sync {
+            self.flushed = self.written;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment without renaming it, syncing what was written to it.
+    fn close_current(&mut self) -> Result<(), SegmentError> {
+        if let Some(cur) = self.current.take() {
+            if cur.dirty && self.opts.sync {
+                cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<(), SegmentError> {
+        if self.opts.sync {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn segment_name(&self, tli: TimeLineId, segno: XLogSegNo) -> String {
+        walstream_protocol::lsn::segment_file_name(tli, segno, self.seg_size)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,86 @@
+//! Unit tests of the segment writer on small synthetic data.
+
+use super::*;
+
+fn seg() -> WalSegSize {
+    WalSegSize::new(1 << 20).unwrap()
+}
+
+const TLI: TimeLineId = TimeLineId(1);
+
+#[test]
+fn a_new_partial_reads_as_zeros_beyond_what_was_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"abc").unwrap();
+    let bytes = std::fs::read(tmp.path().join("000000010000000000000007.partial")).unwrap();
+    assert_eq!(bytes.len(), 1 << 20);
+    assert_eq!(&bytes[..3], b"abc");
+    assert!(bytes[3..].iter().all(|&b| b == 0));
+    assert_eq!(w.written(), Lsn(0x70_0003));
+    assert_eq!(w.flush().unwrap(), Lsn(0x70_0003));
+}
+
+#[test]
+fn gaps_are_refused_naming_both_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"abc").unwrap();
+    let e = w.write(TLI, Lsn(0x70_0004), b"d").unwrap_err();
+    assert_eq!(e.to_string(), "got WAL data at 0/700004, expected 0/700003");
+}
+
+#[test]
+fn a_fresh_stream_must_start_at_a_segment_start_without_earlier_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    let e = w.write(TLI, Lsn(0x70_0010), b"abc").unwrap_err();
+    assert!(matches!(e, SegmentError::MidSegmentStart { .. }), "{e}");
+}
+
+#[test]
+fn a_complete_segment_is_renamed_and_flushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    let data = vec![7u8; (1 << 20) + 10];
+    w.write(TLI, Lsn(0x70_0000), &data).unwrap();
+    assert!(tmp.path().join("000000010000000000000007").exists());
+    assert!(!tmp.path().join("000000010000000000000007.partial").exists());
+    assert!(tmp.path().join("000000010000000000000008.partial").exists());
+    assert_eq!(w.flushed(), Lsn(0x80_0000));
+    assert_eq!(w.flush().unwrap(), Lsn(0x80_000A));
+}
+
+#[test]
+fn a_timeline_switch_mid_segment_copies_the_segment_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"old timeline").unwrap();
+    w.write(TimeLineId(2), Lsn(0x70_0004), b" new").unwrap();
+    let bytes = std::fs::read(tmp.path().join("000000020000000000000007.partial")).unwrap();
+    assert_eq!(&bytes[..9], b"old  new\0");
+}
+
+#[test]
+fn history_files_are_written_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    w.write_history(TimeLineId(2), b"1\t0/F047F8\tno recovery target specified\n").unwrap();
+    let got = std::fs::read(tmp.path().join("00000002.history")).unwrap();
+    assert_eq!(got, b"1\t0/F047F8\tno recovery target specified\n");
+    assert!(!tmp.path().join("00000002.history.tmp").exists());
+}
+
+#[test]
+fn an_empty_directory_has_no_resume_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = SegmentWriter::open(&tmp.path().join("new"), seg(), WriterOptions::default()).unwrap();
+    assert_eq!(w.resume_point().unwrap(), None);
+}
+
+#[test]
+fn fuzz_resume_survives_odd_inputs() {
+    for data in [&b""[..], &[0u8; 100], &[0xFF; 9000]] {
+        fuzz_resume(data);
+    }
+}
