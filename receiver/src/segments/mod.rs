@@ -254,13 +254,15 @@ impl SegmentWriter {
     /// The open file of `tli`'s segment holding `pos`, opening it if needed.
     fn segment_for(&mut self, tli: TimeLineId, pos: Lsn) -> Result<&mut OpenSegment, SegmentError> {
         let segno = pos.segno(self.seg_size);
-        if self.current.as_ref().is_none_or(|c| c.tli != tli || c.segno != segno) {
-            self.close_current()?;
-            let seg = OpenSegment::open(self, tli, segno)?;
-            self.current = Some(seg);
-        }
-        let Some(cur) = self.current.as_mut() else { unreachable!("opened just above") };
-        Ok(cur)
+        let cur = match self.current.take() {
+            Some(c) if c.tli == tli && c.segno == segno => c,
+            other => {
+                self.current = other;
+                self.close_current()?;
+                OpenSegment::open(self, tli, segno)?
+            }
+        };
+        Ok(self.current.insert(cur))
     }
 
     /// The current segment was written to its end: sync, rename, sync the directory

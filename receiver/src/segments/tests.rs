@@ -84,3 +84,60 @@ fn fuzz_resume_survives_odd_inputs() {
         fuzz_resume(data);
     }
 }
+
+#[test]
+fn a_complete_segment_written_again_is_overwritten_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    w.write(TLI, Lsn(0x70_0000), &vec![1u8; 1 << 20]).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"22").unwrap();
+    let bytes = std::fs::read(tmp.path().join("000000010000000000000007")).unwrap();
+    assert_eq!(&bytes[..3], b"22\x01");
+    assert!(!tmp.path().join("000000010000000000000007.partial").exists());
+}
+
+#[test]
+fn stale_partials_before_the_last_complete_segment_are_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"x").unwrap();
+    w.write(TLI, Lsn(0x80_0000), &vec![0u8; 1 << 20]).unwrap();
+    let r = w.resume_point().unwrap().unwrap();
+    assert_eq!((r.tli, r.start, r.valid_end), (TLI, Lsn(0x90_0000), Lsn(0x90_0000)));
+    assert_eq!(r.system_id, None);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn real_head() -> Vec<u8> {
+        let files = walstream_testdata::wal_files(&walstream_testdata::shapes_dir());
+        files[0].1[..64 * 1024].to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn resume_never_panics_on_arbitrary_bytes(
+            data in prop::collection::vec(any::<u8>(), 0..20_000),
+        ) {
+            fuzz_resume(&data);
+        }
+
+        #[test]
+        fn resume_never_panics_on_mutated_wal(
+            cut in 0usize..64 * 1024,
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        ) {
+            let mut data = real_head();
+            for (i, b) in flips {
+                let at = i.index(data.len());
+                data[at] ^= b;
+            }
+            data.truncate(cut);
+            fuzz_resume(&data);
+        }
+    }
+}
