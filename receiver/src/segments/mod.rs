@@ -196,6 +196,8 @@ impl SegmentWriter {
     }
 
     /// fdatasyncs what was written since the last flush; returns the flushed position.
+    /// With [`WriterOptions::sync`] off nothing is synced and the written position is
+    /// returned, as pg_receivewal `--no-sync` reports it.
     ///
     /// # Errors
     /// [`SegmentError::Io`] if the sync fails (nothing more is then reported flushed).
