@@ -105,10 +105,14 @@ impl ReplicationConn {
 
     /// Sends a query that should start COPY BOTH (START_REPLICATION).
     ///
+    /// PostgreSQL checks some start points only after CopyBothResponse (XX000 `requested
+    /// starting point 5/0 is ahead of the WAL flush position of this server 0/408EDA8`):
+    /// that ERROR is then the first [`Self::recv_copy`] result.
+    ///
     /// # Errors
-    /// [`ConnError::Server`] for an ErrorResponse (e.g. XX000 `requested starting point
-    /// 5/0 is ahead of the WAL flush position of this server 0/408EDA8`), read through to
-    /// ReadyForQuery; [`ConnError::Protocol`] for CopyIn/CopyOut; I/O errors.
+    /// [`ConnError::Server`] for an ErrorResponse before CopyBoth (e.g. 42704 for a slot
+    /// that does not exist, 58P01 for removed WAL), read through to ReadyForQuery;
+    /// [`ConnError::Protocol`] for CopyIn/CopyOut; I/O errors.
     pub async fn start_copy_both(&mut self, sql: &str) -> Result<StartOutcome, ConnError> {
         self.query_start(sql).await?;
         let mut collector = ResultCollector::default();
