@@ -1,10 +1,6 @@
 //! walstream-receiver: the client side of streaming replication (connection,
-//! streaming, segment files, apply, feedback).
-//!
-//! # Layout
-//! - [`conninfo`]: libpq-compatible connection strings, `PG*` defaults and `~/.pgpass`.
-//! - [`conn`]: a replication connection on tokio: startup, authentication, simple
-//!   queries and CopyBoth.
+//! streaming, segment files, apply, feedback). Built in the receiver issue; for now
+//! it only re-exports the protocol it will speak.
 
 pub use walstream_protocol as protocol;
 

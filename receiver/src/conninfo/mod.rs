@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use pgpass::pgpass_lookup;
+pub use pgpass::{fuzz_pgpass_line, pgpass_lookup};
 
 /// The keywords libpq 15 knows (`fe-connect.c: PQconninfoOptions`).
 const KNOWN_KEYWORDS: &[&str] = &[

@@ -103,6 +103,11 @@ fn unescape_password(field: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Fuzz entry point: matches arbitrary bytes as one password-file line.
+pub fn fuzz_pgpass_line(data: &[u8]) {
+    let _ = match_line(data, &["localhost", "5432", "replication", "postgres"]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +149,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(pgpass_lookup(dir.path(), "h", 1, "d", "u"), None);
         assert_eq!(pgpass_lookup(&dir.path().join("nope"), "h", 1, "d", "u"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lines_never_panic(line in proptest::collection::vec(0u8.., 0..64)) {
+            fuzz_pgpass_line(&line);
+        }
+
+        #[test]
+        fn escaped_fields_match_themselves(
+            fields in proptest::array::uniform4("[a-z:\\\\*]{0,6}"),
+            pw in "[a-z:\\\\]{0,6}",
+        ) {
+            let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+            let line: Vec<String> = fields.iter().chain([&pw]).map(|f| esc(f)).collect();
+            let keys = [&*fields[0], &*fields[1], &*fields[2], &*fields[3]];
+            let got = match_line(line.join(":").as_bytes(), &keys);
+            proptest::prop_assert_eq!(got, Some(pw.clone()));
+        }
     }
 
     #[test]
