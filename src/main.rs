@@ -1,5 +1,6 @@
 //! The `walstream` command line.
 
+mod receivewal;
 mod serve;
 mod waldump;
 
@@ -22,11 +23,14 @@ enum Command {
     Waldump(waldump::WaldumpArgs),
     /// Serve a directory of WAL segments to standbys and pg_receivewal, as a walsender.
     Serve(serve::ServeArgs),
+    /// Stream WAL from a server into a directory, as pg_receivewal does.
+    Receivewal(receivewal::ReceivewalArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Waldump(args) => waldump::main(args),
         Command::Serve(args) => serve::main(args),
+        Command::Receivewal(args) => receivewal::main(args),
     }
 }

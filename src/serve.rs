@@ -59,8 +59,13 @@ pub fn main(args: ServeArgs) -> ExitCode {
 }
 
 fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logs to stderr at `default` level, or as `WALSTREAM_LOG` says.
+pub fn init_logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WALSTREAM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

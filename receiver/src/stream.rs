@@ -1,0 +1,594 @@
+//! Streaming from a primary (`replication/walreceiver.c`, `bin/pg_basebackup/receivelog.c`):
+//! connect, check the system, fetch missing timeline histories, START_REPLICATION from what
+//! is on disk, write and flush and apply what arrives, report positions, follow timeline
+//! switches, and reconnect with a capped backoff after any failure.
+//!
+//! Positions only move forward and always satisfy write ≥ flush ≥ apply; flush is only ever
+//! a position that is on disk, and nothing past a corrupt record is reported.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use walstream_protocol::lsn::history_file_name;
+use walstream_protocol::replication::{
+    parse_server_copy_data, quote_ident, ServerCopyData, StandbyStatusUpdate, TimestampTz,
+};
+use walstream_protocol::timeline::TimelineHistory;
+use walstream_protocol::wire::ReplicationMode;
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
+
+use crate::apply::{Apply, ApplyPipeline};
+use crate::conn::{ConnError, CopyEvent, ReplicationConn, StartOutcome};
+use crate::conninfo::ConnInfo;
+use crate::segments::SegmentWriter;
+
+/// How a stream behaves.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Where to connect.
+    pub conninfo: ConnInfo,
+    /// `START_REPLICATION SLOT name`.
+    pub slot: Option<String>,
+    /// `wal_receiver_status_interval` / `--status-interval` (0: only when asked).
+    pub status_interval: Duration,
+    /// `wal_receiver_timeout` (0: none).
+    pub receiver_timeout: Duration,
+    /// `--synchronous`: flush after every write and report at once.
+    pub synchronous: bool,
+    /// Report the flush position (pg_receivewal does only with a slot or `--synchronous`;
+    /// a walreceiver always does).
+    pub report_flush: bool,
+    /// Stop once WAL past this position has been received (`-E`).
+    pub endpos: Option<Lsn>,
+    /// Do not reconnect after an error (`-n`).
+    pub no_loop: bool,
+}
+
+/// What the receiver has done, for progress display and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positions {
+    /// Timeline being received.
+    pub tli: TimeLineId,
+    /// Written up to here.
+    pub write: Lsn,
+    /// On disk up to here.
+    pub flush: Lsn,
+    /// Applied up to here.
+    pub apply: Lsn,
+    /// The server's last reported WAL end.
+    pub server_end: Lsn,
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions {
+            tli: TimeLineId(1),
+            write: Lsn::INVALID,
+            flush: Lsn::INVALID,
+            apply: Lsn::INVALID,
+            server_end: Lsn::INVALID,
+        }
+    }
+}
+
+/// Why streaming stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// The connection failed (transient ones are retried unless `no_loop`).
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// Writing segments failed.
+    #[error(transparent)]
+    Segments(#[from] crate::segments::SegmentError),
+    /// The WAL did not verify: streaming stops at the record before.
+    #[error(transparent)]
+    Apply(#[from] crate::apply::ApplyError),
+    /// The server is another database system (walreceiver.c).
+    #[error("database system identifier differs between the primary and standby")]
+    SystemIdMismatch {
+        /// The primary's identifier.
+        primary: u64,
+        /// Ours (from the segments on disk or an earlier connection).
+        ours: u64,
+    },
+    /// The server broke the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// `wal_receiver_timeout` passed in silence.
+    #[error("terminating walreceiver due to timeout")]
+    Timeout,
+    /// The primary ended the stream (`COPY 0` at its shutdown).
+    #[error("replication terminated by primary server")]
+    TerminatedByPrimary,
+}
+
+impl ReceiverError {
+    /// Whether a new connection may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReceiverError::Conn(e) => e.is_transient(),
+            ReceiverError::Timeout | ReceiverError::TerminatedByPrimary => true,
+            _ => false,
+        }
+    }
+}
+
+/// How [`Receiver::run`] ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// WAL past the end position was received (`-E`).
+    EndPos(Lsn),
+    /// Asked to stop.
+    Stopped,
+}
+
+/// The state of one receiving process.
+pub struct Receiver<A: Apply> {
+    opts: StreamOptions,
+    writer: SegmentWriter,
+    applier: A,
+    pipeline: Option<ApplyPipeline>,
+    system_id: Option<u64>,
+    /// Where the next stream starts: timeline and position.
+    next: Option<(TimeLineId, Lsn)>,
+    reported: Positions,
+    positions: watch::Sender<Positions>,
+}
+
+/// The first retry comes this soon; then the wait doubles up to [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What one copy loop ended with.
+enum CopyEnd {
+    /// The server ended the timeline: go on with the next one.
+    NextTimeline(TimeLineId, Lsn),
+    /// Done for good.
+    Finished(StreamEnd),
+}
+
+impl<A: Apply> Receiver<A> {
+    /// A receiver writing into `writer` and applying through `applier`.
+    pub fn new(opts: StreamOptions, writer: SegmentWriter, applier: A) -> Self {
+        Receiver {
+            opts,
+            writer,
+            applier,
+            pipeline: None,
+            system_id: None,
+            next: None,
+            reported: Positions::default(),
+            positions: watch::Sender::new(Positions::default()),
+        }
+    }
+
+    /// A watch of the positions last reported to the server.
+    pub fn positions(&self) -> watch::Receiver<Positions> {
+        self.positions.subscribe()
+    }
+
+    /// The applier.
+    pub fn applier(&self) -> &A {
+        &self.applier
+    }
+
+    /// Streams until the end position, `cancel`, or an error that is not transient (or any
+    /// error with `no_loop`); reconnects after the others with a capped backoff.
+    ///
+    /// # Errors
+    /// The error that ended it.
+    pub async fn run(&mut self, cancel: &CancellationToken) -> Result<StreamEnd, ReceiverError> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let started = Instant::now();
+            let result = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(StreamEnd::Stopped),
+                r = self.connect_and_stream(cancel) => r,
+            };
+            match result {
+                Ok(end) => return Ok(end),
+                Err(e) if self.opts.no_loop || !e.is_transient() => return Err(e),
+                Err(e) => {
+                    warn!("{e}; reconnecting");
+                    if started.elapsed() > Duration::from_secs(5) {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(StreamEnd::Stopped),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// One connection: identify, then stream timeline after timeline.
+    async fn connect_and_stream(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<StreamEnd, ReceiverError> {
+        let mut conn =
+            ReplicationConn::connect(&self.opts.conninfo, ReplicationMode::Physical).await?;
+        let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
+        let field = |i| ident.get_text(0, i).unwrap_or_default().to_string();
+        let sysid: u64 = field(0).parse().map_err(|_| {
+            ReceiverError::Protocol(format!("invalid system identifier \"{}\"", field(0)))
+        })?;
+        let server_tli = TimeLineId(field(1).parse().unwrap_or(0));
+        let server_pos: Lsn = field(2).parse().unwrap_or(Lsn::INVALID);
+        self.check_system(sysid)?;
+        let (mut tli, mut start) = match self.next {
+            Some(next) => next,
+            None => self.first_start(&mut conn, server_tli, server_pos).await?,
+        };
+        loop {
+            self.fetch_histories(&mut conn, tli, server_tli).await?;
+            let seg = self.writer.seg_size();
+            start = start.segment_start(seg);
+            self.next = Some((tli, start));
+            let sql = match &self.opts.slot {
+                Some(slot) => format!(
+                    "START_REPLICATION SLOT {} {start} TIMELINE {}",
+                    quote_ident(slot),
+                    tli.0
+                ),
+                None => format!("START_REPLICATION {start} TIMELINE {}", tli.0),
+            };
+            info!("starting log streaming at {start} (timeline {})", tli.0);
+            let end = match conn.start_copy_both(&sql).await? {
+                StartOutcome::CopyBoth => self.copy_loop(&mut conn, tli, start, cancel).await?,
+                StartOutcome::Result(r) => match r.next_timeline()? {
+                    Some((next, pos)) => CopyEnd::NextTimeline(next, pos),
+                    None => {
+                        return Err(ReceiverError::Protocol(
+                            "START_REPLICATION gave no stream".into(),
+                        ))
+                    }
+                },
+            };
+            match end {
+                CopyEnd::Finished(end) => {
+                    conn.terminate().await;
+                    return Ok(end);
+                }
+                CopyEnd::NextTimeline(next, pos) => {
+                    info!("switched to timeline {} at {pos}", next.0);
+                    self.flush_and_apply()?;
+                    if let Some(p) = self.pipeline.as_mut() {
+                        p.switch_timeline(next, pos)?;
+                    }
+                    tli = next;
+                    start = pos;
+                    self.next = Some((tli, pos.segment_start(seg)));
+                }
+            }
+        }
+    }
+
+    /// walreceiver.c: the system identifier must stay the same across connections.
+    fn check_system(&mut self, sysid: u64) -> Result<(), ReceiverError> {
+        if self.system_id.is_none() {
+            self.system_id = self.writer.resume_point()?.and_then(|r| r.system_id);
+        }
+        match self.system_id {
+            Some(ours) if ours != sysid => {
+                Err(ReceiverError::SystemIdMismatch { primary: sysid, ours })
+            }
+            _ => {
+                self.system_id = Some(sysid);
+                Ok(())
+            }
+        }
+    }
+
+    /// Where the first stream starts: what is on disk, else the slot's restart_lsn, else
+    /// the server's position (pg_receivewal.c: FindStreamingStart, then the slot, then
+    /// IDENTIFY_SYSTEM), rounded down to a segment start by the caller.
+    async fn first_start(
+        &mut self,
+        conn: &mut ReplicationConn,
+        server_tli: TimeLineId,
+        server_pos: Lsn,
+    ) -> Result<(TimeLineId, Lsn), ReceiverError> {
+        if let Some(r) = self.writer.resume_point()? {
+            return Ok((r.tli, r.start));
+        }
+        if let Some(slot) = &self.opts.slot {
+            let r =
+                conn.simple_query(&format!("READ_REPLICATION_SLOT {}", quote_ident(slot))).await?;
+            if let (Some(lsn), Some(tli)) = (r.get_text(0, 1), r.get_text(0, 2)) {
+                if let (Ok(lsn), Ok(tli)) = (lsn.parse::<Lsn>(), tli.parse::<u32>()) {
+                    return Ok((TimeLineId(tli), lsn));
+                }
+            }
+        }
+        Ok((server_tli, server_pos))
+    }
+
+    /// TIMELINE_HISTORY for each timeline from `tli` to the server's whose file is missing.
+    async fn fetch_histories(
+        &mut self,
+        conn: &mut ReplicationConn,
+        tli: TimeLineId,
+        server_tli: TimeLineId,
+    ) -> Result<(), ReceiverError> {
+        for n in tli.0.max(2)..=server_tli.0.max(tli.0) {
+            let n = TimeLineId(n);
+            if self.writer.dir().join(history_file_name(n)).exists() {
+                continue;
+            }
+            let r = conn.simple_query(&format!("TIMELINE_HISTORY {}", n.0)).await?;
+            let content = r.rows.first().and_then(|row| row.get(1)).cloned().flatten();
+            let Some(content) = content else {
+                return Err(ReceiverError::Protocol(format!(
+                    "no history file for timeline {}",
+                    n.0
+                )));
+            };
+            TimelineHistory::parse(n, &content)
+                .map_err(|e| ReceiverError::Protocol(e.to_string()))?;
+            self.writer.write_history(n, &content)?;
+        }
+        Ok(())
+    }
+
+    /// Fdatasyncs what was written and applies what decoded.
+    fn flush_and_apply(&mut self) -> Result<(), ReceiverError> {
+        self.writer.flush()?;
+        if let Some(p) = self.pipeline.as_mut() {
+            p.apply_available(&mut self.applier)?;
+        }
+        Ok(())
+    }
+}
+
+/// Timers of one copy loop (`walreceiver.c`: `WalRcvComputeNextWakeup`).
+struct Timers {
+    last_recv: Instant,
+    last_status: Instant,
+    ping_sent: bool,
+}
+
+impl<A: Apply> Receiver<A> {
+    /// Receives one timeline's stream (`receivelog.c: HandleCopyStream`,
+    /// `walreceiver.c: WalReceiverMain`'s loop).
+    async fn copy_loop(
+        &mut self,
+        conn: &mut ReplicationConn,
+        tli: TimeLineId,
+        start: Lsn,
+        cancel: &CancellationToken,
+    ) -> Result<CopyEnd, ReceiverError> {
+        if self.pipeline.is_none() {
+            let mut p = ApplyPipeline::find_next(start, self.writer.seg_size(), tli);
+            if let Some(s) = self.system_id {
+                p.set_system_id(s);
+            }
+            self.pipeline = Some(p);
+        }
+        let mut expected = start;
+        let now = Instant::now();
+        let mut timers = Timers { last_recv: now, last_status: now, ping_sent: false };
+        self.send_status(conn, false).await?;
+        loop {
+            let wakeup = self.next_wakeup(&timers);
+            let first = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return self.stop_streaming(conn, StreamEnd::Stopped).await,
+                ev = conn.recv_copy() => ev?,
+                _ = tokio::time::sleep_until(wakeup) => {
+                    self.on_timer(conn, &mut timers).await?;
+                    continue;
+                }
+            };
+            timers.last_recv = Instant::now();
+            timers.ping_sent = false;
+            // A batch: this event and whatever is already there (walreceiver.c drains the
+            // socket before it flushes).
+            let mut reply_now = false;
+            let mut wrote = false;
+            let mut terminal = None;
+            let mut next = Some(first);
+            while let Some(ev) = next.take() {
+                match ev {
+                    CopyEvent::CopyData(payload) => {
+                        let (w, r) = self.on_copy_data(tli, payload, &mut expected)?;
+                        wrote |= w;
+                        reply_now |= r;
+                    }
+                    other => {
+                        terminal = Some(other);
+                        break;
+                    }
+                }
+                next = conn.try_recv_copy()?;
+            }
+            if wrote {
+                self.flush_and_apply()?;
+            }
+            if wrote || reply_now {
+                self.send_status(conn, false).await?;
+                timers.last_status = Instant::now();
+            }
+            if let Some(endpos) = self.opts.endpos {
+                // pg_receivewal.c: stop_streaming, "endpos < xlogpos"
+                if endpos < expected && terminal.is_none() {
+                    return self.stop_streaming(conn, StreamEnd::EndPos(expected)).await;
+                }
+            }
+            match terminal {
+                None => {}
+                Some(CopyEvent::CopyDone) => {
+                    // The end of a timeline: answer CopyDone, read the next timeline.
+                    conn.send_copy_done().await?;
+                    let end = conn.finish_copy().await?;
+                    return match end.next_timeline {
+                        Some((next, pos)) => Ok(CopyEnd::NextTimeline(next, pos)),
+                        None => Err(ReceiverError::TerminatedByPrimary),
+                    };
+                }
+                Some(_) => return Err(ReceiverError::TerminatedByPrimary),
+            }
+        }
+    }
+
+    /// One CopyData: XLogData is written and fed to the decoder; a keepalive may ask for a
+    /// reply. Returns (wrote, reply requested).
+    fn on_copy_data(
+        &mut self,
+        tli: TimeLineId,
+        payload: Bytes,
+        expected: &mut Lsn,
+    ) -> Result<(bool, bool), ReceiverError> {
+        match parse_server_copy_data(payload).map_err(|e| ReceiverError::Protocol(e.to_string()))? {
+            ServerCopyData::XLogData(x) => {
+                if x.start != *expected {
+                    // receivelog.c: ProcessXLogDataMsg
+                    let seg = self.writer.seg_size();
+                    return Err(ReceiverError::Protocol(format!(
+                        "got WAL data offset {:08x}, expected {:08x}",
+                        x.start.segment_offset(seg),
+                        expected.segment_offset(seg)
+                    )));
+                }
+                self.writer.write(tli, x.start, &x.data)?;
+                if let Some(p) = self.pipeline.as_mut() {
+                    p.feed(x.start, &x.data)?;
+                }
+                *expected = Lsn(x.start.0 + x.data.len() as u64);
+                self.reported.server_end = self.reported.server_end.max(x.wal_end);
+                if self.opts.synchronous {
+                    self.flush_and_apply()?;
+                }
+                Ok((true, false))
+            }
+            ServerCopyData::Keepalive(k) => {
+                self.reported.server_end = self.reported.server_end.max(k.wal_end);
+                Ok((false, k.reply_requested))
+            }
+        }
+    }
+
+    /// When the loop must wake up with nothing received.
+    fn next_wakeup(&self, t: &Timers) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut wake = far;
+        if !self.opts.status_interval.is_zero() {
+            wake = wake.min(t.last_status + self.opts.status_interval);
+        }
+        let timeout = self.opts.receiver_timeout;
+        if !timeout.is_zero() {
+            wake = wake.min(if t.ping_sent {
+                t.last_recv + timeout
+            } else {
+                t.last_recv + timeout / 2
+            });
+        }
+        wake
+    }
+
+    /// The status interval and `wal_receiver_timeout` (walreceiver.c: after half the
+    /// timeout of silence a reply-requested status; after all of it, give up).
+    async fn on_timer(
+        &mut self,
+        conn: &mut ReplicationConn,
+        t: &mut Timers,
+    ) -> Result<(), ReceiverError> {
+        let now = Instant::now();
+        let timeout = self.opts.receiver_timeout;
+        if !timeout.is_zero() {
+            if now >= t.last_recv + timeout {
+                return Err(ReceiverError::Timeout);
+            }
+            if !t.ping_sent && now >= t.last_recv + timeout / 2 {
+                self.send_status(conn, true).await?;
+                t.ping_sent = true;
+                t.last_status = now;
+                return Ok(());
+            }
+        }
+        if !self.opts.status_interval.is_zero() && now >= t.last_status + self.opts.status_interval
+        {
+            self.send_status(conn, false).await?;
+            t.last_status = now;
+        }
+        Ok(())
+    }
+
+    /// `r` with write, flush and apply (walreceiver.c: XLogWalRcvSendReply). Flush is what
+    /// is on disk and verified (never past a record that did not decode); apply never
+    /// passes flush; none goes backwards.
+    async fn send_status(
+        &mut self,
+        conn: &mut ReplicationConn,
+        reply_requested: bool,
+    ) -> Result<(), ReceiverError> {
+        let applied = self.pipeline.as_ref().map_or(Lsn::INVALID, ApplyPipeline::applied);
+        let write = self.writer.written();
+        let (flush, apply) = if self.opts.report_flush {
+            let flush = self.writer.flushed().min(applied.max(self.reported.flush));
+            (flush, applied.min(flush))
+        } else {
+            (Lsn::INVALID, Lsn::INVALID)
+        };
+        let p = &mut self.reported;
+        p.write = p.write.max(write);
+        p.flush = p.flush.max(flush);
+        p.apply = p.apply.max(apply);
+        p.tli = self.pipeline.as_ref().map_or(p.tli, ApplyPipeline::timeline);
+        let r = StandbyStatusUpdate {
+            write: p.write,
+            flush: p.flush,
+            apply: p.apply,
+            send_time: TimestampTz::from_system_time(std::time::SystemTime::now()),
+            reply_requested,
+        };
+        let mut buf = BytesMut::new();
+        r.encode(&mut buf);
+        conn.send_copy_data(&buf).await?;
+        self.positions.send_replace(*p);
+        Ok(())
+    }
+
+    /// Ends the stream from our side: CopyDone, then what the server sends until its
+    /// CopyDone and the end of the command.
+    async fn stop_streaming(
+        &mut self,
+        conn: &mut ReplicationConn,
+        end: StreamEnd,
+    ) -> Result<CopyEnd, ReceiverError> {
+        self.flush_and_apply()?;
+        self.send_status(conn, false).await?;
+        conn.send_copy_done().await?;
+        let drain = async {
+            loop {
+                match conn.recv_copy().await? {
+                    CopyEvent::CopyData(_) => {}
+                    CopyEvent::CopyDone => break,
+                    _ => return Ok::<bool, ConnError>(false),
+                }
+            }
+            conn.finish_copy().await.map(|_| true)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), drain).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => warn!("while ending the stream: {e}"),
+        }
+        Ok(CopyEnd::Finished(end))
+    }
+}
+
+/// The segment size a stream writes, from `SHOW wal_segment_size`.
+pub fn parse_seg_size(text: &str) -> Option<WalSegSize> {
+    let mb: u32 = text.strip_suffix("MB").map(str::parse).and_then(Result::ok).or_else(|| {
+        text.strip_suffix("GB").and_then(|g| g.parse::<u32>().ok()).map(|g| g * 1024)
+    })?;
+    WalSegSize::new(u64::from(mb) * 1024 * 1024).ok()
+}

@@ -1,0 +1,216 @@
+//! `walstream receivewal`: pg_receivewal's flags and behaviour, on walstream's receiver.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+use walstream_protocol::replication::quote_ident;
+use walstream_protocol::wire::ReplicationMode;
+use walstream_protocol::Lsn;
+use walstream_receiver::apply::VerifyingApplier;
+use walstream_receiver::conn::{ConnError, ReplicationConn};
+use walstream_receiver::conninfo::ConnInfo;
+use walstream_receiver::segments::{SegmentWriter, WriterOptions};
+use walstream_receiver::stream::{parse_seg_size, Receiver, StreamEnd, StreamOptions};
+
+/// Arguments of `walstream receivewal` (pg_receivewal's; `-h` is the host, so help is
+/// `-?`/`--help` as there).
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct ReceivewalArgs {
+    /// Show this help, then exit.
+    #[arg(short = '?', long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Receive write-ahead log files into this directory.
+    #[arg(short = 'D', long = "directory")]
+    directory: PathBuf,
+    /// Exit after receiving the specified LSN.
+    #[arg(short = 'E', long = "endpos", value_name = "LSN")]
+    endpos: Option<Lsn>,
+    /// Do not error out when --create-slot is used and the slot already exists.
+    #[arg(long = "if-not-exists")]
+    if_not_exists: bool,
+    /// Do not loop on connection lost.
+    #[arg(short = 'n', long = "no-loop")]
+    no_loop: bool,
+    /// Do not wait for changes to be written safely to disk.
+    #[arg(long = "no-sync")]
+    no_sync: bool,
+    /// Time between status packets sent to server, in seconds (default: 10).
+    #[arg(short = 's', long = "status-interval", value_name = "SECS", default_value_t = 10)]
+    status_interval: u64,
+    /// Replication slot to use.
+    #[arg(short = 'S', long = "slot", value_name = "SLOTNAME")]
+    slot: Option<String>,
+    /// Flush write-ahead log immediately after writing.
+    #[arg(long = "synchronous")]
+    synchronous: bool,
+    /// Output verbose messages.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Connection string.
+    #[arg(short = 'd', long = "dbname", value_name = "CONNSTR")]
+    dbname: Option<String>,
+    /// Database server host.
+    #[arg(short = 'h', long = "host")]
+    host: Option<String>,
+    /// Database server port number.
+    #[arg(short = 'p', long = "port")]
+    port: Option<u16>,
+    /// Connect as specified database user.
+    #[arg(short = 'U', long = "username")]
+    username: Option<String>,
+    /// Never prompt for password.
+    #[arg(short = 'w', long = "no-password")]
+    no_password: bool,
+    /// Force password prompt (should happen automatically).
+    #[arg(short = 'W', long = "password")]
+    password: bool,
+    /// Create a new replication slot (for the slot's name see --slot).
+    #[arg(long = "create-slot")]
+    create_slot: bool,
+    /// Drop the replication slot (for the slot's name see --slot).
+    #[arg(long = "drop-slot")]
+    drop_slot: bool,
+}
+
+/// Runs `walstream receivewal`.
+pub fn main(args: ReceivewalArgs) -> ExitCode {
+    crate::serve::init_logging_at(if args.verbose { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walstream receivewal: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walstream receivewal: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn conninfo(args: &ReceivewalArgs) -> Result<ConnInfo> {
+    let mut info = ConnInfo::parse(args.dbname.as_deref().unwrap_or(""))?;
+    if let Some(h) = &args.host {
+        info.host.clone_from(h);
+    }
+    if let Some(p) = args.port {
+        info.port = p;
+    }
+    if let Some(u) = &args.username {
+        info.user.clone_from(u);
+    }
+    if info.application_name.is_none() {
+        info.application_name = Some("walstream receivewal".to_string());
+    }
+    if args.password && info.password.is_none() {
+        bail!("password prompting is not supported; set PGPASSWORD or use ~/.pgpass");
+    }
+    Ok(info)
+}
+
+async fn run(args: ReceivewalArgs) -> Result<()> {
+    if (args.create_slot || args.drop_slot) && args.slot.is_none() {
+        bail!("--create-slot and --drop-slot need a slot to be specified using --slot");
+    }
+    let info = conninfo(&args)?;
+    if args.drop_slot || args.create_slot {
+        return slot_command(&args, &info).await;
+    }
+    std::fs::create_dir_all(&args.directory)
+        .with_context(|| format!("could not create directory \"{}\"", args.directory.display()))?;
+    // The segment size: from the server (pg_receivewal: RetrieveWalSegSize).
+    let mut conn = ReplicationConn::connect(&info, ReplicationMode::Physical).await?;
+    let show = conn.simple_query("SHOW wal_segment_size").await?;
+    let text = show.get_text(0, 0).unwrap_or_default().to_string();
+    let Some(seg_size) = parse_seg_size(&text) else {
+        bail!("WAL segment size must be a power of two between 1 MB and 1 GB, but the remote server reported a value of \"{text}\"");
+    };
+    conn.terminate().await;
+    let writer =
+        SegmentWriter::open(&args.directory, seg_size, WriterOptions { sync: !args.no_sync })?;
+    let opts = StreamOptions {
+        conninfo: info,
+        slot: args.slot.clone(),
+        status_interval: Duration::from_secs(args.status_interval),
+        receiver_timeout: Duration::ZERO,
+        synchronous: args.synchronous,
+        report_flush: true,
+        endpos: args.endpos,
+        no_loop: args.no_loop,
+    };
+    let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new());
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| spawn_progress(receiver.positions(), cancel.clone()));
+    let result = receiver.run(&cancel).await;
+    cancel.cancel();
+    if let Some(p) = progress {
+        let _ = p.await;
+    }
+    let end = result?;
+    if args.verbose {
+        let at = match end {
+            StreamEnd::EndPos(at) => at,
+            StreamEnd::Stopped => receiver.positions().borrow().write,
+        };
+        eprintln!("walstream receivewal: stopped log streaming at {at}");
+    }
+    Ok(())
+}
+
+/// `--create-slot` / `--drop-slot`, then exit (pg_receivewal.c).
+async fn slot_command(args: &ReceivewalArgs, info: &ConnInfo) -> Result<()> {
+    let slot = quote_ident(args.slot.as_deref().unwrap_or_default());
+    let mut conn = ReplicationConn::connect(info, ReplicationMode::Physical).await?;
+    if args.drop_slot {
+        conn.simple_query(&format!("DROP_REPLICATION_SLOT {slot}")).await?;
+    }
+    if args.create_slot {
+        match conn.simple_query(&format!("CREATE_REPLICATION_SLOT {slot} PHYSICAL")).await {
+            Ok(_) => {}
+            Err(ConnError::Server(e)) if args.if_not_exists && e.code == "42710" => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.terminate().await;
+    Ok(())
+}
+
+/// A progress line on a terminal: position, MB/s, lag behind the server.
+fn spawn_progress(
+    mut positions: tokio::sync::watch::Receiver<walstream_receiver::stream::Positions>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = (std::time::Instant::now(), positions.borrow().write);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => { eprintln!(); return; }
+                _ = tick.tick() => {}
+            }
+            let p = *positions.borrow_and_update();
+            let secs = last.0.elapsed().as_secs_f64().max(1e-3);
+            let mbs = p.write.0.saturating_sub(last.1 .0) as f64 / secs / 1048576.0;
+            let lag = p.server_end.0.saturating_sub(p.write.0) as f64 / 1048576.0;
+            eprint!("\r{} (timeline {}) {mbs:8.1} MB/s, {lag:.1} MB behind   ", p.write, p.tli.0);
+            last = (std::time::Instant::now(), p.write);
+        }
+    })
+}
