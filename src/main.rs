@@ -1,6 +1,7 @@
 //! The `walstream` command line.
 
 mod receivewal;
+mod relay;
 mod serve;
 mod waldump;
 
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Stream WAL from a server into a directory, as pg_receivewal does.
     Receivewal(receivewal::ReceivewalArgs),
+    /// Stream from an upstream into a directory and serve it to many standbys.
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +35,6 @@ fn main() -> ExitCode {
         Command::Waldump(args) => waldump::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Receivewal(args) => receivewal::main(args),
+        Command::Relay(args) => relay::main(args),
     }
 }

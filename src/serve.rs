@@ -23,20 +23,87 @@ pub struct ServeArgs {
     /// The directory of WAL segment files (and history files) to serve.
     #[arg(short = 'D', long = "directory", value_name = "WALDIR")]
     directory: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// What every walstream server takes: where to listen, who may connect, settings.
+#[derive(Args, Debug)]
+pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5432")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
     /// Authentication rules in pg_hba.conf syntax (default: trust on loopback only).
     #[arg(long, value_name = "FILE")]
-    hba: Option<PathBuf>,
+    pub hba: Option<PathBuf>,
     /// Roles, one `role:verifier [ATTRIBUTES]` per line, verifiers as in pg_authid.rolpassword
     /// (default: any role name, superuser, no password).
     #[arg(long, value_name = "FILE")]
-    passwords: Option<PathBuf>,
+    pub passwords: Option<PathBuf>,
     /// Set a setting by its PostgreSQL name: wal_sender_timeout, max_wal_senders,
     /// max_connections, max_replication_slots, walstream.max_send_size, ...
     #[arg(short = 'c', value_name = "NAME=VALUE")]
-    settings: Vec<String>,
+    pub settings: Vec<String>,
+}
+
+impl ServerArgs {
+    /// The settings, hba rules and roles these arguments name.
+    ///
+    /// # Errors
+    /// A bad `-c`, or a file that cannot be read or parsed.
+    pub fn load(&self) -> Result<(Settings, HbaFile, Roles)> {
+        let settings = parse_settings(&self.settings)?;
+        let hba = match &self.hba {
+            Some(path) => {
+                HbaFile::load(path).with_context(|| format!("loading {}", path.display()))?
+            }
+            None => HbaFile::loopback_trust(),
+        };
+        let roles = match &self.passwords {
+            Some(path) => {
+                Roles::load(path).with_context(|| format!("loading {}", path.display()))?
+            }
+            None => Roles::permissive(),
+        };
+        Ok((settings, hba, roles))
+    }
+}
+
+/// A server's parts around `source`: a fresh registry and the serve handler
+/// (`SELECT 1`, `SHOW`, the signalling functions, the stat views).
+pub fn server_parts(
+    settings: Settings,
+    hba: HbaFile,
+    roles: Roles,
+    source: Arc<dyn WalSource>,
+    slots: Arc<SlotStore>,
+) -> ServerParts {
+    let show_source = source.clone();
+    let show_settings = settings.clone();
+    let registry = Registry::new();
+    let handler = ServeHandler::new(
+        Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
+            "wal_segment_size" => Some(show_source.seg_size().show()),
+            other => show_settings.show(other),
+        }),
+        registry.clone(),
+    );
+    ServerParts { settings, hba, roles, source, slots, handler: Arc::new(handler), registry }
+}
+
+/// Binds `listen` and runs the postmaster until a signal shuts it down.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn run_postmaster(listen: SocketAddr, parts: ServerParts) -> Result<()> {
+    let postmaster = Postmaster::bind(listen, parts)
+        .await
+        .with_context(|| format!("could not listen on {listen}"))?;
+    tracing::info!("listening on {}", postmaster.local_addr()?);
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(forward_signals(tx));
+    postmaster.run(rx).await;
+    Ok(())
 }
 
 /// Runs `walstream serve`.
@@ -85,15 +152,7 @@ fn parse_settings(pairs: &[String]) -> Result<Settings> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let settings = parse_settings(&args.settings)?;
-    let hba = match &args.hba {
-        Some(path) => HbaFile::load(path).with_context(|| format!("loading {}", path.display()))?,
-        None => HbaFile::loopback_trust(),
-    };
-    let roles = match &args.passwords {
-        Some(path) => Roles::load(path).with_context(|| format!("loading {}", path.display()))?,
-        None => Roles::permissive(),
-    };
+    let (settings, hba, roles) = args.server.load()?;
     let source = DirWalSource::open(&args.directory, DirWalSourceOptions::default())
         .with_context(|| format!("opening WAL directory {}", args.directory.display()))?;
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -115,16 +174,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         ))
     });
     let shared: Arc<dyn WalSource> = source.clone();
-    let show_source = shared.clone();
-    let show_settings = settings.clone();
-    let registry = Registry::new();
-    let handler = ServeHandler::new(
-        Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
-            "wal_segment_size" => Some(show_source.seg_size().show()),
-            other => show_settings.show(other),
-        }),
-        registry.clone(),
-    );
     let end = *shared.end().borrow();
     tracing::info!(
         "serving {}: system identifier {}, timeline {}, WAL flushed to {}",
@@ -133,22 +182,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.tli.0,
         end.flushed
     );
-    let parts = ServerParts {
-        settings,
-        hba,
-        roles,
-        source: shared,
-        slots,
-        handler: Arc::new(handler),
-        registry,
-    };
-    let postmaster = Postmaster::bind(args.listen, parts)
-        .await
-        .with_context(|| format!("could not listen on {}", args.listen))?;
-    tracing::info!("listening on {}", postmaster.local_addr()?);
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(forward_signals(tx));
-    postmaster.run(rx).await;
+    let parts = server_parts(settings, hba, roles, shared, slots);
+    run_postmaster(args.server.listen, parts).await?;
     cancel.cancel();
     let _ = growth.await;
     if let Some(task) = retention {
@@ -158,7 +193,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// SIGTERM: smart shutdown, SIGINT: fast, SIGQUIT: immediate (as the postmaster takes them).
-async fn forward_signals(tx: watch::Sender<Option<ShutdownMode>>) {
+pub async fn forward_signals(tx: watch::Sender<Option<ShutdownMode>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
         signal(SignalKind::terminate()),

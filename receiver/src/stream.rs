@@ -75,6 +75,18 @@ impl Default for Positions {
     }
 }
 
+/// Told about WAL as it is written and flushed: how a relay serves downstream standbys
+/// from memory and wakes them as soon as WAL is on disk. Called on the receiving task;
+/// keep it quick.
+pub trait WalObserver: Send + Sync {
+    /// The upstream system was identified (every connection).
+    fn identified(&self, _system_id: u64, _tli: TimeLineId) {}
+    /// `data` (one XLogData's bytes, shared, not copied) was written at `start` on `tli`.
+    fn written(&self, _tli: TimeLineId, _start: Lsn, _data: &Bytes) {}
+    /// WAL of `tli` is on disk up to `flushed`.
+    fn flushed(&self, _tli: TimeLineId, _flushed: Lsn) {}
+}
+
 /// Why streaming stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
@@ -137,6 +149,9 @@ pub struct Receiver<A: Apply> {
     next: Option<(TimeLineId, Lsn)>,
     reported: Positions,
     positions: watch::Sender<Positions>,
+    observer: Option<std::sync::Arc<dyn WalObserver>>,
+    /// The timeline being written.
+    writing_tli: TimeLineId,
 }
 
 /// The first retry comes this soon; then the wait doubles up to [`MAX_BACKOFF`].
@@ -164,7 +179,20 @@ impl<A: Apply> Receiver<A> {
             next: None,
             reported: Positions::default(),
             positions: watch::Sender::new(Positions::default()),
+            observer: None,
+            writing_tli: TimeLineId(1),
         }
+    }
+
+    /// Tells `observer` about every write and flush.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn WalObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The segment directory's writer (its directory, segment size, positions).
+    pub fn writer(&self) -> &SegmentWriter {
+        &self.writer
     }
 
     /// A watch of the positions last reported to the server.
@@ -224,6 +252,9 @@ impl<A: Apply> Receiver<A> {
         let server_tli = TimeLineId(field(1).parse().unwrap_or(0));
         let server_pos: Lsn = field(2).parse().unwrap_or(Lsn::INVALID);
         self.check_system(sysid)?;
+        if let Some(o) = &self.observer {
+            o.identified(sysid, server_tli);
+        }
         let (mut tli, mut start) = match self.next {
             Some(next) => next,
             None => self.first_start(&mut conn, server_tli, server_pos).await?,
@@ -341,7 +372,10 @@ impl<A: Apply> Receiver<A> {
 
     /// Fdatasyncs what was written and applies what decoded.
     fn flush_and_apply(&mut self) -> Result<(), ReceiverError> {
-        self.writer.flush()?;
+        let flushed = self.writer.flush()?;
+        if let Some(o) = &self.observer {
+            o.flushed(self.writing_tli, flushed);
+        }
         if let Some(p) = self.pipeline.as_mut() {
             p.apply_available(&mut self.applier)?;
         }
@@ -459,6 +493,10 @@ impl<A: Apply> Receiver<A> {
                     )));
                 }
                 self.writer.write(tli, x.start, &x.data)?;
+                self.writing_tli = tli;
+                if let Some(o) = &self.observer {
+                    o.written(tli, x.start, &x.data);
+                }
                 if let Some(p) = self.pipeline.as_mut() {
                     p.feed(x.start, &x.data)?;
                 }

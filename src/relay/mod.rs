@@ -1,0 +1,171 @@
+//! `walstream relay`: a receiver and a sender in one process. It streams from an upstream
+//! (real PostgreSQL or walstream) into a directory and serves that directory to any number
+//! of downstream standbys, from memory while the WAL is recent, waking them as soon as new
+//! WAL is flushed. Downstream, IDENTIFY_SYSTEM reports the upstream's system and timeline,
+//! and timeline switches follow the upstream's.
+
+mod source;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use walstream_protocol::wire::ReplicationMode;
+use walstream_protocol::{Lsn, TimeLineId};
+use walstream_receiver::apply::VerifyingApplier;
+use walstream_receiver::conn::ReplicationConn;
+use walstream_receiver::conninfo::ConnInfo;
+use walstream_receiver::segments::{SegmentWriter, WriterOptions};
+use walstream_receiver::stream::{parse_seg_size, Receiver, StreamOptions};
+use walstream_sender::postmaster::{Postmaster, ShutdownMode};
+use walstream_sender::slots::SlotStore;
+use walstream_sender::walsource::{WalEnd, WalSource};
+
+pub use source::RelaySource;
+
+use crate::serve::{forward_signals, server_parts, ServerArgs};
+
+/// Arguments of `walstream relay`.
+#[derive(Args, Debug)]
+pub struct RelayArgs {
+    /// The directory the relay writes WAL into and serves from.
+    #[arg(short = 'D', long = "directory", value_name = "DIR")]
+    directory: PathBuf,
+    /// The upstream server, as a libpq connection string.
+    #[arg(long, value_name = "CONNINFO")]
+    upstream: String,
+    /// Stream from the upstream through this physical replication slot.
+    #[arg(long, value_name = "NAME")]
+    slot: Option<String>,
+    /// Recent WAL kept in memory for downstream standbys, in MB.
+    #[arg(long = "cache-mb", value_name = "MB", default_value_t = 64)]
+    cache_mb: usize,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Runs `walstream relay`.
+pub fn main(args: RelayArgs) -> ExitCode {
+    crate::serve::init_logging_at("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walstream relay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(relay(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walstream relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the upstream said about itself.
+struct Upstream {
+    seg_size: walstream_protocol::WalSegSize,
+    system_id: u64,
+    tli: TimeLineId,
+    xlogpos: Lsn,
+}
+
+async fn identify(info: &ConnInfo) -> Result<Upstream> {
+    let mut conn = ReplicationConn::connect(info, ReplicationMode::Physical)
+        .await
+        .context("connecting to the upstream")?;
+    let show = conn.simple_query("SHOW wal_segment_size").await?;
+    let text = show.get_text(0, 0).unwrap_or_default().to_string();
+    let Some(seg_size) = parse_seg_size(&text) else {
+        bail!("the upstream reported an invalid WAL segment size \"{text}\"");
+    };
+    let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
+    let field = |i| ident.get_text(0, i).unwrap_or_default().to_string();
+    let system_id = field(0).parse().context("the upstream's system identifier")?;
+    let tli = TimeLineId(field(1).parse().context("the upstream's timeline")?);
+    let xlogpos = field(2).parse().map_err(|_| anyhow::anyhow!("the upstream's xlogpos"))?;
+    conn.terminate().await;
+    Ok(Upstream { seg_size, system_id, tli, xlogpos })
+}
+
+async fn relay(args: RelayArgs) -> Result<()> {
+    let (settings, hba, roles) = args.server.load()?;
+    let mut info = ConnInfo::parse(&args.upstream)?;
+    if info.application_name.is_none() {
+        info.application_name = Some("walstream relay".to_string());
+    }
+    let up = identify(&info).await?;
+    let writer = SegmentWriter::open(&args.directory, up.seg_size, WriterOptions::default())?;
+    // What is already here is served at once; otherwise nothing until the first flush.
+    let end = match writer.resume_point()? {
+        Some(r) => WalEnd { tli: r.tli, flushed: r.valid_end },
+        None => WalEnd { tli: up.tli, flushed: up.xlogpos.segment_start(up.seg_size) },
+    };
+    tracing::info!(
+        "relaying system {} (timeline {}, upstream at {}) into {}",
+        up.system_id,
+        up.tli.0,
+        up.xlogpos,
+        args.directory.display()
+    );
+    let source = Arc::new(RelaySource::new(
+        args.directory.clone(),
+        up.seg_size,
+        up.system_id,
+        end,
+        args.cache_mb * 1024 * 1024,
+    ));
+    let opts = StreamOptions {
+        conninfo: info,
+        slot: args.slot.clone(),
+        status_interval: Duration::from_secs(10),
+        receiver_timeout: Duration::from_secs(60),
+        synchronous: false,
+        report_flush: true,
+        endpos: None,
+        no_loop: false,
+    };
+    let mut receiver =
+        Receiver::new(opts, writer, VerifyingApplier::new()).with_observer(source.clone());
+    let slots = SlotStore::open(
+        &args.directory.join("pg_replslot"),
+        settings.max_replication_slots as usize,
+    )
+    .context("loading replication slots")?;
+    let shared: Arc<dyn WalSource> = source.clone();
+    let parts = server_parts(settings, hba, roles, shared, Arc::new(slots));
+    let postmaster = Postmaster::bind(args.server.listen, parts)
+        .await
+        .with_context(|| format!("could not listen on {}", args.server.listen))?;
+    tracing::info!("listening on {}", postmaster.local_addr()?);
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(forward_signals(tx.clone()));
+    let cancel = CancellationToken::new();
+    let receiving = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let result = receiver.run(&cancel).await;
+            if let Err(e) = &result {
+                tracing::error!("streaming from the upstream failed: {e}");
+                // A relay that can no longer receive shuts down rather than serve stale WAL.
+                tx.send_modify(|m| *m = Some(m.unwrap_or(ShutdownMode::Fast)));
+            }
+            result
+        })
+    };
+    postmaster.run(rx).await;
+    cancel.cancel();
+    let (hits, misses) = source.cache_stats();
+    tracing::info!("served {hits} reads from memory and {misses} from files");
+    match receiving.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(anyhow::anyhow!("the receiver task failed: {e}")),
+    }
+}
