@@ -111,8 +111,10 @@ fn conninfo(args: &ReceivewalArgs) -> Result<ConnInfo> {
     if info.application_name.is_none() {
         info.application_name = Some("walstream receivewal".to_string());
     }
-    if args.password && info.password.is_none() {
-        bail!("password prompting is not supported; set PGPASSWORD or use ~/.pgpass");
+    if args.password && !args.no_password {
+        // -W: ask before connecting, as pg_receivewal does.
+        let pw = rpassword::prompt_password("Password: ").context("reading the password")?;
+        info.password = Some(pw);
     }
     Ok(info)
 }
@@ -146,6 +148,7 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
         report_flush: true,
         endpos: args.endpos,
         no_loop: args.no_loop,
+        hot_standby_feedback: false,
     };
     let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new());
     let cancel = CancellationToken::new();

@@ -46,6 +46,9 @@ pub struct StreamOptions {
     pub endpos: Option<Lsn>,
     /// Do not reconnect after an error (`-n`).
     pub no_loop: bool,
+    /// `hot_standby_feedback`: send `h` with the applier's xmin, at most once per status
+    /// interval (walreceiver.c: XLogWalRcvSendHSFeedback).
+    pub hot_standby_feedback: bool,
 }
 
 /// What the receiver has done, for progress display and tests.
@@ -388,6 +391,8 @@ struct Timers {
     last_recv: Instant,
     last_status: Instant,
     ping_sent: bool,
+    /// When `h` was last sent.
+    last_feedback: Option<Instant>,
 }
 
 impl<A: Apply> Receiver<A> {
@@ -409,7 +414,8 @@ impl<A: Apply> Receiver<A> {
         }
         let mut expected = start;
         let now = Instant::now();
-        let mut timers = Timers { last_recv: now, last_status: now, ping_sent: false };
+        let mut timers =
+            Timers { last_recv: now, last_status: now, ping_sent: false, last_feedback: None };
         self.send_status(conn, false).await?;
         loop {
             let wakeup = self.next_wakeup(&timers);
@@ -450,6 +456,7 @@ impl<A: Apply> Receiver<A> {
             if wrote || reply_now {
                 self.send_status(conn, false).await?;
                 timers.last_status = Instant::now();
+                self.maybe_send_feedback(conn, &mut timers).await?;
             }
             if let Some(endpos) = self.opts.endpos {
                 // pg_receivewal.c: stop_streaming, "endpos < xlogpos"
@@ -556,7 +563,36 @@ impl<A: Apply> Receiver<A> {
         {
             self.send_status(conn, false).await?;
             t.last_status = now;
+            self.maybe_send_feedback(conn, t).await?;
         }
+        Ok(())
+    }
+
+    /// `h` when hot standby feedback is on and a status interval has passed since the last.
+    async fn maybe_send_feedback(
+        &mut self,
+        conn: &mut ReplicationConn,
+        t: &mut Timers,
+    ) -> Result<(), ReceiverError> {
+        if !self.opts.hot_standby_feedback {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if t.last_feedback.is_some_and(|last| now < last + self.opts.status_interval) {
+            return Ok(());
+        }
+        let (xmin, epoch) = self.applier.feedback_xmin().unwrap_or((0, 0));
+        let h = walstream_protocol::replication::HotStandbyFeedback {
+            send_time: TimestampTz::from_system_time(std::time::SystemTime::now()),
+            xmin: walstream_protocol::lsn::Xid(xmin),
+            xmin_epoch: epoch,
+            catalog_xmin: walstream_protocol::lsn::Xid(0),
+            catalog_xmin_epoch: 0,
+        };
+        let mut buf = BytesMut::new();
+        h.encode(&mut buf);
+        conn.send_copy_data(&buf).await?;
+        t.last_feedback = Some(now);
         Ok(())
     }
 

@@ -130,6 +130,7 @@ async fn relay(args: RelayArgs) -> Result<()> {
         report_flush: true,
         endpos: None,
         no_loop: false,
+        hot_standby_feedback: false,
     };
     let mut receiver =
         Receiver::new(opts, writer, VerifyingApplier::new()).with_observer(source.clone());

@@ -71,6 +71,12 @@ pub trait Apply: Send {
     /// An [`ApplyError`] (usually [`ApplyError::Failed`]) stops streaming: nothing from
     /// this record on is reported applied.
     fn apply(&mut self, record: &DecodedRecord) -> Result<(), ApplyError>;
+
+    /// The oldest transaction (xmin, epoch) the applier's readers still need, for hot
+    /// standby feedback; `None` when it has no readers (feedback then clears the xmin).
+    fn feedback_xmin(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Decodes the received stream and feeds an [`Apply`].
