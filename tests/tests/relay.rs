@@ -97,3 +97,47 @@ fn three_standbys_and_pg_receivewal_through_a_relay() -> anyhow::Result<()> {
     assert_same_wal_files(dir.path(), &primary.wal_dir())?;
     Ok(())
 }
+
+/// A relay streaming from a standby that is promoted follows it onto timeline 2, and a
+/// real standby streaming from the relay follows through the end-of-timeline handshake
+/// (CONFORMANCE scenario 6).
+#[test]
+fn a_relay_follows_its_upstream_onto_a_new_timeline() -> anyhow::Result<()> {
+    let old_primary = PgCluster::start(&scenario::source_config())?;
+    old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
+    let upstream = PgCluster::standby(
+        old_primary.basebackup(&["-X", "stream"])?,
+        &scenario::source_config(),
+        &old_primary.conninfo("postgres"),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let (relay_proc, relay_port) = relay(upstream.port(), dir.path())?;
+    let relay_conninfo = format!("host=127.0.0.1 port={relay_port} user=postgres");
+    let downstream = PgCluster::standby(
+        old_primary.basebackup(&["-X", "none", "--checkpoint=fast"])?,
+        &scenario::source_config(),
+        &relay_conninfo,
+    )?;
+    old_primary.pgbench(&["-t", "300", "-n"])?;
+    upstream.wait_replayed(old_primary.current_lsn()?, Duration::from_secs(60))?;
+    upstream.promote()?;
+    upstream.pgbench(&["-t", "300", "-n"])?;
+    upstream.psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
+    let end = upstream.switch_wal()?;
+    downstream
+        .wait_replayed(Lsn(end.0 - 1), Duration::from_secs(90))
+        .with_context(|| relay_proc.stderr_text())?;
+    ensure!(
+        scenario::snapshot(&downstream)? == scenario::snapshot(&upstream)?,
+        "the downstream standby's data differs from the new primary's"
+    );
+    let tli = downstream.psql("SELECT received_tli FROM pg_stat_wal_receiver")?;
+    ensure!(tli == "2", "downstream receives timeline {tli}");
+    let history = "00000002.history";
+    ensure!(
+        std::fs::read(dir.path().join(history))?
+            == std::fs::read(upstream.wal_dir().join(history))?,
+        "the relay's {history} differs from the new primary's"
+    );
+    Ok(())
+}
