@@ -37,6 +37,19 @@ fn primary_and_walstream(dir: &Path) -> anyhow::Result<(PgCluster, ChildGuard, R
     Ok((primary, child, row))
 }
 
+/// Finishes two segments (with pgbench WAL in each) and waits until walstream has
+/// flushed them; returns its row then. A reconnection must not stream them again.
+fn advance_segments(primary: &PgCluster, child: &ChildGuard) -> anyhow::Result<ReplicationRow> {
+    primary.pgbench(&["-n", "-t", "100"])?;
+    primary.switch_wal()?;
+    primary.pgbench(&["-n", "-t", "100"])?;
+    let sent = primary.switch_wal()?;
+    wait_for("walstream caught up", Duration::from_secs(15), || {
+        Ok(replication_row(primary, NAME)?.filter(|r| r.flush.is_some_and(|f| f >= sent)))
+    })
+    .with_context(|| child.stderr_text())
+}
+
 /// Waits for a walsender other than `old_pid` serving walstream; returns it and the time.
 fn wait_new_walsender(
     primary: &PgCluster,
@@ -57,6 +70,7 @@ fn wait_new_walsender(
 fn check_resumed_after(child: &ChildGuard, written: Lsn) -> anyhow::Result<()> {
     let stderr = child.stderr_text();
     let starts = streaming_starts(&stderr);
+    eprintln!("walstream started streaming at {starts:?}; {written} was written before");
     ensure!(starts.len() >= 2, "no second START_REPLICATION logged:\n{stderr}");
     let resumed = starts[starts.len() - 1].0;
     let floor = written.segment_start(scenario::seg_size());
@@ -100,11 +114,11 @@ fn reconnects_after_pg_terminate_backend_with_no_gap() -> anyhow::Result<()> {
     let (primary, mut child, _) = primary_and_walstream(dir.path())?;
     // Load while the walsender is terminated.
     let mut cmd = pg_command(pg_bin("pgbench"));
-    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-c", "2", "-T", "4", "-p"])
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-c", "2", "-T", "6", "-p"])
         .arg(primary.port().to_string())
         .arg("postgres");
     let mut load = ChildGuard::spawn_captured(&mut cmd, "pgbench")?;
-    std::thread::sleep(Duration::from_secs(1));
+    advance_segments(&primary, &child)?;
     let old = replication_row(&primary, NAME)?.context("walstream is not connected")?;
     let terminated = primary.psql(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = '{NAME}'"
@@ -131,8 +145,8 @@ fn reconnects_after_pg_terminate_backend_with_no_gap() -> anyhow::Result<()> {
     );
     let status = load.wait_timeout(Duration::from_secs(30))?;
     ensure!(status.is_some_and(|s| s.success()), "pgbench: {}", load.stderr_text());
-    check_resumed_after(&child, old.write.context("no write_lsn before the termination")?)?;
-    finish_and_compare(&primary, &mut child, dir.path())
+    finish_and_compare(&primary, &mut child, dir.path())?;
+    check_resumed_after(&child, old.write.context("no write_lsn before the termination")?)
 }
 
 #[test]
@@ -140,12 +154,7 @@ fn reconnects_after_a_primary_restart_with_no_gap() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir()?;
     let (mut primary, mut child, _) = primary_and_walstream(dir.path())?;
-    primary.pgbench(&["-n", "-t", "200"])?;
-    let sent = primary.current_lsn()?;
-    let old = wait_for("walstream caught up", Duration::from_secs(15), || {
-        Ok(replication_row(&primary, NAME)?.filter(|r| r.flush.is_some_and(|f| f >= sent)))
-    })
-    .with_context(|| child.stderr_text())?;
+    let old = advance_segments(&primary, &child)?;
     let stopping = Instant::now();
     primary.stop("fast")?;
     let stopped = stopping.elapsed();
@@ -163,6 +172,6 @@ fn reconnects_after_a_primary_restart_with_no_gap() -> anyhow::Result<()> {
         visible < Duration::from_millis(2500),
         "reconnection took {visible:?} after the restart"
     );
-    check_resumed_after(&child, old.write.context("no write_lsn before the restart")?)?;
-    finish_and_compare(&primary, &mut child, dir.path())
+    finish_and_compare(&primary, &mut child, dir.path())?;
+    check_resumed_after(&child, old.write.context("no write_lsn before the restart")?)
 }
