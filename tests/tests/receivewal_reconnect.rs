@@ -175,3 +175,46 @@ fn reconnects_after_a_primary_restart_with_no_gap() -> anyhow::Result<()> {
     finish_and_compare(&primary, &mut child, dir.path())?;
     check_resumed_after(&child, old.write.context("no write_lsn before the restart")?)
 }
+
+/// With a primary that keeps no extra WAL (no `wal_keep_size`, no slot), the segment its
+/// first stream began in is removed at a checkpoint once walstream is past it; a
+/// reconnection must resume where walstream is (pg_receivewal.c: FindStreamingStart),
+/// not ask for that removed segment.
+#[test]
+fn reconnects_after_the_first_segment_was_removed() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir()?;
+    let primary = PgCluster::start(&walstream_tests::PgConfig::small_segments())?;
+    primary.pgbench(&["-i", "-s", "1", "-q"])?;
+    let conninfo = format!("host=127.0.0.1 port={} user=postgres", primary.port());
+    let mut child = spawn_receivewal(Path::new(WALSTREAM), &conninfo, dir.path(), &[])?;
+    wait_for("walstream receivewal streaming", Duration::from_secs(15), || {
+        Ok(replication_row(&primary, NAME)?.filter(|r| r.state == "streaming"))
+    })
+    .with_context(|| child.stderr_text())?;
+    for _ in 0..2 {
+        advance_segments(&primary, &child)?;
+    }
+    primary.checkpoint()?;
+    let first = streaming_starts(&child.stderr_text()).first().map(|s| s.0).context("no start")?;
+    let seg = scenario::seg_size();
+    let first_name = segment_file_name(TimeLineId(1), first.segno(seg), seg);
+    ensure!(
+        !primary.wal_dir().join(&first_name).exists(),
+        "the checkpoint kept {first_name}: the test needs it removed"
+    );
+    let old = replication_row(&primary, NAME)?.context("walstream is not connected")?;
+    primary.psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = '{NAME}'"
+    ))?;
+    wait_new_walsender(&primary, &child, old.pid)?;
+    primary.pgbench(&["-n", "-t", "100"])?;
+    let end = primary.switch_wal()?;
+    wait_for("walstream streaming past the reconnection", Duration::from_secs(10), || {
+        Ok(replication_row(&primary, NAME)?.filter(|r| r.flush.is_some_and(|f| f >= end)))
+    })
+    .with_context(|| {
+        format!("walstream exited: {:?}\n{}", child.try_wait().ok().flatten(), child.stderr_text())
+    })?;
+    Ok(())
+}

@@ -61,6 +61,7 @@ fn follows_the_promotion_of_the_standby_it_streams_from() -> anyhow::Result<()> 
     // Timeline 1 up to the segment before the switch (that one stays a .partial), then
     // timeline 2 from the switch segment on.
     let runs = contiguous_segments(&names, seg)?;
+    eprintln!("START_REPLICATION at {starts:?}; complete files {names:?}");
     ensure!(runs.len() == 2, "segments {names:?}");
     let ((t1, first1, n1), (t2, first2, _)) = (runs[0], runs[1]);
     ensure!(t1 == TimeLineId(1) && t2 == TimeLineId(2), "{runs:?}");
