@@ -11,6 +11,7 @@
 //! - [`serve`]: [`ServeProcess`], a `walstream serve` on a free loopback port.
 //! - [`receivewal`]: [`ReceiveWal`], `pg_receivewal` into a postgres-owned directory.
 //! - [`scenario`]: ready-made sources of real WAL (a pgbench primary, a promotion).
+//! - [`standby`]: `walstream receivewal` as a standby, seen in `pg_stat_replication`.
 //! - [`walfiles`]: copying a `pg_wal` and comparing the segments a client wrote.
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root every PostgreSQL
@@ -23,6 +24,7 @@ pub mod rawclient;
 pub mod receivewal;
 pub mod scenario;
 pub mod serve;
+pub mod standby;
 pub mod walfiles;
 
 use std::ffi::{CStr, CString, OsStr};

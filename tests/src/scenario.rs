@@ -150,6 +150,34 @@ impl Promoted {
         Ok(Promoted { old_primary, promoted, old_backups, end })
     }
 
+    /// The same scenario without old-primary backups, with `watch` called on the
+    /// standby once it runs and before anything more is written on the primary (to
+    /// start a client that streams from the standby and follows its promotion);
+    /// returns the scenario and what `watch` returned.
+    ///
+    /// # Errors
+    /// If `watch` fails, a PostgreSQL program fails or the standby does not catch up.
+    pub fn with_standby_client<T>(
+        watch: impl FnOnce(&PgCluster) -> Result<T>,
+    ) -> Result<(Self, T)> {
+        let old_primary = PgCluster::start(&source_config())?;
+        old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
+        let backup = old_primary.basebackup(&["-X", "stream"])?;
+        let promoted =
+            PgCluster::standby(backup, &source_config(), &old_primary.conninfo("postgres"))?;
+        let client = watch(&promoted)?;
+        old_primary.pgbench(&["-t", "200", "-n"])?;
+        old_primary
+            .psql("CREATE TABLE before_switch AS SELECT g AS i FROM generate_series(1, 1000) g")?;
+        promoted.wait_replayed(old_primary.current_lsn()?, REPLAY_TIMEOUT)?;
+        promoted.promote()?;
+        promoted.pgbench(&["-t", "100", "-n"])?;
+        promoted
+            .psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
+        let end = promoted.switch_wal()?;
+        Ok((Promoted { old_primary, promoted, old_backups: Vec::new(), end }, client))
+    }
+
     /// Stops the promoted node (fast) and copies its pg_wal (timeline-1 segments up to
     /// the switch, `00000002.history`, timeline-2 segments) into a new directory.
     ///
