@@ -122,6 +122,11 @@ pub enum ReceiverError {
 }
 
 impl ReceiverError {
+    /// Whether the server refused something (an ERROR or FATAL it sent).
+    pub fn is_server(&self) -> bool {
+        matches!(self, ReceiverError::Conn(e) if e.server_fields().is_some())
+    }
+
     /// Whether a new connection may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -155,6 +160,8 @@ pub struct Receiver<A: Apply> {
     observer: Option<std::sync::Arc<dyn WalObserver>>,
     /// The timeline being written.
     writing_tli: TimeLineId,
+    /// Whether any WAL was received yet (pg_receivewal retries everything after that).
+    streamed: bool,
 }
 
 /// The first retry comes this soon; then the wait doubles up to [`MAX_BACKOFF`].
@@ -184,6 +191,7 @@ impl<A: Apply> Receiver<A> {
             positions: watch::Sender::new(Positions::default()),
             observer: None,
             writing_tli: TimeLineId(1),
+            streamed: false,
         }
     }
 
@@ -224,7 +232,15 @@ impl<A: Apply> Receiver<A> {
             };
             match result {
                 Ok(end) => return Ok(end),
-                Err(e) if self.opts.no_loop || !e.is_transient() => return Err(e),
+                // pg_receivewal.c: once it has streamed, any lost connection is retried
+                // (a server ERROR too: the WAL may come back, a slot may be freed); local
+                // failures and a different system are not.
+                Err(e)
+                    if self.opts.no_loop
+                        || !(e.is_transient() || self.streamed && e.is_server()) =>
+                {
+                    return Err(e)
+                }
                 Err(e) => {
                     warn!("{e}; reconnecting");
                     if started.elapsed() > Duration::from_secs(5) {
@@ -501,6 +517,7 @@ impl<A: Apply> Receiver<A> {
                 }
                 self.writer.write(tli, x.start, &x.data)?;
                 self.writing_tli = tli;
+                self.streamed = true;
                 if let Some(o) = &self.observer {
                     o.written(tli, x.start, &x.data);
                 }
@@ -508,6 +525,8 @@ impl<A: Apply> Receiver<A> {
                     p.feed(x.start, &x.data)?;
                 }
                 *expected = Lsn(x.start.0 + x.data.len() as u64);
+                // A new connection resumes from here (rounded down to its segment).
+                self.next = Some((tli, *expected));
                 self.reported.server_end = self.reported.server_end.max(x.wal_end);
                 if self.opts.synchronous {
                     self.flush_and_apply()?;
