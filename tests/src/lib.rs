@@ -19,6 +19,7 @@
 //! the child's pid is the program's own), in a directory that user owns.
 
 pub mod cluster;
+pub mod fuzz;
 pub mod process;
 pub mod rawclient;
 pub mod receivewal;

@@ -4,7 +4,6 @@
 //! replay advancing (issue 4, tests 1).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
@@ -16,16 +15,8 @@ const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
 /// Starts `walstream receivewal` into `dir` from the primary on `port`.
 fn receivewal(port: u16, dir: &Path, extra: &[&str]) -> anyhow::Result<ChildGuard> {
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("receivewal")
-        .arg("-d")
-        .arg(format!("host=127.0.0.1 port={port} user=postgres"))
-        .arg("-D")
-        .arg(dir)
-        .arg("-v")
-        .args(extra)
-        .env("RUST_BACKTRACE", "1");
-    ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres");
+    walstream_tests::standby::spawn_receivewal(WALSTREAM.as_ref(), &conninfo, dir, extra)
 }
 
 /// (write, flush, replay) of the standby called `name` in the primary's pg_stat_replication.
