@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target: `walstream_receiver::conninfo::fuzz_conninfo` never panics on arbitrary input.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    walstream_receiver::conninfo::fuzz_conninfo(data);
+});
