@@ -5,7 +5,11 @@
 use walstream_tests::fuzz::{replay_corpora, Entry};
 
 /// Each `receiver_*` fuzz target of `fuzz/Cargo.toml` with the entry point it calls.
-const TARGETS: &[(&str, Entry)] = &[("receiver_resume", walstream_receiver::segments::fuzz_resume)];
+const TARGETS: &[(&str, Entry)] = &[
+    ("receiver_resume", walstream_receiver::segments::fuzz_resume),
+    ("receiver_conninfo", walstream_receiver::conninfo::fuzz_conninfo),
+    ("receiver_pgpass", walstream_receiver::conninfo::fuzz_pgpass_line),
+];
 
 #[test]
 fn every_receiver_fuzz_target_replays_its_corpus() {
