@@ -136,6 +136,7 @@ fn receivewal_killed_at_random_moments_never_reports_past_its_disk_and_resumes(
     .with_context(|| child.stderr_text())?;
     let mut on_disk = Lsn(0);
     let mut kills = Vec::new();
+    let mut immediate = Vec::new();
     for round in 0..rounds {
         let ms = rng.between(50, 400);
         std::thread::sleep(Duration::from_millis(ms));
@@ -144,6 +145,13 @@ fn receivewal_killed_at_random_moments_never_reports_past_its_disk_and_resumes(
         }
         child.signal(libc::SIGKILL);
         child.wait_timeout(Duration::from_secs(10))?.context("SIGKILL did not stop it")?;
+        if round % 4 == 3 {
+            // Restarted at once, as a supervisor would: the killed connection's walsender
+            // may still hold the slot, and walstream must wait for it, not give up.
+            immediate.push(round);
+            child = receivewal(primary.port(), dir.path())?;
+            continue;
+        }
         let previous_stderr = child.stderr_text();
         let restart;
         (on_disk, restart) =
@@ -153,6 +161,7 @@ fn receivewal_killed_at_random_moments_never_reports_past_its_disk_and_resumes(
         kills.push((ms, restart.unwrap_or_default().to_string(), on_disk.to_string()));
         child = receivewal(primary.port(), dir.path())?;
     }
+    eprintln!("restarted at once after the kill in rounds {immediate:?}");
     eprintln!(
         "kills (ms after start, restart_lsn, end of WAL on disk equal to the primary's): {kills:?}"
     );
@@ -184,5 +193,42 @@ fn receivewal_killed_at_random_moments_never_reports_past_its_disk_and_resumes(
     let first = scenario::segments_between(&names[0], end);
     ensure!(first == names, "complete segments {names:?}, expected {first:?}");
     eprintln!("{} segments, {} kills, {:?}", names.len(), kills.len(), t0.elapsed());
+    Ok(())
+}
+
+/// A restart while the killed process's walsender still holds the slot (what the crash
+/// rounds that restart at once can hit): walstream without `-n` retries, as pg_receivewal
+/// does after any failure of its stream, and streams once the slot is free.
+#[test]
+fn receivewal_retries_while_its_slot_is_still_active() -> anyhow::Result<()> {
+    let primary = PgCluster::start(&scenario::source_config())?;
+    primary.psql("SELECT pg_create_physical_replication_slot('s', true)")?;
+    // Another client holds the slot.
+    let holder_dir = walstream_tests::ReceiveWal::new()?;
+    let mut holder = holder_dir.spawn(primary.port(), &["-S", "s", "-n"])?;
+    wait_for("the slot held", Duration::from_secs(15), || Ok(slot(&primary)?.1.then_some(())))
+        .with_context(|| holder.stderr_text())?;
+    let dir = tempfile::tempdir()?;
+    let mut child = receivewal(primary.port(), dir.path())?;
+    std::thread::sleep(Duration::from_millis(1500));
+    holder.stop(Duration::from_secs(5));
+    // Some(true): streaming; Some(false): exited.
+    let streaming = wait_for("walstream streaming from the slot", Duration::from_secs(15), || {
+        if child.try_wait()?.is_some() {
+            return Ok(Some(false));
+        }
+        let row = primary.psql(
+            "SELECT 1 FROM pg_stat_replication WHERE application_name = 'walstream receivewal'",
+        )?;
+        Ok((!row.is_empty()).then_some(true))
+    });
+    let stderr = child.stderr_text();
+    let streaming = streaming.with_context(|| format!("walstream's stderr:\n{stderr}"))?;
+    ensure!(
+        streaming,
+        "walstream exited ({:?}) instead of retrying while the slot was held:\n{stderr}",
+        child.try_wait()?
+    );
+    child.interrupt();
     Ok(())
 }
