@@ -74,18 +74,45 @@ fn waldump(primary: &PgCluster, from: Lsn, to: Lsn) -> anyhow::Result<Vec<Record
     Ok(records)
 }
 
-/// The record to corrupt: the first at least `DEPTH` into the stream that lies inside
-/// one page with at least 40 bytes of payload; and the byte to flip, in the middle of
-/// its payload (covered by the record's CRC, not a page header).
-fn choose_target(primary: &PgCluster, stream_start: Lsn, end: Lsn) -> anyhow::Result<(Lsn, Lsn)> {
+/// Where in a record the flipped byte lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A record inside one page: the middle of its payload.
+    InPage,
+    /// A record crossing into the next page (not a segment's first): the middle of its
+    /// continuation, after that page's header.
+    Continuation,
+}
+
+/// The record to corrupt, the first at least `DEPTH` into the stream that suits `place`,
+/// and the byte to flip: covered by the record's CRC, never in a page header.
+fn choose_target(
+    primary: &PgCluster,
+    stream_start: Lsn,
+    end: Lsn,
+    place: Place,
+) -> anyhow::Result<(Lsn, Lsn)> {
+    const PAGE: u64 = 8192;
     let from = Lsn(stream_start.0 + DEPTH.min((end.0 - stream_start.0) / 2));
     for r in waldump(primary, from, end)? {
-        let page_off = r.lsn.0 % 8192;
-        if r.tot_len >= 64 && page_off + r.tot_len <= 8192 {
-            return Ok((r.lsn, Lsn(r.lsn.0 + 24 + (r.tot_len - 24) / 2)));
+        let page_off = r.lsn.0 % PAGE;
+        let next_page = r.lsn.0 - page_off + PAGE;
+        match place {
+            Place::InPage if r.tot_len >= 64 && page_off + r.tot_len <= PAGE => {
+                return Ok((r.lsn, Lsn(r.lsn.0 + 24 + (r.tot_len - 24) / 2)));
+            }
+            Place::Continuation if page_off + 24 <= PAGE => {
+                // The bytes after the page boundary, behind a short page header.
+                let rest = (page_off + r.tot_len).saturating_sub(PAGE);
+                let first_of_segment = next_page % (1 << 20) == 0;
+                if rest >= 16 && rest <= PAGE - 24 && !first_of_segment {
+                    return Ok((r.lsn, Lsn(next_page + 24 + rest / 2)));
+                }
+            }
+            _ => {}
         }
     }
-    bail!("no record to corrupt after {from}")
+    bail!("no record to corrupt after {from} ({place:?})")
 }
 
 /// The highest write, flush and replay positions, and the slot's restart_lsn, seen.
@@ -187,7 +214,7 @@ fn check_not_past(
     slot: &str,
     reserved: Lsn,
     record: Lsn,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Lsn> {
     let ctx = || format!("{:?}\nwalstream's stderr:\n{}", run.seen, run.stderr);
     ensure!(run.flips >= 1, "the proxy never relayed the target byte; {}", ctx());
     ensure!(
@@ -208,11 +235,21 @@ fn check_not_past(
         "walstream never confirmed a flush before the corrupt record (restart_lsn {restart}); {}",
         ctx()
     );
-    Ok(())
+    Ok(restart)
 }
 
 #[test]
-fn a_flipped_wal_byte_stops_receivewal_before_the_corrupt_record() -> anyhow::Result<()> {
+fn a_flipped_byte_in_a_record_stops_receivewal_before_it() -> anyhow::Result<()> {
+    corruption_case(Place::InPage)
+}
+
+#[test]
+fn a_flipped_byte_in_a_record_continuation_stops_receivewal_before_it() -> anyhow::Result<()> {
+    corruption_case(Place::Continuation)
+}
+
+/// Corrupts one byte at `place`: a run with `-n`, one without, then a clean run.
+fn corruption_case(place: Place) -> anyhow::Result<()> {
     let seg = scenario::seg_size();
     let primary = PgCluster::start(&scenario::source_config())?;
     primary.psql("SELECT pg_create_physical_replication_slot('c1', true)")?;
@@ -221,7 +258,7 @@ fn a_flipped_wal_byte_stops_receivewal_before_the_corrupt_record() -> anyhow::Re
     primary.pgbench(&["-i", "-s", "1", "-q"])?;
     primary.pgbench(&["-t", "300", "-n"])?;
     let end = primary.switch_wal()?;
-    let (record, target) = choose_target(&primary, reserved.segment_start(seg), end)?;
+    let (record, target) = choose_target(&primary, reserved.segment_start(seg), end, place)?;
     eprintln!("stream from {reserved}, corrupt record at {record}, byte flipped at {target}");
 
     // With -n: an error naming the record, a non-zero exit, nothing reported past it.
@@ -249,8 +286,8 @@ fn a_flipped_wal_byte_stops_receivewal_before_the_corrupt_record() -> anyhow::Re
         "an error line names a position past the flipped byte {target}:\n{}",
         run.stderr
     );
-    check_not_past(&run, &primary, "c1", reserved, record)?;
-    eprintln!("with -n: {status}, {:?}, errors: {error_lines:?}", run.seen);
+    let restart = check_not_past(&run, &primary, "c1", reserved, record)?;
+    eprintln!("with -n: {status}, {:?}, restart_lsn {restart}, errors: {error_lines:?}", run.seen);
     let on_disk =
         end_equal_to_primary(dir.path(), &primary.wal_dir(), seg, &mut Default::default())?
             .context("nothing on disk")?;
