@@ -105,7 +105,7 @@ fn choose_target(
                 // The bytes after the page boundary, behind a short page header.
                 let rest = (page_off + r.tot_len).saturating_sub(PAGE);
                 let first_of_segment = next_page % (1 << 20) == 0;
-                if rest >= 16 && rest <= PAGE - 24 && !first_of_segment {
+                if (16..=PAGE - 24).contains(&rest) && !first_of_segment {
                     return Ok((r.lsn, Lsn(next_page + 24 + rest / 2)));
                 }
             }
