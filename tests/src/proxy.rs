@@ -219,3 +219,47 @@ fn corrupt_xlogdata(body: &mut [u8], corruption: Corruption, s: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xlogdata(start: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![b'w'];
+        b.extend_from_slice(&start.to_be_bytes());
+        b.extend_from_slice(&[0; 16]);
+        b.extend_from_slice(data);
+        b
+    }
+
+    fn corruption(at: u64) -> Corruption {
+        Corruption { at: Lsn(at), delay_per_xlogdata: Duration::ZERO }
+    }
+
+    #[test]
+    fn flips_only_the_chosen_byte_when_covered() {
+        let s = Shared::default();
+        let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
+        corrupt_xlogdata(&mut body, corruption(0x1002), &s);
+        assert_eq!(&body[25..], &[1, 2, 3 ^ 0xFF, 4]);
+        assert_eq!(s.flips.load(Ordering::SeqCst), 1);
+        assert_eq!(s.relayed_end.load(Ordering::SeqCst), 0x1004);
+        let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
+        corrupt_xlogdata(&mut body, corruption(0x1004), &s);
+        assert_eq!(&body[25..], &[1, 2, 3, 4]);
+        assert_eq!(s.flips.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn short_bodies_are_left_alone() {
+        let s = Shared::default();
+        for n in 0..25 {
+            let mut body = xlogdata(0, &[]);
+            body.truncate(n);
+            let before = body.clone();
+            corrupt_xlogdata(&mut body, corruption(0), &s);
+            assert_eq!(body, before);
+        }
+        assert_eq!(s.flips.load(Ordering::SeqCst), 0);
+    }
+}
