@@ -13,6 +13,8 @@
 //! - [`scenario`]: ready-made sources of real WAL (a pgbench primary, a promotion).
 //! - [`standby`]: `walstream receivewal` as a standby, seen in `pg_stat_replication`.
 //! - [`walfiles`]: copying a `pg_wal` and comparing the segments a client wrote.
+//! - [`walcheck`]: how far a received directory equals the primary's WAL; gapless copies.
+//! - [`proxy`]: a TCP proxy that flips one WAL byte in the XLogData it relays.
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root every PostgreSQL
 //! program is started as the `postgres` user (its uid and gid set on the child, so
@@ -21,11 +23,13 @@
 pub mod cluster;
 pub mod fuzz;
 pub mod process;
+pub mod proxy;
 pub mod rawclient;
 pub mod receivewal;
 pub mod scenario;
 pub mod serve;
 pub mod standby;
+pub mod walcheck;
 pub mod walfiles;
 
 use std::ffi::{CStr, CString, OsStr};
