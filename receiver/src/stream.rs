@@ -160,8 +160,8 @@ pub struct Receiver<A: Apply> {
     observer: Option<std::sync::Arc<dyn WalObserver>>,
     /// The timeline being written.
     writing_tli: TimeLineId,
-    /// Whether any WAL was received yet (pg_receivewal retries everything after that).
-    streamed: bool,
+    /// Whether a connection has succeeded (pg_receivewal retries server errors after that).
+    connected: bool,
 }
 
 /// The first retry comes this soon; then the wait doubles up to [`MAX_BACKOFF`].
@@ -191,7 +191,7 @@ impl<A: Apply> Receiver<A> {
             positions: watch::Sender::new(Positions::default()),
             observer: None,
             writing_tli: TimeLineId(1),
-            streamed: false,
+            connected: false,
         }
     }
 
@@ -232,12 +232,13 @@ impl<A: Apply> Receiver<A> {
             };
             match result {
                 Ok(end) => return Ok(end),
-                // pg_receivewal.c: once it has streamed, any lost connection is retried
-                // (a server ERROR too: the WAL may come back, a slot may be freed); local
+                // pg_receivewal.c: once a connection has succeeded, a failed stream is
+                // retried, a server ERROR too (a slot still held by a dying walsender is
+                // freed, WAL may come back); a first connection that fails, local
                 // failures and a different system are not.
                 Err(e)
                     if self.opts.no_loop
-                        || !(e.is_transient() || self.streamed && e.is_server()) =>
+                        || !(e.is_transient() || self.connected && e.is_server()) =>
                 {
                     return Err(e)
                 }
@@ -271,6 +272,7 @@ impl<A: Apply> Receiver<A> {
         let server_tli = TimeLineId(field(1).parse().unwrap_or(0));
         let server_pos: Lsn = field(2).parse().unwrap_or(Lsn::INVALID);
         self.check_system(sysid)?;
+        self.connected = true;
         if let Some(o) = &self.observer {
             o.identified(sysid, server_tli);
         }
@@ -517,7 +519,6 @@ impl<A: Apply> Receiver<A> {
                 }
                 self.writer.write(tli, x.start, &x.data)?;
                 self.writing_tli = tli;
-                self.streamed = true;
                 if let Some(o) = &self.observer {
                     o.written(tli, x.start, &x.data);
                 }
