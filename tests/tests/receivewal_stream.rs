@@ -88,3 +88,34 @@ fn receivewal_under_pgbench_matches_the_primary_and_pg_receivewal() -> anyhow::R
     }
     Ok(())
 }
+
+/// `--create-slot`, `--if-not-exists` and `--drop-slot` act on the primary's slots and exit,
+/// as pg_receivewal's do; a duplicate without `--if-not-exists` fails with PostgreSQL's error.
+#[test]
+fn slot_flags_create_and_drop_slots() -> anyhow::Result<()> {
+    let primary = walstream_tests::PgCluster::start(&scenario::source_config())?;
+    let dir = tempfile::tempdir()?;
+    let run = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        let mut child = receivewal(primary.port(), dir.path(), args)?;
+        let status = child.wait_timeout(Duration::from_secs(30))?.context("receivewal exited")?;
+        Ok(std::process::Output {
+            status,
+            stdout: Vec::new(),
+            stderr: child.stderr_text().into_bytes(),
+        })
+    };
+    let slots = || primary.psql("SELECT slot_name, slot_type FROM pg_replication_slots");
+    ensure!(run(&["--create-slot", "-S", "rw_slot"])?.status.success());
+    ensure!(slots()? == "rw_slot|physical", "{}", slots()?);
+    let dup = run(&["--create-slot", "-S", "rw_slot"])?;
+    ensure!(!dup.status.success());
+    let text = String::from_utf8_lossy(&dup.stderr);
+    ensure!(text.contains("replication slot \"rw_slot\" already exists"), "{text}");
+    ensure!(run(&["--create-slot", "--if-not-exists", "-S", "rw_slot"])?.status.success());
+    ensure!(run(&["--drop-slot", "-S", "rw_slot"])?.status.success());
+    ensure!(slots()?.is_empty(), "{}", slots()?);
+    let missing = run(&["--drop-slot", "-S", "rw_slot"])?;
+    let text = String::from_utf8_lossy(&missing.stderr);
+    ensure!(!missing.status.success() && text.contains("does not exist"), "{text}");
+    Ok(())
+}
