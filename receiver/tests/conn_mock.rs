@@ -5,102 +5,18 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
 use walstream_protocol::wire::{
-    parse_frontend, parse_startup, Authentication, BackendMessage, CopyResponse, ErrorFields,
-    FieldDescription, FrontendMessage, MessageLimits, StartupPacket, TransactionStatus,
+    Authentication, BackendMessage, ErrorFields, FieldDescription, FrontendMessage, StartupPacket,
+    TransactionStatus,
 };
 use walstream_protocol::{Lsn, TimeLineId};
 use walstream_receiver::conn::{
     ConnError, CopyEvent, ReplicationConn, ReplicationMode, StartOutcome,
 };
-use walstream_receiver::conninfo::ConnInfo;
 
-/// The server end of one connection.
-struct Peer {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Peer {
-    async fn accept(listener: &TcpListener) -> Peer {
-        let (stream, _) = listener.accept().await.unwrap();
-        Peer { stream, buf: BytesMut::new() }
-    }
-
-    async fn startup(&mut self) -> StartupPacket {
-        loop {
-            if let Some(p) = parse_startup(&mut self.buf).unwrap() {
-                return p;
-            }
-            assert_ne!(self.stream.read_buf(&mut self.buf).await.unwrap(), 0, "client left");
-        }
-    }
-
-    async fn frontend(&mut self) -> FrontendMessage {
-        loop {
-            if let Some(m) = parse_frontend(&mut self.buf, &MessageLimits::default()).unwrap() {
-                return m;
-            }
-            assert_ne!(self.stream.read_buf(&mut self.buf).await.unwrap(), 0, "client left");
-        }
-    }
-
-    async fn send(&mut self, msgs: &[BackendMessage]) {
-        let mut out = BytesMut::new();
-        msgs.iter().for_each(|m| m.encode(&mut out));
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// Accepts a StartupMessage with trust authentication.
-    async fn handshake(&mut self) {
-        assert!(matches!(self.startup().await, StartupPacket::Startup(_)));
-        let mut msgs = vec![BackendMessage::Authentication(Authentication::Ok)];
-        msgs.extend(ready());
-        self.send(&msgs).await;
-    }
-}
-
-fn ready() -> Vec<BackendMessage> {
-    vec![
-        param("server_version", "15.4"),
-        param("integer_datetimes", "on"),
-        BackendMessage::BackendKeyData { pid: 42, secret_key: 7 },
-        BackendMessage::ReadyForQuery(TransactionStatus::Idle),
-    ]
-}
-
-fn param(name: &str, value: &str) -> BackendMessage {
-    BackendMessage::ParameterStatus { name: name.into(), value: value.into() }
-}
-
-fn conninfo(listener: &TcpListener, extra: &str) -> ConnInfo {
-    let port = listener.local_addr().unwrap().port();
-    let s = format!("host=127.0.0.1 port={port} user=u {extra}");
-    ConnInfo::parse_with_env(&s, &|_| None).unwrap()
-}
-
-async fn listen() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
-
-fn copy_both() -> BackendMessage {
-    BackendMessage::CopyBothResponse(CopyResponse { format: 0, column_formats: vec![] })
-}
-
-fn next_tli_result(tli: &str, lsn: &str) -> Vec<BackendMessage> {
-    vec![
-        BackendMessage::RowDescription(vec![
-            FieldDescription::new("next_tli", 20, 8),
-            FieldDescription::new("next_tli_startpos", 25, -1),
-        ]),
-        BackendMessage::DataRow(vec![
-            Some(Bytes::copy_from_slice(tli.as_bytes())),
-            Some(Bytes::copy_from_slice(lsn.as_bytes())),
-        ]),
-    ]
-}
+mod common;
+use common::*;
 
 #[tokio::test]
 async fn prefer_reconnects_without_ssl_and_accepts_protocol_negotiation() {
