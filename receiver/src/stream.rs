@@ -454,6 +454,7 @@ impl<A: Apply> Receiver<A> {
             let mut wrote = false;
             let mut terminal = None;
             let mut next = Some(first);
+            let batch_segment = expected.segno(self.writer.seg_size());
             while let Some(ev) = next.take() {
                 match ev {
                     CopyEvent::CopyData(payload) => {
@@ -465,6 +466,11 @@ impl<A: Apply> Receiver<A> {
                         terminal = Some(other);
                         break;
                     }
+                }
+                // walreceiver.c: XLogWalRcvWrite flushes and reports at each segment
+                // switch, so a backlog that never empties the socket still advances flush.
+                if reply_now || expected.segno(self.writer.seg_size()) != batch_segment {
+                    break;
                 }
                 next = conn.try_recv_copy()?;
             }

@@ -147,7 +147,17 @@ fn damage() -> impl Strategy<Value = Damage> {
 
 /// Applies `d` to the `.partial` in `dir` (if any); returns how much of it is still
 /// the original.
-fn apply_damage(dir: &Path, d: &Damage, recs: &[(Lsn, Lsn)], start: Lsn, upto: usize) -> Lsn {
+/// Damages the `.partial` and returns where intact WAL ends: the first byte that differs
+/// from the original stream (bytes never written are zeros, which may equal the
+/// original's: a record whose last bytes are zeros is intact without them).
+fn apply_damage(
+    dir: &Path,
+    d: &Damage,
+    recs: &[(Lsn, Lsn)],
+    start: Lsn,
+    upto: usize,
+    stream: &[u8],
+) -> Lsn {
     let end = start + upto as u64;
     let seg_start = Lsn(end.0 / SEG * SEG);
     let Some(path) = fs::read_dir(dir)
@@ -178,8 +188,10 @@ fn apply_damage(dir: &Path, d: &Damage, recs: &[(Lsn, Lsn)], start: Lsn, upto: u
             end
         }
     };
-    fs::write(&path, bytes).unwrap();
-    intact
+    fs::write(&path, &bytes).unwrap();
+    let original = &stream[((seg_start.0 - start.0) as usize).min(stream.len())..];
+    let same = bytes.iter().zip(original).take_while(|(a, b)| a == b).count();
+    intact.max(seg_start + same as u64)
 }
 
 proptest! {
@@ -203,7 +215,7 @@ proptest! {
         let mut w = SegmentWriter::open(tmp.path(), seg_size(), opts).unwrap();
         write_chunked(&mut w, TLI1, start, &stream[..upto], &sizes);
         drop(w);
-        let intact = apply_damage(tmp.path(), &d, &recs, start, upto);
+        let intact = apply_damage(tmp.path(), &d, &recs, start, upto, stream);
 
         let w = SegmentWriter::open(tmp.path(), seg_size(), opts).unwrap();
         let r = w.resume_point().unwrap().unwrap();
