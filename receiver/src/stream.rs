@@ -394,11 +394,20 @@ impl<A: Apply> Receiver<A> {
     /// Fdatasyncs what was written and applies what decoded.
     fn flush_and_apply(&mut self) -> Result<(), ReceiverError> {
         let flushed = self.writer.flush()?;
-        if let Some(o) = &self.observer {
-            o.flushed(self.writing_tli, flushed);
-        }
         if let Some(p) = self.pipeline.as_mut() {
-            p.apply_available(&mut self.applier)?;
+            if let Err(e) = p.apply_available(&mut self.applier) {
+                if let crate::apply::ApplyError::Corrupt { lsn, .. } = &e {
+                    // Nothing from the bad record on may look complete on disk.
+                    self.writer.discard_from(self.writing_tli, *lsn)?;
+                }
+                return Err(e.into());
+            }
+        }
+        if let Some(o) = &self.observer {
+            // Downstream walsenders only see WAL that verified (a relay never serves
+            // what its own applier refused).
+            let verified = self.pipeline.as_ref().map_or(flushed, ApplyPipeline::applied);
+            o.flushed(self.writing_tli, flushed.min(verified));
         }
         Ok(())
     }
@@ -411,7 +420,13 @@ struct Timers {
     ping_sent: bool,
     /// When `h` was last sent.
     last_feedback: Option<Instant>,
+    /// When received WAL was last flushed.
+    last_flush: Instant,
 }
+
+/// While catching up on a backlog, received WAL is flushed and reported at least this often
+/// (and at every segment switch).
+pub const CATCHUP_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 impl<A: Apply> Receiver<A> {
     /// Receives one timeline's stream (`receivelog.c: HandleCopyStream`,
@@ -432,8 +447,13 @@ impl<A: Apply> Receiver<A> {
         }
         let mut expected = start;
         let now = Instant::now();
-        let mut timers =
-            Timers { last_recv: now, last_status: now, ping_sent: false, last_feedback: None };
+        let mut timers = Timers {
+            last_recv: now,
+            last_status: now,
+            ping_sent: false,
+            last_feedback: None,
+            last_flush: now,
+        };
         self.send_status(conn, false).await?;
         loop {
             let wakeup = self.next_wakeup(&timers);
@@ -474,10 +494,22 @@ impl<A: Apply> Receiver<A> {
                 }
                 next = conn.try_recv_copy()?;
             }
-            if wrote {
+            // Caught up (the server has sent all it has): flush and report at once, as
+            // walreceiver.c does after each batch. Catching up on a backlog: flush at each
+            // segment switch and at least every CATCHUP_FLUSH_INTERVAL, so a long backlog
+            // costs one fdatasync per segment rather than one per socket read.
+            let caught_up = self.reported.server_end <= expected;
+            let switched = expected.segno(self.writer.seg_size()) != batch_segment;
+            let flush_now = wrote
+                && (caught_up
+                    || switched
+                    || reply_now
+                    || timers.last_flush.elapsed() >= CATCHUP_FLUSH_INTERVAL);
+            if flush_now {
                 self.flush_and_apply()?;
+                timers.last_flush = Instant::now();
             }
-            if wrote || reply_now {
+            if flush_now || reply_now {
                 self.send_status(conn, false).await?;
                 timers.last_status = Instant::now();
                 self.maybe_send_feedback(conn, &mut timers).await?;
@@ -562,6 +594,9 @@ impl<A: Apply> Receiver<A> {
                 t.last_recv + timeout / 2
             });
         }
+        if self.writer.written() > self.writer.flushed() {
+            wake = wake.min(t.last_flush + CATCHUP_FLUSH_INTERVAL);
+        }
         wake
     }
 
@@ -579,17 +614,36 @@ impl<A: Apply> Receiver<A> {
                 return Err(ReceiverError::Timeout);
             }
             if !t.ping_sent && now >= t.last_recv + timeout / 2 {
+                self.flush_pending(t)?;
                 self.send_status(conn, true).await?;
                 t.ping_sent = true;
                 t.last_status = now;
                 return Ok(());
             }
         }
+        let unflushed = self.writer.written() > self.writer.flushed();
+        if unflushed && now >= t.last_flush + CATCHUP_FLUSH_INTERVAL {
+            // A backlog that paused: what was received goes to disk and is reported.
+            self.flush_pending(t)?;
+            self.send_status(conn, false).await?;
+            t.last_status = now;
+            return Ok(());
+        }
         if !self.opts.status_interval.is_zero() && now >= t.last_status + self.opts.status_interval
         {
+            self.flush_pending(t)?;
             self.send_status(conn, false).await?;
             t.last_status = now;
             self.maybe_send_feedback(conn, t).await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what was written and not flushed yet (a backlog that paused).
+    fn flush_pending(&mut self, t: &mut Timers) -> Result<(), ReceiverError> {
+        if self.writer.written() > self.writer.flushed() {
+            self.flush_and_apply()?;
+            t.last_flush = Instant::now();
         }
         Ok(())
     }

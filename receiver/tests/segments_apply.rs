@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use walstream_protocol::wal::{rmgr, DecodedRecord};
+use walstream_protocol::wal::{rmgr, DecodedRecord, RecordView};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 use walstream_receiver::apply::{Apply, ApplyError, ApplyPipeline, VerifyingApplier};
 use walstream_testdata::{expected, expected_value, shapes_dir, timeline_dir, wal_files};
@@ -122,7 +122,8 @@ fn next_lsn(r: &DecodedRecord) -> Lsn {
 struct Collect(Vec<DecodedRecord>);
 
 impl Apply for Collect {
-    fn apply(&mut self, record: &DecodedRecord) -> Result<(), ApplyError> {
+    fn apply(&mut self, record: &RecordView<'_>) -> Result<(), ApplyError> {
+        let record = &record.to_owned_record();
         self.0.push(record.clone());
         Ok(())
     }
@@ -186,7 +187,7 @@ proptest! {
 fn an_applier_error_stops_before_the_record() {
     struct FailAt(usize, usize);
     impl Apply for FailAt {
-        fn apply(&mut self, r: &DecodedRecord) -> Result<(), ApplyError> {
+        fn apply(&mut self, r: &RecordView<'_>) -> Result<(), ApplyError> {
             self.1 += 1;
             if self.1 == self.0 {
                 return Err(ApplyError::Failed { lsn: r.lsn, message: "no".into() });

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use walstream_protocol::wal::DecodedRecord;
+use walstream_protocol::wal::RecordView;
 use walstream_receiver::apply::{Apply, ApplyError};
 use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
@@ -14,7 +14,7 @@ use walstream_tests::{scenario, wait_for, PgCluster};
 struct HoldsXmin(u32);
 
 impl Apply for HoldsXmin {
-    fn apply(&mut self, _record: &DecodedRecord) -> Result<(), ApplyError> {
+    fn apply(&mut self, _record: &RecordView<'_>) -> Result<(), ApplyError> {
         Ok(())
     }
 

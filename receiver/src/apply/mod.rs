@@ -5,7 +5,7 @@
 mod verify;
 
 use bytes::Bytes;
-use walstream_protocol::wal::{DecodedRecord, WalDecoder, WalError};
+use walstream_protocol::wal::{RecordView, WalDecoder, WalError};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 pub use verify::{ApplyStats, RmgrStats, VerifyingApplier};
@@ -70,7 +70,9 @@ pub trait Apply: Send {
     /// # Errors
     /// An [`ApplyError`] (usually [`ApplyError::Failed`]) stops streaming: nothing from
     /// this record on is reported applied.
-    fn apply(&mut self, record: &DecodedRecord) -> Result<(), ApplyError>;
+    /// The record is borrowed from the decoder, no allocation per record; an applier that
+    /// keeps records calls [`RecordView::to_owned_record`].
+    fn apply(&mut self, record: &RecordView<'_>) -> Result<(), ApplyError>;
 
     /// The oldest transaction (xmin, epoch) the applier's readers still need, for hot
     /// standby feedback; `None` when it has no readers (feedback then clears the xmin).
@@ -190,8 +192,11 @@ impl ApplyPipeline {
             return Ok(self.applied);
         }
         loop {
-            let record = match self.decoder.poll() {
-                Ok(Some(r)) => r,
+            let applied = match self.decoder.poll_ref() {
+                Ok(Some(record)) => match applier.apply(&record) {
+                    Ok(()) => record.next_lsn,
+                    Err(e) => return Err(self.stop(e)),
+                },
                 Ok(None) => return Ok(self.applied),
                 Err(e) if e.is_end_of_wal() => {
                     tracing::debug!("end of WAL at {}: {e}", e.lsn);
@@ -200,10 +205,7 @@ impl ApplyPipeline {
                 }
                 Err(e) => return Err(self.stop(ApplyError::corrupt(&e))),
             };
-            if let Err(e) = applier.apply(&record) {
-                return Err(self.stop(e));
-            }
-            self.applied = self.decoder.next_record_lsn();
+            self.applied = applied;
         }
     }
 

@@ -1,7 +1,7 @@
 //! The default applier: records are verified by the decoder (CRC, headers, `xl_prev`);
 //! it checks their order and counts them per resource manager, as `pg_waldump --stats`.
 
-use walstream_protocol::wal::{rmgr, DecodedRecord};
+use walstream_protocol::wal::{rmgr, RecordView};
 use walstream_protocol::Lsn;
 
 use super::{Apply, ApplyError};
@@ -86,7 +86,7 @@ impl VerifyingApplier {
 }
 
 impl Apply for VerifyingApplier {
-    fn apply(&mut self, record: &DecodedRecord) -> Result<(), ApplyError> {
+    fn apply(&mut self, record: &RecordView<'_>) -> Result<(), ApplyError> {
         let lsn = record.lsn;
         if self.records > 0 && lsn < self.last_end {
             let message =

@@ -129,6 +129,43 @@ impl SegmentWriter {
         &self.dir
     }
 
+    /// WAL of `tli` from `lsn` on did not verify: nothing from there may look complete on
+    /// disk. The segment holding `lsn` goes back to `.partial` (so that a restart validates
+    /// it and re-streams from its last valid record) and later segments are removed; the
+    /// writer forgets its open segment.
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`] if a file cannot be renamed or removed.
+    pub fn discard_from(&mut self, tli: TimeLineId, lsn: Lsn) -> Result<(), SegmentError> {
+        self.current = None;
+        let first = lsn.segno(self.seg_size);
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(SegmentError::io("read directory", &self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(SegmentError::io("read directory", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((t, segno)) =
+                walstream_protocol::lsn::parse_segment_file_name(&name, self.seg_size)
+            else {
+                continue;
+            };
+            if t != tli || segno < first {
+                continue;
+            }
+            let path = entry.path();
+            if segno > first {
+                std::fs::remove_file(&path).map_err(SegmentError::io("remove", &path))?;
+            } else if !name.ends_with(file::PARTIAL) {
+                let partial = self.dir.join(format!("{name}{}", file::PARTIAL));
+                std::fs::rename(&path, &partial).map_err(SegmentError::io("rename", &path))?;
+            }
+        }
+        fsync_dir(&self.dir)?;
+        self.written = self.written.min(lsn);
+        self.flushed = self.flushed.min(lsn);
+        Ok(())
+    }
+
     /// The segment size.
     pub fn seg_size(&self) -> WalSegSize {
         self.seg_size
