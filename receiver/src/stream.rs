@@ -394,20 +394,29 @@ impl<A: Apply> Receiver<A> {
     /// Fdatasyncs what was written and applies what decoded.
     fn flush_and_apply(&mut self) -> Result<(), ReceiverError> {
         let flushed = self.writer.flush()?;
-        if let Some(p) = self.pipeline.as_mut() {
-            if let Err(e) = p.apply_available(&mut self.applier) {
-                if let crate::apply::ApplyError::Corrupt { lsn, .. } = &e {
-                    // Nothing from the bad record on may look complete on disk.
-                    self.writer.discard_from(self.writing_tli, *lsn)?;
-                }
-                return Err(e.into());
-            }
-        }
+        self.apply()?;
         if let Some(o) = &self.observer {
             // Downstream walsenders only see WAL that verified (a relay never serves
             // what its own applier refused).
             let verified = self.pipeline.as_ref().map_or(flushed, ApplyPipeline::applied);
             o.flushed(self.writing_tli, flushed.min(verified));
+        }
+        Ok(())
+    }
+}
+
+impl<A: Apply> Receiver<A> {
+    /// Decodes and applies every complete record received. Done after every write, not
+    /// only at flushes: corruption is found as soon as its record is complete, and the
+    /// decoder lets go of the received buffers at once.
+    fn apply(&mut self) -> Result<(), ReceiverError> {
+        let Some(p) = self.pipeline.as_mut() else { return Ok(()) };
+        if let Err(e) = p.apply_available(&mut self.applier) {
+            if let crate::apply::ApplyError::Corrupt { lsn, .. } = &e {
+                // Nothing from the bad record on may look complete on disk.
+                self.writer.discard_from(self.writing_tli, *lsn)?;
+            }
+            return Err(e.into());
         }
         Ok(())
     }
@@ -563,6 +572,7 @@ impl<A: Apply> Receiver<A> {
                 if let Some(p) = self.pipeline.as_mut() {
                     p.feed(x.start, &x.data)?;
                 }
+                self.apply()?;
                 *expected = Lsn(x.start.0 + x.data.len() as u64);
                 // A new connection resumes from here (rounded down to its segment).
                 self.next = Some((tli, *expected));
