@@ -81,7 +81,9 @@ pub struct ReceivewalArgs {
 /// Runs `walstream receivewal`.
 pub fn main(args: ReceivewalArgs) -> ExitCode {
     crate::serve::init_logging_at(if args.verbose { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: the receiver is one task, and a synchronous standby's latency is best
+    // without handing each reply across threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("walstream receivewal: error: {e}");
