@@ -130,24 +130,7 @@ impl Promoted {
     /// # Errors
     /// If a PostgreSQL program fails or the standby does not catch up.
     pub fn new(old_backups: usize) -> Result<Self> {
-        let old_primary = PgCluster::start(&source_config())?;
-        old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
-        let backup = old_primary.basebackup(&["-X", "stream"])?;
-        let promoted =
-            PgCluster::standby(backup, &source_config(), &old_primary.conninfo("postgres"))?;
-        let old_backups = (0..old_backups)
-            .map(|_| old_primary.basebackup(&["-X", "none"]))
-            .collect::<Result<Vec<_>>>()?;
-        old_primary.pgbench(&["-t", "200", "-n"])?;
-        old_primary
-            .psql("CREATE TABLE before_switch AS SELECT g AS i FROM generate_series(1, 1000) g")?;
-        promoted.wait_replayed(old_primary.current_lsn()?, REPLAY_TIMEOUT)?;
-        promoted.promote()?;
-        promoted.pgbench(&["-t", "100", "-n"])?;
-        promoted
-            .psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
-        let end = promoted.switch_wal()?;
-        Ok(Promoted { old_primary, promoted, old_backups, end })
+        Self::build(old_backups, |_| Ok(())).map(|(scenario, ())| scenario)
     }
 
     /// The same scenario without old-primary backups, with `watch` called on the
@@ -160,11 +143,21 @@ impl Promoted {
     pub fn with_standby_client<T>(
         watch: impl FnOnce(&PgCluster) -> Result<T>,
     ) -> Result<(Self, T)> {
+        Self::build(0, watch)
+    }
+
+    fn build<T>(
+        old_backups: usize,
+        watch: impl FnOnce(&PgCluster) -> Result<T>,
+    ) -> Result<(Self, T)> {
         let old_primary = PgCluster::start(&source_config())?;
         old_primary.pgbench(&["-i", "-s", "1", "-q"])?;
         let backup = old_primary.basebackup(&["-X", "stream"])?;
         let promoted =
             PgCluster::standby(backup, &source_config(), &old_primary.conninfo("postgres"))?;
+        let old_backups = (0..old_backups)
+            .map(|_| old_primary.basebackup(&["-X", "none"]))
+            .collect::<Result<Vec<_>>>()?;
         let client = watch(&promoted)?;
         old_primary.pgbench(&["-t", "200", "-n"])?;
         old_primary
@@ -175,7 +168,7 @@ impl Promoted {
         promoted
             .psql("CREATE TABLE after_switch AS SELECT g AS i FROM generate_series(1, 500) g")?;
         let end = promoted.switch_wal()?;
-        Ok((Promoted { old_primary, promoted, old_backups: Vec::new(), end }, client))
+        Ok((Promoted { old_primary, promoted, old_backups, end }, client))
     }
 
     /// Stops the promoted node (fast) and copies its pg_wal (timeline-1 segments up to

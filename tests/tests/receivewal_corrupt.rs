@@ -6,7 +6,6 @@
 //! directory afterwards repairs the file and completes a byte-identical copy.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,18 +22,9 @@ const DEPTH: u64 = 3 << 20;
 
 /// Starts `walstream receivewal` into `dir` through 127.0.0.1:`port` as `name`.
 fn receivewal(port: u16, dir: &Path, name: &str, extra: &[&str]) -> anyhow::Result<ChildGuard> {
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("receivewal")
-        .arg("-d")
-        .arg(format!(
-            "host=127.0.0.1 port={port} user=postgres sslmode=disable application_name={name}"
-        ))
-        .arg("-D")
-        .arg(dir)
-        .arg("-v")
-        .args(extra)
-        .env("RUST_BACKTRACE", "1");
-    ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=postgres sslmode=disable application_name={name}");
+    walstream_tests::standby::spawn_receivewal(WALSTREAM.as_ref(), &conninfo, dir, extra)
 }
 
 /// A record of the primary's WAL, from pg_waldump.
