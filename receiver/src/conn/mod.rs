@@ -1,9 +1,9 @@
 //! A replication connection on tokio, as libpq and `libpqwalreceiver.c` use one: startup
 //! and authentication, simple queries, and the CopyBoth exchange of START_REPLICATION.
 //!
-//! - [`startup`]: TCP, SSL negotiation, StartupMessage, authentication.
-//! - [`query`]: simple queries and the START_REPLICATION answer.
-//! - [`copy`]: reading and writing in COPY mode, and the end of a stream.
+//! - `startup`: TCP, SSL negotiation, StartupMessage, authentication.
+//! - `query`: simple queries and the START_REPLICATION answer.
+//! - `copy`: reading and writing in COPY mode, and the end of a stream.
 //!
 //! Reads go through one buffer and are cancellation safe: a future dropped in `select!`
 //! loses no bytes. Writes are not (a dropped send may leave half a message on the wire).
