@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::{serve_wal_copy, single_row, the_error, RawClient, Repl};
+use common::{caught_up, serve_wal_copy, single_row, the_error, RawClient, Repl};
 use walstream_sender::config::Settings;
 use walstream_sender::postmaster::ShutdownMode;
 use walstream_sender::protocol::wire::{BackendMessage, StartupMessage};
@@ -86,22 +86,6 @@ async fn show_and_command_errors() {
 }
 
 /// A startup that the server refuses: everything it sends before closing.
-/// IDENTIFY_SYSTEM, then START_REPLICATION from the last segment until the flushed end
-/// arrived; returns that end.
-async fn stream_to_the_end(c: &mut RawClient) -> Lsn {
-    let msgs = c.query("IDENTIFY_SYSTEM").await;
-    let end: Lsn = single_row(&msgs)[2].as_ref().unwrap().parse().unwrap();
-    c.send_query("START_REPLICATION 0/F00000 TIMELINE 1").await;
-    assert!(matches!(c.recv().await, Some(BackendMessage::CopyBothResponse(_))));
-    loop {
-        match c.recv_repl().await {
-            Repl::Data(x) if Lsn(x.start.0 + x.data.len() as u64) == end => return end,
-            Repl::Data(_) => {}
-            other => panic!("unexpected: {other:?}"),
-        }
-    }
-}
-
 async fn refused_startup(addr: std::net::SocketAddr) -> Vec<BackendMessage> {
     let mut c = RawClient::connect(addr).await;
     let params = [("user", "postgres"), ("database", "replication"), ("replication", "true")];
@@ -118,7 +102,7 @@ async fn fast_shutdown_stops_idle_and_streaming_walsenders() {
         let (srv, _src, _dir) = serve_wal_copy(&shapes_dir(), Settings::default()).await;
         let (mut idle, _, _) = RawClient::replication(srv.addr).await;
         let (mut streaming, _, _) = RawClient::replication(srv.addr).await;
-        let end = stream_to_the_end(&mut streaming).await;
+        let end = caught_up(&mut streaming).await;
 
         srv.shutdown.send_replace(Some(ShutdownMode::Fast));
 
@@ -164,7 +148,7 @@ async fn shutdown_waits_until_the_standby_confirmed_everything() {
     bounded(10, async {
         let (srv, _src, _dir) = serve_wal_copy(&shapes_dir(), Settings::default()).await;
         let (mut c, _, _) = RawClient::replication(srv.addr).await;
-        let end = stream_to_the_end(&mut c).await;
+        let end = caught_up(&mut c).await;
         srv.shutdown.send_replace(Some(ShutdownMode::Fast));
         assert!(matches!(c.recv_repl().await, Repl::Keepalive(k) if k.reply_requested));
         // A reply short of the sent position does not end it.
@@ -200,7 +184,7 @@ async fn smart_shutdown_waits_for_client_backends_first() {
         let (srv, _src, _dir) = serve_wal_copy(&shapes_dir(), Settings::default()).await;
         let (mut client, _) = RawClient::startup(srv.addr, &[]).await;
         let (mut streaming, _, _) = RawClient::replication(srv.addr).await;
-        let end = stream_to_the_end(&mut streaming).await;
+        let end = caught_up(&mut streaming).await;
         srv.shutdown.send_replace(Some(ShutdownMode::Smart));
         // The client backend still works, and nothing asks the standby anything yet.
         tokio::time::sleep(Duration::from_millis(300)).await;

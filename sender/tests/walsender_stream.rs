@@ -7,7 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cell, send_cancel, serve_wal_copy, single_row, the_error, RawClient, Repl};
+use common::{
+    caught_up, cell, identify_xlogpos, read_until, send_cancel, serve_wal_copy, start, the_error,
+    RawClient, Repl,
+};
 use walstream_sender::config::Settings;
 use walstream_sender::protocol::lsn::Xid;
 use walstream_sender::protocol::replication::{HotStandbyFeedback, TimestampTz};
@@ -24,51 +27,10 @@ async fn bounded<F: std::future::Future<Output = ()>>(secs: u64, f: F) {
     tokio::time::timeout(Duration::from_secs(secs), f).await.expect("test finished in time");
 }
 
-/// IDENTIFY_SYSTEM's xlogpos.
-async fn identify_xlogpos(c: &mut RawClient) -> Lsn {
-    let msgs = c.query("IDENTIFY_SYSTEM").await;
-    assert!(msgs.iter().all(|m| !matches!(m, BackendMessage::ErrorResponse(_))), "{msgs:?}");
-    let row = single_row(&msgs);
-    row[2].as_ref().unwrap().parse().unwrap()
-}
-
 /// The bytes of the shapes segments from `from` to `to`.
 fn shapes_bytes(from: Lsn, to: Lsn) -> Vec<u8> {
     let all: Vec<u8> = wal_files(&shapes_dir()).into_iter().flat_map(|(_, b)| b).collect();
     all[(from.0 - SHAPES_START.0) as usize..(to.0 - SHAPES_START.0) as usize].to_vec()
-}
-
-/// Sends START_REPLICATION and expects CopyBothResponse.
-async fn start(c: &mut RawClient, cmd: &str) {
-    c.send_query(cmd).await;
-    match c.recv().await {
-        Some(BackendMessage::CopyBothResponse(r)) => {
-            assert_eq!(r.format, 0);
-            assert!(r.column_formats.is_empty());
-        }
-        other => panic!("expected CopyBothResponse, got {other:?}"),
-    }
-}
-
-/// Reads XLogData until `end`; returns the messages (keepalives are skipped).
-async fn read_until(
-    c: &mut RawClient,
-    end: Lsn,
-) -> Vec<walstream_sender::protocol::replication::XLogData> {
-    let mut out: Vec<walstream_sender::protocol::replication::XLogData> = Vec::new();
-    loop {
-        match c.recv_repl().await {
-            Repl::Data(x) => {
-                let last = Lsn(x.start.0 + x.data.len() as u64);
-                out.push(x);
-                if last >= end {
-                    return out;
-                }
-            }
-            Repl::Keepalive(_) => {}
-            other => panic!("unexpected while streaming: {other:?}"),
-        }
-    }
 }
 
 /// Checks contiguity, sizes, page alignment and walEnd; returns the concatenated data.
@@ -128,14 +90,6 @@ async fn a_larger_max_send_size_sends_larger_messages() {
         srv.task.abort();
     })
     .await;
-}
-
-/// Streams from the last segment until caught up; returns the flushed end.
-async fn caught_up(c: &mut RawClient) -> Lsn {
-    let end = identify_xlogpos(c).await;
-    start(c, "START_REPLICATION 0/F00000 TIMELINE 1").await;
-    read_until(c, end).await;
-    end
 }
 
 #[tokio::test]

@@ -382,3 +382,49 @@ pub fn the_error(msgs: &[BackendMessage]) -> walstream_sender::protocol::wire::E
     assert_eq!(errs.len(), 1, "one error expected: {msgs:?}");
     errs.into_iter().next().unwrap()
 }
+
+/// IDENTIFY_SYSTEM's xlogpos.
+pub async fn identify_xlogpos(c: &mut RawClient) -> Lsn {
+    let msgs = c.query("IDENTIFY_SYSTEM").await;
+    assert!(msgs.iter().all(|m| !matches!(m, BackendMessage::ErrorResponse(_))), "{msgs:?}");
+    let row = single_row(&msgs);
+    row[2].as_ref().unwrap().parse().unwrap()
+}
+
+/// Sends START_REPLICATION and expects CopyBothResponse.
+pub async fn start(c: &mut RawClient, cmd: &str) {
+    c.send_query(cmd).await;
+    match c.recv().await {
+        Some(BackendMessage::CopyBothResponse(r)) => {
+            assert_eq!(r.format, 0);
+            assert!(r.column_formats.is_empty());
+        }
+        other => panic!("expected CopyBothResponse, got {other:?}"),
+    }
+}
+
+/// Reads XLogData until `end`; returns the messages (keepalives are skipped).
+pub async fn read_until(c: &mut RawClient, end: Lsn) -> Vec<XLogData> {
+    let mut out: Vec<XLogData> = Vec::new();
+    loop {
+        match c.recv_repl().await {
+            Repl::Data(x) => {
+                let last = Lsn(x.start.0 + x.data.len() as u64);
+                out.push(x);
+                if last >= end {
+                    return out;
+                }
+            }
+            Repl::Keepalive(_) => {}
+            other => panic!("unexpected while streaming: {other:?}"),
+        }
+    }
+}
+
+/// Streams from the last segment until caught up; returns the flushed end.
+pub async fn caught_up(c: &mut RawClient) -> Lsn {
+    let end = identify_xlogpos(c).await;
+    start(c, "START_REPLICATION 0/F00000 TIMELINE 1").await;
+    read_until(c, end).await;
+    end
+}
