@@ -34,35 +34,15 @@ import glob
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-BIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int
+
 SEG = 16 * 1024 * 1024
-
-
-def as_pg(args, **kw):
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--"] + args
-    return subprocess.run(args, check=True, **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def lsn_to_int(s):
-    hi, lo = s.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
 
 
 def int_to_lsn(v):

@@ -1,0 +1,28 @@
+"""What the side-by-side benchmark scripts share: PostgreSQL's programs run as the
+postgres user (PostgreSQL refuses root), a free loopback port, and LSN arithmetic."""
+import os
+import socket
+import subprocess
+
+BIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def as_pg(args, **kw):
+    """Runs a PostgreSQL program, as the postgres user when we are root."""
+    if os.geteuid() == 0:
+        args = ["runuser", "-u", "postgres", "--"] + args
+    return subprocess.run(args, check=True, **kw)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def lsn_to_int(s):
+    hi, lo = s.split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
