@@ -15,7 +15,7 @@ use walstream_receiver::apply::VerifyingApplier;
 use walstream_receiver::conn::{ConnError, ReplicationConn};
 use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
-use walstream_receiver::stream::{parse_seg_size, Receiver, StreamEnd, StreamOptions};
+use walstream_receiver::stream::{show_seg_size, Receiver, StreamEnd, StreamOptions};
 
 /// Arguments of `walstream receivewal` (pg_receivewal's; `-h` is the host, so help is
 /// `-?`/`--help` as there).
@@ -133,11 +133,7 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
         .with_context(|| format!("could not create directory \"{}\"", args.directory.display()))?;
     // The segment size: from the server (pg_receivewal: RetrieveWalSegSize).
     let mut conn = ReplicationConn::connect(&info, ReplicationMode::Physical).await?;
-    let show = conn.simple_query("SHOW wal_segment_size").await?;
-    let text = show.get_text(0, 0).unwrap_or_default().to_string();
-    let Some(seg_size) = parse_seg_size(&text) else {
-        bail!("WAL segment size must be a power of two between 1 MB and 1 GB, but the remote server reported a value of \"{text}\"");
-    };
+    let seg_size = show_seg_size(&mut conn).await?;
     conn.terminate().await;
     let writer =
         SegmentWriter::open(&args.directory, seg_size, WriterOptions { sync: !args.no_sync })?;

@@ -749,6 +749,21 @@ impl<A: Apply> Receiver<A> {
     }
 }
 
+/// The server's segment size (`streamutil.c: RetrieveWalSegSize`).
+///
+/// # Errors
+/// The query fails, or the value is not a power of two in 1 MB ..= 1 GB (pg_receivewal's
+/// text).
+pub async fn show_seg_size(conn: &mut ReplicationConn) -> Result<WalSegSize, ReceiverError> {
+    let show = conn.simple_query("SHOW wal_segment_size").await?;
+    let text = show.get_text(0, 0).unwrap_or_default();
+    parse_seg_size(text).ok_or_else(|| {
+        ReceiverError::Protocol(format!(
+            "WAL segment size must be a power of two between 1 MB and 1 GB, but the remote server reported a value of \"{text}\""
+        ))
+    })
+}
+
 /// The segment size a stream writes, from `SHOW wal_segment_size`.
 pub fn parse_seg_size(text: &str) -> Option<WalSegSize> {
     let mb: u32 = text.strip_suffix("MB").map(str::parse).and_then(Result::ok).or_else(|| {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use walstream_receiver::apply::VerifyingApplier;
 use walstream_receiver::conn::ReplicationConn;
 use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
-use walstream_receiver::stream::{parse_seg_size, Receiver, StreamOptions};
+use walstream_receiver::stream::{show_seg_size, Receiver, StreamOptions};
 use walstream_sender::postmaster::{Postmaster, ShutdownMode};
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{WalEnd, WalSource};
@@ -80,11 +80,7 @@ async fn identify(info: &ConnInfo) -> Result<Upstream> {
     let mut conn = ReplicationConn::connect(info, ReplicationMode::Physical)
         .await
         .context("connecting to the upstream")?;
-    let show = conn.simple_query("SHOW wal_segment_size").await?;
-    let text = show.get_text(0, 0).unwrap_or_default().to_string();
-    let Some(seg_size) = parse_seg_size(&text) else {
-        bail!("the upstream reported an invalid WAL segment size \"{text}\"");
-    };
+    let seg_size = show_seg_size(&mut conn).await?;
     let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
     let field = |i| ident.get_text(0, i).unwrap_or_default().to_string();
     let system_id = field(0).parse().context("the upstream's system identifier")?;
