@@ -695,7 +695,7 @@ impl<A: Apply> Receiver<A> {
         reply_requested: bool,
     ) -> Result<(), ReceiverError> {
         let applied = self.pipeline.as_ref().map_or(Lsn::INVALID, ApplyPipeline::applied);
-        let write = self.writer.written();
+        let write = self.writer.written_out();
         let (flush, apply) = if self.opts.report_flush {
             let flush = self.writer.flushed().min(applied.max(self.reported.flush));
             (flush, applied.min(flush))

@@ -121,6 +121,7 @@ proptest! {
         let mut w = SegmentWriter::open(tmp.path(), seg_size(), opts).unwrap();
         write_chunked(&mut w, TLI1, start, &stream[..upto], &sizes);
         prop_assert_eq!(w.written(), start + upto as u64);
+        prop_assert_eq!(w.flush().unwrap(), start + upto as u64);
         assert_files(tmp.path(), &names, stream, upto);
     }
 }
@@ -232,6 +233,7 @@ proptest! {
         let from = if from_segment_start { r.segment_start } else { r.start };
         let off = (from.0 - start.0) as usize;
         write_chunked(&mut w, TLI1, from, &stream[off..], &sizes);
+        w.flush().unwrap();
         assert_files(tmp.path(), &names, stream, stream.len());
     }
 }
@@ -262,6 +264,7 @@ fn a_timeline_switch_gives_the_standbys_files() {
         let seg_f = start + SEG;
         let (from, off) = if from_switch_point { (switch, switch_off) } else { (seg_f, 0) };
         write_chunked(&mut w, TimeLineId(2), from, &f2[off..], &[33_333]);
+        w.flush().unwrap();
         let read = |n: &str| fs::read(tmp.path().join(n)).unwrap();
         assert!(read("00000001000000000000000E") == e1);
         assert!(read("00000001000000000000000F.partial")[..switch_off] == f1[..switch_off]);

@@ -2,12 +2,15 @@
 //! copy of a switch-point segment's beginning from the previous timeline.
 
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use walstream_protocol::lsn::parse_segment_file_name;
 use walstream_protocol::{Lsn, TimeLineId, XLogSegNo};
 
+use super::io::SegFile;
 use super::{SegmentError, SegmentWriter};
 
 /// The suffix of a segment being written.
@@ -18,9 +21,8 @@ pub(super) const PARTIAL: &str = ".partial";
 pub(super) struct OpenSegment {
     pub tli: TimeLineId,
     pub segno: XLogSegNo,
-    pub file: File,
-    /// The file's path now.
-    pub path: PathBuf,
+    /// The file and its path now, shared with the I/O thread.
+    pub file: Arc<SegFile>,
     /// Its final name's path, if it is a `.partial`.
     final_path: Option<PathBuf>,
     /// Written to since the last sync.
@@ -30,7 +32,8 @@ pub(super) struct OpenSegment {
 impl OpenSegment {
     /// Opens `tli`'s segment `segno`: the complete file if it is there at its full size
     /// (it is overwritten in place, as pg_receivewal does), else its `.partial` (brought
-    /// to the full size), else a new `.partial` of zeros.
+    /// to the full size), else a new `.partial` of zeros, which alone is written with
+    /// `O_DIRECT` (whole blocks, zeros after the data: right only for a file of zeros).
     pub fn open(
         w: &SegmentWriter,
         tli: TimeLineId,
@@ -40,33 +43,36 @@ impl OpenSegment {
         let final_path = w.dir.join(&name);
         let partial = w.dir.join(format!("{name}{PARTIAL}"));
         let size = u64::from(w.seg_size.bytes());
-        let seg = |file, path, final_path| OpenSegment {
+        let seg = |file, path, final_path, fresh| OpenSegment {
             tli,
             segno,
-            file,
-            path,
+            file: SegFile::new(file, path, fresh),
             final_path,
             dirty: false,
         };
         if file_len(&final_path) == Some(size) {
             let file = open_rw(&final_path)?;
-            return Ok(seg(file, final_path, None));
+            return Ok(seg(file, final_path, None, false));
         }
-        let file = if file_len(&partial).is_some() {
+        if file_len(&partial).is_some() {
             let file = open_rw(&partial)?;
             if file_len(&partial) != Some(size) {
                 file.set_len(size).map_err(SegmentError::io("resize", &partial))?;
             }
-            file
-        } else {
-            create_partial(w, &partial)?
-        };
-        Ok(seg(file, partial, Some(final_path)))
+            return Ok(seg(file, partial, Some(final_path), false));
+        }
+        let file = create_partial(w, &partial)?;
+        Ok(seg(file, partial, Some(final_path), true))
     }
 
     /// The final name's path, if the file is a `.partial`.
     pub fn final_path(&self) -> Option<PathBuf> {
         self.final_path.clone()
+    }
+
+    /// The file's path now.
+    pub fn path(&self) -> &Path {
+        &self.file.path
     }
 }
 
@@ -123,8 +129,9 @@ fn older_timeline_file(w: &SegmentWriter, tli: TimeLineId, segno: XLogSegNo) -> 
     existing_file(w, newest, segno)
 }
 
-/// Creates a `.partial` of the segment size, reading as zeros (`File::set_len` makes it
-/// sparse; pg_receivewal writes the zeros), synced with its directory.
+/// Creates a `.partial` of the segment size, reading as zeros, synced with its directory.
+/// Its blocks are reserved with `fallocate` (pg_receivewal writes the zeros instead; a
+/// file system without `fallocate` gets a sparse file).
 fn create_partial(w: &SegmentWriter, path: &Path) -> Result<File, SegmentError> {
     let file = File::options()
         .read(true)
@@ -132,7 +139,12 @@ fn create_partial(w: &SegmentWriter, path: &Path) -> Result<File, SegmentError> 
         .create_new(true)
         .open(path)
         .map_err(SegmentError::io("create", path))?;
-    file.set_len(u64::from(w.seg_size.bytes())).map_err(SegmentError::io("resize", path))?;
+    let size = u64::from(w.seg_size.bytes());
+    // SAFETY: fallocate on a descriptor this File owns; it takes no pointers.
+    let reserved = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) } == 0;
+    if !reserved {
+        file.set_len(size).map_err(SegmentError::io("resize", path))?;
+    }
     if w.opts.sync {
         file.sync_all().map_err(SegmentError::io("fsync", path))?;
         fsync_dir(&w.dir)?;

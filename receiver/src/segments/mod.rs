@@ -8,10 +8,10 @@
 //!   `.partial` validated by decoding it ([`validate_partial`]).
 
 mod file;
+mod io;
 mod resume;
 
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 pub use resume::{fuzz_resume, validate_partial, PartialCheck, ResumePoint};
 
 use file::{fsync_dir, OpenSegment};
+use io::{Io, Stage, BLOCK};
 
 /// Errors of the segment layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum SegmentError {
         path: PathBuf,
         /// The error.
         #[source]
-        source: io::Error,
+        source: std::io::Error,
     },
     /// Data that does not continue what was written (`receivelog.c: ProcessXLogDataMsg`).
     #[error("got WAL data at {got}, expected {expected}")]
@@ -68,7 +69,7 @@ pub enum SegmentError {
 }
 
 impl SegmentError {
-    fn io(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SegmentError {
+    fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SegmentError {
         let path = path.to_path_buf();
         move |source| SegmentError::Io { op, path, source }
     }
@@ -89,6 +90,10 @@ impl Default for WriterOptions {
 }
 
 /// Writes streamed WAL into a directory of segment files.
+///
+/// Bytes are staged in memory and written by an I/O thread (see the `io` module):
+/// [`SegmentWriter::written`] is what was accepted, [`SegmentWriter::written_out`] what
+/// is in the kernel, [`SegmentWriter::flushed`] what is on disk.
 #[derive(Debug)]
 pub struct SegmentWriter {
     dir: PathBuf,
@@ -96,6 +101,10 @@ pub struct SegmentWriter {
     opts: WriterOptions,
     /// The segment being written.
     current: Option<OpenSegment>,
+    /// What is staged for the current segment.
+    stage: Option<Stage>,
+    /// The I/O thread.
+    io: Io,
     /// The timeline of the stream, once something was written.
     tli: Option<TimeLineId>,
     written: Lsn,
@@ -118,6 +127,8 @@ impl SegmentWriter {
             seg_size,
             opts,
             current: None,
+            stage: None,
+            io: Io::start(),
             tli: None,
             written: Lsn::INVALID,
             flushed: Lsn::INVALID,
@@ -137,6 +148,8 @@ impl SegmentWriter {
     /// # Errors
     /// [`SegmentError::Io`] if a file cannot be renamed or removed.
     pub fn discard_from(&mut self, tli: TimeLineId, lsn: Lsn) -> Result<(), SegmentError> {
+        self.submit(false, true)?;
+        self.io.wait_all()?;
         self.current = None;
         let first = lsn.segno(self.seg_size);
         let entries =
@@ -181,9 +194,18 @@ impl SegmentWriter {
         resume::find(&self.dir, self.seg_size)
     }
 
-    /// The end of what was written in this session (0/0 before the first write).
+    /// The end of what was written in this session (0/0 before the first write): staged
+    /// in memory, or further.
     pub fn written(&self) -> Lsn {
         self.written
+    }
+
+    /// The end of what was written into the kernel (what a status update reports as
+    /// written), at least what was flushed.
+    pub fn written_out(&mut self) -> Lsn {
+        // A failure shows at the next write or flush.
+        let _ = self.io.collect();
+        self.io.written_out.min(self.written).max(self.flushed)
     }
 
     /// The end of what is known to be on disk (0/0 before the first write).
@@ -219,9 +241,8 @@ impl SegmentWriter {
             let off = u64::from(pos.segment_offset(self.seg_size));
             let n = (seg_bytes - off).min(rest.len() as u64) as usize;
             let (now, later) = rest.split_at(n);
-            let cur = self.segment_for(tli, pos)?;
-            cur.file.write_all_at(now, off).map_err(SegmentError::io("write to", &cur.path))?;
-            cur.dirty = true;
+            self.segment_for(tli, pos)?;
+            self.stage_bytes(off, now)?;
             pos = pos + n as u64;
             rest = later;
             self.written = pos;
@@ -239,12 +260,16 @@ impl SegmentWriter {
     /// # Errors
     /// [`SegmentError::Io`] if the sync fails (nothing more is then reported flushed).
     pub fn flush(&mut self) -> Result<Lsn, SegmentError> {
+        // Caught up, the thread is idle and the write and sync are done right here.
+        self.io.collect()?;
+        self.submit(true, true)?;
         if let Some(cur) = self.current.as_mut() {
             if cur.dirty && self.opts.sync {
-                cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+                self.io.sync(&cur.file, true)?;
             }
             cur.dirty = false;
         }
+        self.io.wait_all()?;
         self.flushed = self.written;
         Ok(self.flushed)
     }
@@ -307,13 +332,15 @@ impl SegmentWriter {
     /// The current segment was written to its end: sync, rename, sync the directory
     /// (walmethods.c: dir_close with CLOSE_NORMAL).
     fn complete_segment(&mut self) -> Result<(), SegmentError> {
+        self.submit(false, true)?;
         let Some(cur) = self.current.take() else { return Ok(()) };
         if self.opts.sync {
-            cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+            self.io.sync(&cur.file, true)?;
         }
+        self.io.wait_all()?;
         if let Some(final_path) = cur.final_path() {
-            std::fs::rename(&cur.path, &final_path)
-                .map_err(SegmentError::io("rename", &cur.path))?;
+            std::fs::rename(cur.path(), &final_path)
+                .map_err(SegmentError::io("rename", cur.path()))?;
             self.sync_dir()?;
         }
         if self.opts.sync {
@@ -324,12 +351,77 @@ impl SegmentWriter {
 
     /// Closes the current segment without renaming it, syncing what was written to it.
     fn close_current(&mut self) -> Result<(), SegmentError> {
+        self.submit(false, true)?;
         if let Some(cur) = self.current.take() {
             if cur.dirty && self.opts.sync {
-                cur.file.sync_data().map_err(SegmentError::io("fsync", &cur.path))?;
+                self.io.sync(&cur.file, true)?;
+            }
+        }
+        self.io.wait_all()
+    }
+
+    /// Copies `data`, for the current segment at offset `off`, into the stage; full
+    /// buffers go to the I/O thread.
+    fn stage_bytes(&mut self, mut off: u64, mut data: &[u8]) -> Result<(), SegmentError> {
+        let seg_bytes = u64::from(self.seg_size.bytes());
+        while !data.is_empty() {
+            let st = match self.stage.as_mut() {
+                Some(st) => st,
+                None => {
+                    let direct = self.current.as_ref().is_some_and(|c| c.file.is_direct());
+                    // A direct file is written in whole blocks: the stage starts at the
+                    // block holding `off`, whose earlier bytes are the new file's zeros.
+                    let base = if direct { off / BLOCK as u64 * BLOCK as u64 } else { off };
+                    let mut buf = self.io.buffer()?;
+                    let before = (off - base) as usize;
+                    buf.bytes_mut()[..before].fill(0);
+                    self.stage.insert(Stage { buf, base, len: before, out: 0 })
+                }
+            };
+            debug_assert_eq!(st.base + st.len as u64, off, "the stage continues the data");
+            let room = st.room(seg_bytes);
+            let n = room.min(data.len());
+            st.buf.bytes_mut()[st.len..st.len + n].copy_from_slice(&data[..n]);
+            st.len += n;
+            off += n as u64;
+            data = &data[n..];
+            if st.room(seg_bytes) == 0 {
+                self.submit(false, false)?;
             }
         }
         Ok(())
+    }
+
+    /// Hands what is staged and not yet sent to the I/O thread (or writes it at once, with
+    /// `inline`, if the thread is idle). With `keep`, staging goes on in a new buffer from
+    /// the block being filled (a direct file gets that block again, fuller, at the next
+    /// write-out); without, the stage ends.
+    fn submit(&mut self, keep: bool, inline: bool) -> Result<(), SegmentError> {
+        let Some(st) = self.stage.take() else { return Ok(()) };
+        let Some(cur) = self.current.as_mut() else {
+            self.io.give_back(st.buf);
+            return Ok(());
+        };
+        if st.len == st.out {
+            if keep {
+                self.stage = Some(st);
+            } else {
+                self.io.give_back(st.buf);
+            }
+            return Ok(());
+        }
+        let seg_start = Lsn(cur.segno.0 * u64::from(self.seg_size.bytes()));
+        let end = seg_start + st.base + st.len as u64;
+        if keep {
+            let tail = if cur.file.is_direct() { st.len / BLOCK * BLOCK } else { st.len };
+            let mut next = self.io.buffer()?;
+            let carried = st.len - tail;
+            next.bytes_mut()[..carried].copy_from_slice(&st.buf.bytes()[tail..st.len]);
+            self.stage =
+                Some(Stage { buf: next, base: st.base + tail as u64, len: carried, out: carried });
+        }
+        cur.dirty = true;
+        self.io.write(&cur.file, st.buf, st.out..st.len, st.base, end, inline)
     }
 
     fn sync_dir(&self) -> Result<(), SegmentError> {
@@ -341,6 +433,14 @@ impl SegmentWriter {
 
     fn segment_name(&self, tli: TimeLineId, segno: XLogSegNo) -> String {
         walstream_protocol::lsn::segment_file_name(tli, segno, self.seg_size)
+    }
+}
+
+impl Drop for SegmentWriter {
+    /// What was staged is written (not synced) before the I/O thread ends, as a buffered
+    /// write would be in the kernel.
+    fn drop(&mut self) {
+        let _ = self.submit(false, true);
     }
 }
 

@@ -13,12 +13,13 @@ fn a_new_partial_reads_as_zeros_beyond_what_was_written() {
     let tmp = tempfile::tempdir().unwrap();
     let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
     w.write(TLI, Lsn(0x70_0000), b"abc").unwrap();
+    assert_eq!(w.written(), Lsn(0x70_0003));
+    assert_eq!(w.flush().unwrap(), Lsn(0x70_0003));
+    assert_eq!(w.written_out(), Lsn(0x70_0003));
     let bytes = std::fs::read(tmp.path().join("000000010000000000000007.partial")).unwrap();
     assert_eq!(bytes.len(), 1 << 20);
     assert_eq!(&bytes[..3], b"abc");
     assert!(bytes[3..].iter().all(|&b| b == 0));
-    assert_eq!(w.written(), Lsn(0x70_0003));
-    assert_eq!(w.flush().unwrap(), Lsn(0x70_0003));
 }
 
 #[test]
@@ -57,6 +58,7 @@ fn a_timeline_switch_mid_segment_copies_the_segment_start() {
     let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
     w.write(TLI, Lsn(0x70_0000), b"old timeline").unwrap();
     w.write(TimeLineId(2), Lsn(0x70_0004), b" new").unwrap();
+    w.flush().unwrap();
     let bytes = std::fs::read(tmp.path().join("000000020000000000000007.partial")).unwrap();
     assert_eq!(&bytes[..9], b"old  new\0");
 }
@@ -91,6 +93,7 @@ fn a_complete_segment_written_again_is_overwritten_in_place() {
     let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
     w.write(TLI, Lsn(0x70_0000), &vec![1u8; 1 << 20]).unwrap();
     w.write(TLI, Lsn(0x70_0000), b"22").unwrap();
+    w.flush().unwrap();
     let bytes = std::fs::read(tmp.path().join("000000010000000000000007")).unwrap();
     assert_eq!(&bytes[..3], b"22\x01");
     assert!(!tmp.path().join("000000010000000000000007.partial").exists());
@@ -107,9 +110,77 @@ fn stale_partials_before_the_last_complete_segment_are_ignored() {
     assert_eq!(r.system_id, None);
 }
 
+#[test]
+fn a_block_flushed_half_full_is_completed_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    let a = vec![0xAAu8; 5000];
+    w.write(TLI, Lsn(0x70_0000), &a).unwrap();
+    assert_eq!(w.flush().unwrap(), Lsn(0x70_0000 + 5000));
+    w.write(TLI, Lsn(0x70_0000 + 5000), b"more").unwrap();
+    assert_eq!(w.flush().unwrap(), Lsn(0x70_0000 + 5004));
+    let bytes = std::fs::read(tmp.path().join("000000010000000000000007.partial")).unwrap();
+    assert!(bytes[..5000].iter().all(|&b| b == 0xAA));
+    assert_eq!(&bytes[5000..5004], b"more");
+    assert!(bytes[5004..].iter().all(|&b| b == 0), "zeros after the data");
+}
+
+#[test]
+fn dropping_the_writer_writes_what_was_staged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    w.write(TLI, Lsn(0x70_0000), b"staged").unwrap();
+    drop(w);
+    let bytes = std::fs::read(tmp.path().join("000000010000000000000007.partial")).unwrap();
+    assert_eq!(&bytes[..7], b"staged\0");
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Any chunking with flushes anywhere, over more data than the staging buffers
+        /// hold at once and across a segment end: the files hold exactly the bytes
+        /// written, zeros after them, and every flush reports the end of the data.
+        #[test]
+        fn staged_writes_and_flushes_land_exactly(
+            chunks in prop::collection::vec((1usize..300_000, any::<bool>()), 1..40),
+            seed in any::<u8>(),
+        ) {
+            let seg = WalSegSize::new(4 << 20).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let mut w = SegmentWriter::open(tmp.path(), seg, WriterOptions::default()).unwrap();
+            let start = Lsn(8 << 20);
+            let total: usize = chunks.iter().map(|c| c.0).sum();
+            let data: Vec<u8> = (0..total).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+            let mut pos = 0;
+            for (n, flush) in chunks {
+                w.write(TLI, start + pos as u64, &data[pos..pos + n]).unwrap();
+                pos += n;
+                if flush {
+                    prop_assert_eq!(w.flush().unwrap(), start + pos as u64);
+                    prop_assert_eq!(w.written_out(), start + pos as u64);
+                }
+            }
+            prop_assert_eq!(w.flush().unwrap(), start + total as u64);
+            for (i, segno) in (2..).take(total.div_ceil(4 << 20)).enumerate() {
+                let name = format!("0000000100000000000000{segno:02X}");
+                let (lo, hi) = (i * (4 << 20), ((i + 1) * (4 << 20)).min(total));
+                let path = if hi - lo == 4 << 20 {
+                    tmp.path().join(&name)
+                } else {
+                    tmp.path().join(format!("{name}.partial"))
+                };
+                let got = std::fs::read(&path).unwrap();
+                prop_assert_eq!(got.len(), 4 << 20);
+                prop_assert!(got[..hi - lo] == data[lo..hi], "{} differs", name);
+                prop_assert!(got[hi - lo..].iter().all(|&b| b == 0), "{} not zero after", name);
+            }
+        }
+    }
 
     fn real_head() -> Vec<u8> {
         let files = walstream_testdata::wal_files(&walstream_testdata::shapes_dir());
