@@ -24,7 +24,7 @@ pub use query::{QueryResult, StartOutcome};
 pub use walstream_protocol::wire::ReplicationMode;
 
 /// Bytes asked of the socket per read.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 /// An open, authenticated connection to a walsender (or any PostgreSQL backend).
 #[derive(Debug)]
