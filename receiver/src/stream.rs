@@ -22,7 +22,7 @@ use walstream_protocol::wire::ReplicationMode;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 use crate::apply::{Apply, ApplyPipeline};
-use crate::conn::{ConnError, CopyEvent, ReplicationConn, StartOutcome};
+use crate::conn::{ConnError, CopyEvent, ReplicationConn, StartOutcome, WalEvent, WalSink};
 use crate::conninfo::ConnInfo;
 use crate::segments::SegmentWriter;
 
@@ -179,7 +179,8 @@ enum CopyEnd {
 
 impl<A: Apply> Receiver<A> {
     /// A receiver writing into `writer` and applying through `applier`.
-    pub fn new(opts: StreamOptions, writer: SegmentWriter, applier: A) -> Self {
+    pub fn new(opts: StreamOptions, mut writer: SegmentWriter, applier: A) -> Self {
+        writer.collect_ready();
         Receiver {
             opts,
             writer,
@@ -394,7 +395,7 @@ impl<A: Apply> Receiver<A> {
     /// Fdatasyncs what was written and applies what decoded.
     fn flush_and_apply(&mut self) -> Result<(), ReceiverError> {
         let flushed = self.writer.flush()?;
-        self.apply()?;
+        self.decode_ready()?;
         if let Some(o) = &self.observer {
             // Downstream walsenders only see WAL that verified (a relay never serves
             // what its own applier refused).
@@ -466,11 +467,19 @@ impl<A: Apply> Receiver<A> {
         self.send_status(conn, false).await?;
         loop {
             let wakeup = self.next_wakeup(&timers);
-            let first = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return self.stop_streaming(conn, StreamEnd::Stopped).await,
-                ev = conn.recv_copy() => ev?,
-                _ = tokio::time::sleep_until(wakeup) => {
+            let woken = {
+                let mut sink = WalIn { writer: &mut self.writer, tli, expected: &mut expected };
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Woken::Cancelled,
+                    ev = conn.recv_wal(&mut sink) => Woken::Event(ev?),
+                    _ = tokio::time::sleep_until(wakeup) => Woken::Timer,
+                }
+            };
+            let first = match woken {
+                Woken::Event(ev) => ev,
+                Woken::Cancelled => return self.stop_streaming(conn, StreamEnd::Stopped).await,
+                Woken::Timer => {
                     self.on_timer(conn, &mut timers).await?;
                     continue;
                 }
@@ -486,12 +495,19 @@ impl<A: Apply> Receiver<A> {
             let batch_segment = expected.segno(self.writer.seg_size());
             while let Some(ev) = next.take() {
                 match ev {
-                    CopyEvent::CopyData(payload) => {
+                    WalEvent::XLogData { start, wal_end, len } => {
+                        if start + len as u64 != expected {
+                            return Err(offset_error(start, expected, self.writer.seg_size()));
+                        }
+                        self.after_wal(tli, wal_end)?;
+                        wrote = true;
+                    }
+                    WalEvent::Other(CopyEvent::CopyData(payload)) => {
                         let (w, r) = self.on_copy_data(tli, payload, &mut expected)?;
                         wrote |= w;
                         reply_now |= r;
                     }
-                    other => {
+                    WalEvent::Other(other) => {
                         terminal = Some(other);
                         break;
                     }
@@ -501,7 +517,11 @@ impl<A: Apply> Receiver<A> {
                 if reply_now || expected.segno(self.writer.seg_size()) != batch_segment {
                     break;
                 }
-                next = conn.try_recv_copy()?;
+                next = conn.try_recv_wal(&mut WalIn {
+                    writer: &mut self.writer,
+                    tli,
+                    expected: &mut expected,
+                })?;
             }
             // Caught up (the server has sent all it has): flush and report at once, as
             // walreceiver.c does after each batch. Catching up on a backlog: flush at each
@@ -556,30 +576,11 @@ impl<A: Apply> Receiver<A> {
         match parse_server_copy_data(payload).map_err(|e| ReceiverError::Protocol(e.to_string()))? {
             ServerCopyData::XLogData(x) => {
                 if x.start != *expected {
-                    // receivelog.c: ProcessXLogDataMsg
-                    let seg = self.writer.seg_size();
-                    return Err(ReceiverError::Protocol(format!(
-                        "got WAL data offset {:08x}, expected {:08x}",
-                        x.start.segment_offset(seg),
-                        expected.segment_offset(seg)
-                    )));
+                    return Err(offset_error(x.start, *expected, self.writer.seg_size()));
                 }
                 self.writer.write(tli, x.start, &x.data)?;
-                self.writing_tli = tli;
-                if let Some(o) = &self.observer {
-                    o.written(tli, x.start, &x.data);
-                }
-                if let Some(p) = self.pipeline.as_mut() {
-                    p.feed(x.start, &x.data)?;
-                }
-                self.apply()?;
                 *expected = Lsn(x.start.0 + x.data.len() as u64);
-                // A new connection resumes from here (rounded down to its segment).
-                self.next = Some((tli, *expected));
-                self.reported.server_end = self.reported.server_end.max(x.wal_end);
-                if self.opts.synchronous {
-                    self.flush_and_apply()?;
-                }
+                self.after_wal(tli, x.wal_end)?;
                 Ok((true, false))
             }
             ServerCopyData::Keepalive(k) => {
@@ -587,6 +588,33 @@ impl<A: Apply> Receiver<A> {
                 Ok((false, k.reply_requested))
             }
         }
+    }
+
+    /// After an XLogData's payload went into the writer (which has moved `expected`).
+    fn after_wal(&mut self, tli: TimeLineId, wal_end: Lsn) -> Result<(), ReceiverError> {
+        self.writing_tli = tli;
+        // A new connection resumes from here (rounded down to its segment).
+        self.next = Some((tli, self.writer.written()));
+        self.reported.server_end = self.reported.server_end.max(wal_end);
+        self.decode_ready()?;
+        if self.opts.synchronous {
+            self.flush_and_apply()?;
+        }
+        Ok(())
+    }
+
+    /// Hands what the writer has sent to disk since the last call to the observer and the
+    /// decoder, and applies the records completed.
+    fn decode_ready(&mut self) -> Result<(), ReceiverError> {
+        for (tli, start, data) in self.writer.take_ready() {
+            if let Some(o) = &self.observer {
+                o.written(tli, start, &data);
+            }
+            if let Some(p) = self.pipeline.as_mut() {
+                p.feed(start, &data)?;
+            }
+        }
+        self.apply()
     }
 
     /// When the loop must wake up with nothing received.
@@ -770,4 +798,45 @@ pub fn parse_seg_size(text: &str) -> Option<WalSegSize> {
         text.strip_suffix("GB").and_then(|g| g.parse::<u32>().ok()).map(|g| g * 1024)
     })?;
     WalSegSize::new(u64::from(mb) * 1024 * 1024).ok()
+}
+
+/// Why the copy loop woke up.
+enum Woken {
+    Event(WalEvent),
+    Cancelled,
+    Timer,
+}
+
+/// receivelog.c: ProcessXLogDataMsg
+fn offset_error(start: Lsn, expected: Lsn, seg: WalSegSize) -> ReceiverError {
+    ReceiverError::Protocol(format!(
+        "got WAL data offset {:08x}, expected {:08x}",
+        start.segment_offset(seg),
+        expected.segment_offset(seg)
+    ))
+}
+
+/// XLogData payloads straight into the segment writer's stage, checked to continue the
+/// stream.
+struct WalIn<'a> {
+    writer: &'a mut SegmentWriter,
+    tli: TimeLineId,
+    expected: &'a mut Lsn,
+}
+
+impl WalSink for WalIn<'_> {
+    type Error = ReceiverError;
+
+    fn spare(&mut self, pos: Lsn) -> Result<&mut [u8], ReceiverError> {
+        if pos != *self.expected {
+            return Err(offset_error(pos, *self.expected, self.writer.seg_size()));
+        }
+        Ok(self.writer.spare(self.tli, pos)?)
+    }
+
+    fn filled(&mut self, n: usize) -> Result<(), ReceiverError> {
+        self.writer.filled(n)?;
+        *self.expected = *self.expected + n as u64;
+        Ok(())
+    }
 }

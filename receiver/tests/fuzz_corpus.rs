@@ -9,6 +9,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("receiver_resume", walstream_receiver::segments::fuzz_resume),
     ("receiver_conninfo", walstream_receiver::conninfo::fuzz_conninfo),
     ("receiver_pgpass", walstream_receiver::conninfo::fuzz_pgpass_line),
+    ("receiver_wal_header", walstream_receiver::conn::fuzz_wal_header),
 ];
 
 #[test]

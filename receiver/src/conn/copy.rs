@@ -168,7 +168,7 @@ impl ReplicationConn {
     }
 
     /// The next buffered COPY-mode message, if a whole one is buffered.
-    fn parse_copy(&mut self) -> Result<Option<CopyEvent>, ConnError> {
+    pub(super) fn parse_copy(&mut self) -> Result<Option<CopyEvent>, ConnError> {
         let Some(msg) = self.parse_buffered()? else {
             return Ok(None);
         };

@@ -4,6 +4,7 @@
 //! - `startup`: TCP, SSL negotiation, StartupMessage, authentication.
 //! - `query`: simple queries and the START_REPLICATION answer.
 //! - `copy`: reading and writing in COPY mode, and the end of a stream.
+//! - `wal`: XLogData payloads read straight into the caller's buffer.
 //!
 //! Reads go through one buffer and are cancellation safe: a future dropped in `select!`
 //! loses no bytes. Writes are not (a dropped send may leave half a message on the wire).
@@ -12,6 +13,7 @@ mod copy;
 mod error;
 mod query;
 mod startup;
+mod wal;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +23,7 @@ use walstream_protocol::wire::{parse_backend, BackendMessage, ErrorFields, Front
 pub use copy::{CopyEvent, EndOfStream};
 pub use error::ConnError;
 pub use query::{QueryResult, StartOutcome};
+pub use wal::{fuzz_wal_header, parse_xlogdata_header, WalEvent, WalSink, XLogDataHeader};
 pub use walstream_protocol::wire::ReplicationMode;
 
 /// Bytes asked of the socket per read.
@@ -36,6 +39,8 @@ pub struct ReplicationConn {
     backend_key: Option<(i32, u32)>,
     /// An ERROR was returned in COPY mode; its ReadyForQuery is still to be read.
     ready_pending: bool,
+    /// An XLogData whose payload [`ReplicationConn::recv_wal`] has partly received.
+    wal_in_progress: Option<wal::WalInProgress>,
 }
 
 impl ReplicationConn {
@@ -47,6 +52,7 @@ impl ReplicationConn {
             parameters: Vec::new(),
             backend_key: None,
             ready_pending: false,
+            wal_in_progress: None,
         }
     }
 
@@ -107,6 +113,17 @@ impl ReplicationConn {
     /// The next buffered message that is not a NoticeResponse or ParameterStatus (those
     /// are logged or recorded here), without reading the socket.
     fn parse_buffered(&mut self) -> Result<Option<BackendMessage>, ConnError> {
+        // The rest of a payload `recv_wal` did not finish (the stream is being ended) is
+        // dropped: the next message begins after it.
+        if let Some(mut m) = self.wal_in_progress.take() {
+            let n = m.remaining().min(self.read_buf.len());
+            bytes::Buf::advance(&mut self.read_buf, n);
+            m.skip(n);
+            if m.remaining() > 0 {
+                self.wal_in_progress = Some(m);
+                return Ok(None);
+            }
+        }
         while let Some(msg) = parse_backend(&mut self.read_buf)? {
             match msg {
                 BackendMessage::NoticeResponse(fields) => log_notice(&fields),

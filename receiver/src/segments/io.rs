@@ -1,8 +1,10 @@
 //! The segment writer's I/O thread and its staging buffers.
 //!
-//! Received WAL is copied into a 1 MiB staging buffer of the open segment; full buffers,
-//! and the filled part of one at a flush, go to one I/O thread that writes them in order
-//! and fdatasyncs on request, while the receiving thread goes on receiving and decoding.
+//! Received WAL lands in a 1 MiB staging buffer of the open segment (the socket is read
+//! straight into it, see `ReplicationConn::recv_wal`); full buffers, and the filled part
+//! of one at a flush, are frozen into `Bytes` shared by the decoder and one I/O thread
+//! that writes them in order and fdatasyncs on request, while the receiving thread goes
+//! on receiving and decoding. A buffer is staged into again once nobody holds it.
 //! Segments the writer creates are written with `O_DIRECT` in whole 4 kB blocks (the
 //! block being filled is written again, with more of it, at the next write-out), so WAL
 //! does not pass through the page cache; the zeros of a new segment stay a sparse hole.
@@ -20,6 +22,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use bytes::{Buf as _, Bytes, BytesMut};
 use walstream_protocol::Lsn;
 
 use super::SegmentError;
@@ -28,8 +31,11 @@ use super::SegmentError;
 pub(super) const BLOCK: usize = 4096;
 /// The size of one staging buffer; divides every segment size (1 MB to 1 GB).
 pub(super) const STAGE: usize = 1 << 20;
-/// Staging buffers per writer: one being filled, the others queued for the I/O thread.
+/// Staging buffers queued for the I/O thread before staging waits for it.
 const BUFFERS: usize = 4;
+/// Written buffers still held elsewhere (by the decoder, a relay's cache) that are kept
+/// to be staged into again when let go; more are simply dropped.
+const PENDING: usize = 16;
 
 /// A segment file shared with the I/O thread.
 #[derive(Debug)]
@@ -55,12 +61,12 @@ impl SegFile {
     /// Writes `buf[range]` at segment offset `base + range.start`. A direct file gets the
     /// whole blocks around it, the zeros after `range.end` included (a new file holds
     /// zeros there); `EINVAL` from the file system turns direct writes off.
-    fn write(&self, buf: &mut Buf, range: Range<usize>, base: u64) -> io::Result<()> {
+    /// The caller zeroed `buf` from `range.end` to the end of its block.
+    fn write(&self, buf: &[u8], range: Range<usize>, base: u64) -> io::Result<()> {
         if self.is_direct() {
             let start = range.start / BLOCK * BLOCK;
             let end = range.end.div_ceil(BLOCK) * BLOCK;
-            buf.bytes_mut()[range.end..end].fill(0);
-            match self.file.write_all_at(&buf.bytes()[start..end], base + start as u64) {
+            match self.file.write_all_at(&buf[start..end], base + start as u64) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     set_direct(&self.file, false)?;
@@ -69,7 +75,7 @@ impl SegFile {
                 Err(e) => return Err(e),
             }
         }
-        self.file.write_all_at(&buf.bytes()[range.clone()], base + range.start as u64)
+        self.file.write_all_at(&buf[range.clone()], base + range.start as u64)
     }
 }
 
@@ -89,34 +95,31 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// A [`STAGE`]-byte buffer aligned to [`BLOCK`] (inside a slightly larger allocation, so
-/// no unsafe code is needed; moving it does not move its bytes).
-#[derive(Debug)]
-pub(super) struct Buf {
-    mem: Vec<u8>,
-    off: usize,
+/// A new [`STAGE`]-byte buffer aligned to [`BLOCK`] (advanced inside a slightly larger
+/// allocation, so no unsafe code is needed).
+fn new_buffer() -> BytesMut {
+    let mut m = BytesMut::zeroed(STAGE + BLOCK);
+    let off = m.as_ptr().align_offset(BLOCK);
+    m.advance(off);
+    m.truncate(STAGE);
+    m
 }
 
-impl Buf {
-    fn new() -> Buf {
-        let mem = vec![0u8; STAGE + BLOCK];
-        let off = mem.as_ptr().align_offset(BLOCK);
-        Buf { mem, off }
-    }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.mem[self.off..self.off + STAGE]
-    }
-
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.mem[self.off..self.off + STAGE]
+/// A written buffer nobody else holds, as a buffer to stage into again.
+fn reclaim(b: Bytes) -> Result<BytesMut, Bytes> {
+    let m = b.try_into_mut()?;
+    if m.len() == STAGE && m.as_ptr().align_offset(BLOCK) == 0 {
+        Ok(m)
+    } else {
+        Err(m.freeze())
     }
 }
 
 /// What is being staged for the open segment.
 #[derive(Debug)]
 pub(super) struct Stage {
-    pub buf: Buf,
+    /// [`STAGE`] bytes, the first `len` staged.
+    pub buf: BytesMut,
     /// The segment offset of `buf[0]` (block-aligned for a direct file).
     pub base: u64,
     /// Bytes staged.
@@ -134,12 +137,12 @@ impl Stage {
 }
 
 enum Job {
-    Write { file: Arc<SegFile>, buf: Buf, range: Range<usize>, base: u64, end: Lsn },
+    Write { file: Arc<SegFile>, buf: Bytes, range: Range<usize>, base: u64, end: Lsn },
     Sync { file: Arc<SegFile> },
 }
 
 enum Done {
-    Written { buf: Buf, end: Lsn },
+    Written { buf: Bytes, end: Lsn },
     Synced,
     Failed(SegmentError),
 }
@@ -150,10 +153,10 @@ pub(super) struct Io {
     jobs: Option<Sender<Job>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
-    /// Buffers back from the thread, ready to stage into.
-    free: Vec<Buf>,
-    /// Buffers not yet made (they are allocated on first use).
-    unmade: usize,
+    /// Buffers to stage into.
+    free: Vec<BytesMut>,
+    /// Written buffers still held elsewhere, newest last.
+    pending: Vec<Bytes>,
     /// Jobs sent and not answered.
     in_flight: usize,
     /// The end of what the thread has written into the kernel.
@@ -187,27 +190,37 @@ impl Io {
             done,
             thread: Some(thread),
             free: Vec::new(),
-            unmade: BUFFERS,
+            pending: Vec::new(),
             in_flight: 0,
             written_out: Lsn::INVALID,
             failed: None,
         }
     }
 
-    /// A buffer to stage into, waiting for the thread to give one back if all are queued.
-    pub fn buffer(&mut self) -> Result<Buf, SegmentError> {
-        self.collect()?;
-        if let Some(b) = self.free.pop() {
-            return Ok(b);
-        }
-        if self.unmade > 0 {
-            self.unmade -= 1;
-            return Ok(Buf::new());
-        }
-        while self.free.is_empty() {
+    /// A buffer to stage into: one let go of, else a new one, waiting for the thread
+    /// first when [`BUFFERS`] are queued to it.
+    pub fn buffer(&mut self) -> Result<BytesMut, SegmentError> {
+        loop {
+            self.collect()?;
+            if let Some(b) = self.free.pop() {
+                return Ok(b);
+            }
+            let mut still_held = Vec::new();
+            for b in std::mem::take(&mut self.pending) {
+                match reclaim(b) {
+                    Ok(m) => self.free.push(m),
+                    Err(b) => still_held.push(b),
+                }
+            }
+            self.pending = still_held;
+            if let Some(b) = self.free.pop() {
+                return Ok(b);
+            }
+            if self.in_flight < BUFFERS {
+                return Ok(new_buffer());
+            }
             self.wait_one()?;
         }
-        Ok(self.free.pop().expect("a buffer came back"))
     }
 
     /// Writes `buf[range]` to `file` at segment offset `base + range.start`; `end` is the
@@ -217,7 +230,7 @@ impl Io {
     pub fn write(
         &mut self,
         file: &Arc<SegFile>,
-        buf: Buf,
+        buf: Bytes,
         range: Range<usize>,
         base: u64,
         end: Lsn,
@@ -286,7 +299,7 @@ impl Io {
         self.in_flight -= 1;
         match d {
             Done::Written { buf, end } => {
-                self.free.push(buf);
+                self.give_back(buf);
                 self.written_out = self.written_out.max(end);
             }
             Done::Synced => {}
@@ -312,8 +325,21 @@ impl Io {
         }
     }
 
-    /// Gives back a buffer that was not sent.
-    pub fn give_back(&mut self, buf: Buf) {
+    /// Takes back a frozen buffer the thread is done with (or that was not sent).
+    pub fn give_back(&mut self, buf: Bytes) {
+        match reclaim(buf) {
+            Ok(m) => self.free.push(m),
+            Err(b) => {
+                if self.pending.len() == PENDING {
+                    self.pending.remove(0);
+                }
+                self.pending.push(b);
+            }
+        }
+    }
+
+    /// Takes back a buffer that was never frozen.
+    pub fn give_back_mut(&mut self, buf: BytesMut) {
         self.free.push(buf);
     }
 }
@@ -355,7 +381,7 @@ fn io_thread(jobs: Receiver<Job>, done: Sender<Done>) {
 /// Does one job.
 fn run(job: Job) -> Done {
     match job {
-        Job::Write { file, mut buf, range, base, end } => match file.write(&mut buf, range, base) {
+        Job::Write { file, buf, range, base, end } => match file.write(&buf, range, base) {
             Ok(()) => Done::Written { buf, end },
             Err(source) => {
                 Done::Failed(SegmentError::Io { op: "write to", path: file.path.clone(), source })

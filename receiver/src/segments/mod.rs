@@ -15,6 +15,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use walstream_protocol::lsn::history_file_name;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
@@ -105,6 +106,10 @@ pub struct SegmentWriter {
     stage: Option<Stage>,
     /// The I/O thread.
     io: Io,
+    /// Record what is staged as [`SegmentWriter::take_ready`] pieces.
+    collect_ready: bool,
+    /// Staged bytes frozen since the last [`SegmentWriter::take_ready`].
+    ready: Vec<(TimeLineId, Lsn, Bytes)>,
     /// The timeline of the stream, once something was written.
     tli: Option<TimeLineId>,
     written: Lsn,
@@ -129,6 +134,8 @@ impl SegmentWriter {
             current: None,
             stage: None,
             io: Io::start(),
+            collect_ready: false,
+            ready: Vec::new(),
             tli: None,
             written: Lsn::INVALID,
             flushed: Lsn::INVALID,
@@ -150,6 +157,7 @@ impl SegmentWriter {
     pub fn discard_from(&mut self, tli: TimeLineId, lsn: Lsn) -> Result<(), SegmentError> {
         self.submit(false, true)?;
         self.io.wait_all()?;
+        self.ready.clear();
         self.current = None;
         let first = lsn.segno(self.seg_size);
         let entries =
@@ -231,26 +239,80 @@ impl SegmentWriter {
     pub fn write(&mut self, tli: TimeLineId, start: Lsn, data: &[u8]) -> Result<(), SegmentError> {
         let overflow = || SegmentError::Overflow { start, len: data.len() };
         start.checked_add(data.len() as u64).ok_or_else(overflow)?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.check_position(tli, start)?;
-        let seg_bytes = u64::from(self.seg_size.bytes());
         let (mut pos, mut rest) = (start, data);
         while !rest.is_empty() {
-            let off = u64::from(pos.segment_offset(self.seg_size));
-            let n = (seg_bytes - off).min(rest.len() as u64) as usize;
-            let (now, later) = rest.split_at(n);
-            self.segment_for(tli, pos)?;
-            self.stage_bytes(off, now)?;
+            let dst = self.spare(tli, pos)?;
+            let n = dst.len().min(rest.len());
+            dst[..n].copy_from_slice(&rest[..n]);
+            self.filled(n)?;
             pos = pos + n as u64;
-            rest = later;
-            self.written = pos;
-            if pos.segment_offset(self.seg_size) == 0 {
-                self.complete_segment()?;
-            }
+            rest = &rest[n..];
         }
         Ok(())
+    }
+
+    /// Where the next bytes of `tli`'s WAL at `pos` go, to be filled in place (by a socket
+    /// read) and then counted with [`SegmentWriter::filled`]: a non-empty slice of the
+    /// stage, ending at the segment's end at the latest. `pos` must be what
+    /// [`SegmentWriter::write`] accepts as `start`.
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::write`].
+    pub fn spare(&mut self, tli: TimeLineId, pos: Lsn) -> Result<&mut [u8], SegmentError> {
+        self.check_position(tli, pos)?;
+        self.segment_for(tli, pos)?;
+        let off = u64::from(pos.segment_offset(self.seg_size));
+        let seg_bytes = u64::from(self.seg_size.bytes());
+        if self.stage.as_ref().is_some_and(|st| st.room(seg_bytes) == 0) {
+            self.submit(false, false)?;
+        }
+        if self.stage.is_none() {
+            let direct = self.current.as_ref().is_some_and(|c| c.file.is_direct());
+            // A direct file is written in whole blocks: the stage starts at the block
+            // holding `off`, whose earlier bytes are the new file's zeros.
+            let base = if direct { off / BLOCK as u64 * BLOCK as u64 } else { off };
+            let mut buf = self.io.buffer()?;
+            let before = (off - base) as usize;
+            buf[..before].fill(0);
+            self.stage = Some(Stage { buf, base, len: before, out: before });
+        }
+        let st = self.stage.as_mut().expect("a stage was just made");
+        debug_assert_eq!(st.base + st.len as u64, off, "the stage continues the data");
+        let room = st.room(seg_bytes);
+        Ok(&mut st.buf[st.len..st.len + room])
+    }
+
+    /// Counts `n` bytes filled into the slice [`SegmentWriter::spare`] gave (at most its
+    /// length). A full stage goes to the I/O thread; a segment whose last byte this was is
+    /// synced, renamed to its final name and the directory synced.
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`].
+    pub fn filled(&mut self, n: usize) -> Result<(), SegmentError> {
+        let seg_bytes = u64::from(self.seg_size.bytes());
+        let Some(st) = self.stage.as_mut() else { return Ok(()) };
+        let n = n.min(st.room(seg_bytes));
+        st.len += n;
+        self.written = self.written + n as u64;
+        if self.written.segment_offset(self.seg_size) == 0 {
+            self.complete_segment()?;
+        } else if st.room(seg_bytes) == 0 {
+            self.submit(false, false)?;
+        }
+        Ok(())
+    }
+
+    /// From now on, staged bytes are also handed out, in order and once each, as
+    /// `(timeline, start, bytes)` pieces by [`SegmentWriter::take_ready`] when they go to
+    /// the I/O thread (a full stage, a flush, a segment's end): zero-copy input for a
+    /// decoder.
+    pub fn collect_ready(&mut self) {
+        self.collect_ready = true;
+    }
+
+    /// The pieces frozen since the last call (see [`SegmentWriter::collect_ready`]).
+    pub fn take_ready(&mut self) -> Vec<(TimeLineId, Lsn, Bytes)> {
+        std::mem::take(&mut self.ready)
     }
 
     /// fdatasyncs what was written since the last flush; returns the flushed position.
@@ -360,68 +422,48 @@ impl SegmentWriter {
         self.io.wait_all()
     }
 
-    /// Copies `data`, for the current segment at offset `off`, into the stage; full
-    /// buffers go to the I/O thread.
-    fn stage_bytes(&mut self, mut off: u64, mut data: &[u8]) -> Result<(), SegmentError> {
-        let seg_bytes = u64::from(self.seg_size.bytes());
-        while !data.is_empty() {
-            let st = match self.stage.as_mut() {
-                Some(st) => st,
-                None => {
-                    let direct = self.current.as_ref().is_some_and(|c| c.file.is_direct());
-                    // A direct file is written in whole blocks: the stage starts at the
-                    // block holding `off`, whose earlier bytes are the new file's zeros.
-                    let base = if direct { off / BLOCK as u64 * BLOCK as u64 } else { off };
-                    let mut buf = self.io.buffer()?;
-                    let before = (off - base) as usize;
-                    buf.bytes_mut()[..before].fill(0);
-                    self.stage.insert(Stage { buf, base, len: before, out: 0 })
-                }
-            };
-            debug_assert_eq!(st.base + st.len as u64, off, "the stage continues the data");
-            let room = st.room(seg_bytes);
-            let n = room.min(data.len());
-            st.buf.bytes_mut()[st.len..st.len + n].copy_from_slice(&data[..n]);
-            st.len += n;
-            off += n as u64;
-            data = &data[n..];
-            if st.room(seg_bytes) == 0 {
-                self.submit(false, false)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Hands what is staged and not yet sent to the I/O thread (or writes it at once, with
     /// `inline`, if the thread is idle). With `keep`, staging goes on in a new buffer from
     /// the block being filled (a direct file gets that block again, fuller, at the next
     /// write-out); without, the stage ends.
     fn submit(&mut self, keep: bool, inline: bool) -> Result<(), SegmentError> {
-        let Some(st) = self.stage.take() else { return Ok(()) };
+        let Some(mut st) = self.stage.take() else { return Ok(()) };
         let Some(cur) = self.current.as_mut() else {
-            self.io.give_back(st.buf);
+            self.io.give_back_mut(st.buf);
             return Ok(());
         };
         if st.len == st.out {
             if keep {
                 self.stage = Some(st);
             } else {
-                self.io.give_back(st.buf);
+                self.io.give_back_mut(st.buf);
             }
             return Ok(());
         }
         let seg_start = Lsn(cur.segno.0 * u64::from(self.seg_size.bytes()));
         let end = seg_start + st.base + st.len as u64;
+        let direct = cur.file.is_direct();
+        if direct {
+            // The block's bytes after the data are the new file's zeros.
+            let block_end = st.len.div_ceil(BLOCK) * BLOCK;
+            st.buf[st.len..block_end].fill(0);
+        }
+        let frozen = st.buf.freeze();
+        if self.collect_ready {
+            let piece = frozen.slice(st.out..st.len);
+            self.ready.push((cur.tli, seg_start + st.base + st.out as u64, piece));
+        }
         if keep {
-            let tail = if cur.file.is_direct() { st.len / BLOCK * BLOCK } else { st.len };
+            let tail = if direct { st.len / BLOCK * BLOCK } else { st.len };
             let mut next = self.io.buffer()?;
             let carried = st.len - tail;
-            next.bytes_mut()[..carried].copy_from_slice(&st.buf.bytes()[tail..st.len]);
+            next[..carried].copy_from_slice(&frozen[tail..st.len]);
             self.stage =
                 Some(Stage { buf: next, base: st.base + tail as u64, len: carried, out: carried });
         }
+        let cur = self.current.as_mut().expect("the segment is open");
         cur.dirty = true;
-        self.io.write(&cur.file, st.buf, st.out..st.len, st.base, end, inline)
+        self.io.write(&cur.file, frozen, st.out..st.len, st.base, end, inline)
     }
 
     fn sync_dir(&self) -> Result<(), SegmentError> {
