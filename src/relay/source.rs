@@ -119,6 +119,9 @@ impl WalObserver for RelaySource {
         if data.is_empty() {
             return;
         }
+        // A copy: `data` shares the receiver's 1 MiB staging buffer, and a cached slice of
+        // a few kB would keep the whole buffer alive (the cache counts only its bytes).
+        let data = Bytes::copy_from_slice(data);
         let mut cache = self.cache();
         let key = (tli.0, start.0);
         if let Some(old) = cache.chunks.insert(key, data.clone()) {
