@@ -307,11 +307,13 @@ def bench_fanout(pg, walstream, start, end, args):
               f"{caught:.1f} s; {load_note()}", flush=True)
         targets = {"direct": pg.conninfo(), "relay": f"host=127.0.0.1 port={rport} user=postgres"}
         res = {k: [] for k in targets}
+        ceilings = []
         for i in range(args.runs):
             for name, info in targets.items():
                 dirs = [os.path.join(pg.work, f"down{j}") for j in range(args.clients)]
                 for d in dirs:
                     seed(d, start)
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 procs = [subprocess.Popen([f"{BIN}/pg_receivewal", "-d", info, "-D", d, "-E",
                                            stop, "-n", "--no-sync"],
@@ -320,6 +322,8 @@ def bench_fanout(pg, walstream, start, end, args):
                 for p in procs:
                     p.wait()
                 wall = time.perf_counter() - t0
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 for p in procs:
                     if p.returncode != 0:
                         sys.exit(f"pg_receivewal via {name} failed: {p.stderr.read()[-2000:]}")
@@ -328,12 +332,20 @@ def bench_fanout(pg, walstream, start, end, args):
                     shutil.rmtree(d)
                 mbs = args.clients * size / 1e6 / wall
                 res[name].append(mbs)
+                # What the clients alone allow on this machine: all its cores doing nothing
+                # but their work (the server's own CPU not counted).
+                per_gb = client_cpu / (args.clients * size / 1e9)
+                ceiling = os.cpu_count() / per_gb * 1e3
+                ceilings.append(ceiling)
                 print(f"  run {i + 1} {name:<7} {wall:7.2f} s, aggregate {mbs:7.0f} MB/s; "
+                      f"clients' CPU {client_cpu:5.1f} s ({per_gb:.2f} s/GB: at most "
+                      f"{ceiling:.0f} MB/s on {os.cpu_count()} cores); "
                       f"each: {nseg} segments, {ncmp} cmp-identical; "
                       f"load {os.getloadavg()[0]:.2f}", flush=True)
         d, r = median(res["direct"]), median(res["relay"])
-        print(f"  median direct {d:.0f} MB/s, relay {r:.0f} MB/s, relay/direct {r / d:.2f}x",
-              flush=True)
+        print(f"  median direct {d:.0f} MB/s, relay {r:.0f} MB/s, relay/direct {r / d:.2f}x; "
+              f"the clients' own CPU caps the aggregate at {median(ceilings):.0f} MB/s, "
+              f"{median(ceilings) / d:.2f}x direct", flush=True)
     finally:
         relay.terminate()
         relay.wait(timeout=30)
