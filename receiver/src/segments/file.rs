@@ -141,9 +141,16 @@ fn create_partial(w: &SegmentWriter, path: &Path) -> Result<File, SegmentError> 
         .map_err(SegmentError::io("create", path))?;
     let size = u64::from(w.seg_size.bytes());
     // SAFETY: fallocate on a descriptor this File owns; it takes no pointers.
-    let reserved = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) } == 0;
-    if !reserved {
-        file.set_len(size).map_err(SegmentError::io("resize", path))?;
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let unsupported = matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS));
+        let sized = if unsupported { file.set_len(size) } else { Err(e) };
+        if let Err(e) = sized {
+            // No space for the segment: no half-made file is left (walmethods.c).
+            drop(file);
+            let _ = fs::remove_file(path);
+            return Err(SegmentError::io("preallocate", path)(e));
+        }
     }
     if w.opts.sync {
         file.sync_all().map_err(SegmentError::io("fsync", path))?;

@@ -208,7 +208,7 @@ impl Io {
             let mut still_held = Vec::new();
             for b in std::mem::take(&mut self.pending) {
                 match reclaim(b) {
-                    Ok(m) => self.free.push(m),
+                    Ok(m) => self.give_back_mut(m),
                     Err(b) => still_held.push(b),
                 }
             }
@@ -328,7 +328,7 @@ impl Io {
     /// Takes back a frozen buffer the thread is done with (or that was not sent).
     pub fn give_back(&mut self, buf: Bytes) {
         match reclaim(buf) {
-            Ok(m) => self.free.push(m),
+            Ok(m) => self.give_back_mut(m),
             Err(b) => {
                 if self.pending.len() == PENDING {
                     self.pending.remove(0);
@@ -338,9 +338,12 @@ impl Io {
         }
     }
 
-    /// Takes back a buffer that was never frozen.
+    /// Takes back a buffer that was never frozen (more than [`BUFFERS`] spare ones are
+    /// freed).
     pub fn give_back_mut(&mut self, buf: BytesMut) {
-        self.free.push(buf);
+        if self.free.len() < BUFFERS {
+            self.free.push(buf);
+        }
     }
 }
 
