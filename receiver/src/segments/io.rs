@@ -7,7 +7,8 @@
 //! on receiving and decoding. A buffer is staged into again once nobody holds it.
 //! Segments the writer creates are written with `O_DIRECT` in whole 4 kB blocks (the
 //! block being filled is written again, with more of it, at the next write-out), so WAL
-//! does not pass through the page cache; the zeros of a new segment stay a sparse hole.
+//! does not pass through the page cache; a new segment's zeros are never written (its
+//! blocks are reserved with `fallocate` and read as zeros).
 //! Files that were already there (a `.partial` resumed, a complete segment streamed
 //! again) and file systems without `O_DIRECT` get exact buffered writes instead.
 
