@@ -1,8 +1,11 @@
 """What the side-by-side benchmark scripts share: PostgreSQL's programs run as the
-postgres user (PostgreSQL refuses root), a free loopback port, and LSN arithmetic."""
+postgres user (PostgreSQL refuses root), a free loopback port, LSN arithmetic, and the
+wall and CPU time of the programs they run."""
 import os
+import resource
 import socket
 import subprocess
+import time
 
 BIN = os.environ.get("PG_BINDIR", "/usr/lib/postgresql/15/bin")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,3 +29,16 @@ def free_port():
 def lsn_to_int(s):
     hi, lo = s.split("/")
     return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def children_cpu():
+    """User + system CPU seconds of the children waited for so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_timed(cmd):
+    """Runs `cmd` capturing its output; returns (CompletedProcess, wall s, CPU s)."""
+    cpu0, t0 = children_cpu(), time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return out, time.perf_counter() - t0, children_cpu() - cpu0

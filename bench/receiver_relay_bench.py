@@ -32,7 +32,6 @@ The cluster is stopped at the end and removed (or kept in --keep for reuse).
 import argparse
 import glob
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int
+from pgutil import BIN, ROOT, as_pg, children_cpu, free_port, lsn_to_int, run_timed
 
 SEG = 16 * 1024 * 1024
 
@@ -146,12 +145,7 @@ def check_segments(directory, pgwal, start, end, sample=None):
 
 
 def timed(cmd):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out, wall, cpu = run_timed(cmd)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}")
     return wall, cpu
@@ -313,7 +307,7 @@ def bench_fanout(pg, walstream, start, end, args):
                 dirs = [os.path.join(pg.work, f"down{j}") for j in range(args.clients)]
                 for d in dirs:
                     seed(d, start)
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu0 = children_cpu()
                 t0 = time.perf_counter()
                 procs = [subprocess.Popen([f"{BIN}/pg_receivewal", "-d", info, "-D", d, "-E",
                                            stop, "-n", "--no-sync"],
@@ -322,8 +316,7 @@ def bench_fanout(pg, walstream, start, end, args):
                 for p in procs:
                     p.wait()
                 wall = time.perf_counter() - t0
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                client_cpu = children_cpu() - cpu0
                 for p in procs:
                     if p.returncode != 0:
                         sys.exit(f"pg_receivewal via {name} failed: {p.stderr.read()[-2000:]}")

@@ -14,15 +14,13 @@ The cluster is stopped and removed at the end (or kept in --keep for reuse).
 import argparse
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int
+from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int, run_timed
 
 
 
@@ -60,12 +58,7 @@ def make_wal(work, gb, scale):
 
 
 def timed(cmd):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out, wall, cpu = run_timed(cmd)
     m = re.search(r"^Total\s+(\d+)", out.stdout, re.M)
     if out.returncode not in (0, 1) or not m:
         sys.exit(f"{cmd[0]} failed ({out.returncode}): {out.stderr[-2000:]}")
