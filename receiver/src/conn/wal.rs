@@ -120,31 +120,17 @@ impl ReplicationConn {
                 let dst = sink.spare(m.start + m.got as u64)?;
                 let want = dst.len().min(m.remaining());
                 let mut tail = [0u8; TAIL];
-                let stream = &self.stream;
-                let read = stream.try_io(Interest::READABLE, || {
-                    let sock = socket2::SockRef::from(stream);
-                    let mut bufs = [IoSliceMut::new(&mut dst[..want]), IoSliceMut::new(&mut tail)];
-                    (&*sock).read_vectored(&mut bufs)
-                });
-                match read {
-                    Ok(0) => return Err(ConnError::Closed.into()),
-                    Ok(n) => {
-                        let k = n.min(want);
-                        m.got += k;
-                        self.wal_in_progress = Some(m);
-                        self.read_buf.extend_from_slice(&tail[..n - k]);
-                        sink.filled(k)?;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                    Err(e) => return Err(ConnError::from(e).into()),
-                }
+                let bufs = &mut [IoSliceMut::new(&mut dst[..want]), IoSliceMut::new(&mut tail)];
+                let Some(n) = self.read_now(bufs)? else { return Ok(None) };
+                let k = n.min(want);
+                m.got += k;
+                self.wal_in_progress = Some(m);
+                self.read_buf.extend_from_slice(&tail[..n - k]);
+                sink.filled(k)?;
                 continue;
             }
             if let Some(m) = self.take_wal_header() {
-                if m.len == 0 {
-                    let WalInProgress { start, wal_end, .. } = m;
-                    return Ok(Some(WalEvent::XLogData { start, wal_end, len: 0 }));
-                }
+                // An empty payload is complete at once, above.
                 self.wal_in_progress = Some(m);
                 continue;
             }
@@ -154,15 +140,24 @@ impl ReplicationConn {
             // More bytes, a few: if they begin an XLogData, its payload comes straight
             // to the sink.
             let mut tail = [0u8; TAIL];
-            let stream = &self.stream;
-            let read = stream
-                .try_io(Interest::READABLE, || (&*socket2::SockRef::from(stream)).read(&mut tail));
-            match read {
-                Ok(0) => return Err(ConnError::Closed.into()),
-                Ok(n) => self.read_buf.extend_from_slice(&tail[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(ConnError::from(e).into()),
-            }
+            let Some(n) = self.read_now(&mut [IoSliceMut::new(&mut tail)])? else {
+                return Ok(None);
+            };
+            self.read_buf.extend_from_slice(&tail[..n]);
+        }
+    }
+
+    /// One read of what the socket holds into `bufs`, in order, without waiting: `None`
+    /// when there is nothing; the end of the stream is [`ConnError::Closed`].
+    fn read_now(&self, bufs: &mut [IoSliceMut<'_>]) -> Result<Option<usize>, ConnError> {
+        let stream = &self.stream;
+        let read = stream
+            .try_io(Interest::READABLE, || (&*socket2::SockRef::from(stream)).read_vectored(bufs));
+        match read {
+            Ok(0) => Err(ConnError::Closed),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
 
