@@ -168,10 +168,16 @@ impl ReplicationConn {
     }
 
     /// The next buffered COPY-mode message, if a whole one is buffered.
-    pub(super) fn parse_copy(&mut self) -> Result<Option<CopyEvent>, ConnError> {
-        let Some(msg) = self.parse_buffered()? else {
-            return Ok(None);
-        };
+    fn parse_copy(&mut self) -> Result<Option<CopyEvent>, ConnError> {
+        match self.parse_buffered()? {
+            Some(msg) => self.copy_event(msg).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A COPY-mode message as its event; an ErrorResponse or a message COPY mode does not
+    /// allow is the error.
+    pub(super) fn copy_event(&mut self, msg: BackendMessage) -> Result<CopyEvent, ConnError> {
         let event = match msg {
             BackendMessage::CopyData(data) => CopyEvent::CopyData(data),
             BackendMessage::CopyDone => CopyEvent::CopyDone,
@@ -185,7 +191,7 @@ impl ReplicationConn {
             }
             other => return Err(unexpected(&other, "during COPY")),
         };
-        Ok(Some(event))
+        Ok(event)
     }
 }
 

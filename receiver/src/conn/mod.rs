@@ -124,14 +124,29 @@ impl ReplicationConn {
                 return Ok(None);
             }
         }
-        while let Some(msg) = parse_backend(&mut self.read_buf)? {
-            match msg {
-                BackendMessage::NoticeResponse(fields) => log_notice(&fields),
-                BackendMessage::ParameterStatus { name, value } => self.set_parameter(name, value),
-                other => return Ok(Some(other)),
+        while let Some(parsed) = self.parse_one()? {
+            if let Some(msg) = parsed {
+                return Ok(Some(msg));
             }
         }
         Ok(None)
+    }
+
+    /// One buffered message, `None` if no whole one is buffered. A NoticeResponse or
+    /// ParameterStatus is logged or recorded here and comes back as `Some(None)`.
+    fn parse_one(&mut self) -> Result<Option<Option<BackendMessage>>, ConnError> {
+        let Some(msg) = parse_backend(&mut self.read_buf)? else { return Ok(None) };
+        Ok(Some(match msg {
+            BackendMessage::NoticeResponse(fields) => {
+                log_notice(&fields);
+                None
+            }
+            BackendMessage::ParameterStatus { name, value } => {
+                self.set_parameter(name, value);
+                None
+            }
+            other => Some(other),
+        }))
     }
 
     /// The next message, as [`Self::parse_buffered`], reading as needed (cancellation safe).

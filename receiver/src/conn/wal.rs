@@ -134,8 +134,11 @@ impl ReplicationConn {
                 self.wal_in_progress = Some(m);
                 continue;
             }
-            if let Some(event) = self.parse_copy()? {
-                return Ok(Some(WalEvent::Other(event)));
+            // One message at a time: after a notice, an XLogData may come next.
+            match self.parse_one()? {
+                Some(Some(msg)) => return Ok(Some(WalEvent::Other(self.copy_event(msg)?))),
+                Some(None) => continue,
+                None => {}
             }
             // More bytes, a few: if they begin an XLogData, its payload comes straight
             // to the sink.
