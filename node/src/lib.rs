@@ -1,0 +1,17 @@
+//! walstream-node: a small database whose WAL is real PostgreSQL 15 WAL.
+//!
+//! # Layout
+//! - [`engine`]: the I/O-free core: values and types, tables ordered by primary key,
+//!   transactions at READ COMMITTED with row locks, the row changes a transaction logs
+//!   ([`engine::Change`]) and their redo.
+//! - [`sql`]: statements parsed by `sqlparser` (PostgreSQL dialect), bound and executed
+//!   against the engine, with PostgreSQL 15's errors (SQLSTATE, message, DETAIL, position).
+//! - [`xlog`]: the node's WAL: its records (a custom resource manager for row changes, real
+//!   `XLOG_XACT_COMMIT`/`ABORT`, checkpoint and switch records), the WAL writer with group
+//!   commit, segment files, the control file, and reading WAL back for recovery.
+
+pub mod engine;
+pub mod sql;
+pub mod xlog;
+
+pub use walstream_protocol as protocol;

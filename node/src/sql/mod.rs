@@ -1,0 +1,1 @@
+//! SQL: statements parsed by `sqlparser`, bound and executed against the engine.
