@@ -9,7 +9,10 @@
 //! - [`xlog`]: the node's WAL: its records (a custom resource manager for row changes, real
 //!   `XLOG_XACT_COMMIT`/`ABORT`, checkpoint and switch records), the WAL writer with group
 //!   commit, segment files, the control file, and reading WAL back for recovery.
+//! - [`conf`]: configuration files in `postgresql.conf` syntax (`postgresql.conf`,
+//!   `postgresql.auto.conf`, includes).
 
+pub mod conf;
 pub mod engine;
 pub mod sql;
 pub mod xlog;
