@@ -11,9 +11,15 @@
 //!   commit, segment files, the control file, and reading WAL back for recovery.
 //! - [`conf`]: configuration files in `postgresql.conf` syntax (`postgresql.conf`,
 //!   `postgresql.auto.conf`, includes).
+//! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
+
+// Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
+// so they travel by value rather than boxed, as in the sender.
+#![allow(clippy::result_large_err)]
 
 pub mod conf;
 pub mod engine;
+pub mod settings;
 pub mod sql;
 pub mod xlog;
 

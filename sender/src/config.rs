@@ -73,7 +73,8 @@ pub struct SettingError {
 }
 
 impl SettingError {
-    fn unrecognized(name: &str) -> SettingError {
+    /// `42704 unrecognized configuration parameter "name"`.
+    pub fn unrecognized(name: &str) -> SettingError {
         SettingError {
             fields: ErrorFields::error(
                 sqlstate::UNDEFINED_OBJECT,
@@ -82,7 +83,8 @@ impl SettingError {
         }
     }
 
-    fn invalid(name: &str, value: &str, hint: Option<&str>) -> SettingError {
+    /// `22023 invalid value for parameter "name": "value"`, with an optional HINT.
+    pub fn invalid(name: &str, value: &str, hint: Option<&str>) -> SettingError {
         let mut fields = ErrorFields::error(
             sqlstate::INVALID_PARAMETER_VALUE,
             format!("invalid value for parameter \"{name}\": \"{value}\""),
@@ -93,7 +95,8 @@ impl SettingError {
         SettingError { fields }
     }
 
-    fn range(name: &str, value: &str, min: i64, max: i64) -> SettingError {
+    /// `22023 V is outside the valid range for parameter "name" (min .. max)`.
+    pub fn range(name: &str, value: &str, min: i64, max: i64) -> SettingError {
         SettingError {
             fields: ErrorFields::error(
                 sqlstate::INVALID_PARAMETER_VALUE,
@@ -107,11 +110,16 @@ impl SettingError {
 
 /// The unit of an integer setting (`GUC_UNIT_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
+pub enum Unit {
+    /// No unit.
     None,
+    /// Milliseconds.
     Ms,
+    /// Seconds.
     S,
+    /// Megabytes.
     Mb,
+    /// Bytes.
     Bytes,
 }
 
@@ -122,7 +130,10 @@ const MEMORY_HINT: &str =
 
 /// Parses an integer with an optional unit into the setting's base unit
 /// (`guc.c: parse_int`, `convert_to_base_unit`).
-fn parse_int(name: &str, value: &str, unit: Unit) -> Result<i64, SettingError> {
+///
+/// # Errors
+/// `22023 invalid value` (with the units HINT when the suffix is not a unit).
+pub fn parse_int(name: &str, value: &str, unit: Unit) -> Result<i64, SettingError> {
     let trimmed = value.trim();
     let digits_end = trimmed
         .char_indices()
@@ -169,7 +180,7 @@ fn parse_int(name: &str, value: &str, unit: Unit) -> Result<i64, SettingError> {
 }
 
 /// Formats a value in the largest unit that divides it (`guc.c: convert_int_from_base_unit`).
-fn format_int(value: i64, unit: Unit) -> String {
+pub fn format_int(value: i64, unit: Unit) -> String {
     let units: &[(&str, i64)] = match unit {
         Unit::None => return value.to_string(),
         Unit::Ms => &[("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000), ("ms", 1)],
@@ -179,13 +190,9 @@ fn format_int(value: i64, unit: Unit) -> String {
             &[("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10), ("B", 1)]
         }
     };
-    if value == 0 {
-        // guc.c shows zero with the base unit, except that `0` alone is what users read
-        // for sizes such as wal_keep_size.
-        return match unit {
-            Unit::Mb => "0".to_string(),
-            _ => format!("0{}", units.last().map_or("", |u| u.0)),
-        };
+    // guc.c: _ShowOption converts only positive values; zero and -1 print bare.
+    if value <= 0 {
+        return value.to_string();
     }
     for &(suffix, factor) in units {
         if value % factor == 0 {
@@ -195,7 +202,11 @@ fn format_int(value: i64, unit: Unit) -> String {
     value.to_string()
 }
 
-fn checked_range(name: &str, v: i64, min: i64, max: i64) -> Result<i64, SettingError> {
+/// `v` when it lies in `min..=max`.
+///
+/// # Errors
+/// `22023 ... is outside the valid range`.
+pub fn checked_range(name: &str, v: i64, min: i64, max: i64) -> Result<i64, SettingError> {
     if v < min || v > max {
         return Err(SettingError::range(name, &v.to_string(), min, max));
     }
@@ -327,7 +338,7 @@ mod tests {
         s.set("wal_sender_timeout", "1500").unwrap();
         assert_eq!(s.show("wal_sender_timeout").unwrap(), "1500ms");
         s.set("wal_sender_timeout", "0").unwrap();
-        assert_eq!(s.show("wal_sender_timeout").unwrap(), "0ms");
+        assert_eq!(s.show("wal_sender_timeout").unwrap(), "0");
         s.set("wal_keep_size", "1GB").unwrap();
         assert_eq!(s.wal_keep_size_mb, 1024);
         assert_eq!(s.show("wal_keep_size").unwrap(), "1GB");
