@@ -11,6 +11,8 @@
 //!   commit, segment files, the control file, and reading WAL back for recovery.
 //! - [`conf`]: configuration files in `postgresql.conf` syntax (`postgresql.conf`,
 //!   `postgresql.auto.conf`, includes).
+//! - [`datadir`]: the data directory's layout, the postmaster's checks, the lock file and
+//!   the signal files that choose the node's role.
 //! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
@@ -18,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod conf;
+pub mod datadir;
 pub mod engine;
 pub mod settings;
 pub mod sql;
