@@ -1,1 +1,167 @@
 //! The I/O-free core of the node: values, tables, transactions, row locks, changes and redo.
+//!
+//! Transactions run at READ COMMITTED as PostgreSQL's do: a reader sees the committed
+//! state as of its statement (it takes the engine's lock once per scan) and never waits;
+//! a writer of a row another transaction holds waits until that one ends, then re-reads
+//! the row and re-checks it (EvalPlanQual). Commit takes the commit lock, appends the
+//! commit record through [`TxnLog`], makes the changes visible, then waits for durability.
+
+mod catalog;
+mod change;
+mod codec;
+mod error;
+mod image;
+mod state;
+pub mod time;
+mod txn;
+pub mod value;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, RwLock};
+
+pub use catalog::{ColumnDef, Key, Oid, Row, TableDef, FIRST_NORMAL_OBJECT_ID};
+pub use change::Change;
+pub use codec::DecodeError;
+pub use error::EngineError;
+pub use image::{Image, TableImage};
+pub use state::FIRST_NORMAL_XID;
+pub use txn::{InsertOutcome, RowAction, RowOutcome, Txn};
+pub use value::{SqlType, Value};
+
+use state::State;
+
+/// A transaction id (PostgreSQL's 32-bit `TransactionId`).
+pub type Xid = u32;
+
+/// A boxed future, as [`TxnLog::wait_commit`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the engine needs from the WAL: implemented by the node's WAL writer.
+pub trait TxnLog: Send + Sync + 'static {
+    /// Appends records for changes a statement made (not yet flushed). Called at the end of
+    /// every statement that changed something, in order, before the statement returns.
+    ///
+    /// # Errors
+    /// The WAL could not take the records.
+    fn log_changes(&self, xid: Xid, changes: &[Change]) -> Result<(), EngineError>;
+    /// Appends the commit record. Called while the engine holds its commit lock, so
+    /// commit records are in WAL in the order transactions become visible. Returns its LSN.
+    ///
+    /// # Errors
+    /// The WAL could not take the record.
+    fn log_commit(&self, xid: Xid, now: SystemTime) -> Result<u64, EngineError>;
+    /// Appends an abort record for a transaction that logged changes.
+    ///
+    /// # Errors
+    /// The WAL could not take the record.
+    fn log_abort(&self, xid: Xid, now: SystemTime) -> Result<(), EngineError>;
+    /// Waits until the commit record at `lsn` is durable as the session's
+    /// synchronous_commit asks; called after the commit became visible, before the
+    /// client is told.
+    fn wait_commit(&self, lsn: u64) -> BoxFuture<'_, Result<(), EngineError>>;
+    /// The current WAL insert position; called just before a transaction's first
+    /// `log_changes`, so a checkpoint [`Image`] can say where its redo must start.
+    fn insert_lsn(&self) -> u64;
+}
+
+/// The database: tables, transactions and redo.
+pub struct Engine {
+    state: RwLock<State>,
+    commit_lock: Mutex<()>,
+    log: Arc<dyn TxnLog>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("next_xid", &self.next_xid()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An empty engine whose first transaction gets `next_xid`.
+    pub fn new(next_xid: Xid, log: Arc<dyn TxnLog>) -> Arc<Engine> {
+        Arc::new(Engine {
+            state: RwLock::new(State::new(next_xid)),
+            commit_lock: Mutex::new(()),
+            log,
+        })
+    }
+
+    /// A new transaction (it gets an xid at its first write).
+    pub fn begin(self: &Arc<Self>) -> Txn {
+        Txn::new(Arc::clone(self))
+    }
+
+    /// The xid the next writing transaction gets.
+    pub fn next_xid(&self) -> Xid {
+        self.state.read().next_xid
+    }
+
+    /// Hot standby: every write fails with 25006.
+    pub fn set_read_only(&self, read_only: bool) {
+        self.state.write().read_only = read_only;
+    }
+
+    /// Whether writes are refused (hot standby).
+    pub fn is_read_only(&self) -> bool {
+        self.state.read().read_only
+    }
+
+    /// Committed table definitions, by oid.
+    pub fn tables(&self) -> Vec<Arc<TableDef>> {
+        let st = self.state.read();
+        st.tables.values().filter(|t| t.visible(None)).map(|t| Arc::clone(&t.def)).collect()
+    }
+
+    /// Xids that hold an xid and have not ended.
+    pub fn running_xids(&self) -> Vec<Xid> {
+        let mut v: Vec<Xid> = self.state.read().running.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Redo: buffers `change` of transaction `xid` until its commit or abort is replayed.
+    pub fn redo_change(&self, xid: Xid, change: Change) {
+        let mut st = self.state.write();
+        st.advance_xid(xid);
+        st.redo.entry(xid).or_default().push(change);
+    }
+
+    /// Redo: applies everything `xid` changed at once (readers see all or nothing).
+    ///
+    /// # Errors
+    /// A change that does not apply (a table that does not exist); the others still apply.
+    pub fn redo_commit(&self, xid: Xid) -> Result<(), EngineError> {
+        let mut st = self.state.write();
+        st.advance_xid(xid);
+        let mut first_err = None;
+        for c in st.redo.remove(&xid).unwrap_or_default() {
+            if let Err(e) = st.apply_committed(c) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Redo: discards what `xid` changed.
+    pub fn redo_abort(&self, xid: Xid) {
+        let mut st = self.state.write();
+        st.advance_xid(xid);
+        st.redo.remove(&xid);
+    }
+
+    /// Xids with replayed changes but no replayed commit or abort (at promotion or the end
+    /// of crash recovery these are aborted).
+    pub fn redo_pending_xids(&self) -> Vec<Xid> {
+        self.state.read().redo.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testlog;
+#[cfg(test)]
+mod tests;
