@@ -13,17 +13,27 @@
 //!   `postgresql.auto.conf`, includes).
 //! - [`datadir`]: the data directory's layout, the postmaster's checks, the lock file and
 //!   the signal files that choose the node's role.
+//! - [`txnlog`]: the engine's transaction log over the WAL writer.
+//! - [`checkpointer`]: checkpoints: the committed state to `base/`, the checkpoint record,
+//!   the control file, old segments removed.
+//! - [`startup`]: opening the database: the checkpoint state, redo to the end of valid WAL,
+//!   the WAL writer opened where it ends.
+//! - [`error`]: the node's error, wrapping each layer's.
 //! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
 // so they travel by value rather than boxed, as in the sender.
 #![allow(clippy::result_large_err)]
 
+pub mod checkpointer;
 pub mod conf;
 pub mod datadir;
 pub mod engine;
+pub mod error;
 pub mod settings;
 pub mod sql;
+pub mod startup;
+pub mod txnlog;
 pub mod xlog;
 
 pub use walstream_protocol as protocol;

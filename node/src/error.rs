@@ -1,0 +1,34 @@
+//! The node's error: what stops it from starting or running, wrapping each layer's error.
+
+use std::path::PathBuf;
+
+use crate::datadir::DataDirError;
+use crate::engine::EngineError;
+use crate::xlog::XlogError;
+
+/// An error of the node's composed layer (startup, checkpoints, roles).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory cannot be used.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The WAL layer failed.
+    #[error(transparent)]
+    Xlog(#[from] XlogError),
+    /// The engine refused something (redo of a change that does not apply).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The checkpoint state file is unreadable or corrupt.
+    #[error("could not read the checkpoint state: {0}")]
+    State(String),
+    /// A file operation failed.
+    #[error("could not {op} \"{}\": {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
