@@ -13,6 +13,7 @@
 //!   `postgresql.auto.conf`, includes).
 //! - [`datadir`]: the data directory's layout, the postmaster's checks, the lock file and
 //!   the signal files that choose the node's role.
+//! - [`initdb`]: a new data directory.
 //! - [`txnlog`]: the engine's transaction log over the WAL writer.
 //! - [`checkpointer`]: checkpoints: the committed state to `base/`, the checkpoint record,
 //!   the control file, old segments removed.
@@ -30,6 +31,7 @@ pub mod conf;
 pub mod datadir;
 pub mod engine;
 pub mod error;
+pub mod initdb;
 pub mod settings;
 pub mod sql;
 pub mod startup;
