@@ -7,6 +7,7 @@
 //!   the encoder, resource managers and record descriptions as pg_waldump prints them.
 //! - [`wire`]: the frontend/backend protocol v3 messages in both directions,
 //!   parsed incrementally from a `BytesMut` and encoded into the caller's buffer.
+//! - [`text`]: the text and binary output of `float8`, `timestamptz` and `numeric`.
 //! - [`replication`]: the replication command grammar of `repl_gram.y` and the
 //!   CopyBoth sub-messages (`w`, `k`, `r`, `h`).
 //!
@@ -14,6 +15,7 @@
 
 pub mod lsn;
 pub mod replication;
+pub mod text;
 pub mod timeline;
 pub mod wal;
 pub mod wire;

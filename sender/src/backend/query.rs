@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use walstream_protocol::text;
 use walstream_protocol::wire::{sqlstate, ErrorFields, FieldDescription, TransactionStatus};
 
 /// A boxed future borrowed from the session, as the handler methods return.
@@ -133,6 +134,16 @@ pub enum DatumType {
     Int4,
     /// `text` (25).
     Text,
+    /// `int2` (21).
+    Int2,
+    /// `float8` (701).
+    Float8,
+    /// `varchar` (1043): values are [`Datum::Text`].
+    Varchar,
+    /// `timestamptz` (1184).
+    Timestamptz,
+    /// `numeric` (1700): values are [`Datum::Numeric`].
+    Numeric,
     /// A type written in text only (`oid`, `inet`, `pg_lsn`, `timestamptz`, `interval`,
     /// `xid`, `name`); its values are [`Datum::Text`] and binary output is refused.
     TextOnly {
@@ -154,6 +165,11 @@ impl DatumType {
             DatumType::Int8 => 20,
             DatumType::Int4 => 23,
             DatumType::Text => 25,
+            DatumType::Int2 => 21,
+            DatumType::Float8 => 701,
+            DatumType::Varchar => 1043,
+            DatumType::Timestamptz => 1184,
+            DatumType::Numeric => 1700,
             DatumType::TextOnly { oid, .. } => oid,
         }
     }
@@ -174,16 +190,17 @@ impl DatumType {
     pub fn typlen(self) -> i16 {
         match self {
             DatumType::Bool => 1,
-            DatumType::Int8 => 8,
+            DatumType::Int2 => 2,
+            DatumType::Int8 | DatumType::Float8 | DatumType::Timestamptz => 8,
             DatumType::Int4 => 4,
-            DatumType::Bytea | DatumType::Text => -1,
+            DatumType::Bytea | DatumType::Text | DatumType::Varchar | DatumType::Numeric => -1,
             DatumType::TextOnly { typlen, .. } => typlen,
         }
     }
 }
 
 /// A value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Datum {
     /// SQL NULL.
     Null,
@@ -197,6 +214,14 @@ pub enum Datum {
     Text(String),
     /// `bytea`.
     Bytea(Bytes),
+    /// `int2`.
+    Int2(i16),
+    /// `float8`.
+    Float8(f64),
+    /// `timestamptz`: microseconds since 2000-01-01 00:00:00 UTC.
+    Timestamptz(i64),
+    /// `numeric`, in its text form.
+    Numeric(String),
 }
 
 impl Datum {
@@ -213,6 +238,14 @@ impl Datum {
             Datum::Int8(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
             Datum::Int8(v) => Bytes::from(v.to_string()),
             Datum::Text(s) => Bytes::from(s.clone()),
+            Datum::Int2(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
+            Datum::Int2(v) => Bytes::from(v.to_string()),
+            Datum::Float8(v) if binary => Bytes::copy_from_slice(&v.to_bits().to_be_bytes()),
+            Datum::Float8(v) => Bytes::from(text::float8_out(*v)),
+            Datum::Timestamptz(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
+            Datum::Timestamptz(v) => Bytes::from(text::timestamptz_out(*v)),
+            Datum::Numeric(t) if binary => Bytes::from(text::numeric_send(t)?),
+            Datum::Numeric(t) => Bytes::from(t.clone()),
             Datum::Bytea(b) if binary => b.clone(),
             Datum::Bytea(b) => {
                 // byteaout with bytea_output = hex
@@ -266,6 +299,13 @@ impl Param {
                 _ => return Err(bad()),
             },
             20 => i64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
+            21 => i16::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
+            701 => text::float8_out(f64::from_bits(u64::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| bad())?,
+            ))),
+            1184 => {
+                text::timestamptz_out(i64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?))
+            }
             23 => i32::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
             25 | 1043 | 0 => String::from_utf8(v.to_vec()).map_err(|_| bad())?,
             _ => return Err(bad()),
@@ -285,12 +325,29 @@ mod tests {
         assert_eq!(Datum::Bool(true).encode(0).unwrap(), "t");
         assert_eq!(Datum::Bytea(Bytes::from_static(b"\x01\xab")).encode(0).unwrap(), "\\x01ab");
         assert_eq!(Datum::Null.encode(1), None);
+        assert_eq!(Datum::Int2(-2).encode(1).unwrap().as_ref(), &[0xff, 0xfe]);
+        assert_eq!(Datum::Float8(1e20).encode(0).unwrap(), "1e+20");
+        assert_eq!(Datum::Float8(1.0).encode(1).unwrap().as_ref(), &1f64.to_bits().to_be_bytes());
+        assert_eq!(Datum::Timestamptz(0).encode(0).unwrap(), "2000-01-01 00:00:00+00");
+        assert_eq!(Datum::Numeric("-0.5".into()).encode(0).unwrap(), "-0.5");
+        assert_eq!(
+            Datum::Numeric("-0.5".into()).encode(1).unwrap().as_ref(),
+            &[0, 1, 0xff, 0xff, 0x40, 0, 0, 1, 0x13, 0x88]
+        );
     }
 
     #[test]
     fn binary_params_decode_to_text() {
         let p = Param { type_oid: 23, format: 1, value: Some(Bytes::from_static(&[0, 0, 1, 0])) };
         assert_eq!(p.to_text(0).unwrap().as_deref(), Some("256"));
+        let p = Param {
+            type_oid: 701,
+            format: 1,
+            value: Some(Bytes::copy_from_slice(&2.5f64.to_bits().to_be_bytes())),
+        };
+        assert_eq!(p.to_text(0).unwrap().as_deref(), Some("2.5"));
+        let p = Param { type_oid: 21, format: 1, value: Some(Bytes::from_static(&[0, 7])) };
+        assert_eq!(p.to_text(0).unwrap().as_deref(), Some("7"));
         let p = Param { type_oid: 23, format: 1, value: Some(Bytes::from_static(&[1])) };
         assert_eq!(
             p.to_text(2).unwrap_err().message,
