@@ -20,6 +20,7 @@
 //! - [`startup`]: opening the database: the checkpoint state, redo to the end of valid WAL,
 //!   the WAL writer opened where it ends.
 //! - [`error`]: the node's error, wrapping each layer's.
+//! - [`fuzz`]: the fuzz entry points of the node's decoders.
 //! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
@@ -31,6 +32,7 @@ pub mod conf;
 pub mod datadir;
 pub mod engine;
 pub mod error;
+pub mod fuzz;
 pub mod initdb;
 pub mod settings;
 pub mod sql;
