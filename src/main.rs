@@ -1,5 +1,7 @@
 //! The `walstream` command line.
 
+mod initdb;
+mod node;
 mod receivewal;
 mod relay;
 mod serve;
@@ -28,6 +30,10 @@ enum Command {
     Receivewal(receivewal::ReceivewalArgs),
     /// Stream from an upstream into a directory and serve it to many standbys.
     Relay(relay::RelayArgs),
+    /// Create a new node data directory, as initdb does.
+    Initdb(initdb::InitdbArgs),
+    /// Run a node: a small database whose WAL is PostgreSQL 15 WAL, primary or standby.
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +42,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Receivewal(args) => receivewal::main(args),
         Command::Relay(args) => relay::main(args),
+        Command::Initdb(args) => initdb::main(args),
+        Command::Node(args) => node::main(args),
     }
 }

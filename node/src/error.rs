@@ -18,6 +18,9 @@ pub enum NodeError {
     /// The engine refused something (redo of a change that does not apply).
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The configuration (files, `-c`, `pg_hba.conf`, roles) cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// The checkpoint state file is unreadable or corrupt.
     #[error("could not read the checkpoint state: {0}")]
     State(String),

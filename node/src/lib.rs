@@ -21,6 +21,8 @@
 //!   the WAL writer opened where it ends.
 //! - [`error`]: the node's error, wrapping each layer's.
 //! - [`fuzz`]: the fuzz entry points of the node's decoders.
+//! - [`server`]: the running node: startup, the postmaster, the checkpointer and WAL
+//!   writer tasks, shutdown.
 //! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
@@ -34,6 +36,7 @@ pub mod engine;
 pub mod error;
 pub mod fuzz;
 pub mod initdb;
+pub mod server;
 pub mod settings;
 pub mod sql;
 pub mod startup;

@@ -7,6 +7,10 @@
 //! and the `redo` point where replay must start — `lsn`, or earlier when transactions that
 //! were still running had logged changes before it.
 
+mod schedule;
+
+pub use schedule::{CheckpointCause, Schedule};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -174,6 +178,24 @@ impl Checkpointer {
     /// The control file as last written.
     pub async fn control(&self) -> ControlFile {
         *self.control.lock().await
+    }
+
+    /// Marks the control file in production at a start after a clean shutdown (no
+    /// checkpoint needed), so that a crash from now on is seen as one at the next start.
+    ///
+    /// # Errors
+    /// The control file could not be written.
+    pub async fn mark_in_production(&self, now: SystemTime) -> Result<(), NodeError> {
+        let mut control = self.control.lock().await;
+        let mut next = *control;
+        next.state = DbState::InProduction;
+        next.time = TimestampTz::from_system_time(now);
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || next.write(&dir).map(|()| next))
+            .await
+            .map_err(|e| NodeError::State(format!("control file writer failed: {e}")))??;
+        *control = next;
+        Ok(())
     }
 
     /// Takes a checkpoint (one at a time).

@@ -1,0 +1,77 @@
+//! `walstream node`: runs a node (a small database whose WAL is PostgreSQL 15 WAL) until
+//! SIGTERM (smart shutdown), SIGINT (fast) or SIGQUIT (immediate), as the postmaster does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use tokio::sync::watch;
+use walstream_node::server::{Node, NodeOptions};
+
+/// Arguments of `walstream node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The data directory (made by `walstream initdb` or `pg_basebackup`).
+    #[arg(short = 'D', value_name = "DATADIR")]
+    pgdata: PathBuf,
+    /// Where to listen (default: `listen_addresses` and `port` of the settings).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Sets a run-time parameter, after the configuration files.
+    #[arg(short = 'c', value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+/// Runs `walstream node`.
+pub fn main(args: NodeArgs) -> ExitCode {
+    crate::serve::init_logging_at("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walstream node: could not start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walstream node: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn overrides(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((n, v)) => Ok((n.trim().to_string(), v.trim().to_string())),
+            None => bail!("-c {pair} requires a value"),
+        })
+        .collect()
+}
+
+async fn run(args: NodeArgs) -> Result<()> {
+    let opts = NodeOptions {
+        dir: args.pgdata,
+        listen: args.listen,
+        overrides: overrides(&args.settings)?,
+    };
+    let node = Node::start(opts).await?;
+    tracing::info!("listening on {}", node.local_addr());
+    let (tx, mut rx) = watch::channel(None);
+    tokio::spawn(crate::serve::forward_signals(tx));
+    let mode = loop {
+        if let Some(mode) = *rx.borrow_and_update() {
+            break mode;
+        }
+        if rx.changed().await.is_err() {
+            bail!("the signal handler ended");
+        }
+    };
+    tracing::info!("received {mode:?} shutdown request");
+    node.stop(mode).await?;
+    Ok(())
+}
