@@ -1,0 +1,118 @@
+//! pg_receivewal and `walstream receivewal` archive a node's WAL byte-identically to the
+//! node's own pg_wal, streaming it while it is written (issue 8, tests item 6).
+
+use std::ops::Range;
+use std::process::Command;
+use std::time::SystemTime;
+
+use walstream_node::engine::{ColumnDef, Oid, SqlType, TableDef, Value};
+use walstream_node::initdb::{initdb, InitdbOptions};
+use walstream_node::server::{Node, NodeOptions};
+use walstream_protocol::{Lsn, WalSegSize};
+use walstream_sender::postmaster::ShutdownMode;
+use walstream_tests::receivewal::ReceiveWal;
+
+const SEG: u64 = 1 << 20;
+
+async fn insert(node: &Node, oid: Oid, ks: Range<i64>) {
+    let mut t = node.engine().begin();
+    for k in ks {
+        t.insert(oid, vec![Value::Int8(k), Value::Text(format!("row {k:>40}"))]).await.unwrap();
+    }
+    t.end_statement().unwrap();
+    t.commit(SystemTime::now()).await.unwrap();
+}
+
+fn segment_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.len() == 24)
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_segments_equal_the_nodes_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let opts = InitdbOptions { dir: dir.clone(), wal_segsize_mb: 1, superuser: "postgres".into() };
+    initdb(&opts, SystemTime::now()).unwrap();
+    let node = Node::start(NodeOptions {
+        dir: dir.clone(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        overrides: vec![("fsync".into(), "off".into())],
+    })
+    .await
+    .unwrap();
+    let port = node.local_addr().port();
+    let first = "000000010000000000000001";
+
+    // Both receivers stream from the first segment while the load runs, and stop once they
+    // have finished segment 4.
+    let endpos = Lsn(5 * SEG - 1);
+    let pg = ReceiveWal::new().unwrap();
+    pg.seed_partial(first, WalSegSize::new(SEG).unwrap()).unwrap();
+    let pg_run = {
+        let mut cmd = pg.command(port, &["-E", &endpos.to_string(), "-n"]);
+        std::thread::spawn(move || cmd.output().unwrap())
+    };
+    let ours = tempfile::tempdir().unwrap();
+    std::fs::File::create(ours.path().join(format!("{first}.partial")))
+        .unwrap()
+        .set_len(SEG)
+        .unwrap();
+    let ours_run = {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_walstream"));
+        cmd.args(["receivewal", "-h", "127.0.0.1", "-U", "postgres", "-p", &port.to_string()])
+            .arg("-D")
+            .arg(ours.path())
+            .args(["-E", &endpos.to_string(), "-n"]);
+        std::thread::spawn(move || cmd.output().unwrap())
+    };
+
+    let mut t = node.engine().begin();
+    let def = TableDef {
+        oid: 0,
+        name: "t".into(),
+        columns: vec![
+            ColumnDef { name: "k".into(), ty: SqlType::Int8, not_null: true, default: None },
+            ColumnDef { name: "v".into(), ty: SqlType::Text, not_null: false, default: None },
+        ],
+        pkey: vec![0],
+    };
+    let oid = t.create_table(def, false).await.unwrap().unwrap().oid;
+    t.end_statement().unwrap();
+    t.commit(SystemTime::now()).await.unwrap();
+    let mut k = 0;
+    // Bounded: 5 MB of WAL takes far fewer rounds than this.
+    for _ in 0..10_000 {
+        if node.insert_lsn().0 > 5 * SEG + 4096 {
+            break;
+        }
+        insert(&node, oid, k..k + 200).await;
+        k += 200;
+    }
+    assert!(node.insert_lsn().0 > 5 * SEG, "the load wrote past segment 4");
+
+    let pg_out = tokio::task::spawn_blocking(move || pg_run.join().unwrap()).await.unwrap();
+    assert!(pg_out.status.success(), "pg_receivewal: {}", String::from_utf8_lossy(&pg_out.stderr));
+    let ours_out = tokio::task::spawn_blocking(move || ours_run.join().unwrap()).await.unwrap();
+    assert!(
+        ours_out.status.success(),
+        "walstream receivewal: {}",
+        String::from_utf8_lossy(&ours_out.stderr)
+    );
+    let want: Vec<String> = (1..=4).map(|s| format!("0000000100000000000000{s:02X}")).collect();
+    for (name, archive) in [("pg_receivewal", pg.dir()), ("walstream receivewal", ours.path())] {
+        let got = segment_names(archive);
+        assert_eq!(got[..4], want[..], "{name} finished segments 1-4");
+        for seg in &want {
+            let a = std::fs::read(archive.join(seg)).unwrap();
+            let b = std::fs::read(dir.join("pg_wal").join(seg)).unwrap();
+            assert!(a == b, "{name}: {seg} differs from the node's");
+        }
+    }
+    node.stop(ShutdownMode::Fast).await.unwrap();
+}
