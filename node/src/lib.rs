@@ -21,8 +21,10 @@
 //!   the WAL writer opened where it ends.
 //! - [`error`]: the node's error, wrapping each layer's.
 //! - [`fuzz`]: the fuzz entry points of the node's decoders.
+//! - [`replay`]: WAL records applied to the engine, for crash recovery and standbys.
 //! - [`server`]: the running node: startup, the postmaster, the checkpointer and WAL
 //!   writer tasks, shutdown.
+//! - [`standby`]: the walreceiver streaming into `pg_wal` and the standby's replay.
 //! - [`settings`]: the server's settings by PostgreSQL's GUC names, defaults and units.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field); they are the cold path,
@@ -36,9 +38,11 @@ pub mod engine;
 pub mod error;
 pub mod fuzz;
 pub mod initdb;
+pub mod replay;
 pub mod server;
 pub mod settings;
 pub mod sql;
+pub mod standby;
 pub mod startup;
 pub mod txnlog;
 pub mod xlog;

@@ -4,7 +4,6 @@
 //! and the WAL writer opens where valid WAL ends (after an `XLOG_OVERWRITE_CONTRECORD` when
 //! the last record was torn).
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,11 +12,13 @@ use walstream_protocol::replication::TimestampTz;
 use walstream_protocol::Lsn;
 
 use crate::checkpointer::CheckpointState;
-use crate::engine::{Change, Engine, EngineError, Xid};
+use crate::engine::{Engine, Xid};
 use crate::error::NodeError;
+use crate::replay::Replay;
 use crate::txnlog::WalTxnLog;
 use crate::xlog::{
-    read_wal, ControlFile, NodeRecord, ReadOptions, RecoveryEnd, Replayed, WalWriter, WriterConfig,
+    read_wal, ControlFile, ReadOptions, RecoveryEnd, Replayed as XlogReplayed, WalWriter,
+    WriterConfig,
 };
 
 /// How the database is opened.
@@ -66,37 +67,54 @@ impl std::fmt::Debug for Database {
     }
 }
 
-/// Replays one record into the engine. Records before the state's position only matter for
-/// transactions that were running when the state was taken; everything else before it is
-/// in the state already.
-struct Redo<'a> {
-    engine: &'a Engine,
-    state_lsn: Lsn,
-    running_at_state: HashSet<Xid>,
-    commits: u64,
+/// The database as replay left it, before anything is written: what a primary opens its
+/// WAL writer on and a standby goes on streaming into.
+pub struct Recovered {
+    /// The engine; transactions whose end was not replayed are still pending in it.
+    pub engine: Arc<Engine>,
+    /// The engine's log (no writer yet).
+    pub log: Arc<WalTxnLog>,
+    /// The control file as read.
+    pub control: ControlFile,
+    /// Where valid WAL ends and why.
+    pub end: RecoveryEnd,
+    /// The replay, to go on with.
+    pub replay: Replay,
+    /// Where replay started.
+    pub redo: Lsn,
 }
 
-impl Redo<'_> {
-    fn apply(&mut self, r: &Replayed<'_>) -> Result<(), NodeError> {
-        let after = r.lsn >= self.state_lsn;
-        match r.record {
-            NodeRecord::RowChange { xid, info, payload }
-                if after || self.running_at_state.contains(&xid.0) =>
-            {
-                let change = Change::decode(info, payload).map_err(|e| {
-                    EngineError::Internal(format!("invalid row change at {}: {e}", r.lsn))
-                })?;
-                self.engine.redo_change(xid.0, change);
-            }
-            NodeRecord::Commit { xid, .. } if after => {
-                self.engine.redo_commit(xid.0)?;
-                self.commits += 1;
-            }
-            NodeRecord::Abort { xid, .. } if after => self.engine.redo_abort(xid.0),
-            _ => {}
-        }
-        Ok(())
+impl std::fmt::Debug for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovered").field("redo", &self.redo).field("end", &self.end).finish()
     }
+}
+
+/// Loads the checkpoint state of data directory `dir` and replays its WAL to the end of
+/// valid WAL, writing nothing.
+///
+/// # Errors
+/// A missing or corrupt control file or state file, WAL that cannot be read, a change
+/// that does not apply.
+pub fn recover(dir: &Path) -> Result<Recovered, NodeError> {
+    let control = ControlFile::read(dir)?;
+    let state = CheckpointState::read(dir)?
+        .unwrap_or_else(|| CheckpointState::empty(control.redo(), control.next_xid() as u32));
+    let log = WalTxnLog::new();
+    let redo = state.redo;
+    let running_at_state = state.image.in_progress.iter().map(|(x, _)| *x).collect();
+    let state_lsn = state.lsn;
+    let engine = Engine::from_image(state.image, log.clone());
+    let read = ReadOptions {
+        seg_size: control.seg_size,
+        timeline: control.timeline(),
+        system_id: Some(control.system_identifier),
+    };
+    let mut replay = Replay::new(engine.clone(), state_lsn, running_at_state);
+    let end = read_wal(&dir.join("pg_wal"), redo, &read, |r: &XlogReplayed<'_>| {
+        replay.apply(r.lsn, &r.record).map(|_| ())
+    })?;
+    Ok(Recovered { engine, log, control, end, replay, redo })
 }
 
 /// Opens the database of data directory `dir`: loads its checkpoint state, replays WAL to
@@ -110,26 +128,18 @@ pub fn open_database(
     opts: StartOptions,
     now: SystemTime,
 ) -> Result<Database, NodeError> {
-    let control = ControlFile::read(dir)?;
-    let state = CheckpointState::read(dir)?
-        .unwrap_or_else(|| CheckpointState::empty(control.redo(), control.next_xid() as u32));
-    let log = WalTxnLog::new();
-    let running_at_state = state.image.in_progress.iter().map(|(x, _)| *x).collect();
-    let (state_lsn, redo) = (state.lsn, state.redo);
-    let engine = Engine::from_image(state.image, log.clone());
-    let read = ReadOptions {
-        seg_size: control.seg_size,
-        timeline: control.timeline(),
-        system_id: Some(control.system_identifier),
-    };
-    let mut replay = Redo { engine: &engine, state_lsn, running_at_state, commits: 0 };
-    let end = read_wal(&dir.join("pg_wal"), redo, &read, |r| replay.apply(r))?;
-    let commits = replay.commits;
+    let Recovered { engine, log, control, end, replay, redo } = recover(dir)?;
+    let commits = replay.commits();
     let mut aborted = engine.redo_pending_xids();
     aborted.sort_unstable();
     for xid in &aborted {
         engine.redo_abort(*xid);
     }
+    let read = ReadOptions {
+        seg_size: control.seg_size,
+        timeline: control.timeline(),
+        system_id: Some(control.system_identifier),
+    };
     let mut cfg = WriterConfig::new(
         dir.to_path_buf(),
         control.system_identifier,

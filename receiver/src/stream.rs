@@ -196,6 +196,19 @@ impl<A: Apply> Receiver<A> {
         }
     }
 
+    /// Starts streaming at `lsn` of `tli`, where a record begins (a standby's replay
+    /// position, as the startup process asks its walreceiver, `RequestXLogStreaming`),
+    /// instead of where the directory's segments end; records are applied from there.
+    /// `system_id` is the standby's own: a primary with another is refused.
+    pub fn start_at(mut self, tli: TimeLineId, lsn: Lsn, system_id: u64) -> Self {
+        self.next = Some((tli, lsn));
+        let mut p = ApplyPipeline::at_record(lsn, self.writer.seg_size(), tli);
+        p.set_system_id(system_id);
+        self.pipeline = Some(p);
+        self.system_id = Some(system_id);
+        self
+    }
+
     /// Tells `observer` about every write and flush.
     pub fn with_observer(mut self, observer: std::sync::Arc<dyn WalObserver>) -> Self {
         self.observer = Some(observer);
@@ -215,6 +228,11 @@ impl<A: Apply> Receiver<A> {
     /// The applier.
     pub fn applier(&self) -> &A {
         &self.applier
+    }
+
+    /// The applier, to change (a standby's last restartpoint after streaming stopped).
+    pub fn applier_mut(&mut self) -> &mut A {
+        &mut self.applier
     }
 
     /// Streams until the end position, `cancel`, or an error that is not transient (or any

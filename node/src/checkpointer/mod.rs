@@ -7,8 +7,10 @@
 //! and the `redo` point where replay must start — `lsn`, or earlier when transactions that
 //! were still running had logged changes before it.
 
+mod restartpoint;
 mod schedule;
 
+pub use restartpoint::{restartpoint, RestartAt};
 pub use schedule::{CheckpointCause, Schedule};
 
 use std::path::Path;

@@ -13,7 +13,9 @@ use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use walstream_protocol::Lsn;
+use tokio_util::sync::CancellationToken;
+use walstream_protocol::{Lsn, TimeLineId};
+use walstream_receiver::stream::WalObserver;
 use walstream_sender::auth::Roles;
 use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
@@ -23,12 +25,17 @@ use walstream_sender::registry::Registry;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
-use crate::checkpointer::{CheckpointCause, CheckpointDone, Checkpointer, Schedule};
-use crate::datadir::{DataDir, LockFile};
+use crate::checkpointer::{
+    CheckpointCause, CheckpointDone, CheckpointKind, Checkpointer, Schedule,
+};
+use crate::datadir::{DataDir, LockFile, SignalMode};
 use crate::engine::Engine;
 use crate::error::NodeError;
 use crate::settings::NodeSettings;
-use crate::startup::{open_database, RecoveryReport, StartOptions};
+use crate::standby::{
+    start_walreceiver, StandbyApplier, StreamStart, WalReceiverHandle, WalReceiverOptions,
+};
+use crate::startup::{open_database, recover, RecoveryReport, StartOptions};
 use crate::xlog::{DbState, WalWriter};
 
 pub use tasks::CheckpointRequest;
@@ -53,17 +60,47 @@ pub struct Node {
     dir: DataDir,
     settings: NodeSettings,
     engine: Arc<Engine>,
-    writer: Arc<WalWriter>,
     slots: Arc<SlotStore>,
     registry: Arc<Registry>,
     recovery: RecoveryReport,
-    checkpoints: mpsc::Sender<CheckpointRequest>,
     local_addr: SocketAddr,
     shutdown: watch::Sender<Option<ShutdownMode>>,
     postmaster: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
-    checkpointer: Arc<Checkpointer>,
+    role: Role,
     _lock: LockFile,
+}
+
+/// What runs besides the postmaster, by role.
+enum Role {
+    /// A primary: the WAL writer, the checkpointer, their tasks.
+    Primary {
+        writer: Arc<WalWriter>,
+        checkpointer: Arc<Checkpointer>,
+        checkpoints: mpsc::Sender<CheckpointRequest>,
+        background: Vec<JoinHandle<()>>,
+    },
+    /// A hot standby: the walreceiver and replay.
+    Standby { receiver: WalReceiverHandle, task: JoinHandle<()>, cancel: CancellationToken },
+}
+
+/// Whether a node runs as a primary or a standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Writes its own WAL.
+    Primary,
+    /// Replays a primary's WAL (`standby.signal`).
+    Standby,
+}
+
+/// Tells the walsenders of a standby (cascading) about WAL as its walreceiver flushes it.
+struct CascadeObserver(Arc<DirWalSource>);
+
+impl WalObserver for CascadeObserver {
+    fn flushed(&self, _tli: TimeLineId, _flushed: Lsn) {
+        if let Err(e) = self.0.refresh() {
+            tracing::warn!("cascading walsenders could not see new WAL: {e}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -130,54 +167,118 @@ impl Node {
         let lock = dir.lock(listen.port(), &listen.ip().to_string(), unix)?;
 
         let fsync = settings.bool("fsync");
-        let path = dir.path().to_path_buf();
-        let db =
-            tokio::task::spawn_blocking(move || open_database(&path, StartOptions { fsync }, now))
-                .await
-                .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
-        let was_clean = db.control.state == DbState::ShutDown && db.recovery.commits == 0;
-        let checkpointer = Arc::new(Checkpointer::new(
-            dir.path(),
-            db.engine.clone(),
-            db.writer.clone(),
-            db.control,
-        ));
+        let standby = dir.signal_mode() == SignalMode::Standby;
+        if standby {
+            crate::standby::adopt_partial_segments(&dir.wal_dir())?;
+        }
         let slots = Arc::new(
             SlotStore::open(&dir.slot_dir(), settings.sender().max_replication_slots as usize)
                 .map_err(|e| NodeError::State(format!("could not load replication slots: {e}")))?,
         );
         let retention = tasks::RetentionSource { settings: settings.clone(), slots: slots.clone() };
-        if !was_clean {
-            let done = checkpointer
-                .checkpoint(
-                    crate::checkpointer::CheckpointKind::EndOfRecovery,
-                    SystemTime::now(),
-                    retention.now(),
-                )
-                .await?;
-            tracing::info!(redo = %done.redo, lsn = %done.lsn, "end-of-recovery checkpoint complete");
-        } else {
-            checkpointer.mark_in_production(SystemTime::now()).await?;
-        }
-        if !was_clean {
+        let source = |dir: &DataDir| {
+            DirWalSource::open(&dir.wal_dir(), DirWalSourceOptions::default())
+                .map_err(|e| NodeError::State(format!("could not open pg_wal for walsenders: {e}")))
+        };
+        let path = dir.path().to_path_buf();
+        let (engine, recovery, source, role) = if standby {
+            let rec = tokio::task::spawn_blocking(move || recover(&path))
+                .await
+                .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
+            let end = rec.end.write_start().start;
             tracing::info!(
-                "redo done at {}: {} transactions committed, {} aborted",
-                db.recovery.end.write_start().start,
-                db.recovery.commits,
-                db.recovery.aborted.len()
+                "entering standby mode; redo starts at {}, consistent at {end}",
+                rec.redo
             );
-        }
-
-        let source = DirWalSource::open(&dir.wal_dir(), DirWalSourceOptions::default())
-            .map_err(|e| NodeError::State(format!("could not open pg_wal for walsenders: {e}")))?;
-        {
-            let source = source.clone();
-            db.writer.on_flush(Box::new(move |_, _| {
-                if let Err(e) = source.refresh() {
-                    tracing::warn!("walsenders could not see new WAL: {e}");
-                }
-            }));
-        }
+            rec.engine.set_read_only(true);
+            let source = source(&dir)?;
+            let opts = WalReceiverOptions::from_settings(&settings)?;
+            let at = StreamStart {
+                wal_dir: dir.wal_dir(),
+                seg_size: rec.control.seg_size,
+                system_id: rec.control.system_identifier,
+                tli: rec.control.timeline(),
+                start: end,
+            };
+            let report = RecoveryReport {
+                redo: rec.redo,
+                end: rec.end.clone(),
+                commits: rec.replay.commits(),
+                aborted: Vec::new(),
+            };
+            let engine = rec.engine.clone();
+            let applier = StandbyApplier::new(
+                rec.replay,
+                dir.path().to_path_buf(),
+                rec.control,
+                end,
+                crate::standby::restartpoint_policy(&settings, retention.now()),
+                crate::standby::wall_clock,
+            );
+            let cancel = CancellationToken::new();
+            let observer = Arc::new(CascadeObserver(source.clone()));
+            let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
+            (engine, report, source, Role::Standby { receiver, task, cancel })
+        } else {
+            let db = tokio::task::spawn_blocking(move || {
+                open_database(&path, StartOptions { fsync }, now)
+            })
+            .await
+            .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
+            let was_clean = db.control.state == DbState::ShutDown && db.recovery.commits == 0;
+            let checkpointer = Arc::new(Checkpointer::new(
+                dir.path(),
+                db.engine.clone(),
+                db.writer.clone(),
+                db.control,
+            ));
+            if !was_clean {
+                let done = checkpointer
+                    .checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), retention.now())
+                    .await?;
+                tracing::info!(
+                    "redo done at {}: {} transactions committed, {} aborted; end-of-recovery \
+                     checkpoint at {}",
+                    db.recovery.end.write_start().start,
+                    db.recovery.commits,
+                    db.recovery.aborted.len(),
+                    done.lsn
+                );
+            } else {
+                checkpointer.mark_in_production(SystemTime::now()).await?;
+            }
+            let source = source(&dir)?;
+            {
+                let source = source.clone();
+                db.writer.on_flush(Box::new(move |_, _| {
+                    if let Err(e) = source.refresh() {
+                        tracing::warn!("walsenders could not see new WAL: {e}");
+                    }
+                }));
+            }
+            let schedule = Schedule {
+                timeout: settings.sender().checkpoint_timeout,
+                max_wal_size_mb: settings.sender().max_wal_size_mb.unwrap_or(1024),
+                completion_target: CHECKPOINT_COMPLETION_TARGET,
+                seg_size: db.control.seg_size,
+            };
+            let (checkpoints, requests) = mpsc::channel(16);
+            let background = vec![
+                tokio::spawn(tasks::checkpointer(
+                    checkpointer.clone(),
+                    db.writer.clone(),
+                    schedule,
+                    retention.clone(),
+                    requests,
+                )),
+                tokio::spawn(tasks::wal_writer(
+                    db.writer.clone(),
+                    settings.duration("wal_writer_delay"),
+                )),
+            ];
+            let role = Role::Primary { writer: db.writer, checkpointer, checkpoints, background };
+            (db.engine, db.recovery, source, role)
+        };
 
         let registry = Registry::new();
         let handler = query_handler(&settings, source.clone(), registry.clone());
@@ -207,39 +308,17 @@ impl Node {
         let (shutdown, shutdown_rx) = watch::channel(None);
         let postmaster = tokio::spawn(postmaster.run(shutdown_rx));
 
-        let schedule = Schedule {
-            timeout: settings.sender().checkpoint_timeout,
-            max_wal_size_mb: settings.sender().max_wal_size_mb.unwrap_or(1024),
-            completion_target: CHECKPOINT_COMPLETION_TARGET,
-            seg_size: db.control.seg_size,
-        };
-        let (checkpoints, requests) = mpsc::channel(16);
-        let mut background = vec![tokio::spawn(tasks::checkpointer(
-            checkpointer.clone(),
-            db.writer.clone(),
-            schedule,
-            retention,
-            requests,
-        ))];
-        background.push(tokio::spawn(tasks::wal_writer(
-            db.writer.clone(),
-            settings.duration("wal_writer_delay"),
-        )));
-
         Ok(Node {
             dir,
             settings,
-            engine: db.engine,
-            writer: db.writer,
+            engine,
             slots,
             registry,
-            recovery: db.recovery,
-            checkpoints,
+            recovery,
             local_addr,
             shutdown,
             postmaster,
-            background,
-            checkpointer,
+            role,
             _lock: lock,
         })
     }
@@ -254,9 +333,28 @@ impl Node {
         &self.engine
     }
 
-    /// The WAL writer.
-    pub fn writer(&self) -> &Arc<WalWriter> {
-        &self.writer
+    /// The WAL writer (a primary's).
+    pub fn writer(&self) -> Option<&Arc<WalWriter>> {
+        match &self.role {
+            Role::Primary { writer, .. } => Some(writer),
+            Role::Standby { .. } => None,
+        }
+    }
+
+    /// Whether the node is a primary or a standby.
+    pub fn role(&self) -> NodeRole {
+        match self.role {
+            Role::Primary { .. } => NodeRole::Primary,
+            Role::Standby { .. } => NodeRole::Standby,
+        }
+    }
+
+    /// A standby's walreceiver: its positions, replay status and state.
+    pub fn walreceiver(&self) -> Option<&WalReceiverHandle> {
+        match &self.role {
+            Role::Standby { receiver, .. } => Some(receiver),
+            Role::Primary { .. } => None,
+        }
     }
 
     /// The settings the node started with.
@@ -284,22 +382,35 @@ impl Node {
         &self.dir
     }
 
-    /// A handle that asks the checkpointer for checkpoints (`CHECKPOINT`).
-    pub fn checkpoint_requests(&self) -> mpsc::Sender<CheckpointRequest> {
-        self.checkpoints.clone()
+    /// A handle that asks a primary's checkpointer for checkpoints (`CHECKPOINT`).
+    pub fn checkpoint_requests(&self) -> Option<mpsc::Sender<CheckpointRequest>> {
+        match &self.role {
+            Role::Primary { checkpoints, .. } => Some(checkpoints.clone()),
+            Role::Standby { .. } => None,
+        }
     }
 
-    /// Takes a checkpoint now and waits for it (`CHECKPOINT`).
+    /// Takes a checkpoint now and waits for it (`CHECKPOINT` on a primary).
     ///
     /// # Errors
-    /// The checkpoint failed or the checkpointer is gone.
+    /// The checkpoint failed or the checkpointer is gone; a standby.
     pub async fn checkpoint(&self) -> Result<CheckpointDone, NodeError> {
-        tasks::request_checkpoint(&self.checkpoints, CheckpointCause::Requested).await
+        match &self.role {
+            Role::Primary { checkpoints, .. } => {
+                tasks::request_checkpoint(checkpoints, CheckpointCause::Requested).await
+            }
+            Role::Standby { .. } => Err(NodeError::State(
+                "a standby makes restartpoints at replayed checkpoints".into(),
+            )),
+        }
     }
 
-    /// The current WAL insert position.
+    /// The current WAL insert position (a primary's; a standby's replay position).
     pub fn insert_lsn(&self) -> Lsn {
-        self.writer.insert_position()
+        match &self.role {
+            Role::Primary { writer, .. } => writer.insert_position(),
+            Role::Standby { receiver, .. } => receiver.replay.borrow().replayed,
+        }
     }
 
     /// Stops the node: `Smart` waits for clients, `Fast` ends them, both end with the
@@ -310,35 +421,43 @@ impl Node {
     pub async fn stop(self, mode: ShutdownMode) -> Result<(), NodeError> {
         self.shutdown.send_replace(Some(mode));
         let _ = self.postmaster.await;
-        for task in &self.background {
-            task.abort();
+        if let Err(e) = self.slots.flush_dirty() {
+            tracing::warn!("could not save replication slots: {e}");
         }
-        for task in self.background {
-            let _ = task.await;
-        }
-        if mode != ShutdownMode::Immediate {
-            tracing::info!("shutting down");
-            let retention = tasks::RetentionSource {
-                settings: self.settings.clone(),
-                slots: self.slots.clone(),
-            };
-            if let Err(e) = self.slots.flush_dirty() {
-                tracing::warn!("could not save replication slots: {e}");
+        match self.role {
+            Role::Standby { task, cancel, .. } => {
+                // The walreceiver task makes the last restartpoint as it ends.
+                cancel.cancel();
+                if mode == ShutdownMode::Immediate {
+                    task.abort();
+                }
+                let _ = task.await;
+                Ok(())
             }
-            self.checkpointer
-                .checkpoint(
-                    crate::checkpointer::CheckpointKind::Shutdown,
-                    SystemTime::now(),
-                    retention.now(),
-                )
-                .await?;
-            tracing::info!("database system is shut down");
+            Role::Primary { writer, checkpointer, background, .. } => {
+                for task in &background {
+                    task.abort();
+                }
+                for task in background {
+                    let _ = task.await;
+                }
+                if mode != ShutdownMode::Immediate {
+                    tracing::info!("shutting down");
+                    let retention = tasks::RetentionSource {
+                        settings: self.settings.clone(),
+                        slots: self.slots.clone(),
+                    };
+                    checkpointer
+                        .checkpoint(CheckpointKind::Shutdown, SystemTime::now(), retention.now())
+                        .await?;
+                    tracing::info!("database system is shut down");
+                }
+                tokio::task::spawn_blocking(move || writer.shutdown())
+                    .await
+                    .map_err(|e| NodeError::State(format!("WAL writer shutdown failed: {e}")))??;
+                Ok(())
+            }
         }
-        let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || writer.shutdown())
-            .await
-            .map_err(|e| NodeError::State(format!("WAL writer shutdown failed: {e}")))??;
-        Ok(())
     }
 }
 
