@@ -13,6 +13,7 @@
 //!   `pg_terminate_backend` and `pg_cancel_backend` read and act on.
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
+//! - [`lag`]: `write_lag`, `flush_lag`, `replay_lag` as the walsender's LagTracker measures them.
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
 //! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
 //!   a directory of segment files that may grow while it is served.
@@ -28,6 +29,7 @@ pub mod backend;
 pub mod config;
 pub mod conn;
 pub mod hba;
+pub mod lag;
 pub mod postmaster;
 pub mod registry;
 pub mod retention;
