@@ -1,5 +1,7 @@
 //! The `walstream` command line.
 
+mod basebackup;
+mod connargs;
 mod initdb;
 mod node;
 mod receivewal;
@@ -30,6 +32,8 @@ enum Command {
     Receivewal(receivewal::ReceivewalArgs),
     /// Stream from an upstream into a directory and serve it to many standbys.
     Relay(relay::RelayArgs),
+    /// Take a base backup of a running server, as pg_basebackup does (plain format).
+    Basebackup(basebackup::BasebackupArgs),
     /// Create a new node data directory, as initdb does.
     Initdb(initdb::InitdbArgs),
     /// Run a node: a small database whose WAL is PostgreSQL 15 WAL, primary or standby.
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Receivewal(args) => receivewal::main(args),
         Command::Relay(args) => relay::main(args),
+        Command::Basebackup(args) => basebackup::main(args),
         Command::Initdb(args) => initdb::main(args),
         Command::Node(args) => node::main(args),
     }

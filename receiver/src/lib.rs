@@ -9,8 +9,11 @@
 //! - [`apply`]: records in LSN order to an [`apply::Apply`], verified on the way.
 //! - [`stream`]: the walreceiver loop: identify, fetch timeline histories, stream, report
 //!   write/flush/apply, follow timeline switches, reconnect.
+//! - [`basebackup`]: taking a base backup as pg_basebackup does (plain format, WAL
+//!   fetched or streamed, `-R`).
 
 pub mod apply;
+pub mod basebackup;
 pub mod conn;
 pub mod conninfo;
 pub mod segments;

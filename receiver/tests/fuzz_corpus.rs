@@ -10,6 +10,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("receiver_conninfo", walstream_receiver::conninfo::fuzz_conninfo),
     ("receiver_pgpass", walstream_receiver::conninfo::fuzz_pgpass_line),
     ("receiver_wal_header", walstream_receiver::conn::fuzz_wal_header),
+    ("receiver_backup_message", walstream_receiver::basebackup::fuzz_backup_message),
 ];
 
 #[test]

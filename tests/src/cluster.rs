@@ -257,6 +257,11 @@ pub struct BaseBackup {
 }
 
 impl BaseBackup {
+    /// A backup some other program took into `dir/data` (`dir` postgres-owned).
+    pub fn from_dir(dir: tempfile::TempDir, seg_size: WalSegSize) -> BaseBackup {
+        BaseBackup { dir, seg_size }
+    }
+
     /// The backup's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

@@ -3,12 +3,14 @@
 //!
 //! - `startup`: TCP, SSL negotiation, StartupMessage, authentication.
 //! - `query`: simple queries and the START_REPLICATION answer.
+//! - `basebackup`: the client side of `BASE_BACKUP`.
 //! - `copy`: reading and writing in COPY mode, and the end of a stream.
 //! - `wal`: XLogData payloads read straight into the caller's buffer.
 //!
 //! Reads go through one buffer and are cancellation safe: a future dropped in `select!`
 //! loses no bytes. Writes are not (a dropped send may leave half a message on the wire).
 
+mod basebackup;
 mod copy;
 mod error;
 mod query;
@@ -20,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use walstream_protocol::wire::{parse_backend, BackendMessage, ErrorFields, FrontendMessage};
 
+pub use basebackup::{BackupStarted, TablespaceRow};
 pub use copy::{CopyEvent, EndOfStream};
 pub use error::ConnError;
 pub use query::{QueryResult, StartOutcome};

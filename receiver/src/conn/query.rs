@@ -129,7 +129,7 @@ impl ReplicationConn {
     }
 
     /// Sends `Q`, first reading the ReadyForQuery still owed by an earlier COPY error.
-    async fn query_start(&mut self, sql: &str) -> Result<(), ConnError> {
+    pub(super) async fn query_start(&mut self, sql: &str) -> Result<(), ConnError> {
         if self.ready_pending {
             let mut collector = ResultCollector::default();
             while !collector.feed(self.next_message().await?)? {}
