@@ -1,0 +1,237 @@
+//! Session tests: pgbench's statements, transactions, parameters, errors.
+
+use std::sync::Arc;
+
+use walstream_protocol::wire::TransactionStatus;
+use walstream_sender::backend::query::{Datum, Param, QueryOutput, QuerySession, SessionInfo};
+
+use super::*;
+use crate::engine::testlog::VolatileLog;
+use crate::engine::Engine;
+
+fn info(pid: i32) -> SessionInfo {
+    SessionInfo {
+        pid,
+        user: "postgres".into(),
+        database: "postgres".into(),
+        application_name: "t".into(),
+    }
+}
+
+fn setup() -> (Arc<Engine>, Arc<TestServer>) {
+    (
+        Engine::new(crate::engine::FIRST_NORMAL_XID, Arc::new(VolatileLog::default())),
+        TestServer::new(),
+    )
+}
+
+fn session(e: &Arc<Engine>, s: &Arc<TestServer>) -> Session {
+    Session::new(Arc::clone(e), Arc::clone(s) as Arc<dyn ServerContext>, info(42))
+}
+
+/// Runs `sql`, returning each statement's tag or rows as text, or the error.
+async fn q(s: &mut Session, sql: &str) -> Result<Vec<String>, (String, String)> {
+    let r = s.simple_query(sql).await;
+    if let Some(e) = r.error {
+        return Err((e.code, e.message));
+    }
+    Ok(r.outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            QueryOutput::Command(t) => Some(t),
+            QueryOutput::Rows { rows, tag, .. } => Some(format!(
+                "{tag}: {}",
+                rows.iter()
+                    .map(|r| r.iter().map(show).collect::<Vec<_>>().join(","))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
+fn show(d: &Datum) -> String {
+    match d.encode(0) {
+        None => "NULL".into(),
+        Some(b) => String::from_utf8_lossy(&b).into_owned(),
+    }
+}
+
+async fn one(s: &mut Session, sql: &str) -> String {
+    match q(s, sql).await {
+        Ok(v) => v.join("; "),
+        Err((c, m)) => format!("ERROR {c}: {m}"),
+    }
+}
+
+#[tokio::test]
+async fn pgbench_path() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    assert_eq!(
+        one(
+            &mut s,
+            "CREATE TABLE acc (aid int PRIMARY KEY, bal int NOT NULL DEFAULT 0, filler text)"
+        )
+        .await,
+        "CREATE TABLE"
+    );
+    assert_eq!(
+        one(&mut s, "INSERT INTO acc (aid, filler) VALUES (1, 'a'), (2, 'b'), (3, 'c')").await,
+        "INSERT 0 3"
+    );
+    assert_eq!(one(&mut s, "UPDATE acc SET bal = bal + 5 WHERE aid = 2").await, "UPDATE 1");
+    assert_eq!(one(&mut s, "SELECT bal FROM acc WHERE aid = 2").await, "SELECT 1: 5");
+    assert_eq!(
+        one(&mut s, "SELECT aid, bal FROM acc WHERE aid >= 2 ORDER BY aid DESC LIMIT 5").await,
+        "SELECT 2: 3,0 | 2,5"
+    );
+    assert_eq!(one(&mut s, "DELETE FROM acc WHERE aid < 2").await, "DELETE 1");
+    assert_eq!(
+        one(&mut s, "INSERT INTO acc VALUES (9, 1, 'x') RETURNING aid, bal * 2 AS dbl").await,
+        "INSERT 0 1: 9,2"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT count(*), sum(bal), min(aid), max(aid), avg(bal) FROM acc").await,
+        "SELECT 1: 3,6,2,9,2.0000000000000000"
+    );
+    assert_eq!(one(&mut s, "TRUNCATE acc").await, "TRUNCATE TABLE");
+    assert_eq!(one(&mut s, "SELECT count(*) FROM acc").await, "SELECT 1: 0");
+    assert_eq!(one(&mut s, "DROP TABLE IF EXISTS acc").await, "DROP TABLE");
+    assert_eq!(one(&mut s, "DROP TABLE IF EXISTS acc").await, "DROP TABLE");
+    assert_eq!(one(&mut s, "DROP TABLE acc").await, "ERROR 42P01: table \"acc\" does not exist");
+}
+
+#[tokio::test]
+async fn transaction_blocks_and_25p02() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    let mut other = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY, v text)").await;
+    assert_eq!(one(&mut s, "BEGIN").await, "BEGIN");
+    assert_eq!(s.transaction_status(), TransactionStatus::InTransaction);
+    assert_eq!(one(&mut s, "INSERT INTO t VALUES (1, 'a')").await, "INSERT 0 1");
+    assert_eq!(one(&mut other, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+    assert_eq!(
+        one(&mut s, "INSERT INTO t VALUES (1, 'b')").await,
+        "ERROR 23505: duplicate key value violates unique constraint \"t_pkey\""
+    );
+    assert_eq!(s.transaction_status(), TransactionStatus::Failed);
+    assert!(one(&mut s, "SELECT 1").await.starts_with("ERROR 25P02"));
+    assert_eq!(one(&mut s, "COMMIT").await, "ROLLBACK");
+    assert_eq!(s.transaction_status(), TransactionStatus::Idle);
+    assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+    assert_eq!(
+        one(&mut s, "BEGIN; INSERT INTO t VALUES (2, 'x'); COMMIT").await,
+        "BEGIN; INSERT 0 1; COMMIT"
+    );
+    assert_eq!(one(&mut other, "SELECT k, v FROM t").await, "SELECT 1: 2,x");
+}
+
+#[tokio::test]
+async fn parameters_are_inferred_and_bound() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k bigint PRIMARY KEY, v text, f double precision)").await;
+    let d = s.describe("INSERT INTO t VALUES ($1, $2, $3)", &[]).await.unwrap();
+    assert_eq!(d.params, vec![20, 25, 701]);
+    assert!(d.columns.is_none());
+    let p = |v: &str| Param { type_oid: 0, format: 0, value: Some(v.to_string().into()) };
+    let out = s
+        .execute("INSERT INTO t VALUES ($1, $2, $3)", &[p("7"), p("seven"), p("1.5")])
+        .await
+        .unwrap();
+    assert_eq!(out, QueryOutput::Command("INSERT 0 1".into()));
+    let d = s.describe("SELECT v, f FROM t WHERE k = $1", &[]).await.unwrap();
+    assert_eq!(d.params, vec![20]);
+    assert_eq!(d.columns.unwrap().iter().map(|c| c.ty.oid()).collect::<Vec<_>>(), vec![25, 701]);
+    let out = s.execute("SELECT v, f FROM t WHERE k = $1", &[p("7")]).await.unwrap();
+    let QueryOutput::Rows { rows, tag, .. } = out else { panic!() };
+    assert_eq!(tag, "SELECT 1");
+    assert_eq!(rows[0], vec![Datum::Text("seven".into()), Datum::Float8(1.5)]);
+    let err = s.execute("SELECT v FROM t WHERE k = $1", &[p("x")]).await.unwrap_err();
+    assert_eq!(
+        (err.code.as_str(), err.message.as_str()),
+        ("22P02", "invalid input syntax for type bigint: \"x\"")
+    );
+}
+
+#[tokio::test]
+async fn errors_carry_postgresql_texts() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY, v text)").await;
+    let r = s.simple_query("select nope from t").await.error.unwrap();
+    assert_eq!(
+        (r.code.as_str(), r.message.as_str(), r.position.as_deref()),
+        ("42703", "column \"nope\" does not exist", Some("8"))
+    );
+    let r = s.simple_query("select * from nope").await.error.unwrap();
+    assert_eq!((r.code.as_str(), r.position.as_deref()), ("42P01", Some("15")));
+    let r = s.simple_query("selec 1").await.error.unwrap();
+    assert_eq!(
+        (r.code.as_str(), r.message.as_str(), r.position.as_deref()),
+        ("42601", "syntax error at or near \"selec\"", Some("1"))
+    );
+    let r = s.simple_query("select * from t where v = 1").await.error.unwrap();
+    assert_eq!(
+        (r.code.as_str(), r.message.as_str(), r.position.as_deref()),
+        ("42883", "operator does not exist: text = integer", Some("25"))
+    );
+    let r = s.simple_query("insert into t values (null)").await.error.unwrap();
+    assert_eq!(r.detail.as_deref(), Some("Failing row contains (null, null)."));
+    assert_eq!(one(&mut s, "select 1/0").await, "ERROR 22012: division by zero");
+    assert_eq!(one(&mut s, "select 2147483647 + 1").await, "ERROR 22003: integer out of range");
+    assert_eq!(
+        one(&mut s, "select 'a'::int").await,
+        "ERROR 22P02: invalid input syntax for type integer: \"a\""
+    );
+    assert_eq!(one(&mut s, "insert into t values (1.5, 'x') returning k").await, "INSERT 0 1: 2");
+    let r = s.simple_query("insert into t values (2, 'y')").await.error.unwrap();
+    assert_eq!(r.detail.as_deref(), Some("Key (k)=(2) already exists."));
+}
+
+#[tokio::test]
+async fn upserts_series_groups_and_functions() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY, g int, v text)").await;
+    assert_eq!(
+        one(&mut s, "INSERT INTO t SELECT i, i % 3, 'v' || i FROM generate_series(1, 10) AS s(i)")
+            .await,
+        "INSERT 0 10"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT g, count(*), sum(k) FROM t GROUP BY g ORDER BY g").await,
+        "SELECT 3: 0,3,18 | 1,4,22 | 2,3,15"
+    );
+    assert_eq!(one(&mut s, "INSERT INTO t VALUES (1, 9, 'new') ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v || t.v").await, "INSERT 0 1");
+    assert_eq!(one(&mut s, "SELECT v FROM t WHERE k = 1").await, "SELECT 1: newv1");
+    assert_eq!(
+        one(&mut s, "INSERT INTO t VALUES (1, 9, 'x') ON CONFLICT DO NOTHING").await,
+        "INSERT 0 0"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT k FROM t WHERE k IN (2, 4) OR k BETWEEN 9 AND 20 ORDER BY 1").await,
+        "SELECT 4: 2 | 4 | 9 | 10"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT md5('a'), length('abc'), upper('x'), lower('Y'), coalesce(NULL, 3)")
+            .await,
+        "SELECT 1: 0cc175b9c0f1b6a831c399e269772661,3,X,y,3"
+    );
+    assert_eq!(one(&mut s, "SELECT current_setting('synchronous_commit')").await, "SELECT 1: on");
+    assert_eq!(one(&mut s, "SET synchronous_commit = off").await, "SET");
+    assert_eq!(one(&mut s, "SHOW synchronous_commit").await, "SHOW: off");
+    assert_eq!(one(&mut s, "RESET synchronous_commit").await, "RESET");
+    assert_eq!(one(&mut s, "SHOW synchronous_commit").await, "SHOW: on");
+    assert_eq!(one(&mut s, "SELECT pg_backend_pid(), pg_is_in_recovery()").await, "SELECT 1: 42,f");
+    assert_eq!(one(&mut s, "SELECT pg_sleep(0)").await, "SELECT 1: ");
+    assert_eq!(one(&mut s, "CHECKPOINT").await, "CHECKPOINT");
+    assert_eq!(*srv.checkpoints.lock(), 1);
+    assert_eq!(
+        one(&mut s, "SELECT nosuch(1)").await,
+        "ERROR 42883: function nosuch(integer) does not exist"
+    );
+}
