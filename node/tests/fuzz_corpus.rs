@@ -5,7 +5,8 @@
 use walstream_tests::fuzz::{replay_corpora, Entry};
 
 /// Each `node_*` fuzz target of `fuzz/Cargo.toml` with the entry point it calls.
-const TARGETS: &[(&str, Entry)] = &[("node_conf", walstream_node::conf::fuzz_conf)];
+const TARGETS: &[(&str, Entry)] =
+    &[("node_conf", walstream_node::conf::fuzz_conf), ("node_sql", walstream_node::sql::fuzz_sql)];
 
 #[test]
 fn every_node_fuzz_target_replays_its_corpus() {

@@ -1044,17 +1044,58 @@ fn compare(op: Op, l: &Value, r: &Value) -> Value {
     })
 }
 
-/// SQL LIKE with `%`, `_` and `\` escapes.
+/// One element of a LIKE pattern.
+#[derive(Clone, Copy, PartialEq)]
+enum Pat {
+    Any,
+    One,
+    Lit(char),
+}
+
+/// SQL LIKE with `%`, `_` and `\` escapes, in O(len(s) × len(p)) at worst (the classic
+/// backtrack-to-the-last-`%` matcher).
 fn like(s: &[char], p: &[char]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some(('%', rest)) => (0..=s.len()).any(|i| like(&s[i..], rest)),
-        Some(('_', rest)) => !s.is_empty() && like(&s[1..], rest),
-        Some(('\\', rest)) if !rest.is_empty() => {
-            s.first() == rest.first() && like(&s[1..], &rest[1..])
+    let mut pat = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '%' => pat.push(Pat::Any),
+            '_' => pat.push(Pat::One),
+            '\\' if i + 1 < p.len() => {
+                i += 1;
+                pat.push(Pat::Lit(p[i]));
+            }
+            c => pat.push(Pat::Lit(c)),
         }
-        Some((c, rest)) => s.first() == Some(c) && like(&s[1..], rest),
+        i += 1;
     }
+    let (mut si, mut pi) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match pat.get(pi) {
+            Some(Pat::Any) => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(Pat::One) => {
+                si += 1;
+                pi += 1;
+            }
+            Some(Pat::Lit(c)) if *c == s[si] => {
+                si += 1;
+                pi += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[pi.min(pat.len())..].iter().all(|x| *x == Pat::Any)
 }
 
 fn text_of(v: &Value) -> String {
@@ -1181,9 +1222,6 @@ impl Ex {
                     pt = pt.to_lowercase();
                 }
                 let (s, pt): (Vec<char>, Vec<char>) = (s.chars().collect(), pt.chars().collect());
-                if pt.len() > 200 || s.len() > 10_000 {
-                    return Err(unsupported("LIKE on long patterns"));
-                }
                 Value::Bool(like(&s, &pt) != *neg)
             }
             Ex::Cast(x, from, to) => cast(x.eval(row, cx)?, *from, *to, true)?,

@@ -35,6 +35,9 @@ pub enum Source {
     Series(Ex, Ex, Option<Ex>),
 }
 
+/// The most rows generate_series makes (the node holds results in memory).
+const MAX_SERIES: u128 = 2_000_000;
+
 /// One end of a key range: the bound's expression and whether it is inclusive.
 pub type KeyBound = (Ex, bool);
 
@@ -826,8 +829,10 @@ impl SelectPlan {
                 } else {
                     ((i128::from(b) - i128::from(a)) / i128::from(s)) as u128 + 1
                 };
-                if count > 10_000_000 {
-                    return Err(unsupported("generate_series of more than 10000000 rows"));
+                if count > MAX_SERIES {
+                    return Err(unsupported(format!(
+                        "generate_series of more than {MAX_SERIES} rows"
+                    )));
                 }
                 let mut out = Vec::new();
                 let mut v = i128::from(a);

@@ -235,3 +235,36 @@ async fn upserts_series_groups_and_functions() {
         "ERROR 42883: function nosuch(integer) does not exist"
     );
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    const SEEDS: &[&str] = &[
+        "SELECT k, v FROM t WHERE k BETWEEN 2 AND 5 ORDER BY v DESC LIMIT 3",
+        "INSERT INTO t VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v RETURNING *",
+        "UPDATE t SET f = f * 2, v = v || 'x' WHERE k = 3 OR k IS NULL",
+        "SELECT count(*), sum(k), avg(f) FROM t GROUP BY k % 3 HAVING count(*) > 1 ORDER BY 1",
+        "SELECT 'a' LIKE '%a%', -k::int2, 1.5 * k / 0.3, coalesce(NULL, f) FROM t",
+        "DELETE FROM t WHERE v IN ('v1', 'v2') RETURNING k",
+        "SET synchronous_commit TO off; SHOW synchronous_commit; RESET ALL",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text(s in ".{0,80}") {
+            super::super::fuzz_sql(s.as_bytes());
+        }
+
+        #[test]
+        fn mutated_statements(seed in 0..SEEDS.len(), cut in 0usize..120, at in 0usize..120, ins in "[ ()$',;%a-z0-9*+-/=<>.:]{0,6}") {
+            let mut s: Vec<char> = SEEDS[seed].chars().collect();
+            let at = at.min(s.len());
+            let cut = cut.min(s.len() - at).min(4);
+            s.splice(at..at + cut, ins.chars());
+            let text: String = s.into_iter().collect();
+            super::super::fuzz_sql(text.as_bytes());
+        }
+    }
+}
