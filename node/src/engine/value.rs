@@ -102,6 +102,15 @@ impl SqlType {
         }
     }
 
+    /// The type's name without its modifier (`format_type_be`), as messages about
+    /// operators, functions and assignments write it.
+    pub fn base_name(self) -> String {
+        match self {
+            SqlType::Varchar(_) => "character varying".into(),
+            t => t.name(),
+        }
+    }
+
     /// Whether the type is one of the integer types.
     pub fn is_integer(self) -> bool {
         matches!(self, SqlType::Int2 | SqlType::Int4 | SqlType::Int8)

@@ -12,7 +12,8 @@ use walstream_protocol::wire::sqlstate;
 
 use super::error::{at, err, position, unsupported, SqlResult};
 use super::expr::{
-    assignment_error, ident_name, object_name, BindState, Binder, EvalCtx, Ex, Scope, ScopeCol,
+    assignment_error, ident_name, literal_error, object_name, BindState, Binder, EvalCtx, Ex,
+    Scope, ScopeCol,
 };
 use super::query::{
     bind_select, key_bounds, passes, scan_filtered, table_scope, KeyBound, SelectPlan,
@@ -156,7 +157,7 @@ fn bind_assign(
                 if let Value::Text(s) = v {
                     let s = s.clone();
                     *v = crate::engine::value::parse_text(c.ty, &s)
-                        .map_err(|er| at(er.into(), position(sql, e.span())))?;
+                        .map_err(|er| literal_error(er, position(sql, e.span())))?;
                 }
             }
             _ => {}
@@ -419,7 +420,10 @@ fn bind_where(
     let (x, t) = Binder { sql, scope, st, server, no_aggs: Some("WHERE") }.bind(w)?;
     if t != SqlType::Bool && t != SqlType::Unknown {
         return Err(at(
-            err("42804", format!("argument of WHERE must be type boolean, not type {}", t.name())),
+            err(
+                "42804",
+                format!("argument of WHERE must be type boolean, not type {}", t.base_name()),
+            ),
             position(sql, w.span()),
         ));
     }

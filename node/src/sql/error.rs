@@ -100,8 +100,12 @@ pub fn syntax_error(sql: &str, e: &ParserError) -> SqlError {
     });
     if let ParserError::TokenizerError(_) = e {
         if body.contains("Unterminated string literal") {
+            let rest: String = pos.map_or(String::new(), |p| sql.chars().skip(p - 1).collect());
             return at(
-                err(sqlstate::SYNTAX_ERROR, "unterminated quoted string at or near \"'\""),
+                err(
+                    sqlstate::SYNTAX_ERROR,
+                    format!("unterminated quoted string at or near \"{rest}\""),
+                ),
                 pos,
             );
         }

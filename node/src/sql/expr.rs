@@ -191,6 +191,8 @@ pub struct BindState {
     pub aggs: Vec<AggSpec>,
     /// Pre-calls.
     pub pre: Vec<PreCall>,
+    /// Where each column reference was written: (scope index, position).
+    pub col_pos: Vec<(usize, usize)>,
 }
 
 impl BindState {
@@ -252,6 +254,17 @@ pub fn object_name(n: &ObjectName) -> String {
     n.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_default()
 }
 
+/// An input error of a literal: PostgreSQL points at the literal, except for length
+/// checks (a separate coercion step).
+pub fn literal_error(e: crate::engine::EngineError, pos: Option<usize>) -> SqlError {
+    let e: SqlError = e.into();
+    if e.code == "22001" {
+        e
+    } else {
+        at(e, pos)
+    }
+}
+
 /// Binds expressions of one clause.
 pub struct Binder<'a> {
     /// The statement's text (for positions).
@@ -291,7 +304,7 @@ impl Binder<'_> {
             Ex::Const(v) => {
                 if let Value::Text(s) = v {
                     let s = s.clone();
-                    *v = parse_text(target, &s).map_err(|e| at(e.into(), pos))?;
+                    *v = parse_text(target, &s).map_err(|e| literal_error(e, pos))?;
                 }
             }
             _ => {}
@@ -369,7 +382,7 @@ impl Binder<'_> {
                 self.resolve(&mut p, &mut pt, SqlType::Text, None)?;
                 if category(xt) != Category::String || category(pt) != Category::String {
                     return Err(at(
-                        undefined_operator("~~", &xt.name(), Some(&pt.name())),
+                        undefined_operator("~~", &xt.base_name(), Some(&pt.base_name())),
                         self.pos(e),
                     ));
                 }
@@ -391,7 +404,7 @@ impl Binder<'_> {
                     return Ok((x, to));
                 }
                 if let Ex::Const(v) = &x {
-                    let v = cast(v.clone(), xt, to, true).map_err(|er| at(er, self.pos(expr)))?;
+                    let v = cast(v.clone(), xt, to, true)?;
                     return Ok((Ex::Const(v), to));
                 }
                 Ok((Ex::Cast(Box::new(x), xt, to), to))
@@ -465,7 +478,12 @@ impl Binder<'_> {
             }
         }
         match found {
-            Some(i) => Ok((Ex::Col(i), self.scope.cols[i].ty)),
+            Some(i) => {
+                if let Some(p) = self.pos(e) {
+                    self.st.col_pos.push((i, p));
+                }
+                Ok((Ex::Col(i), self.scope.cols[i].ty))
+            }
             None => {
                 let pos = self.pos(e);
                 if let Some(q) = &q {
@@ -523,7 +541,7 @@ impl Binder<'_> {
                 }
                 let (bx, t) = self.bind(x)?;
                 if category(t) != Category::Numeric {
-                    return Err(at(undefined_operator("-", &t.name(), None), self.pos(e)));
+                    return Err(at(undefined_operator("-", &t.base_name(), None), self.pos(e)));
                 }
                 Ok((Ex::Neg(Box::new(bx)), t))
             }
@@ -535,7 +553,10 @@ impl Binder<'_> {
                     return Err(at(
                         err(
                             "42804",
-                            format!("argument of NOT must be type boolean, not type {}", t.name()),
+                            format!(
+                                "argument of NOT must be type boolean, not type {}",
+                                t.base_name()
+                            ),
                         ),
                         self.pos(x),
                     ));
@@ -557,7 +578,7 @@ impl Binder<'_> {
         if cl == cr || l == SqlType::Unknown || r == SqlType::Unknown {
             return Ok(());
         }
-        Err(at(undefined_operator(op, &l.name(), Some(&r.name())), pos))
+        Err(at(undefined_operator(op, &l.base_name(), Some(&r.base_name())), pos))
     }
 
     fn binary(
@@ -583,7 +604,7 @@ impl Binder<'_> {
                                 "42804",
                                 format!(
                                     "argument of {sym} must be type boolean, not type {}",
-                                    t.name()
+                                    t.base_name()
                                 ),
                             ),
                             p,
@@ -624,7 +645,10 @@ impl Binder<'_> {
                     self.resolve(&mut r, &mut rt, SqlType::Text, rp)?;
                 }
                 if category(lt) != Category::String && category(rt) != Category::String {
-                    return Err(at(undefined_operator("||", &lt.name(), Some(&rt.name())), op_pos));
+                    return Err(at(
+                        undefined_operator("||", &lt.base_name(), Some(&rt.base_name())),
+                        op_pos,
+                    ));
                 }
                 Ok((Ex::Bin(Op::Concat, Box::new(l), Box::new(r)), SqlType::Text))
             }
@@ -645,7 +669,10 @@ impl Binder<'_> {
                 let ok = category(lt) == Category::Numeric && category(rt) == Category::Numeric;
                 let ts = lt == SqlType::Timestamptz || rt == SqlType::Timestamptz;
                 if !ok || ts {
-                    return Err(at(undefined_operator(&sym, &lt.name(), Some(&rt.name())), op_pos));
+                    return Err(at(
+                        undefined_operator(&sym, &lt.base_name(), Some(&rt.base_name())),
+                        op_pos,
+                    ));
                 }
                 let ty = numeric_common(lt, rt);
                 let o = match op {
@@ -751,14 +778,14 @@ impl Binder<'_> {
                     SqlType::Int2 | SqlType::Int4 => SqlType::Int8,
                     SqlType::Int8 | SqlType::Numeric => SqlType::Numeric,
                     SqlType::Float8 => SqlType::Float8,
-                    t => return Err(at(undefined_function("sum", &[t.name()]), pos)),
+                    t => return Err(at(undefined_function("sum", &[t.base_name()]), pos)),
                 },
                 AggFn::Avg => match arg_ty {
                     SqlType::Int2 | SqlType::Int4 | SqlType::Int8 | SqlType::Numeric => {
                         SqlType::Numeric
                     }
                     SqlType::Float8 => SqlType::Float8,
-                    t => return Err(at(undefined_function("avg", &[t.name()]), pos)),
+                    t => return Err(at(undefined_function("avg", &[t.base_name()]), pos)),
                 },
                 AggFn::Min | AggFn::Max => arg_ty,
             };
@@ -773,7 +800,7 @@ impl Binder<'_> {
             bound.push((self.bind(a)?, self.pos(a)));
         }
         let names = |b: &[((Ex, SqlType), Option<usize>)]| -> Vec<String> {
-            b.iter().map(|((_, t), _)| t.name()).collect()
+            b.iter().map(|((_, t), _)| t.base_name()).collect()
         };
         let nargs = bound.len();
         let text_arg =
@@ -821,8 +848,8 @@ impl Binder<'_> {
                                 "42804",
                                 format!(
                                     "COALESCE types {} and {} cannot be matched",
-                                    ty.name(),
-                                    t.name()
+                                    ty.base_name(),
+                                    t.base_name()
                                 ),
                             ),
                             pos,
@@ -852,7 +879,7 @@ impl Binder<'_> {
                     bound.pop().unwrap_or(((Ex::Const(Value::Null), SqlType::Unknown), None));
                 self.resolve(&mut x, &mut t, SqlType::Float8, p)?;
                 if category(t) != Category::Numeric {
-                    return Err(at(undefined_function(&name, &[t.name()]), pos));
+                    return Err(at(undefined_function(&name, &[t.base_name()]), pos));
                 }
                 self.st.pre.push(PreCall::Sleep(Ex::Cast(Box::new(x), t, SqlType::Float8)));
                 return Ok((Ex::Pre(self.st.pre.len() - 1), SqlType::Void));
@@ -884,7 +911,7 @@ impl Binder<'_> {
                             if *t == SqlType::Unknown {
                                 "unknown".into()
                             } else {
-                                t.name()
+                                t.base_name()
                             }
                         },
                     )
@@ -1391,8 +1418,8 @@ pub fn assignment_error(col: &str, to: SqlType, from: SqlType) -> SqlError {
         "42804",
         format!(
             "column \"{col}\" is of type {} but expression is of type {}",
-            to.name(),
-            from.name()
+            to.base_name(),
+            from.base_name()
         ),
     )
     .with_hint("You will need to rewrite or cast the expression.")

@@ -219,7 +219,7 @@ pub fn bind_select(
                         }
                     }
                     if !t.is_integer() {
-                        return Err(unsupported(format!("generate_series over {}", t.name())));
+                        return Err(unsupported(format!("generate_series over {}", t.base_name())));
                     }
                     if t == SqlType::Int8 {
                         ty = SqlType::Int8;
@@ -271,7 +271,10 @@ pub fn bind_select(
                 return Err(at(
                     err(
                         "42804",
-                        format!("argument of WHERE must be type boolean, not type {}", t.name()),
+                        format!(
+                            "argument of WHERE must be type boolean, not type {}",
+                            t.base_name()
+                        ),
                     ),
                     position(sql, w.span()),
                 ));
@@ -415,6 +418,7 @@ pub fn bind_select(
     let mut grouped_plan = None;
     if grouped {
         let ng = group_exprs.len();
+        let col_pos = st.col_pos.clone();
         let names: Vec<String> = scope
             .cols
             .iter()
@@ -430,12 +434,15 @@ pub fn bind_select(
                 }
                 match e {
                     Ex::Agg(k) => Ok(Some(Ex::Col(ng + k))),
-                    Ex::Col(i) => Err(err(
-                        "42803",
-                        format!(
-                            "column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function",
-                            names.get(*i).cloned().unwrap_or_default()
+                    Ex::Col(i) => Err(at(
+                        err(
+                            "42803",
+                            format!(
+                                "column \"{}\" must appear in the GROUP BY clause or be used in an aggregate function",
+                                names.get(*i).cloned().unwrap_or_default()
+                            ),
                         ),
+                        col_pos.iter().find(|(c, _)| c == i).map(|(_, p)| *p),
                     )),
                     _ => Ok(None),
                 }

@@ -227,7 +227,12 @@ fn bind_create(
                 }
                 ColumnOption::PrimaryKey(_) => {
                     if pkey.is_some() {
-                        return Err(multiple_pk());
+                        // sqlparser keeps no span for the option: find its keyword
+                        let from = position(sql, c.name.span).unwrap_or(1);
+                        let rest: String =
+                            sql.chars().skip(from - 1).collect::<String>().to_ascii_lowercase();
+                        let pos = rest.find("primary").map(|i| from + rest[..i].chars().count());
+                        return Err(at(multiple_pk(), pos));
                     }
                     pkey = Some(vec![columns.len()]);
                     col.not_null = true;
