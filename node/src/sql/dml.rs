@@ -394,6 +394,14 @@ fn bind_sets(
                 position(sql, n.span()),
             ));
         }
+        if let Expr::Identifier(i) = &a.value {
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") {
+                let c = &def.columns[col];
+                let v = c.default.clone().unwrap_or(Value::Null);
+                sets.push(Assign { col, ex: Ex::Const(v), ty: c.ty });
+                continue;
+            }
+        }
         let mut b = Binder { sql, scope, st, server, no_aggs: Some("UPDATE") };
         sets.push(bind_assign(&mut b, def, col, &a.value, sql)?);
     }

@@ -396,11 +396,12 @@ impl Binder<'_> {
                     type_from_name(&data_type.to_string()).map_err(|er| at(er, self.pos(e)))?;
                 let (mut x, mut xt) = self.bind(expr)?;
                 if xt == SqlType::Unknown {
-                    let p = self.pos(expr);
-                    self.resolve(&mut x, &mut xt, to, p)?;
                     if let (Ex::Const(Value::Text(s)), SqlType::Varchar(n)) = (&mut x, to) {
                         *s = crate::engine::value::varchar_in(s, n, true)?;
+                        return Ok((x, to));
                     }
+                    let p = self.pos(expr);
+                    self.resolve(&mut x, &mut xt, to, p)?;
                     return Ok((x, to));
                 }
                 if let Ex::Const(v) = &x {
@@ -787,7 +788,10 @@ impl Binder<'_> {
                     SqlType::Float8 => SqlType::Float8,
                     t => return Err(at(undefined_function("avg", &[t.base_name()]), pos)),
                 },
-                AggFn::Min | AggFn::Max => arg_ty,
+                AggFn::Min | AggFn::Max => match arg_ty {
+                    SqlType::Varchar(_) => SqlType::Text,
+                    t => t,
+                },
             };
             self.st.aggs.push(AggSpec { func, arg, arg_ty, ty });
             return Ok((Ex::Agg(self.st.aggs.len() - 1), ty));
@@ -819,6 +823,9 @@ impl Binder<'_> {
             ("random", 0) => (Builtin::Random, SqlType::Float8),
             ("version", 0) => (Builtin::Version, SqlType::Text),
             ("md5", 1) if text_arg(self, &mut bound)? => (Builtin::Md5, SqlType::Text),
+            ("length" | "octet_length", 1) if bound[0].0 .1 == SqlType::Bytea => {
+                (Builtin::Length, SqlType::Int4)
+            }
             ("length" | "char_length" | "character_length", 1) if text_arg(self, &mut bound)? => {
                 (Builtin::Length, SqlType::Int4)
             }
@@ -1125,8 +1132,12 @@ fn like(s: &[char], p: &[char]) -> bool {
     pat[pi.min(pat.len())..].iter().all(|x| *x == Pat::Any)
 }
 
+/// The text of a value as a cast to text writes it (booleans as `true`/`false`).
 fn text_of(v: &Value) -> String {
-    v.to_text().unwrap_or_default()
+    match v {
+        Value::Bool(b) => b.to_string(),
+        v => v.to_text().unwrap_or_default(),
+    }
 }
 
 /// The version() string.
@@ -1375,7 +1386,10 @@ fn builtin(f: Builtin, vals: Vec<Value>, cx: &EvalCtx<'_>) -> SqlResult<Value> {
             let d = md5::Md5::digest(text_of(&first).as_bytes());
             Value::Text(d.iter().map(|b| format!("{b:02x}")).collect())
         }
-        Builtin::Length => Value::Int4(text_of(&first).chars().count() as i32),
+        Builtin::Length => match &first {
+            Value::Bytea(b) => Value::Int4(b.len() as i32),
+            v => Value::Int4(text_of(v).chars().count() as i32),
+        },
         Builtin::Lower => Value::Text(text_of(&first).to_lowercase()),
         Builtin::Upper => Value::Text(text_of(&first).to_uppercase()),
         Builtin::CurrentSetting => Value::Text(cx.settings.show(&text_of(&first))?),

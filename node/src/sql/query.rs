@@ -105,7 +105,6 @@ fn column_name(e: &Expr) -> String {
         },
         Expr::Nested(x) => column_name(x),
         Expr::Case { .. } => "case".into(),
-        Expr::Value(v) if matches!(v.value, AstValue::Boolean(_)) => "bool".into(),
         _ => "?column?".into(),
     }
 }
@@ -264,6 +263,8 @@ pub fn bind_select(
                     t = SqlType::Bool;
                 } else if let Ex::Const(Value::Text(s)) = &x {
                     x = Ex::Const(crate::engine::value::parse_text(SqlType::Bool, s)?);
+                    t = SqlType::Bool;
+                } else if let Ex::Const(Value::Null) = &x {
                     t = SqlType::Bool;
                 }
             }

@@ -195,7 +195,10 @@ pub fn cast(v: Value, from: SqlType, to: SqlType, explicit: bool) -> SqlResult<V
     match (cf, ct) {
         (Category::Numeric, Category::Numeric) => return numeric_cast(&v, to),
         (_, Category::String) => {
-            let text = text_out(from, &v).unwrap_or_default();
+            let text = match &v {
+                Value::Bool(b) => b.to_string(),
+                v => text_out(from, v).unwrap_or_default(),
+            };
             return Ok(match to {
                 SqlType::Varchar(n) => Value::Text(varchar_in(&text, n, explicit)?),
                 _ => Value::Text(text),
