@@ -9,9 +9,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use walstream_node::engine::testlog::VolatileLog;
 use walstream_node::engine::{Engine, FIRST_NORMAL_XID};
-use walstream_node::sql::{ServerContext, Session, TestServer};
+use walstream_node::sql::{ServerContext, Session, SqlHandler, TestServer};
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::query::{QueryHandler, QuerySession, SessionInfo};
+use walstream_sender::backend::query::{QuerySession, SessionInfo};
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts};
@@ -41,17 +41,6 @@ impl WalSource for NoWal {
     }
 }
 
-struct Handler {
-    engine: Arc<Engine>,
-    server: Arc<dyn ServerContext>,
-}
-
-impl QueryHandler for Handler {
-    fn session(&self, info: &SessionInfo) -> Box<dyn QuerySession> {
-        Box::new(Session::new(Arc::clone(&self.engine), Arc::clone(&self.server), info.clone()))
-    }
-}
-
 const SCRIPT: &str = "\\set aid random(1, 20)
 BEGIN;
 UPDATE acc SET bal = bal + 1 WHERE aid = :aid;
@@ -64,7 +53,7 @@ END;
 async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
     let engine = Engine::new(FIRST_NORMAL_XID, Arc::new(VolatileLog::default()));
     let server: Arc<dyn ServerContext> = TestServer::new();
-    let handler = Arc::new(Handler { engine: Arc::clone(&engine), server: Arc::clone(&server) });
+    let handler = SqlHandler::new(Arc::clone(&engine), Arc::clone(&server));
     let settings = Settings::default();
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
     let parts = ServerParts {

@@ -1,15 +1,26 @@
 //! SQL: statements parsed by `sqlparser`, bound and executed against the engine.
+//!
+//! - [`session`]: [`Session`], one per connection (the sender's `QuerySession`):
+//!   transaction blocks, SET/SHOW/RESET, DDL, dispatch; [`handler`]: [`SqlHandler`], the
+//!   sender's `QueryHandler` making them.
+//! - [`query`]: SELECT; [`dml`]: INSERT/UPDATE/DELETE; [`expr`]: expressions bound and
+//!   evaluated; [`types`]: type names, casts, result types; [`numeric`]: exact decimals.
+//! - [`server`]: [`ServerContext`], what lives outside the engine (server functions and
+//!   relations, CHECKPOINT, settings), and [`TestServer`] for tests.
+//! - [`guc`]: a session's settings; [`error`]: PostgreSQL's errors.
 
 pub mod dml;
 pub mod error;
 pub mod expr;
 pub mod guc;
+pub mod handler;
 pub mod numeric;
 pub mod query;
 pub mod server;
 pub mod session;
 pub mod types;
 
+pub use handler::SqlHandler;
 pub use server::{RelationColumn, ServerContext, ServerFunction, SyncCommit, TestServer};
 pub use session::Session;
 pub use walstream_sender::backend::query::SessionInfo;

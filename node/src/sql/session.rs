@@ -2,6 +2,7 @@
 //! transaction block (BEGIN/COMMIT/ROLLBACK, 25P02 after an error), SET/SHOW/RESET,
 //! DDL, and the sender's [`QuerySession`] protocol hooks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -99,7 +100,13 @@ pub struct Session {
     info: SessionInfo,
     settings: SessionSettings,
     tx: TxState,
+    /// Parsed statements of recent extended-protocol texts (prepared statements run the
+    /// same text again and again).
+    parsed: HashMap<String, Arc<Vec<Statement>>>,
 }
+
+/// How many texts [`Session`] keeps parsed.
+const PARSED_CACHE: usize = 256;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -289,7 +296,7 @@ impl Session {
     /// A session of backend `info` over `engine`, with what lives outside it from `server`.
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
         let settings = SessionSettings::new(server.settings(), &info.application_name);
-        Session { engine, server, info, settings, tx: TxState::Idle }
+        Session { engine, server, info, settings, tx: TxState::Idle, parsed: HashMap::new() }
     }
 
     /// The session's settings.
@@ -450,12 +457,28 @@ impl Session {
         r
     }
 
+    /// `sql` parsed, from the cache when it was seen before.
+    fn parse_cached(&mut self, sql: &str) -> SqlResult<Arc<Vec<Statement>>> {
+        if let Some(s) = self.parsed.get(sql) {
+            return Ok(Arc::clone(s));
+        }
+        let stmts = Arc::new(parse(sql)?);
+        if sql.len() > 8192 {
+            return Ok(stmts);
+        }
+        if self.parsed.len() >= PARSED_CACHE {
+            self.parsed.clear();
+        }
+        self.parsed.insert(sql.to_string(), Arc::clone(&stmts));
+        Ok(stmts)
+    }
+
     fn describe_inner(
         &mut self,
         sql: &str,
         param_types: &[u32],
     ) -> SqlResult<StatementDescription> {
-        let stmts = parse(sql)?;
+        let stmts = self.parse_cached(sql)?;
         let stmt = match stmts.as_slice() {
             [] => return Ok(StatementDescription { params: param_types.to_vec(), columns: None }),
             [s] => s,
@@ -496,7 +519,7 @@ impl Session {
         if is_checkpoint(sql) {
             return self.checkpoint().await;
         }
-        let stmts = match parse(sql) {
+        let stmts = match self.parse_cached(sql) {
             Ok(s) => s,
             Err(e) => {
                 self.fail_block();

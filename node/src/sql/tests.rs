@@ -268,3 +268,89 @@ mod never_panics {
         }
     }
 }
+
+#[tokio::test]
+async fn a_second_writer_waits_then_rechecks() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = session(&e, &srv);
+    one(&mut a, "CREATE TABLE t (k int PRIMARY KEY, n int)").await;
+    one(&mut a, "INSERT INTO t VALUES (1, 0)").await;
+    assert_eq!(one(&mut a, "BEGIN").await, "BEGIN");
+    assert_eq!(one(&mut a, "UPDATE t SET n = n + 1 WHERE k = 1").await, "UPDATE 1");
+    let mut c = session(&e, &srv);
+    // b's and c's updates wait for a's row lock, then re-check the committed row: b's
+    // WHERE still holds (n + 10 from n = 1), c's no longer does (n = 0 was true before).
+    let waiter = tokio::spawn(async move {
+        let r = one(&mut b, "UPDATE t SET n = n + 10 WHERE k = 1 RETURNING n").await;
+        (r, b)
+    });
+    let stale =
+        tokio::spawn(async move { one(&mut c, "UPDATE t SET n = -1 WHERE k = 1 AND n = 0").await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "the second writer must wait");
+    assert!(!stale.is_finished(), "the third writer must wait");
+    assert_eq!(one(&mut a, "SELECT n FROM t").await, "SELECT 1: 1");
+    assert_eq!(one(&mut a, "COMMIT").await, "COMMIT");
+    let (r, _b) = waiter.await.unwrap();
+    assert_eq!(r, "UPDATE 1: 11");
+    assert_eq!(stale.await.unwrap(), "UPDATE 0");
+    assert_eq!(one(&mut a, "SELECT n FROM t").await, "SELECT 1: 11");
+}
+
+#[tokio::test]
+async fn readers_never_see_uncommitted_rows_and_standbys_refuse_writes() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = session(&e, &srv);
+    one(&mut a, "CREATE TABLE t (k int PRIMARY KEY)").await;
+    one(&mut a, "BEGIN").await;
+    one(&mut a, "INSERT INTO t VALUES (1)").await;
+    assert_eq!(one(&mut b, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+    one(&mut a, "ROLLBACK").await;
+    e.set_read_only(true);
+    assert_eq!(
+        one(&mut b, "INSERT INTO t VALUES (2)").await,
+        "ERROR 25006: cannot execute INSERT in a read-only transaction"
+    );
+    assert_eq!(
+        one(&mut b, "CREATE TABLE u (k int PRIMARY KEY)").await,
+        "ERROR 25006: cannot execute CREATE TABLE in a read-only transaction"
+    );
+    assert_eq!(one(&mut b, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+}
+
+#[tokio::test]
+async fn server_relations_and_unsupported_features() {
+    let (e, srv) = setup();
+    srv.activity
+        .lock()
+        .extend([(7, "psql".to_string(), "active".to_string()), (9, "x".into(), "idle".into())]);
+    *srv.lsn.lock() = 0x1_0000_0028;
+    let mut s = session(&e, &srv);
+    assert_eq!(
+        one(&mut s, "SELECT pid, application_name FROM pg_stat_activity WHERE state = 'idle' OR pid < 8 ORDER BY pid DESC").await,
+        "SELECT 2: 9,x | 7,psql"
+    );
+    assert_eq!(one(&mut s, "SELECT count(*) FROM pg_stat_activity").await, "SELECT 1: 2");
+    assert_eq!(one(&mut s, "SELECT pg_current_wal_lsn()").await, "SELECT 1: 1/28");
+    assert_eq!(
+        one(&mut s, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").await,
+        "SELECT 1: 4294967336"
+    );
+    let d = s.describe("SELECT pg_current_wal_lsn()", &[]).await.unwrap();
+    assert_eq!(d.columns.unwrap()[0].ty.oid(), 3220);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
+    for sql in [
+        "SELECT * FROM t JOIN t u ON true",
+        "SELECT (SELECT 1)",
+        "SELECT 1 UNION SELECT 2",
+        "CREATE TABLE s (k serial PRIMARY KEY)",
+        "CREATE INDEX i ON t (k)",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+    ] {
+        let r = s.simple_query(sql).await.error.unwrap();
+        assert_eq!(r.code, "0A000", "{sql}: {}", r.message);
+        assert!(r.message.ends_with("is not supported"), "{sql}: {}", r.message);
+    }
+}
