@@ -98,7 +98,7 @@ pub struct Session {
     engine: Arc<Engine>,
     server: Arc<dyn ServerContext>,
     info: SessionInfo,
-    settings: SessionSettings,
+    settings: Arc<SessionSettings>,
     tx: TxState,
     /// Parsed statements of recent extended-protocol texts (prepared statements run the
     /// same text again and again).
@@ -295,7 +295,7 @@ impl DataTypeSpan for sqlparser::ast::ColumnDef {
 impl Session {
     /// A session of backend `info` over `engine`, with what lives outside it from `server`.
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
-        let settings = SessionSettings::new(server.settings(), &info.application_name);
+        let settings = Arc::new(SessionSettings::new(server.settings(), &info.application_name));
         Session { engine, server, info, settings, tx: TxState::Idle, parsed: HashMap::new() }
     }
 
@@ -405,12 +405,42 @@ impl Session {
             res.outputs.push(QueryOutput::Empty);
             return res;
         }
+        // postgres.c: several statements in one Query run in one implicit transaction
+        // block, unless they manage transactions themselves.
+        let mut implicit = stmts.len() > 1 && matches!(self.tx, TxState::Idle);
+        if implicit {
+            self.tx = TxState::Block(Box::new(self.engine.begin()), now_ts());
+        }
         for stmt in &stmts {
+            if implicit {
+                match stmt {
+                    Statement::StartTransaction { .. } => {
+                        implicit = false;
+                        res.outputs.push(QueryOutput::Command("BEGIN".into()));
+                        continue;
+                    }
+                    Statement::Commit { .. } | Statement::Rollback { .. } => implicit = false,
+                    _ => {}
+                }
+            }
             match self.run_statement(stmt, sql, None).await {
                 Ok(outs) => res.outputs.extend(outs),
                 Err(e) => {
                     res.error = Some(e);
+                    if implicit {
+                        // the implicit block is rolled back and gone
+                        self.tx = TxState::Idle;
+                        implicit = false;
+                    }
                     break;
+                }
+            }
+        }
+        if implicit {
+            if let TxState::Block(mut txn, _) = std::mem::take(&mut self.tx) {
+                if let Err(e) = txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await
+                {
+                    res.error = Some(e.into());
                 }
             }
         }
@@ -636,6 +666,9 @@ impl Session {
                 for (i, ty) in ptypes.iter().enumerate() {
                     let v = match ps.get(i) {
                         None => Value::Null,
+                        Some(p) if p.format == 1 && *ty == SqlType::Bytea => {
+                            p.value.as_ref().map_or(Value::Null, |b| Value::Bytea(b.to_vec()))
+                        }
                         Some(p) => match p.to_text(i) {
                             Ok(None) => Value::Null,
                             Ok(Some(t)) => match parse_text(*ty, &t) {
@@ -730,7 +763,7 @@ impl Session {
         txn_start: i64,
         stmt_start: i64,
     ) -> SqlResult<Vec<QueryOutput>> {
-        let settings = self.settings.clone();
+        let settings = Arc::clone(&self.settings);
         let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings };
         let pre_vals = self.pre_calls(pre, &cx0).await?;
         let cx = EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings };
@@ -771,8 +804,8 @@ impl Session {
             }
             Plan::Set { name, value } => {
                 match value {
-                    Some(v) => self.settings.set(name, v)?,
-                    None => self.settings.reset(name)?,
+                    Some(v) => Arc::make_mut(&mut self.settings).set(name, v)?,
+                    None => Arc::make_mut(&mut self.settings).reset(name)?,
                 }
                 QueryOutput::Command("SET".into())
             }
@@ -786,8 +819,8 @@ impl Session {
             }
             Plan::Reset(name) => {
                 match name {
-                    Some(n) => self.settings.reset(n)?,
-                    None => self.settings.reset_all(),
+                    Some(n) => Arc::make_mut(&mut self.settings).reset(n)?,
+                    None => Arc::make_mut(&mut self.settings).reset_all(),
                 }
                 QueryOutput::Command("RESET".into())
             }
