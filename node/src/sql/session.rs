@@ -311,9 +311,22 @@ impl Session {
             Statement::Insert(i) => Plan::Insert(Box::new(bind_insert(i, sql, txn, server, st)?)),
             Statement::Update(u) => Plan::Update(bind_update(u, sql, txn, server, st)?),
             Statement::Delete(d) => Plan::Delete(bind_delete(d, sql, txn, server, st)?),
-            Statement::StartTransaction { statements, exception, .. }
+            Statement::StartTransaction { statements, exception, modes, .. }
                 if statements.is_empty() && exception.is_none() =>
             {
+                use sqlparser::ast::{
+                    TransactionAccessMode, TransactionIsolationLevel, TransactionMode,
+                };
+                for m in modes {
+                    match m {
+                        TransactionMode::IsolationLevel(
+                            TransactionIsolationLevel::ReadCommitted
+                            | TransactionIsolationLevel::ReadUncommitted,
+                        )
+                        | TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => {}
+                        other => return Err(unsupported(format!("transaction mode {other}"))),
+                    }
+                }
                 Plan::Begin
             }
             Statement::Commit { chain: false, .. } => Plan::Commit,
