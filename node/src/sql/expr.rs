@@ -1004,18 +1004,7 @@ fn arith(op: Op, ty: SqlType, l: Value, r: Value) -> SqlResult<Value> {
                 Op::Sub(_) => a.checked_sub(b)?,
                 Op::Mul(_) => a.checked_mul(b)?,
                 Op::Div(_) => a.checked_div(b)?,
-                _ => {
-                    if b.m == 0 {
-                        return Err(err("22012", "division by zero"));
-                    }
-                    let s = a.scale.max(b.scale);
-                    let (x, y) = (a.checked_add(Dec::int(0).checked_mul(b)?)?, b);
-                    let q = x.checked_div(y)?;
-                    let qi = Dec { m: q.m / 10i128.pow(q.scale.min(30)), scale: 0 };
-                    let r = x.checked_sub(qi.checked_mul(y)?)?;
-                    let _ = s;
-                    r
-                }
+                _ => a.checked_rem(b)?,
             };
             Ok(Value::Numeric(d.to_text()))
         }

@@ -116,6 +116,16 @@ impl Dec {
         Ok(Dec { m: q, scale: rscale })
     }
 
+    /// `a % b` (truncated, the sign of `a`), at the larger scale.
+    pub fn checked_rem(self, o: Dec) -> SqlResult<Dec> {
+        if o.m == 0 {
+            return Err(err("22012", "division by zero"));
+        }
+        let s = self.scale.max(o.scale);
+        let (a, b) = (self.rescale(s)?, o.rescale(s)?);
+        Ok(Dec { m: a.m % b.m, scale: s })
+    }
+
     /// As a float.
     pub fn to_f64(self) -> f64 {
         self.m as f64 / 10f64.powi(self.scale as i32)
@@ -183,5 +193,11 @@ mod tests {
         assert_eq!(a.checked_mul(Dec::parse("2.00").unwrap()).unwrap().to_text(), "3.000");
         assert_eq!(Dec::parse("-0.05").unwrap().to_text(), "-0.05");
         assert!(Dec::parse("1e5").is_none());
+        let r = |a: &str, b: &str| {
+            Dec::parse(a).unwrap().checked_rem(Dec::parse(b).unwrap()).unwrap().to_text()
+        };
+        assert_eq!(r("7.5", "2"), "1.5");
+        assert_eq!(r("-7.5", "2"), "-1.5");
+        assert_eq!(r("10.25", "3.1"), "0.95");
     }
 }
