@@ -13,6 +13,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("node_change", fuzz::fuzz_change),
     ("node_image", fuzz::fuzz_image),
     ("node_checkpoint_state", fuzz::fuzz_checkpoint_state),
+    ("node_sql", walstream_node::sql::fuzz_sql),
 ];
 
 #[test]

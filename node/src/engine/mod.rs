@@ -40,6 +40,37 @@ pub type Xid = u32;
 /// A boxed future, as [`TxnLog::wait_commit`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// How long a commit waits before the client is told (`synchronous_commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncCommit {
+    /// `off`: don't wait; the WAL writer flushes within `wal_writer_delay`.
+    Off,
+    /// `local`: wait for the local flush.
+    Local,
+    /// `remote_write`: and for synchronous standbys to write it.
+    RemoteWrite,
+    /// `on`: and for synchronous standbys to flush it.
+    #[default]
+    On,
+    /// `remote_apply`: and for synchronous standbys to apply it.
+    RemoteApply,
+}
+
+impl SyncCommit {
+    /// The level a `synchronous_commit` value names (its canonical spellings and
+    /// `guc.c`'s aliases); `None` for anything else.
+    pub fn from_setting(value: &str) -> Option<SyncCommit> {
+        Some(match value.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" | "0" => SyncCommit::Off,
+            "local" => SyncCommit::Local,
+            "remote_write" => SyncCommit::RemoteWrite,
+            "on" | "true" | "yes" | "1" => SyncCommit::On,
+            "remote_apply" => SyncCommit::RemoteApply,
+            _ => return None,
+        })
+    }
+}
+
 /// What the engine needs from the WAL: implemented by the node's WAL writer.
 pub trait TxnLog: Send + Sync + 'static {
     /// Appends records for changes a statement made (not yet flushed). Called at the end of
@@ -60,9 +91,9 @@ pub trait TxnLog: Send + Sync + 'static {
     /// The WAL could not take the record.
     fn log_abort(&self, xid: Xid, now: SystemTime) -> Result<(), EngineError>;
     /// Waits until the commit record at `lsn` is durable as the session's
-    /// synchronous_commit asks; called after the commit became visible, before the
-    /// client is told.
-    fn wait_commit(&self, lsn: u64) -> BoxFuture<'_, Result<(), EngineError>>;
+    /// synchronous_commit (`level`) asks; called after the commit became visible, before
+    /// the client is told.
+    fn wait_commit(&self, lsn: u64, level: SyncCommit) -> BoxFuture<'_, Result<(), EngineError>>;
     /// The current WAL insert position; called just before a transaction's first
     /// `log_changes`, so a checkpoint [`Image`] can say where its redo must start.
     fn insert_lsn(&self) -> u64;
@@ -161,7 +192,6 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod testlog;
+pub mod testlog;
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use super::catalog::{Key, Oid, Row, TableDef};
 use super::change::Change;
 use super::error::EngineError;
 use super::state::{Pending, Slot, State, TableState};
-use super::{Engine, Xid};
+use super::{Engine, SyncCommit, Xid};
 
 /// Loops that wait for another transaction give up after this many waits.
 const MAX_RETRIES: usize = 100_000;
@@ -452,6 +452,19 @@ impl Txn {
     /// # Errors
     /// The WAL failed (the transaction is then aborted) or durability could not be had.
     pub async fn commit(&mut self, now: SystemTime) -> Result<Option<u64>, EngineError> {
+        self.commit_at(now, SyncCommit::On).await
+    }
+
+    /// [`Txn::commit`], waiting for durability as `level` (the session's
+    /// synchronous_commit) asks.
+    ///
+    /// # Errors
+    /// As [`Txn::commit`].
+    pub async fn commit_at(
+        &mut self,
+        now: SystemTime,
+        level: SyncCommit,
+    ) -> Result<Option<u64>, EngineError> {
         if std::mem::replace(&mut self.ended, true) {
             return Ok(None);
         }
@@ -471,7 +484,7 @@ impl Txn {
             self.engine.state.write().finish(xid, lsn.is_ok());
             lsn?
         };
-        self.engine.log.wait_commit(lsn).await?;
+        self.engine.log.wait_commit(lsn, level).await?;
         Ok(Some(lsn))
     }
 

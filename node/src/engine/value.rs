@@ -33,6 +33,18 @@ pub enum SqlType {
     Void,
     /// A literal of unknown type (705), as PostgreSQL types `SELECT 'a'`.
     Unknown,
+    /// `pg_lsn` (3220): values are [`Value::Int8`] holding the LSN's bits.
+    PgLsn,
+    /// A type only the server's functions and views return (`name`, `oid`, `inet`,
+    /// `interval`, `xid`, `record`): values are [`Value::Text`] in its output form.
+    Other {
+        /// The type's oid.
+        oid: u32,
+        /// `pg_type.typlen`.
+        typlen: i16,
+        /// Its name.
+        name: &'static str,
+    },
 }
 
 impl SqlType {
@@ -51,6 +63,8 @@ impl SqlType {
             SqlType::Numeric => 1700,
             SqlType::Void => 2278,
             SqlType::Unknown => 705,
+            SqlType::PgLsn => 3220,
+            SqlType::Other { oid, .. } => oid,
         }
     }
 
@@ -60,8 +74,9 @@ impl SqlType {
             SqlType::Bool => 1,
             SqlType::Int2 => 2,
             SqlType::Int4 | SqlType::Void => 4,
-            SqlType::Int8 | SqlType::Float8 | SqlType::Timestamptz => 8,
+            SqlType::Int8 | SqlType::Float8 | SqlType::Timestamptz | SqlType::PgLsn => 8,
             SqlType::Unknown => -2,
+            SqlType::Other { typlen, .. } => typlen,
             _ => -1,
         }
     }
@@ -82,6 +97,17 @@ impl SqlType {
             SqlType::Numeric => "numeric".into(),
             SqlType::Void => "void".into(),
             SqlType::Unknown => "unknown".into(),
+            SqlType::PgLsn => "pg_lsn".into(),
+            SqlType::Other { name, .. } => name.into(),
+        }
+    }
+
+    /// The type's name without its modifier (`format_type_be`), as messages about
+    /// operators, functions and assignments write it.
+    pub fn base_name(self) -> String {
+        match self {
+            SqlType::Varchar(_) => "character varying".into(),
+            t => t.name(),
         }
     }
 
@@ -111,6 +137,8 @@ impl SqlType {
             SqlType::Numeric => (11, 0),
             SqlType::Void => (12, 0),
             SqlType::Unknown => (13, 0),
+            SqlType::PgLsn => (14, 0),
+            SqlType::Other { oid, .. } => (15, oid),
         }
     }
 
@@ -130,6 +158,7 @@ impl SqlType {
             11 => SqlType::Numeric,
             12 => SqlType::Void,
             13 => SqlType::Unknown,
+            14 => SqlType::PgLsn,
             _ => return None,
         })
     }
@@ -281,11 +310,28 @@ pub fn parse_text(ty: SqlType, s: &str) -> Result<Value, EngineError> {
             Value::Numeric(if v.is_finite() { s.trim().to_string() } else { float8_out(v) })
         }
         SqlType::Void => Value::Null,
+        SqlType::PgLsn => Value::Int8(pg_lsn_in(s).ok_or_else(|| invalid(ty, s))? as i64),
+        SqlType::Other { .. } => Value::Text(s.to_string()),
     })
 }
 
 fn invalid(ty: SqlType, s: &str) -> EngineError {
     EngineError::InvalidText { ty: ty.name(), input: s.to_string() }
+}
+
+/// pg_lsn.c: pg_lsn_in_internal: `X/Y`, each 1 to 8 hex digits.
+fn pg_lsn_in(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    let ok = |p: &str| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit());
+    if !ok(hi) || !ok(lo) {
+        return None;
+    }
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// pg_lsn.c: pg_lsn_out.
+pub fn pg_lsn_out(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 /// numutils.c: pg_strtoint16/32/64, with the range of `ty`.

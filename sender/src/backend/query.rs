@@ -144,6 +144,8 @@ pub enum DatumType {
     Timestamptz,
     /// `numeric` (1700): values are [`Datum::Numeric`].
     Numeric,
+    /// `pg_lsn` (3220): values are [`Datum::PgLsn`]; its binary form is an int8.
+    PgLsn,
     /// A type written in text only (`oid`, `inet`, `pg_lsn`, `timestamptz`, `interval`,
     /// `xid`, `name`); its values are [`Datum::Text`] and binary output is refused.
     TextOnly {
@@ -170,6 +172,7 @@ impl DatumType {
             DatumType::Varchar => 1043,
             DatumType::Timestamptz => 1184,
             DatumType::Numeric => 1700,
+            DatumType::PgLsn => 3220,
             DatumType::TextOnly { oid, .. } => oid,
         }
     }
@@ -191,7 +194,7 @@ impl DatumType {
         match self {
             DatumType::Bool => 1,
             DatumType::Int2 => 2,
-            DatumType::Int8 | DatumType::Float8 | DatumType::Timestamptz => 8,
+            DatumType::Int8 | DatumType::Float8 | DatumType::Timestamptz | DatumType::PgLsn => 8,
             DatumType::Int4 => 4,
             DatumType::Bytea | DatumType::Text | DatumType::Varchar | DatumType::Numeric => -1,
             DatumType::TextOnly { typlen, .. } => typlen,
@@ -222,6 +225,8 @@ pub enum Datum {
     Timestamptz(i64),
     /// `numeric`, in its text form.
     Numeric(String),
+    /// `pg_lsn`.
+    PgLsn(u64),
 }
 
 impl Datum {
@@ -246,6 +251,8 @@ impl Datum {
             Datum::Timestamptz(v) => Bytes::from(text::timestamptz_out(*v)),
             Datum::Numeric(t) if binary => Bytes::from(text::numeric_send(t)?),
             Datum::Numeric(t) => Bytes::from(t.clone()),
+            Datum::PgLsn(v) if binary => Bytes::copy_from_slice(&v.to_be_bytes()),
+            Datum::PgLsn(v) => Bytes::from(format!("{:X}/{:X}", v >> 32, v & 0xFFFF_FFFF)),
             Datum::Bytea(b) if binary => b.clone(),
             Datum::Bytea(b) => {
                 // byteaout with bytea_output = hex
@@ -298,6 +305,10 @@ impl Param {
                 [b] => if *b != 0 { "t" } else { "f" }.to_string(),
                 _ => return Err(bad()),
             },
+            3220 => {
+                let v = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?);
+                format!("{:X}/{:X}", v >> 32, v & 0xFFFF_FFFF)
+            }
             20 => i64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
             21 => i16::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
             701 => text::float8_out(f64::from_bits(u64::from_be_bytes(
@@ -330,6 +341,8 @@ mod tests {
         assert_eq!(Datum::Float8(1.0).encode(1).unwrap().as_ref(), &1f64.to_bits().to_be_bytes());
         assert_eq!(Datum::Timestamptz(0).encode(0).unwrap(), "2000-01-01 00:00:00+00");
         assert_eq!(Datum::Numeric("-0.5".into()).encode(0).unwrap(), "-0.5");
+        assert_eq!(Datum::PgLsn(0x1_0000_00A8).encode(0).unwrap(), "1/A8");
+        assert_eq!(Datum::PgLsn(1).encode(1).unwrap().as_ref(), &[0, 0, 0, 0, 0, 0, 0, 1]);
         assert_eq!(
             Datum::Numeric("-0.5".into()).encode(1).unwrap().as_ref(),
             &[0, 1, 0xff, 0xff, 0x40, 0, 0, 1, 0x13, 0x88]

@@ -1,0 +1,173 @@
+//! [`ServerContext`]: what a session needs from the running server outside the engine:
+//! its initial settings, server functions (`pg_current_wal_lsn()`, ...), server relations
+//! (`pg_stat_replication`, ...), `CHECKPOINT` and whether the server is in recovery.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use walstream_protocol::wire::{sqlstate, ErrorFields};
+
+use crate::engine::{BoxFuture, SqlType, Value};
+use crate::settings::NodeSettings;
+
+pub use crate::engine::SyncCommit;
+
+/// A server function's signature, for describe and type checking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFunction {
+    /// Its argument types, in order (a call with other argument types gets 42883).
+    pub args: Vec<SqlType>,
+    /// Its result type (a record is [`SqlType::Other`] `record`, its value the record's
+    /// text, `(a,b)`).
+    pub returns: SqlType,
+}
+
+/// One column of a server relation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationColumn {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    pub ty: SqlType,
+}
+
+impl RelationColumn {
+    /// A column.
+    pub fn new(name: impl Into<String>, ty: SqlType) -> RelationColumn {
+        RelationColumn { name: name.into(), ty }
+    }
+}
+
+/// What lives outside the engine, as a session sees it. The running node implements it;
+/// [`TestServer`] is a stand-in for tests.
+pub trait ServerContext: Send + Sync + 'static {
+    /// The settings a new session starts from (its SET/SHOW/RESET work on a copy).
+    fn settings(&self) -> NodeSettings;
+
+    /// Whether the server is in recovery (a hot standby): `pg_is_in_recovery()`.
+    fn in_recovery(&self) -> bool;
+
+    /// The server function named `name` (lower case), if there is one.
+    fn function(&self, name: &str) -> Option<ServerFunction>;
+
+    /// Calls server function `name` with `args` (already of its argument types) for the
+    /// session of backend `pid`.
+    ///
+    /// # Errors
+    /// The function's error, as PostgreSQL reports it.
+    fn call<'a>(
+        &'a self,
+        name: &'a str,
+        args: Vec<Value>,
+        pid: i32,
+    ) -> BoxFuture<'a, Result<Value, ErrorFields>>;
+
+    /// The columns of server relation `name` (lower case), if there is one.
+    fn relation(&self, name: &str) -> Option<Vec<RelationColumn>>;
+
+    /// The rows of server relation `name` now, each as long as its columns.
+    ///
+    /// # Errors
+    /// The relation could not be read.
+    fn relation_rows<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Vec<Value>>, ErrorFields>>;
+
+    /// `CHECKPOINT`: returns once the checkpoint is done.
+    ///
+    /// # Errors
+    /// The checkpoint failed.
+    fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>>;
+}
+
+/// A [`ServerContext`] for tests: default settings, `pg_backend_pid()`,
+/// `pg_current_wal_lsn()` (a counter the test sets), `pg_is_in_recovery()`, a
+/// `pg_stat_activity` of the sessions it was told about, and a `CHECKPOINT` counter.
+#[derive(Debug, Default)]
+pub struct TestServer {
+    /// The settings sessions start from.
+    pub settings: NodeSettings,
+    /// What `pg_is_in_recovery()` says.
+    pub recovery: bool,
+    /// What `pg_current_wal_lsn()` says.
+    pub lsn: Mutex<u64>,
+    /// How many `CHECKPOINT`s ran.
+    pub checkpoints: Mutex<u32>,
+    /// Rows of `pg_stat_activity`: (pid, application_name, state).
+    pub activity: Mutex<Vec<(i32, String, String)>>,
+}
+
+impl TestServer {
+    /// A test server with default settings.
+    pub fn new() -> Arc<TestServer> {
+        Arc::new(TestServer::default())
+    }
+}
+
+impl ServerContext for TestServer {
+    fn settings(&self) -> NodeSettings {
+        self.settings.clone()
+    }
+
+    fn in_recovery(&self) -> bool {
+        self.recovery
+    }
+
+    fn function(&self, name: &str) -> Option<ServerFunction> {
+        let f = |args: Vec<SqlType>, returns| Some(ServerFunction { args, returns });
+        match name {
+            "pg_backend_pid" => f(vec![], SqlType::Int4),
+            "pg_current_wal_lsn" => f(vec![], SqlType::PgLsn),
+            "pg_is_in_recovery" => f(vec![], SqlType::Bool),
+            "pg_switch_wal" => f(vec![], SqlType::PgLsn),
+            _ => None,
+        }
+    }
+
+    fn call<'a>(
+        &'a self,
+        name: &'a str,
+        _args: Vec<Value>,
+        pid: i32,
+    ) -> BoxFuture<'a, Result<Value, ErrorFields>> {
+        let v = match name {
+            "pg_backend_pid" => Ok(Value::Int4(pid)),
+            "pg_current_wal_lsn" | "pg_switch_wal" => Ok(Value::Int8(*self.lsn.lock() as i64)),
+            "pg_is_in_recovery" => Ok(Value::Bool(self.recovery)),
+            _ => Err(ErrorFields::error(
+                sqlstate::UNDEFINED_FUNCTION,
+                format!("function {name}() does not exist"),
+            )),
+        };
+        Box::pin(async move { v })
+    }
+
+    fn relation(&self, name: &str) -> Option<Vec<RelationColumn>> {
+        (name == "pg_stat_activity").then(|| {
+            vec![
+                RelationColumn::new("pid", SqlType::Int4),
+                RelationColumn::new("application_name", SqlType::Text),
+                RelationColumn::new("state", SqlType::Text),
+            ]
+        })
+    }
+
+    fn relation_rows<'a>(
+        &'a self,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Vec<Value>>, ErrorFields>> {
+        let rows = self
+            .activity
+            .lock()
+            .iter()
+            .map(|(p, a, s)| vec![Value::Int4(*p), Value::Text(a.clone()), Value::Text(s.clone())])
+            .collect();
+        Box::pin(async move { Ok(rows) })
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>> {
+        *self.checkpoints.lock() += 1;
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,922 @@
+//! [`Session`]: one client connection's SQL: statements parsed, bound and run, the
+//! transaction block (BEGIN/COMMIT/ROLLBACK, 25P02 after an error), SET/SHOW/RESET,
+//! DDL, and the sender's [`QuerySession`] protocol hooks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sqlparser::ast::{
+    ColumnOption, CreateTable, Expr, ObjectType, Reset, Set, Spanned, Statement, TableConstraint,
+    Value as AstValue,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use walstream_protocol::wire::{sqlstate, ErrorFields, Severity, TransactionStatus};
+use walstream_sender::backend::query::{
+    Column, Datum, DatumType, HandlerFuture, Param, QueryOutput, QuerySession, SessionInfo,
+    SimpleQueryResult, StatementDescription,
+};
+
+use super::dml::{bind_delete, bind_insert, bind_update, InsertPlan, ModifyPlan};
+use super::error::{
+    at, err, in_failed_transaction, position, syntax_error, unsupported, SqlResult,
+};
+use super::expr::{ident_name, object_name, BindState, Binder, EvalCtx, Ex, PreCall, Scope};
+use super::guc::SessionSettings;
+use super::query::{bind_select, SelectPlan};
+use super::server::ServerContext;
+use super::types::{cast, datum_type, to_datum, type_from_name};
+use crate::engine::time::timestamp_from_system;
+use crate::engine::value::parse_text;
+use crate::engine::{ColumnDef, Engine, SqlType, TableDef, Txn, Value};
+
+/// Statements longer than this are refused (PostgreSQL's limit is 1 GB; the node's
+/// parser is recursive, so keep it sane).
+const MAX_SQL_LEN: usize = 16 << 20;
+
+/// A statement bound for execution.
+#[derive(Debug)]
+enum Plan {
+    Select(Box<SelectPlan>),
+    Insert(Box<InsertPlan>),
+    Update(ModifyPlan),
+    Delete(ModifyPlan),
+    Begin,
+    Commit,
+    Rollback,
+    Set { name: String, value: Option<String> },
+    Show(String),
+    Reset(Option<String>),
+    CreateTable { def: TableDef, if_not_exists: bool },
+    Drop { names: Vec<String>, if_exists: bool },
+    Truncate(Vec<String>),
+    Discard,
+}
+
+impl Plan {
+    fn columns(&self) -> Option<Vec<(String, SqlType)>> {
+        match self {
+            Plan::Select(p) => Some(p.columns.clone()),
+            Plan::Insert(p) if !p.returning.columns.is_empty() => Some(p.returning.columns.clone()),
+            Plan::Update(p) | Plan::Delete(p) if !p.returning.columns.is_empty() => {
+                Some(p.returning.columns.clone())
+            }
+            Plan::Show(n) => Some(vec![(n.clone(), SqlType::Text)]),
+            _ => None,
+        }
+    }
+
+    /// The command name a read-only transaction refuses, for writes.
+    fn write_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Plan::Insert(_) => "INSERT",
+            Plan::Update(_) => "UPDATE",
+            Plan::Delete(_) => "DELETE",
+            Plan::CreateTable { .. } => "CREATE TABLE",
+            Plan::Drop { .. } => "DROP TABLE",
+            Plan::Truncate(_) => "TRUNCATE TABLE",
+            _ => return None,
+        })
+    }
+}
+
+/// The transaction state.
+#[derive(Debug, Default)]
+enum TxState {
+    /// No transaction block.
+    #[default]
+    Idle,
+    /// In a block: its transaction and start time.
+    Block(Box<Txn>, i64),
+    /// A block that failed: everything but COMMIT/ROLLBACK gets 25P02.
+    Failed,
+}
+
+/// One client connection's SQL over the engine.
+pub struct Session {
+    engine: Arc<Engine>,
+    server: Arc<dyn ServerContext>,
+    info: SessionInfo,
+    settings: Arc<SessionSettings>,
+    tx: TxState,
+    /// Parsed statements of recent extended-protocol texts (prepared statements run the
+    /// same text again and again).
+    parsed: HashMap<String, Arc<Vec<Statement>>>,
+}
+
+/// How many texts [`Session`] keeps parsed.
+const PARSED_CACHE: usize = 256;
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("pid", &self.info.pid)
+            .field("tx", &self.tx)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ts() -> i64 {
+    timestamp_from_system(SystemTime::now())
+}
+
+fn notice(sev: Severity, code: &str, msg: impl Into<String>) -> QueryOutput {
+    QueryOutput::Notice(Box::new(ErrorFields::new(sev, code, msg)))
+}
+
+/// Parses `sql` into statements (CHECKPOINT, which sqlparser does not know, by hand).
+fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
+    if sql.len() > MAX_SQL_LEN {
+        return Err(err("54000", "statement is too long"));
+    }
+    let dialect = PostgreSqlDialect {};
+    Parser::new(&dialect)
+        .with_recursion_limit(200)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| syntax_error(sql, &e))
+}
+
+/// Whether `sql` is `CHECKPOINT` (with an optional `;`).
+fn is_checkpoint(sql: &str) -> bool {
+    let t = sql.trim().trim_end_matches(';').trim();
+    t.eq_ignore_ascii_case("checkpoint")
+}
+
+/// The text of a SET value.
+fn set_value(e: &Expr) -> SqlResult<Option<String>> {
+    Ok(Some(match e {
+        Expr::Value(v) => match &v.value {
+            AstValue::SingleQuotedString(s) | AstValue::EscapedStringLiteral(s) => s.clone(),
+            AstValue::Number(n, _) => n.clone(),
+            AstValue::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+            other => return Err(unsupported(format!("SET value {other}"))),
+        },
+        Expr::Identifier(i)
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") =>
+        {
+            return Ok(None)
+        }
+        Expr::Identifier(i) => ident_name(i),
+        Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr } => {
+            format!("-{}", set_value(expr)?.unwrap_or_default())
+        }
+        other => return Err(unsupported(format!("SET value {other}"))),
+    }))
+}
+
+fn bind_create(
+    ct: &CreateTable,
+    sql: &str,
+    server: &dyn ServerContext,
+    settings: &SessionSettings,
+) -> SqlResult<TableDef> {
+    if ct.query.is_some() {
+        return Err(unsupported("CREATE TABLE AS"));
+    }
+    if ct.temporary || ct.external || ct.or_replace || ct.like.is_some() || ct.clone.is_some() {
+        return Err(unsupported("this CREATE TABLE form"));
+    }
+    let name = object_name(&ct.name);
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut pkey: Option<Vec<usize>> = None;
+    let multiple_pk =
+        || err("42P16", format!("multiple primary keys for table \"{name}\" are not allowed"));
+    for c in &ct.columns {
+        let cname = ident_name(&c.name);
+        if columns.iter().any(|x| x.name == cname) {
+            return Err(err("42701", format!("column \"{cname}\" specified more than once")));
+        }
+        let ty = type_from_name(&c.data_type.to_string())
+            .map_err(|e| at(e, position(sql, c.data_type_span(sql))))?;
+        let mut col = ColumnDef { name: cname.clone(), ty, not_null: false, default: None };
+        for o in &c.options {
+            match &o.option {
+                ColumnOption::NotNull => col.not_null = true,
+                ColumnOption::Null => {}
+                ColumnOption::Default(e) => {
+                    let empty = Scope::default();
+                    let mut st = BindState::default();
+                    let (x, t) = Binder {
+                        sql,
+                        scope: &empty,
+                        st: &mut st,
+                        server,
+                        no_aggs: Some("DEFAULT expressions"),
+                    }
+                    .bind(e)?;
+                    let constant = matches!(x, Ex::Const(_))
+                        || (x.is_row_free() && st.pre.is_empty() && st.params.is_empty() && {
+                            let mut pure = true;
+                            x.walk(&mut |n| {
+                                if matches!(n, Ex::Func(..)) {
+                                    pure = false
+                                }
+                            });
+                            pure
+                        });
+                    if !constant {
+                        return Err(unsupported("non-constant DEFAULT expressions"));
+                    }
+                    let cx =
+                        EvalCtx { params: &[], pre: &[], txn_start: 0, stmt_start: 0, settings };
+                    let v = x.eval(&[], &cx)?;
+                    let v = if t == SqlType::Unknown {
+                        match v {
+                            Value::Text(s) => parse_text(ty, &s)?,
+                            v => v,
+                        }
+                    } else {
+                        cast(v, t, ty, false)?
+                    };
+                    col.default = Some(v);
+                }
+                ColumnOption::PrimaryKey(_) => {
+                    if pkey.is_some() {
+                        // sqlparser keeps no span for the option: find its keyword
+                        let from = position(sql, c.name.span).unwrap_or(1);
+                        let rest: String =
+                            sql.chars().skip(from - 1).collect::<String>().to_ascii_lowercase();
+                        let pos = rest.find("primary").map(|i| from + rest[..i].chars().count());
+                        return Err(at(multiple_pk(), pos));
+                    }
+                    pkey = Some(vec![columns.len()]);
+                    col.not_null = true;
+                }
+                other => return Err(unsupported(format!("column constraint {other}"))),
+            }
+        }
+        columns.push(col);
+    }
+    for tc in &ct.constraints {
+        match tc {
+            TableConstraint::PrimaryKey(pk) => {
+                if pkey.is_some() {
+                    return Err(multiple_pk());
+                }
+                let mut idx = Vec::new();
+                for ic in &pk.columns {
+                    let Expr::Identifier(i) = &ic.column.expr else {
+                        return Err(unsupported("expressions in PRIMARY KEY"));
+                    };
+                    let n = ident_name(i);
+                    let k = columns.iter().position(|c| c.name == n).ok_or_else(|| {
+                        at(
+                            err(
+                                sqlstate::UNDEFINED_COLUMN,
+                                format!("column \"{n}\" named in key does not exist"),
+                            ),
+                            position(sql, i.span),
+                        )
+                    })?;
+                    columns[k].not_null = true;
+                    idx.push(k);
+                }
+                pkey = Some(idx);
+            }
+            other => return Err(unsupported(format!("table constraint {other}"))),
+        }
+    }
+    let Some(pkey) = pkey else { return Err(unsupported("a table without a primary key")) };
+    Ok(TableDef { oid: 0, name, columns, pkey })
+}
+
+trait DataTypeSpan {
+    fn data_type_span(&self, sql: &str) -> sqlparser::tokenizer::Span;
+}
+
+impl DataTypeSpan for sqlparser::ast::ColumnDef {
+    fn data_type_span(&self, _sql: &str) -> sqlparser::tokenizer::Span {
+        self.name.span
+    }
+}
+
+impl Session {
+    /// A session of backend `info` over `engine`, with what lives outside it from `server`.
+    pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
+        let settings = Arc::new(SessionSettings::new(server.settings(), &info.application_name));
+        Session { engine, server, info, settings, tx: TxState::Idle, parsed: HashMap::new() }
+    }
+
+    /// The session's settings.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    fn bind(&self, stmt: &Statement, sql: &str, txn: &Txn, st: &mut BindState) -> SqlResult<Plan> {
+        let server = self.server.as_ref();
+        Ok(match stmt {
+            Statement::Query(q) => Plan::Select(Box::new(bind_select(q, sql, txn, server, st)?)),
+            Statement::Insert(i) => Plan::Insert(Box::new(bind_insert(i, sql, txn, server, st)?)),
+            Statement::Update(u) => Plan::Update(bind_update(u, sql, txn, server, st)?),
+            Statement::Delete(d) => Plan::Delete(bind_delete(d, sql, txn, server, st)?),
+            Statement::StartTransaction { statements, exception, modes, .. }
+                if statements.is_empty() && exception.is_none() =>
+            {
+                use sqlparser::ast::{
+                    TransactionAccessMode, TransactionIsolationLevel, TransactionMode,
+                };
+                for m in modes {
+                    match m {
+                        TransactionMode::IsolationLevel(
+                            TransactionIsolationLevel::ReadCommitted
+                            | TransactionIsolationLevel::ReadUncommitted,
+                        )
+                        | TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => {}
+                        other => return Err(unsupported(format!("transaction mode {other}"))),
+                    }
+                }
+                Plan::Begin
+            }
+            Statement::Commit { chain: false, .. } => Plan::Commit,
+            Statement::Rollback { chain: false, savepoint: None } => Plan::Rollback,
+            Statement::Set(Set::SingleAssignment { variable, values, .. }) => {
+                let name = object_name(variable);
+                let value = match values.as_slice() {
+                    [v] => set_value(v)?,
+                    vs => {
+                        let parts = vs
+                            .iter()
+                            .map(|v| set_value(v).map(Option::unwrap_or_default))
+                            .collect::<SqlResult<Vec<_>>>()?;
+                        Some(parts.join(", "))
+                    }
+                };
+                Plan::Set { name, value }
+            }
+            Statement::Set(Set::SetTimeZone { value, .. }) => {
+                Plan::Set { name: "TimeZone".into(), value: set_value(value)? }
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");
+                let name = match name.as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "TimeZone".to_string(),
+                    "all" => return Err(unsupported("SHOW ALL")),
+                    _ => name,
+                };
+                self.settings.show(&name)?;
+                let shown =
+                    if name == "TimeZone" { "TimeZone".to_string() } else { name.to_lowercase() };
+                Plan::Show(shown)
+            }
+            Statement::Reset(r) => match &r.reset {
+                Reset::ALL => Plan::Reset(None),
+                Reset::ConfigurationParameter(n) => Plan::Reset(Some(object_name(n))),
+                Reset::SessionAuthorization => {
+                    return Err(unsupported("RESET SESSION AUTHORIZATION"))
+                }
+            },
+            Statement::CreateTable(ct) => {
+                let def = bind_create(ct, sql, server, &self.settings)?;
+                Plan::CreateTable { def, if_not_exists: ct.if_not_exists }
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                cascade: false,
+                temporary: false,
+                ..
+            } => {
+                Plan::Drop { names: names.iter().map(object_name).collect(), if_exists: *if_exists }
+            }
+            Statement::Truncate(t)
+                if t.partitions.is_none() && !t.if_exists && t.on_cluster.is_none() =>
+            {
+                Plan::Truncate(t.table_names.iter().map(|n| object_name(&n.name)).collect())
+            }
+            Statement::Discard { .. } => Plan::Discard,
+            other => {
+                let first = other.to_string();
+                let word = first.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                return Err(at(unsupported(word), position(sql, other.span())));
+            }
+        })
+    }
+
+    /// Runs every statement of `sql` (the simple query protocol).
+    pub async fn run_simple(&mut self, sql: &str) -> SimpleQueryResult {
+        let mut res = SimpleQueryResult::default();
+        if is_checkpoint(sql) {
+            match self.checkpoint().await {
+                Ok(o) => res.outputs.push(o),
+                Err(e) => res.error = Some(e),
+            }
+            return res;
+        }
+        let stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_block();
+                res.error = Some(e);
+                return res;
+            }
+        };
+        if stmts.is_empty() {
+            res.outputs.push(QueryOutput::Empty);
+            return res;
+        }
+        // postgres.c: several statements in one Query run in one implicit transaction
+        // block, unless they manage transactions themselves.
+        let mut implicit = stmts.len() > 1 && matches!(self.tx, TxState::Idle);
+        if implicit {
+            self.tx = TxState::Block(Box::new(self.engine.begin()), now_ts());
+        }
+        for stmt in &stmts {
+            if implicit {
+                match stmt {
+                    Statement::StartTransaction { .. } => {
+                        implicit = false;
+                        res.outputs.push(QueryOutput::Command("BEGIN".into()));
+                        continue;
+                    }
+                    Statement::Commit { .. } | Statement::Rollback { .. } => implicit = false,
+                    _ => {}
+                }
+            }
+            match self.run_statement(stmt, sql, None).await {
+                Ok(outs) => res.outputs.extend(outs),
+                Err(e) => {
+                    res.error = Some(e);
+                    if implicit {
+                        // the implicit block is rolled back and gone
+                        self.tx = TxState::Idle;
+                        implicit = false;
+                    }
+                    break;
+                }
+            }
+        }
+        if implicit {
+            if let TxState::Block(mut txn, _) = std::mem::take(&mut self.tx) {
+                if let Err(e) = txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await
+                {
+                    res.error = Some(e.into());
+                }
+            }
+        }
+        res
+    }
+
+    fn fail_block(&mut self) {
+        self.tx = match std::mem::take(&mut self.tx) {
+            TxState::Block(mut txn, _) => {
+                let _ = txn.rollback(SystemTime::now());
+                TxState::Failed
+            }
+            other => other,
+        };
+    }
+
+    async fn checkpoint(&mut self) -> SqlResult<QueryOutput> {
+        if matches!(self.tx, TxState::Failed) {
+            return Err(in_failed_transaction());
+        }
+        if self.server.in_recovery() || self.engine.is_read_only() {
+            // PostgreSQL runs a restartpoint on a standby; the server decides.
+        }
+        self.server.checkpoint().await?;
+        Ok(QueryOutput::Command("CHECKPOINT".into()))
+    }
+
+    /// Describes one statement (the extended protocol's Parse).
+    ///
+    /// # Errors
+    /// Syntax and analysis errors; 25P02 in a failed block.
+    pub fn describe_sql(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> SqlResult<StatementDescription> {
+        if is_checkpoint(sql) {
+            return Ok(StatementDescription { params: Vec::new(), columns: None });
+        }
+        let r = self.describe_inner(sql, param_types);
+        if r.is_err() {
+            self.fail_block();
+        }
+        r
+    }
+
+    /// `sql` parsed, from the cache when it was seen before.
+    fn parse_cached(&mut self, sql: &str) -> SqlResult<Arc<Vec<Statement>>> {
+        if let Some(s) = self.parsed.get(sql) {
+            return Ok(Arc::clone(s));
+        }
+        let stmts = Arc::new(parse(sql)?);
+        if sql.len() > 8192 {
+            return Ok(stmts);
+        }
+        if self.parsed.len() >= PARSED_CACHE {
+            self.parsed.clear();
+        }
+        self.parsed.insert(sql.to_string(), Arc::clone(&stmts));
+        Ok(stmts)
+    }
+
+    fn describe_inner(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> SqlResult<StatementDescription> {
+        let stmts = self.parse_cached(sql)?;
+        let stmt = match stmts.as_slice() {
+            [] => return Ok(StatementDescription { params: param_types.to_vec(), columns: None }),
+            [s] => s,
+            _ => {
+                return Err(err(
+                    sqlstate::SYNTAX_ERROR,
+                    "cannot insert multiple commands into a prepared statement",
+                ))
+            }
+        };
+        if matches!(self.tx, TxState::Failed)
+            && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. })
+        {
+            return Err(in_failed_transaction());
+        }
+        let mut st = BindState::new(param_types)?;
+        let plan = match &self.tx {
+            TxState::Block(txn, _) => self.bind(stmt, sql, txn, &mut st)?,
+            _ => {
+                let txn = self.engine.begin();
+                self.bind(stmt, sql, &txn, &mut st)?
+            }
+        };
+        let columns = plan
+            .columns()
+            .map(|cols| cols.into_iter().map(|(n, t)| Column::new(n, datum_type(t))).collect());
+        Ok(StatementDescription {
+            params: st.param_types().into_iter().map(SqlType::oid).collect(),
+            columns,
+        })
+    }
+
+    /// Runs one statement with bound parameters (the extended protocol's Execute).
+    ///
+    /// # Errors
+    /// The statement's error.
+    pub async fn execute_sql(&mut self, sql: &str, params: &[Param]) -> SqlResult<QueryOutput> {
+        if is_checkpoint(sql) {
+            return self.checkpoint().await;
+        }
+        let stmts = match self.parse_cached(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail_block();
+                return Err(e);
+            }
+        };
+        let Some(stmt) = stmts.first() else { return Ok(QueryOutput::Empty) };
+        let outs = self.run_statement(stmt, sql, Some(params)).await?;
+        Ok(outs
+            .into_iter()
+            .rfind(|o| !matches!(o, QueryOutput::Notice(_)))
+            .unwrap_or(QueryOutput::Empty))
+    }
+
+    async fn run_statement(
+        &mut self,
+        stmt: &Statement,
+        sql: &str,
+        params: Option<&[Param]>,
+    ) -> SqlResult<Vec<QueryOutput>> {
+        let failed = matches!(self.tx, TxState::Failed);
+        if failed && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. }) {
+            return Err(in_failed_transaction());
+        }
+        let r = self.run_inner(stmt, sql, params).await;
+        if r.is_err() {
+            self.fail_block();
+        }
+        r
+    }
+
+    async fn run_inner(
+        &mut self,
+        stmt: &Statement,
+        sql: &str,
+        params: Option<&[Param]>,
+    ) -> SqlResult<Vec<QueryOutput>> {
+        let types: Vec<u32> =
+            params.map(|p| p.iter().map(|x| x.type_oid).collect()).unwrap_or_default();
+        let mut st = BindState::new(&types)?;
+        let (mut txn, start, implicit) = match std::mem::take(&mut self.tx) {
+            TxState::Block(t, s) => (t, s, false),
+            TxState::Failed => {
+                // only COMMIT / ROLLBACK get here
+                self.tx = TxState::Idle;
+                return Ok(vec![QueryOutput::Command("ROLLBACK".into())]);
+            }
+            TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true),
+        };
+        let plan = match self.bind(stmt, sql, &txn, &mut st) {
+            Ok(p) => p,
+            Err(e) => {
+                if !implicit {
+                    self.tx = TxState::Block(txn, start);
+                }
+                return Err(e);
+            }
+        };
+        // transaction control
+        match plan {
+            Plan::Begin => {
+                if implicit {
+                    self.tx = TxState::Block(txn, now_ts());
+                    return Ok(vec![QueryOutput::Command("BEGIN".into())]);
+                }
+                self.tx = TxState::Block(txn, start);
+                return Ok(vec![
+                    notice(
+                        Severity::Warning,
+                        "25001",
+                        "there is already a transaction in progress",
+                    ),
+                    QueryOutput::Command("BEGIN".into()),
+                ]);
+            }
+            Plan::Commit | Plan::Rollback => {
+                let tag = if matches!(plan, Plan::Commit) { "COMMIT" } else { "ROLLBACK" };
+                if implicit {
+                    return Ok(vec![
+                        notice(Severity::Warning, "25P01", "there is no transaction in progress"),
+                        QueryOutput::Command(tag.into()),
+                    ]);
+                }
+                if matches!(plan, Plan::Commit) {
+                    txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                } else {
+                    txn.rollback(SystemTime::now())?;
+                }
+                return Ok(vec![QueryOutput::Command(tag.into())]);
+            }
+            _ => {}
+        }
+        if let Some(w) = plan.write_name() {
+            if self.engine.is_read_only() || self.server.in_recovery() {
+                if !implicit {
+                    self.tx = TxState::Block(txn, start);
+                }
+                return Err(err("25006", format!("cannot execute {w} in a read-only transaction")));
+            }
+        }
+        // parameters
+        let ptypes = st.param_types();
+        let mut pvals = Vec::with_capacity(ptypes.len());
+        match params {
+            None => {
+                if !ptypes.is_empty() {
+                    if !implicit {
+                        self.tx = TxState::Block(txn, start);
+                    }
+                    return Err(err("42P02", "there is no parameter $1"));
+                }
+            }
+            Some(ps) => {
+                for (i, ty) in ptypes.iter().enumerate() {
+                    let v = match ps.get(i) {
+                        None => Value::Null,
+                        Some(p) if p.format == 1 && *ty == SqlType::Bytea => {
+                            p.value.as_ref().map_or(Value::Null, |b| Value::Bytea(b.to_vec()))
+                        }
+                        Some(p) => match p.to_text(i) {
+                            Ok(None) => Value::Null,
+                            Ok(Some(t)) => match parse_text(*ty, &t) {
+                                Ok(v) => v,
+                                Err(e) => {
+                                    if !implicit {
+                                        self.tx = TxState::Block(txn, start);
+                                    }
+                                    return Err(e.into());
+                                }
+                            },
+                            Err(e) => {
+                                if !implicit {
+                                    self.tx = TxState::Block(txn, start);
+                                }
+                                return Err(e);
+                            }
+                        },
+                    };
+                    pvals.push(v);
+                }
+            }
+        }
+        let stmt_start = now_ts();
+        let txn_start = if implicit { stmt_start } else { start };
+        let result = self.exec(&plan, &mut txn, &st.pre, &pvals, txn_start, stmt_start).await;
+        let result = match result {
+            Ok(o) => txn.end_statement().map(|_| o).map_err(ErrorFields::from),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(outs) => {
+                if implicit {
+                    txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                } else {
+                    self.tx = TxState::Block(txn, start);
+                }
+                Ok(outs)
+            }
+            Err(e) => {
+                txn.discard_statement();
+                let _ = txn.rollback(SystemTime::now());
+                if !implicit {
+                    self.tx = TxState::Failed;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn pre_calls(&self, pre: &[PreCall], cx: &EvalCtx<'_>) -> SqlResult<Vec<Value>> {
+        let mut out = Vec::with_capacity(pre.len());
+        for p in pre {
+            let cx2 = EvalCtx {
+                params: cx.params,
+                pre: &out,
+                txn_start: cx.txn_start,
+                stmt_start: cx.stmt_start,
+                settings: cx.settings,
+            };
+            match p {
+                PreCall::Server { name, args } => {
+                    if args.iter().any(|a| !a.is_row_free()) {
+                        return Err(unsupported(format!("{name}() over table columns")));
+                    }
+                    let vals =
+                        args.iter().map(|a| a.eval(&[], &cx2)).collect::<SqlResult<Vec<_>>>()?;
+                    out.push(self.server.call(name, vals, self.info.pid).await?);
+                }
+                PreCall::Sleep(x) => {
+                    if !x.is_row_free() {
+                        return Err(unsupported("pg_sleep() over table columns"));
+                    }
+                    let secs = x.eval(&[], &cx2)?.as_f64().unwrap_or(0.0);
+                    if secs > 0.0 && secs.is_finite() {
+                        tokio::time::sleep(std::time::Duration::from_secs_f64(secs.min(86_400.0)))
+                            .await;
+                    }
+                    out.push(Value::Text(String::new()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn exec(
+        &mut self,
+        plan: &Plan,
+        txn: &mut Txn,
+        pre: &[PreCall],
+        params: &[Value],
+        txn_start: i64,
+        stmt_start: i64,
+    ) -> SqlResult<Vec<QueryOutput>> {
+        let settings = Arc::clone(&self.settings);
+        let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings };
+        let pre_vals = self.pre_calls(pre, &cx0).await?;
+        let cx = EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings };
+        let server = Arc::clone(&self.server);
+        let rows_out = |cols: Vec<(String, SqlType)>, rows: Vec<Vec<Value>>, tag: String| {
+            let datums = rows
+                .iter()
+                .map(|r| r.iter().zip(&cols).map(|(v, (_, t))| to_datum(*t, v)).collect())
+                .collect();
+            QueryOutput::Rows {
+                columns: cols.into_iter().map(|(n, t)| Column::new(n, datum_type(t))).collect(),
+                rows: datums,
+                tag,
+            }
+        };
+        Ok(vec![match plan {
+            Plan::Select(p) => {
+                let rows = p.run(txn, server.as_ref(), &cx).await?;
+                let tag = format!("SELECT {}", rows.len());
+                rows_out(p.columns.clone(), rows, tag)
+            }
+            Plan::Insert(p) => {
+                let r = p.run(txn, server.as_ref(), &cx).await?;
+                let tag = format!("INSERT 0 {}", r.count);
+                match p.returning.columns.is_empty() {
+                    true => QueryOutput::Command(tag),
+                    false => rows_out(p.returning.columns.clone(), r.rows, tag),
+                }
+            }
+            Plan::Update(p) | Plan::Delete(p) => {
+                let r = p.run(txn, &cx).await?;
+                let verb = if matches!(plan, Plan::Update(_)) { "UPDATE" } else { "DELETE" };
+                let tag = format!("{verb} {}", r.count);
+                match p.returning.columns.is_empty() {
+                    true => QueryOutput::Command(tag),
+                    false => rows_out(p.returning.columns.clone(), r.rows, tag),
+                }
+            }
+            Plan::Set { name, value } => {
+                match value {
+                    Some(v) => Arc::make_mut(&mut self.settings).set(name, v)?,
+                    None => Arc::make_mut(&mut self.settings).reset(name)?,
+                }
+                QueryOutput::Command("SET".into())
+            }
+            Plan::Show(name) => {
+                let v = self.settings.show(name)?;
+                QueryOutput::Rows {
+                    columns: vec![Column::new(name.clone(), DatumType::Text)],
+                    rows: vec![vec![Datum::Text(v)]],
+                    tag: "SHOW".into(),
+                }
+            }
+            Plan::Reset(name) => {
+                match name {
+                    Some(n) => Arc::make_mut(&mut self.settings).reset(n)?,
+                    None => Arc::make_mut(&mut self.settings).reset_all(),
+                }
+                QueryOutput::Command("RESET".into())
+            }
+            Plan::CreateTable { def, if_not_exists } => {
+                let name = def.name.clone();
+                match txn.create_table(def.clone(), *if_not_exists).await? {
+                    Some(_) => QueryOutput::Command("CREATE TABLE".into()),
+                    None => {
+                        return Ok(vec![
+                            notice(
+                                Severity::Notice,
+                                "42P07",
+                                format!("relation \"{name}\" already exists, skipping"),
+                            ),
+                            QueryOutput::Command("CREATE TABLE".into()),
+                        ])
+                    }
+                }
+            }
+            Plan::Drop { names, if_exists } => {
+                let mut outs = Vec::new();
+                for n in names {
+                    let dropped = txn.drop_table(n, *if_exists).await.map_err(|e| match e {
+                        crate::engine::EngineError::UndefinedTable(t) => {
+                            err("42P01", format!("table \"{t}\" does not exist"))
+                        }
+                        e => e.into(),
+                    })?;
+                    if dropped.is_none() {
+                        outs.push(notice(
+                            Severity::Notice,
+                            "00000",
+                            format!("table \"{n}\" does not exist, skipping"),
+                        ));
+                    }
+                }
+                outs.push(QueryOutput::Command("DROP TABLE".into()));
+                return Ok(outs);
+            }
+            Plan::Truncate(names) => {
+                for n in names {
+                    let def = txn.table(n)?;
+                    txn.truncate(def.oid).await?;
+                }
+                QueryOutput::Command("TRUNCATE TABLE".into())
+            }
+            Plan::Discard => QueryOutput::Command("DISCARD ALL".into()),
+            Plan::Begin | Plan::Commit | Plan::Rollback => QueryOutput::Empty,
+        }])
+    }
+
+    /// The transaction status ReadyForQuery reports.
+    pub fn status(&self) -> TransactionStatus {
+        match self.tx {
+            TxState::Idle => TransactionStatus::Idle,
+            TxState::Block(..) => TransactionStatus::InTransaction,
+            TxState::Failed => TransactionStatus::Failed,
+        }
+    }
+}
+
+impl QuerySession for Session {
+    fn simple_query<'a>(&'a mut self, sql: &'a str) -> HandlerFuture<'a, SimpleQueryResult> {
+        Box::pin(self.run_simple(sql))
+    }
+
+    fn describe<'a>(
+        &'a mut self,
+        sql: &'a str,
+        param_types: &'a [u32],
+    ) -> HandlerFuture<'a, Result<StatementDescription, ErrorFields>> {
+        Box::pin(async move { self.describe_sql(sql, param_types) })
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [Param],
+    ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>> {
+        Box::pin(self.execute_sql(sql, params))
+    }
+
+    fn transaction_status(&self) -> TransactionStatus {
+        self.status()
+    }
+}
