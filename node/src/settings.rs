@@ -86,6 +86,7 @@ const DEFS: &[Def] = &[
         default: "on",
     },
     Def { name: "fsync", kind: Kind::Bool, context: Context::Sighup, default: "on" },
+    Def { name: "wal_segment_size", kind: Kind::Str, context: Context::Internal, default: "16MB" },
     Def {
         name: "wal_writer_delay",
         kind: Kind::Int { unit: Unit::Ms, min: 1, max: 10_000 },
@@ -340,6 +341,11 @@ impl NodeSettings {
             Some(def) => self.values.get(def.name).cloned(),
             None => self.sender.show(name),
         }
+    }
+
+    /// `wal_segment_size`, fixed by the cluster's control file.
+    pub fn set_wal_segment_size(&mut self, seg_size: walstream_protocol::WalSegSize) {
+        self.values.insert("wal_segment_size", seg_size.show());
     }
 
     /// The sender's part (connections, walsenders, slots, timeouts, retention).

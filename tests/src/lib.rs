@@ -22,6 +22,7 @@
 
 pub mod cluster;
 pub mod fuzz;
+pub mod node;
 pub mod process;
 pub mod proxy;
 pub mod rawclient;

@@ -4,6 +4,7 @@
 //! postmaster while the checkpointer and WAL writer tasks run; at shutdown it takes the
 //! shutdown checkpoint.
 
+mod context;
 mod tasks;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use walstream_protocol::{Lsn, TimeLineId};
 use walstream_receiver::stream::WalObserver;
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
@@ -32,11 +32,13 @@ use crate::datadir::{DataDir, LockFile, SignalMode};
 use crate::engine::Engine;
 use crate::error::NodeError;
 use crate::settings::NodeSettings;
+use crate::sql::SqlHandler;
 use crate::standby::{
     start_walreceiver, StandbyApplier, StreamStart, WalReceiverHandle, WalReceiverOptions,
 };
 use crate::startup::{open_database, recover, RecoveryReport, StartOptions};
 use crate::xlog::{DbState, WalWriter};
+use context::{NodeContext, Side};
 
 pub use tasks::CheckpointRequest;
 
@@ -80,7 +82,7 @@ enum Role {
         background: Vec<JoinHandle<()>>,
     },
     /// A hot standby: the walreceiver and replay.
-    Standby { receiver: WalReceiverHandle, task: JoinHandle<()>, cancel: CancellationToken },
+    Standby { receiver: Arc<WalReceiverHandle>, task: JoinHandle<()>, cancel: CancellationToken },
 }
 
 /// Whether a node runs as a primary or a standby.
@@ -218,7 +220,7 @@ impl Node {
             let cancel = CancellationToken::new();
             let observer = Arc::new(CascadeObserver(source.clone()));
             let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
-            (engine, report, source, Role::Standby { receiver, task, cancel })
+            (engine, report, source, Role::Standby { receiver: Arc::new(receiver), task, cancel })
         } else {
             let db = tokio::task::spawn_blocking(move || {
                 open_database(&path, StartOptions { fsync }, now)
@@ -281,7 +283,24 @@ impl Node {
         };
 
         let registry = Registry::new();
-        let handler = query_handler(&settings, source.clone(), registry.clone());
+        let control = crate::xlog::ControlFile::read(dir.path())?;
+        let side = match &role {
+            Role::Primary { writer, checkpoints, .. } => {
+                Side::Primary { writer: writer.clone(), checkpoints: checkpoints.clone() }
+            }
+            Role::Standby { receiver, .. } => Side::Standby { receiver: receiver.clone() },
+        };
+        let mut session_settings = settings.clone();
+        session_settings.set_wal_segment_size(control.seg_size);
+        let context = NodeContext {
+            settings: session_settings,
+            registry: registry.clone(),
+            slots: slots.clone(),
+            seg_size: control.seg_size,
+            timeline: control.timeline(),
+            side,
+        };
+        let handler: Arc<dyn QueryHandler> = SqlHandler::new(engine.clone(), Arc::new(context));
         let hba = HbaFile::load(&dir.path().join("pg_hba.conf"))
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let roles = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
@@ -459,22 +478,6 @@ impl Node {
             }
         }
     }
-}
-
-/// The handler that answers SQL on ordinary connections.
-fn query_handler(
-    settings: &NodeSettings,
-    source: Arc<DirWalSource>,
-    registry: Arc<Registry>,
-) -> Arc<dyn QueryHandler> {
-    let settings = settings.clone();
-    Arc::new(ServeHandler::new(
-        Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
-            "wal_segment_size" => Some(source.seg_size().show()),
-            other => settings.show(other),
-        }),
-        registry,
-    ))
 }
 
 #[cfg(test)]

@@ -893,7 +893,7 @@ impl Binder<'_> {
             }
             _ => {
                 if let Some(sf) = self.server.function(&name) {
-                    if sf.args.len() == nargs {
+                    if nargs <= sf.args.len() && nargs + sf.defaults >= sf.args.len() {
                         let mut xs = Vec::new();
                         let mut ok = true;
                         for (((mut x, mut t), p), want) in

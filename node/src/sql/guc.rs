@@ -97,6 +97,12 @@ impl SessionSettings {
         match NodeSettings::context(name) {
             None => return Err(unrecognized(name)),
             Some(crate::settings::Context::User) => {}
+            Some(crate::settings::Context::Internal) => {
+                return Err(err(
+                    "55P02",
+                    format!("parameter \"{}\" cannot be changed", name.to_ascii_lowercase()),
+                ))
+            }
             Some(crate::settings::Context::Sighup) => {
                 return Err(err(
                     "55P02",

@@ -17,6 +17,9 @@ pub use crate::engine::SyncCommit;
 pub struct ServerFunction {
     /// Its argument types, in order (a call with other argument types gets 42883).
     pub args: Vec<SqlType>,
+    /// How many of the last `args` have defaults and may be left out (the call then
+    /// gets fewer arguments).
+    pub defaults: usize,
     /// Its result type (a record is [`SqlType::Other`] `record`, its value the record's
     /// text, `(a,b)`).
     pub returns: SqlType,
@@ -115,7 +118,7 @@ impl ServerContext for TestServer {
     }
 
     fn function(&self, name: &str) -> Option<ServerFunction> {
-        let f = |args: Vec<SqlType>, returns| Some(ServerFunction { args, returns });
+        let f = |args: Vec<SqlType>, returns| Some(ServerFunction { args, defaults: 0, returns });
         match name {
             "pg_backend_pid" => f(vec![], SqlType::Int4),
             "pg_current_wal_lsn" => f(vec![], SqlType::PgLsn),

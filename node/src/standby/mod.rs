@@ -78,6 +78,12 @@ pub struct WalReceiverHandle {
     pub replay: watch::Receiver<ReplayStatus>,
     /// Whether a walreceiver is streaming right now, and its last error.
     pub state: watch::Receiver<WalReceiverState>,
+    /// Where streaming started (`receive_start_lsn`).
+    pub start: Lsn,
+    /// The connection (`pg_stat_wal_receiver.conninfo`, shown without the password).
+    pub conninfo: ConnInfo,
+    /// `primary_slot_name`.
+    pub slot: Option<String>,
 }
 
 /// The walreceiver's state (`pg_stat_wal_receiver.status`).
@@ -162,7 +168,15 @@ pub fn start_walreceiver(
     let mut receiver = Receiver::new(stream_opts, writer, applier)
         .start_at(at.tli, at.start, at.system_id)
         .with_observer(observer);
-    let positions = receiver.positions();
+    let handle = WalReceiverHandle {
+        positions: receiver.positions(),
+        replay,
+        state,
+        start: at.start,
+        conninfo: opts.conninfo.clone(),
+        slot: opts.slot.clone(),
+    };
+    let retry = opts.retry_interval;
     let task = tokio::spawn(async move {
         loop {
             state_tx.send_replace(WalReceiverState::Streaming);
@@ -178,7 +192,7 @@ pub fn start_walreceiver(
             state_tx.send_replace(WalReceiverState::Waiting(why));
             tokio::select! {
                 () = cancel.cancelled() => break,
-                () = tokio::time::sleep(opts.retry_interval) => {}
+                () = tokio::time::sleep(retry) => {}
             }
         }
         state_tx.send_replace(WalReceiverState::Stopped);
@@ -186,7 +200,7 @@ pub fn start_walreceiver(
             tracing::warn!("restartpoint at shutdown failed: {e}");
         }
     });
-    Ok((WalReceiverHandle { positions, replay, state }, task))
+    Ok((handle, task))
 }
 
 /// The restartpoint policy from the settings: `checkpoint_timeout`, and the WAL a

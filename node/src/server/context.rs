@@ -1,0 +1,350 @@
+//! The running node's [`ServerContext`]: the WAL functions (`pg_current_wal_lsn()`,
+//! `pg_switch_wal()`, `pg_last_wal_replay_lsn()`, ...), replication slot functions,
+//! `pg_backend_pid()`, the system views and `CHECKPOINT`, with PostgreSQL 15's names,
+//! types and errors (a primary's functions during recovery: 55000).
+
+use std::sync::Arc;
+
+use walstream_protocol::lsn::segment_file_name;
+use walstream_protocol::wire::{sqlstate, ErrorFields};
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
+use walstream_sender::backend::query::{Datum, DatumType};
+use walstream_sender::backend::views::View;
+use walstream_sender::registry::Registry;
+use walstream_sender::slots::SlotStore;
+
+use super::tasks::{request_checkpoint, CheckpointRequest};
+use crate::checkpointer::CheckpointCause;
+use crate::engine::{BoxFuture, SqlType, Value};
+use crate::settings::NodeSettings;
+use crate::sql::{RelationColumn, ServerContext, ServerFunction};
+use crate::standby::WalReceiverHandle;
+use crate::xlog::WalWriter;
+
+/// What the context reads, by role.
+pub(super) enum Side {
+    /// A primary's WAL writer and checkpointer.
+    Primary { writer: Arc<WalWriter>, checkpoints: tokio::sync::mpsc::Sender<CheckpointRequest> },
+    /// A standby's walreceiver.
+    Standby { receiver: Arc<WalReceiverHandle> },
+}
+
+/// The node as sessions see it.
+pub(super) struct NodeContext {
+    pub(super) settings: NodeSettings,
+    pub(super) registry: Arc<Registry>,
+    pub(super) slots: Arc<SlotStore>,
+    pub(super) seg_size: WalSegSize,
+    pub(super) timeline: TimeLineId,
+    pub(super) side: Side,
+}
+
+const RECORD: SqlType = SqlType::Other { oid: 2249, typlen: -1, name: "record" };
+const TEXT: SqlType = SqlType::Text;
+
+fn recovery_in_progress(function: &str) -> ErrorFields {
+    let mut e =
+        ErrorFields::error(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, "recovery is in progress");
+    e.hint = Some(format!("{function} cannot be executed during recovery."));
+    e
+}
+
+fn wal_control_in_recovery() -> ErrorFields {
+    let mut e =
+        ErrorFields::error(sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE, "recovery is in progress");
+    e.hint = Some("WAL control functions cannot be executed during recovery.".into());
+    e
+}
+
+fn slot_error(e: &walstream_sender::slots::SlotError) -> ErrorFields {
+    let mut f = ErrorFields::error(e.sqlstate(), e.to_string());
+    f.hint = e.hint().map(str::to_string);
+    f
+}
+
+fn lsn(v: Lsn) -> Value {
+    Value::Int8(v.0 as i64)
+}
+
+fn arg_text(args: &[Value], i: usize) -> String {
+    match args.get(i) {
+        Some(Value::Text(s)) => s.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn arg_bool(args: &[Value], i: usize) -> bool {
+    matches!(args.get(i), Some(Value::Bool(true)))
+}
+
+/// A sender view's column type as the engine's.
+fn sql_type(t: DatumType) -> SqlType {
+    match t {
+        DatumType::Bool => SqlType::Bool,
+        DatumType::Bytea => SqlType::Bytea,
+        DatumType::Int8 => SqlType::Int8,
+        DatumType::Int4 => SqlType::Int4,
+        DatumType::Int2 => SqlType::Int2,
+        DatumType::Text => SqlType::Text,
+        DatumType::Float8 => SqlType::Float8,
+        DatumType::Varchar => SqlType::Varchar(None),
+        DatumType::Timestamptz => SqlType::Timestamptz,
+        DatumType::Numeric => SqlType::Numeric,
+        DatumType::PgLsn => SqlType::PgLsn,
+        DatumType::TextOnly { oid: 3220, .. } => SqlType::PgLsn,
+        DatumType::TextOnly { oid, typlen, name } => SqlType::Other { oid, typlen, name },
+    }
+}
+
+/// A sender view's value as the engine's (`pg_lsn` text becomes its bits).
+fn value(d: Datum, ty: SqlType) -> Value {
+    match d {
+        Datum::Null => Value::Null,
+        Datum::Bool(b) => Value::Bool(b),
+        Datum::Int2(v) => Value::Int2(v),
+        Datum::Int4(v) => Value::Int4(v),
+        Datum::Int8(v) => Value::Int8(v),
+        Datum::Float8(v) => Value::Float8(v),
+        Datum::Text(s) if ty == SqlType::PgLsn => {
+            s.parse::<Lsn>().map_or(Value::Null, |l| Value::Int8(l.0 as i64))
+        }
+        Datum::Text(s) => Value::Text(s),
+        Datum::Bytea(b) => Value::Bytea(b.to_vec()),
+        Datum::Timestamptz(v) => Value::Timestamptz(v),
+        Datum::Numeric(s) => Value::Numeric(s),
+        Datum::PgLsn(v) => Value::Int8(v as i64),
+    }
+}
+
+/// `pg_stat_wal_receiver`'s columns (PostgreSQL 15).
+fn wal_receiver_columns() -> Vec<RelationColumn> {
+    let other = |oid, typlen, name| SqlType::Other { oid, typlen, name };
+    [
+        ("pid", SqlType::Int4),
+        ("status", TEXT),
+        ("receive_start_lsn", SqlType::PgLsn),
+        ("receive_start_tli", SqlType::Int4),
+        ("written_lsn", SqlType::PgLsn),
+        ("flushed_lsn", SqlType::PgLsn),
+        ("received_tli", SqlType::Int4),
+        ("last_msg_send_time", SqlType::Timestamptz),
+        ("last_msg_receipt_time", SqlType::Timestamptz),
+        ("latest_end_lsn", SqlType::PgLsn),
+        ("latest_end_time", SqlType::Timestamptz),
+        ("slot_name", other(19, 64, "name")),
+        ("sender_host", TEXT),
+        ("sender_port", SqlType::Int4),
+        ("conninfo", TEXT),
+    ]
+    .into_iter()
+    .map(|(n, t)| RelationColumn::new(n, t))
+    .collect()
+}
+
+impl NodeContext {
+    fn wal_receiver_rows(&self) -> Vec<Vec<Value>> {
+        let Side::Standby { receiver } = &self.side else { return Vec::new() };
+        let p = *receiver.positions.borrow();
+        let state = receiver.state.borrow().clone();
+        let status = match state {
+            crate::standby::WalReceiverState::Streaming => "streaming",
+            crate::standby::WalReceiverState::Waiting(_) => "waiting",
+            crate::standby::WalReceiverState::Stopped => return Vec::new(),
+        };
+        let info = &receiver.conninfo;
+        vec![vec![
+            Value::Int4(std::process::id() as i32),
+            Value::Text(status.into()),
+            lsn(receiver.start),
+            Value::Int4(p.tli.0 as i32),
+            lsn(p.write),
+            lsn(p.flush),
+            Value::Int4(p.tli.0 as i32),
+            Value::Null,
+            Value::Null,
+            lsn(p.server_end),
+            Value::Null,
+            receiver.slot.clone().map_or(Value::Null, Value::Text),
+            Value::Text(info.host.clone()),
+            Value::Int4(i32::from(info.port)),
+            Value::Text(info.redacted()),
+        ]]
+    }
+}
+
+impl ServerContext for NodeContext {
+    fn settings(&self) -> NodeSettings {
+        self.settings.clone()
+    }
+
+    fn in_recovery(&self) -> bool {
+        matches!(self.side, Side::Standby { .. })
+    }
+
+    fn function(&self, name: &str) -> Option<ServerFunction> {
+        let f = |args: Vec<SqlType>, defaults, returns| {
+            Some(ServerFunction { args, defaults, returns })
+        };
+        match name {
+            "pg_current_wal_lsn"
+            | "pg_current_wal_flush_lsn"
+            | "pg_current_wal_insert_lsn"
+            | "pg_last_wal_receive_lsn"
+            | "pg_last_wal_replay_lsn"
+            | "pg_switch_wal" => f(vec![], 0, SqlType::PgLsn),
+            "pg_last_xact_replay_timestamp" => f(vec![], 0, SqlType::Timestamptz),
+            "pg_is_in_recovery" => f(vec![], 0, SqlType::Bool),
+            "pg_backend_pid" => f(vec![], 0, SqlType::Int4),
+            "pg_walfile_name" => f(vec![SqlType::PgLsn], 0, TEXT),
+            "pg_create_physical_replication_slot" => {
+                f(vec![TEXT, SqlType::Bool, SqlType::Bool], 2, RECORD)
+            }
+            "pg_drop_replication_slot" => f(vec![TEXT], 0, SqlType::Void),
+            _ => None,
+        }
+    }
+
+    fn call<'a>(
+        &'a self,
+        name: &'a str,
+        args: Vec<Value>,
+        pid: i32,
+    ) -> BoxFuture<'a, Result<Value, ErrorFields>> {
+        Box::pin(async move {
+            let standby = match &self.side {
+                Side::Standby { receiver } => Some(receiver),
+                Side::Primary { .. } => None,
+            };
+            let writer = match &self.side {
+                Side::Primary { writer, .. } => Some(writer),
+                Side::Standby { .. } => None,
+            };
+            Ok(match name {
+                "pg_current_wal_lsn" | "pg_current_wal_flush_lsn" => match writer {
+                    Some(w) => lsn(w.flush_position()),
+                    None => return Err(wal_control_in_recovery()),
+                },
+                "pg_current_wal_insert_lsn" => match writer {
+                    Some(w) => lsn(w.insert_position()),
+                    None => return Err(wal_control_in_recovery()),
+                },
+                "pg_switch_wal" => match writer {
+                    Some(w) => {
+                        let end = match w.insert_switch() {
+                            Ok(Some(appended)) => appended.end_lsn,
+                            Ok(None) => w.insert_position(),
+                            Err(e) => {
+                                return Err(ErrorFields::error(
+                                    sqlstate::INTERNAL_ERROR,
+                                    e.to_string(),
+                                ))
+                            }
+                        };
+                        w.flush(end).await.map_err(|e| {
+                            ErrorFields::error(sqlstate::INTERNAL_ERROR, e.to_string())
+                        })?;
+                        lsn(end)
+                    }
+                    None => return Err(wal_control_in_recovery()),
+                },
+                "pg_last_wal_receive_lsn" => {
+                    standby.map_or(Value::Null, |r| lsn(r.positions.borrow().flush))
+                }
+                "pg_last_wal_replay_lsn" => {
+                    standby.map_or(Value::Null, |r| lsn(r.replay.borrow().replayed))
+                }
+                "pg_last_xact_replay_timestamp" => standby
+                    .and_then(|r| r.replay.borrow().last_commit_time)
+                    .map_or(Value::Null, |t| Value::Timestamptz(t.0)),
+                "pg_is_in_recovery" => Value::Bool(standby.is_some()),
+                "pg_backend_pid" => Value::Int4(pid),
+                "pg_walfile_name" => {
+                    if standby.is_some() {
+                        return Err(recovery_in_progress("pg_walfile_name()"));
+                    }
+                    let Some(Value::Int8(bits)) = args.first() else { return Ok(Value::Null) };
+                    // XLByteToPrevSeg: the segment holding the byte before the position.
+                    let at = Lsn((*bits as u64).saturating_sub(1));
+                    Value::Text(segment_file_name(
+                        self.timeline,
+                        at.segno(self.seg_size),
+                        self.seg_size,
+                    ))
+                }
+                "pg_create_physical_replication_slot" => {
+                    let slot = arg_text(&args, 0);
+                    let reserve = arg_bool(&args, 1);
+                    let temporary = arg_bool(&args, 2);
+                    let restart = reserve.then(|| match writer {
+                        Some(w) => w.insert_position(),
+                        None => standby.map_or(Lsn::INVALID, |r| r.replay.borrow().replayed),
+                    });
+                    let info = self
+                        .slots
+                        .create(&slot, temporary, pid, restart.map(|l| (l, self.timeline)))
+                        .map_err(|e| slot_error(&e))?;
+                    let shown = info.restart_lsn.filter(|l| l.is_valid()).map(|l| l.to_string());
+                    Value::Text(format!("({},{})", info.name, shown.unwrap_or_default()))
+                }
+                "pg_drop_replication_slot" => {
+                    let slot = arg_text(&args, 0);
+                    self.slots.drop_slot(&slot, pid, false).await.map_err(|e| slot_error(&e))?;
+                    Value::Null
+                }
+                other => {
+                    return Err(ErrorFields::error(
+                        sqlstate::UNDEFINED_FUNCTION,
+                        format!("function {other}() does not exist"),
+                    ))
+                }
+            })
+        })
+    }
+
+    fn relation(&self, name: &str) -> Option<Vec<RelationColumn>> {
+        if name == "pg_stat_wal_receiver" {
+            return Some(wal_receiver_columns());
+        }
+        let view = View::named(name)?;
+        Some(
+            view.columns()
+                .into_iter()
+                .map(|c| RelationColumn::new(c.name, sql_type(c.ty)))
+                .collect(),
+        )
+    }
+
+    fn relation_rows<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Vec<Value>>, ErrorFields>> {
+        Box::pin(async move {
+            if name == "pg_stat_wal_receiver" {
+                return Ok(self.wal_receiver_rows());
+            }
+            let Some(view) = View::named(name) else { return Ok(Vec::new()) };
+            let types: Vec<SqlType> = view.columns().into_iter().map(|c| sql_type(c.ty)).collect();
+            Ok(view
+                .rows(&self.registry)
+                .into_iter()
+                .map(|row| row.into_iter().zip(&types).map(|(d, t)| value(d, *t)).collect())
+                .collect())
+        })
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>> {
+        Box::pin(async move {
+            match &self.side {
+                Side::Primary { checkpoints, .. } => {
+                    request_checkpoint(checkpoints, CheckpointCause::Requested)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ErrorFields::error(sqlstate::INTERNAL_ERROR, e.to_string()))
+                }
+                // A restartpoint is made at the next replayed checkpoint record.
+                Side::Standby { .. } => Ok(()),
+            }
+        })
+    }
+}
