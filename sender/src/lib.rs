@@ -11,6 +11,8 @@
 //! - [`registry`]: the backend table (pid, cancel key, type, state, query, client,
 //!   start times, walsender positions): what `pg_stat_activity`, `pg_stat_replication`,
 //!   `pg_terminate_backend` and `pg_cancel_backend` read and act on.
+//! - [`session`]: what the loop and the walsender share: the [`session::Connection`], why a
+//!   backend ended ([`session::BackendEnd`]), and the FATAL/ERROR sent when interrupted.
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
@@ -31,6 +33,7 @@ pub mod hba;
 pub mod postmaster;
 pub mod registry;
 pub mod retention;
+pub mod session;
 pub mod slots;
 pub mod walsender;
 pub mod walsource;

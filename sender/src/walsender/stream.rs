@@ -26,9 +26,9 @@ use walstream_protocol::{Lsn, TimeLineId};
 
 use super::replies::{read_replies, Reply};
 use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext};
-use crate::backend::{admin_shutdown, query_canceled, BackendEnd, Connection};
 use crate::conn::PqWriter;
 use crate::registry::{BackendEntry, WalSndState};
+use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection};
 
 /// Which timeline is streamed, and where it ends (`sendTimeLine*`).
 #[derive(Debug, Clone, Copy)]
