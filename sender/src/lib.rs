@@ -16,8 +16,9 @@
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
-//! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
-//!   a directory of segment files that may grow while it is served.
+//! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]): a
+//!   directory of segment files that may grow while it is served, or WAL its writer hands
+//!   over, served from memory while recent ([`walsource::MemWalSource`]).
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
 //! - [`retention`]: which old segments may be removed (opt-in, `max_wal_size`).
 

@@ -24,9 +24,9 @@ use walstream_receiver::segments::{SegmentWriter, WriterOptions};
 use walstream_receiver::stream::{show_seg_size, Receiver, StreamOptions};
 use walstream_sender::postmaster::{Postmaster, ShutdownMode};
 use walstream_sender::slots::SlotStore;
-use walstream_sender::walsource::{WalEnd, WalSource};
+use walstream_sender::walsource::{MemWalSource, WalEnd, WalSource};
 
-pub use source::RelaySource;
+pub use source::RelayObserver;
 
 use crate::serve::{forward_signals, server_parts, ServerArgs};
 
@@ -110,10 +110,10 @@ async fn relay(args: RelayArgs) -> Result<()> {
         up.xlogpos,
         args.directory.display()
     );
-    let source = Arc::new(RelaySource::new(
+    let source = Arc::new(MemWalSource::new(
         args.directory.clone(),
-        up.seg_size,
         up.system_id,
+        up.seg_size,
         end,
         args.cache_mb * 1024 * 1024,
     ));
@@ -128,8 +128,8 @@ async fn relay(args: RelayArgs) -> Result<()> {
         no_loop: false,
         hot_standby_feedback: false,
     };
-    let mut receiver =
-        Receiver::new(opts, writer, VerifyingApplier::new()).with_observer(source.clone());
+    let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new())
+        .with_observer(Arc::new(RelayObserver(source.clone())));
     let slots = SlotStore::open(
         &args.directory.join("pg_replslot"),
         settings.max_replication_slots as usize,
