@@ -9,11 +9,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tokio::sync::watch;
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
 use walstream_sender::registry::Registry;
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 

@@ -34,8 +34,10 @@ pub mod hba;
 pub mod postmaster;
 pub mod registry;
 pub mod retention;
+pub mod serve_handler;
 pub mod session;
 pub mod slots;
+pub mod views;
 pub mod walsender;
 pub mod walsource;
 

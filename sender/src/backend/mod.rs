@@ -14,8 +14,6 @@
 
 pub mod extended;
 pub mod query;
-pub mod serve_handler;
-pub mod views;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
@@ -29,7 +27,10 @@ use crate::registry::{ActivityState, BackendEntry};
 pub use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection};
 use crate::walsender::{CommandOutcome, WalSender};
 use extended::{simple_output, ExtendedState};
-pub use query::{QueryHandler, QuerySession};
+pub use query::{
+    Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
+    SessionInfo, SimpleQueryResult, StatementDescription,
+};
 
 /// What the loop does with the SQL and replication commands it reads.
 pub enum Mode {
