@@ -37,8 +37,21 @@ pub enum BackendEnd {
     Fatal(Box<ErrorFields>),
     /// The socket failed.
     Io(std::io::Error),
-    /// The walsender ended the connection (timeout, shutdown handshake done).
-    WalSenderExit(String),
+    /// The walsender ended the connection.
+    WalSenderExit(WalSenderExit),
+}
+
+/// Why a walsender ended its connection without an error to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WalSenderExit {
+    /// No reply for a whole `wal_sender_timeout`; the connection is closed without an
+    /// ErrorResponse (`walsender.c: WalSndCheckTimeOut`).
+    #[error("terminating walsender process due to replication timeout")]
+    Timeout,
+    /// At shutdown, everything was sent and the standby confirmed it; `COPY 0` was sent
+    /// (`walsender.c: WalSndDone`).
+    #[error("walsender stopped at shutdown: all WAL was replicated")]
+    ShutdownDone,
 }
 
 /// The FATAL a terminated backend sends (`postgres.c: ProcessInterrupts`).
@@ -52,4 +65,21 @@ pub fn admin_shutdown() -> ErrorFields {
 /// `57014 canceling statement due to user request`.
 pub fn query_canceled() -> ErrorFields {
     ErrorFields::error(sqlstate::QUERY_CANCELED, "canceling statement due to user request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walsender_exits_read_as_postgresql_logs_them() {
+        assert_eq!(
+            WalSenderExit::Timeout.to_string(),
+            "terminating walsender process due to replication timeout"
+        );
+        assert_eq!(
+            WalSenderExit::ShutdownDone.to_string(),
+            "walsender stopped at shutdown: all WAL was replicated"
+        );
+    }
 }

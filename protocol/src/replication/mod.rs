@@ -10,6 +10,7 @@
 //! - `options` / `basebackup`: the option checks the walsender makes when it runs a
 //!   command: [`parse_create_slot_options`], [`parse_base_backup_options`].
 //! - `copyboth`: XLogData `w`, keepalive `k`, standby status `r`, hot standby feedback `h`.
+//! - `identify`: IDENTIFY_SYSTEM's reply read into [`IdentifySystem`].
 //! - `time`: [`TimestampTz`], microseconds since 2000-01-01 UTC.
 //!
 //! What is checked where, as in PostgreSQL 15: the parser raises `syntax error`,
@@ -25,6 +26,7 @@ mod basebackup;
 mod commands;
 mod copyboth;
 mod grammar;
+mod identify;
 mod options;
 pub mod scanner;
 mod syntax;
@@ -41,6 +43,7 @@ pub use copyboth::{
     HOT_STANDBY_FEEDBACK_LEN, KEEPALIVE_LEN, STANDBY_STATUS_LEN, XLOGDATA_HEADER_LEN,
 };
 pub use grammar::parse_command;
+pub use identify::{fuzz_identify_system, IdentifySystem, IdentifySystemError};
 pub use options::{
     parse_bool, parse_create_slot_options, CreateSlotOptions, OptionError, SnapshotAction,
     MAX_RATE_LOWER, MAX_RATE_UPPER,

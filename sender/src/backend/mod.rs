@@ -24,7 +24,7 @@ use walstream_protocol::wire::{
 
 use crate::conn::ConnError;
 use crate::registry::{ActivityState, BackendEntry};
-pub use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection};
+pub use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection, WalSenderExit};
 use crate::walsender::{CommandOutcome, WalSender};
 use extended::{simple_output, ExtendedState};
 pub use query::{
