@@ -1,5 +1,6 @@
 //! The `walstream` command line.
 
+mod cli;
 mod receivewal;
 mod relay;
 mod serve;

@@ -28,7 +28,8 @@ use walstream_sender::walsource::{MemWalSource, WalEnd, WalSource};
 
 pub use source::RelayObserver;
 
-use crate::serve::{forward_signals, server_parts, ServerArgs};
+use crate::cli::{self, forward_signals, Flavor};
+use crate::serve::{server_parts, ServerArgs};
 
 /// Arguments of `walstream relay`.
 #[derive(Args, Debug)]
@@ -51,21 +52,8 @@ pub struct RelayArgs {
 
 /// Runs `walstream relay`.
 pub fn main(args: RelayArgs) -> ExitCode {
-    crate::serve::init_logging_at("info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream relay: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(relay(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream relay: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::init_logging("info");
+    cli::run("walstream relay: ", Flavor::MultiThread, relay(args))
 }
 
 /// What the upstream said about itself.
