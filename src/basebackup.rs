@@ -123,21 +123,8 @@ fn options(args: &BasebackupArgs, info: &ConnInfo) -> Result<BaseBackupOptions> 
 
 /// Runs `walstream basebackup`.
 pub fn main(args: BasebackupArgs) -> ExitCode {
-    crate::serve::init_logging_at(if args.verbose { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream basebackup: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream basebackup: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::cli::init_logging(if args.verbose { "info" } else { "warn" });
+    crate::cli::run("walstream basebackup: error: ", crate::cli::Flavor::MultiThread, run(args))
 }
 
 async fn run(args: BasebackupArgs) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The `walstream` command line.
 
 mod basebackup;
+mod cli;
 mod connargs;
 mod initdb;
 mod node;

@@ -10,6 +10,8 @@ use clap::Args;
 use tokio::sync::watch;
 use walstream_node::server::{Node, NodeOptions};
 
+use crate::cli;
+
 /// Arguments of `walstream node`.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -26,21 +28,8 @@ pub struct NodeArgs {
 
 /// Runs `walstream node`.
 pub fn main(args: NodeArgs) -> ExitCode {
-    crate::serve::init_logging_at("info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream node: could not start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream node: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::init_logging("info");
+    cli::run("walstream node: ", cli::Flavor::MultiThread, run(args))
 }
 
 fn overrides(pairs: &[String]) -> Result<Vec<(String, String)>> {
@@ -62,7 +51,7 @@ async fn run(args: NodeArgs) -> Result<()> {
     let node = Node::start(opts).await?;
     tracing::info!("listening on {}", node.local_addr());
     let (tx, mut rx) = watch::channel(None);
-    tokio::spawn(crate::serve::forward_signals(tx));
+    tokio::spawn(cli::forward_signals(tx));
     let mode = loop {
         if let Some(mode) = *rx.borrow_and_update() {
             break mode;

@@ -17,6 +17,8 @@ use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
 use walstream_receiver::stream::{show_seg_size, Receiver, StreamEnd, StreamOptions};
 
+use crate::cli::{self, Flavor};
+
 /// Arguments of `walstream receivewal` (pg_receivewal's; `-h` is the host, so help is
 /// `-?`/`--help` as there).
 #[derive(Args, Debug)]
@@ -80,23 +82,10 @@ pub struct ReceivewalArgs {
 
 /// Runs `walstream receivewal`.
 pub fn main(args: ReceivewalArgs) -> ExitCode {
-    crate::serve::init_logging_at(if args.verbose { "info" } else { "warn" });
+    cli::init_logging(if args.verbose { "info" } else { "warn" });
     // One thread: the receiver is one task, and a synchronous standby's latency is best
     // without handing each reply across threads.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream receivewal: error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream receivewal: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::run("walstream receivewal: error: ", Flavor::CurrentThread, run(args))
 }
 
 fn conninfo(args: &ReceivewalArgs) -> Result<ConnInfo> {
@@ -150,12 +139,7 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     };
     let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new());
     let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
-        }
-    });
+    cli::cancel_on_interrupt(cancel.clone());
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| spawn_progress(receiver.positions(), cancel.clone()));

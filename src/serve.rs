@@ -9,13 +9,15 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use tokio::sync::watch;
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
-use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
+use walstream_sender::postmaster::{Postmaster, ServerParts};
 use walstream_sender::registry::Registry;
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
+
+use crate::cli::{self, Flavor};
 
 /// Arguments of `walstream serve`.
 #[derive(Args, Debug)]
@@ -101,43 +103,15 @@ pub async fn run_postmaster(listen: SocketAddr, parts: ServerParts) -> Result<()
         .with_context(|| format!("could not listen on {listen}"))?;
     tracing::info!("listening on {}", postmaster.local_addr()?);
     let (tx, rx) = watch::channel(None);
-    tokio::spawn(forward_signals(tx));
+    tokio::spawn(cli::forward_signals(tx));
     postmaster.run(rx).await;
     Ok(())
 }
 
 /// Runs `walstream serve`.
 pub fn main(args: ServeArgs) -> ExitCode {
-    init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream serve: could not start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream serve: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_logging() {
-    init_logging_at("info");
-}
-
-/// Logs to stderr at `default` level, or as `WALSTREAM_LOG` says.
-pub fn init_logging_at(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WALSTREAM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    cli::init_logging("info");
+    cli::run("walstream serve: ", Flavor::MultiThread, serve(args))
 }
 
 fn parse_settings(pairs: &[String]) -> Result<Settings> {
@@ -190,25 +164,4 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let _ = task.await;
     }
     Ok(())
-}
-
-/// SIGTERM: smart shutdown, SIGINT: fast, SIGQUIT: immediate (as the postmaster takes them).
-pub async fn forward_signals(tx: watch::Sender<Option<ShutdownMode>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
-        tracing::warn!("could not install signal handlers");
-        return;
-    };
-    loop {
-        let mode = tokio::select! {
-            _ = term.recv() => ShutdownMode::Smart,
-            _ = int.recv() => ShutdownMode::Fast,
-            _ = quit.recv() => ShutdownMode::Immediate,
-        };
-        tx.send_modify(|m| *m = Some(m.map_or(mode, |old| old.max(mode))));
-    }
 }

@@ -14,6 +14,7 @@ type Entry = fn(&[u8]);
 const TARGETS: &[(&str, Entry)] = &[
     ("replication_command", replication::fuzz_parse_command),
     ("copy_data", replication::fuzz_copy_data),
+    ("identify_system", replication::fuzz_identify_system),
     ("wire_startup", |d| {
         let _ = wire::fuzz::fuzz_startup(d);
     }),

@@ -15,14 +15,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use walstream_protocol::lsn::history_file_name;
 use walstream_protocol::replication::{
-    parse_server_copy_data, quote_ident, ServerCopyData, StandbyStatusUpdate, TimestampTz,
+    parse_server_copy_data, quote_ident, IdentifySystem, ServerCopyData, StandbyStatusUpdate,
+    TimestampTz,
 };
 use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::wire::ReplicationMode;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 use crate::apply::{Apply, ApplyPipeline};
-use crate::conn::{ConnError, CopyEvent, ReplicationConn, StartOutcome, WalEvent, WalSink};
+use crate::conn::{
+    ConnError, CopyEvent, ProtocolViolation, ReplicationConn, StartOutcome, WalEvent, WalSink,
+};
 use crate::conninfo::ConnInfo;
 use crate::segments::SegmentWriter;
 
@@ -111,8 +114,8 @@ pub enum ReceiverError {
         ours: u64,
     },
     /// The server broke the protocol.
-    #[error("{0}")]
-    Protocol(String),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolViolation),
     /// `wal_receiver_timeout` passed in silence.
     #[error("terminating walreceiver due to timeout")]
     Timeout,
@@ -283,13 +286,8 @@ impl<A: Apply> Receiver<A> {
     ) -> Result<StreamEnd, ReceiverError> {
         let mut conn =
             ReplicationConn::connect(&self.opts.conninfo, ReplicationMode::Physical).await?;
-        let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
-        let field = |i| ident.get_text(0, i).unwrap_or_default().to_string();
-        let sysid: u64 = field(0).parse().map_err(|_| {
-            ReceiverError::Protocol(format!("invalid system identifier \"{}\"", field(0)))
-        })?;
-        let server_tli = TimeLineId(field(1).parse().unwrap_or(0));
-        let server_pos: Lsn = field(2).parse().unwrap_or(Lsn::INVALID);
+        let IdentifySystem { systemid: sysid, timeline: server_tli, xlogpos: server_pos, .. } =
+            identify_system(&mut conn).await?;
         self.check_system(sysid)?;
         self.connected = true;
         if let Some(o) = &self.observer {
@@ -317,11 +315,7 @@ impl<A: Apply> Receiver<A> {
                 StartOutcome::CopyBoth => self.copy_loop(&mut conn, tli, start, cancel).await?,
                 StartOutcome::Result(r) => match r.next_timeline()? {
                     Some((next, pos)) => CopyEnd::NextTimeline(next, pos),
-                    None => {
-                        return Err(ReceiverError::Protocol(
-                            "START_REPLICATION gave no stream".into(),
-                        ))
-                    }
+                    None => return Err(ProtocolViolation::NoStream.into()),
                 },
             };
             match end {
@@ -398,13 +392,9 @@ impl<A: Apply> Receiver<A> {
             let r = conn.simple_query(&format!("TIMELINE_HISTORY {}", n.0)).await?;
             let content = r.rows.first().and_then(|row| row.get(1)).cloned().flatten();
             let Some(content) = content else {
-                return Err(ReceiverError::Protocol(format!(
-                    "no history file for timeline {}",
-                    n.0
-                )));
+                return Err(ProtocolViolation::NoHistoryFile(n.0).into());
             };
-            TimelineHistory::parse(n, &content)
-                .map_err(|e| ReceiverError::Protocol(e.to_string()))?;
+            TimelineHistory::parse(n, &content).map_err(ProtocolViolation::History)?;
             self.writer.write_history(n, &content)?;
         }
         Ok(())
@@ -591,7 +581,7 @@ impl<A: Apply> Receiver<A> {
         payload: Bytes,
         expected: &mut Lsn,
     ) -> Result<(bool, bool), ReceiverError> {
-        match parse_server_copy_data(payload).map_err(|e| ReceiverError::Protocol(e.to_string()))? {
+        match parse_server_copy_data(payload).map_err(ProtocolViolation::CopyData)? {
             ServerCopyData::XLogData(x) => {
                 if x.start != *expected {
                     return Err(offset_error(x.start, *expected, self.writer.seg_size()));
@@ -803,11 +793,22 @@ impl<A: Apply> Receiver<A> {
 pub async fn show_seg_size(conn: &mut ReplicationConn) -> Result<WalSegSize, ReceiverError> {
     let show = conn.simple_query("SHOW wal_segment_size").await?;
     let text = show.get_text(0, 0).unwrap_or_default();
-    parse_seg_size(text).ok_or_else(|| {
-        ReceiverError::Protocol(format!(
-            "WAL segment size must be a power of two between 1 MB and 1 GB, but the remote server reported a value of \"{text}\""
-        ))
-    })
+    parse_seg_size(text).ok_or_else(|| ProtocolViolation::SegSize(text.to_string()).into())
+}
+
+/// IDENTIFY_SYSTEM, its reply read once (`streamutil.c: RunIdentifySystem`).
+///
+/// # Errors
+/// The query fails, or the reply does not read ([`ProtocolViolation::IdentifySystem`]).
+pub async fn identify_system(conn: &mut ReplicationConn) -> Result<IdentifySystem, ReceiverError> {
+    let r = conn.simple_query("IDENTIFY_SYSTEM").await?;
+    let fields: Vec<Option<&[u8]>> = match r.rows.first() {
+        Some(row) => row.iter().map(|f| f.as_deref()).collect(),
+        // No row: the shape error counts the described fields, as PQnfields does.
+        None => vec![None; r.columns.len()],
+    };
+    IdentifySystem::parse(r.rows.len(), &fields)
+        .map_err(|e| ProtocolViolation::IdentifySystem(e).into())
 }
 
 /// The segment size a stream writes, from `SHOW wal_segment_size`.
@@ -827,11 +828,10 @@ enum Woken {
 
 /// receivelog.c: ProcessXLogDataMsg
 fn offset_error(start: Lsn, expected: Lsn, seg: WalSegSize) -> ReceiverError {
-    ReceiverError::Protocol(format!(
-        "got WAL data offset {:08x}, expected {:08x}",
-        start.segment_offset(seg),
-        expected.segment_offset(seg)
-    ))
+    ReceiverError::Protocol(ProtocolViolation::WalDataOffset {
+        got: start.segment_offset(seg),
+        expected: expected.segment_offset(seg),
+    })
 }
 
 /// XLogData payloads straight into the segment writer's stage, checked to continue the

@@ -11,12 +11,15 @@
 //! - [`registry`]: the backend table (pid, cancel key, type, state, query, client,
 //!   start times, walsender positions): what `pg_stat_activity`, `pg_stat_replication`,
 //!   `pg_terminate_backend` and `pg_cancel_backend` read and act on.
+//! - [`session`]: what the loop and the walsender share: the [`session::Connection`], why a
+//!   backend ended ([`session::BackendEnd`]), and the FATAL/ERROR sent when interrupted.
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
 //! - [`lag`]: `write_lag`, `flush_lag`, `replay_lag` as the walsender's LagTracker measures them.
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
-//! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]), and
-//!   a directory of segment files that may grow while it is served.
+//! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]): a
+//!   directory of segment files that may grow while it is served, or WAL its writer hands
+//!   over, served from memory while recent ([`walsource::MemWalSource`]).
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
 //! - [`retention`]: which old segments may be removed (opt-in, `max_wal_size`).
 
@@ -33,7 +36,10 @@ pub mod lag;
 pub mod postmaster;
 pub mod registry;
 pub mod retention;
+pub mod serve_handler;
+pub mod session;
 pub mod slots;
+pub mod views;
 pub mod walsender;
 pub mod walsource;
 

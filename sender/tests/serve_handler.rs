@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::{errors, start_server_full, NoWal, RawClient};
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::protocol::wire::BackendMessage;
 use walstream_sender::registry::Registry;
+use walstream_sender::serve_handler::ServeHandler;
 
 async fn serve() -> common::TestServer {
     let registry = Registry::new();

@@ -15,20 +15,21 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use walstream_protocol::replication::IdentifySystem;
 use walstream_protocol::wire::ReplicationMode;
-use walstream_protocol::{Lsn, TimeLineId};
 use walstream_receiver::apply::VerifyingApplier;
 use walstream_receiver::conn::ReplicationConn;
 use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
-use walstream_receiver::stream::{show_seg_size, Receiver, StreamOptions};
+use walstream_receiver::stream::{identify_system, show_seg_size, Receiver, StreamOptions};
 use walstream_sender::postmaster::{Postmaster, ShutdownMode};
 use walstream_sender::slots::SlotStore;
-use walstream_sender::walsource::{WalEnd, WalSource};
+use walstream_sender::walsource::{MemWalSource, WalEnd, WalSource};
 
-pub use source::RelaySource;
+pub use source::RelayObserver;
 
-use crate::serve::{forward_signals, server_parts, ServerArgs};
+use crate::cli::{self, forward_signals, Flavor};
+use crate::serve::{server_parts, ServerArgs};
 
 /// Arguments of `walstream relay`.
 #[derive(Args, Debug)]
@@ -51,29 +52,14 @@ pub struct RelayArgs {
 
 /// Runs `walstream relay`.
 pub fn main(args: RelayArgs) -> ExitCode {
-    crate::serve::init_logging_at("info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("walstream relay: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(relay(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("walstream relay: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::init_logging("info");
+    cli::run("walstream relay: ", Flavor::MultiThread, relay(args))
 }
 
 /// What the upstream said about itself.
 struct Upstream {
     seg_size: walstream_protocol::WalSegSize,
-    system_id: u64,
-    tli: TimeLineId,
-    xlogpos: Lsn,
+    ident: IdentifySystem,
 }
 
 async fn identify(info: &ConnInfo) -> Result<Upstream> {
@@ -81,13 +67,9 @@ async fn identify(info: &ConnInfo) -> Result<Upstream> {
         .await
         .context("connecting to the upstream")?;
     let seg_size = show_seg_size(&mut conn).await?;
-    let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
-    let field = |i| ident.get_text(0, i).unwrap_or_default().to_string();
-    let system_id = field(0).parse().context("the upstream's system identifier")?;
-    let tli = TimeLineId(field(1).parse().context("the upstream's timeline")?);
-    let xlogpos = field(2).parse().map_err(|_| anyhow::anyhow!("the upstream's xlogpos"))?;
+    let ident = identify_system(&mut conn).await.context("identifying the upstream")?;
     conn.terminate().await;
-    Ok(Upstream { seg_size, system_id, tli, xlogpos })
+    Ok(Upstream { seg_size, ident })
 }
 
 async fn relay(args: RelayArgs) -> Result<()> {
@@ -101,19 +83,21 @@ async fn relay(args: RelayArgs) -> Result<()> {
     // What is already here is served at once; otherwise nothing until the first flush.
     let end = match writer.resume_point()? {
         Some(r) => WalEnd { tli: r.tli, flushed: r.valid_end },
-        None => WalEnd { tli: up.tli, flushed: up.xlogpos.segment_start(up.seg_size) },
+        None => {
+            WalEnd { tli: up.ident.timeline, flushed: up.ident.xlogpos.segment_start(up.seg_size) }
+        }
     };
     tracing::info!(
         "relaying system {} (timeline {}, upstream at {}) into {}",
-        up.system_id,
-        up.tli.0,
-        up.xlogpos,
+        up.ident.systemid,
+        up.ident.timeline.0,
+        up.ident.xlogpos,
         args.directory.display()
     );
-    let source = Arc::new(RelaySource::new(
+    let source = Arc::new(MemWalSource::new(
         args.directory.clone(),
+        up.ident.systemid,
         up.seg_size,
-        up.system_id,
         end,
         args.cache_mb * 1024 * 1024,
     ));
@@ -128,8 +112,8 @@ async fn relay(args: RelayArgs) -> Result<()> {
         no_loop: false,
         hot_standby_feedback: false,
     };
-    let mut receiver =
-        Receiver::new(opts, writer, VerifyingApplier::new()).with_observer(source.clone());
+    let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new())
+        .with_observer(Arc::new(RelayObserver(source.clone())));
     let slots = SlotStore::open(
         &args.directory.join("pg_replslot"),
         settings.max_replication_slots as usize,

@@ -9,9 +9,9 @@ use walstream_protocol::lsn::segment_file_name;
 use walstream_protocol::wire::{sqlstate, ErrorFields};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 use walstream_sender::backend::query::{Datum, DatumType};
-use walstream_sender::backend::views::View;
 use walstream_sender::registry::Registry;
 use walstream_sender::slots::SlotStore;
+use walstream_sender::views::{slot_rows, View};
 
 use super::tasks::{request_checkpoint, CheckpointRequest};
 use crate::checkpointer::CheckpointCause;
@@ -325,8 +325,11 @@ impl ServerContext for NodeContext {
             }
             let Some(view) = View::named(name) else { return Ok(Vec::new()) };
             let types: Vec<SqlType> = view.columns().into_iter().map(|c| sql_type(c.ty)).collect();
-            Ok(view
-                .rows(&self.registry)
+            let rows = match view {
+                View::ReplicationSlots => slot_rows(&self.slots.list()),
+                _ => view.rows(&self.registry),
+            };
+            Ok(rows
                 .into_iter()
                 .map(|row| row.into_iter().zip(&types).map(|(d, t)| value(d, *t)).collect())
                 .collect())

@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use super::scanner::{is_simple_ident, quote_ident, quote_literal, Keyword};
+use super::scanner::Keyword;
+use super::syntax::{is_simple_ident, quote_ident, quote_literal};
 use crate::{Lsn, TimeLineId};
 
 /// A parsed replication command (`replnodes.h` node types).

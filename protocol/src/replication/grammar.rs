@@ -3,58 +3,14 @@
 
 use nom::branch::alt;
 use nom::combinator::{all_consuming, map, opt, value};
-use nom::error::{ErrorKind, ParseError};
 use nom::multi::{many0, separated_list1};
 use nom::sequence::{delimited, preceded, terminated};
 use nom::{IResult, Parser};
 
 use super::commands::{GenericOption, OptionValue, ReplicationCommand, ReplicationKind, SlotKind};
 use super::scanner::{next_token, Keyword, Token};
-use crate::wire::sqlstate;
+use super::syntax::{PErr, ReplicationParseError};
 use crate::{Lsn, TimeLineId};
-
-/// A replication command PostgreSQL 15 would refuse at parse time. Every one is
-/// SQLSTATE `42601` (`ERRCODE_SYNTAX_ERROR`).
-///
-/// PostgreSQL's scanner also has `invalid streaming start location` for a `%X/%X` that
-/// `sscanf` cannot read, but its pattern only admits hex digits around a `/`, so the
-/// message cannot occur; a too-long half wraps as `sscanf` does instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicationParseError {
-    /// Bison's error (`repl_scanner.l: replication_yyerror`).
-    #[error("syntax error")]
-    Syntax,
-    /// A `'` or `"` not closed (`repl_scanner.l`, for both kinds of quote).
-    #[error("unterminated quoted string")]
-    UnterminatedQuotedString,
-    /// `TIMELINE 0` or `TIMELINE_HISTORY 0` (`repl_gram.y`).
-    #[error("invalid timeline {0}")]
-    InvalidTimeline(u32),
-}
-
-impl ReplicationParseError {
-    /// The SQLSTATE PostgreSQL reports: `42601`.
-    pub fn sqlstate(&self) -> &'static str {
-        sqlstate::SYNTAX_ERROR
-    }
-}
-
-/// The nom error: a recoverable mismatch, or an error that ends the parse.
-#[derive(Debug)]
-pub(crate) enum PErr {
-    Syntax,
-    Fatal(ReplicationParseError),
-}
-
-impl<I> ParseError<I> for PErr {
-    fn from_error_kind(_: I, _: ErrorKind) -> Self {
-        PErr::Syntax
-    }
-
-    fn append(_: I, _: ErrorKind, other: Self) -> Self {
-        other
-    }
-}
 
 type Res<'a, T> = IResult<&'a str, T, PErr>;
 

@@ -1,13 +1,16 @@
 //! The replication command grammar and the CopyBoth sub-messages of PostgreSQL 15.
 //!
 //! # Layout
+//! - `syntax`: what the scanner and the grammar share: [`ReplicationParseError`] and the
+//!   quoting of identifiers and literals ([`quote_ident`], [`quote_literal`]).
 //! - [`scanner`]: tokens as `repl_scanner.l` makes them; [`is_replication_command`]
-//!   (replication command or SQL?) and [`quote_ident`].
+//!   (replication command or SQL?).
 //! - `grammar`: [`parse_command`], the grammar of `repl_gram.y` with nom.
 //! - `commands`: [`ReplicationCommand`] (shaped like `replnodes.h`) and its canonical text.
 //! - `options` / `basebackup`: the option checks the walsender makes when it runs a
 //!   command: [`parse_create_slot_options`], [`parse_base_backup_options`].
 //! - `copyboth`: XLogData `w`, keepalive `k`, standby status `r`, hot standby feedback `h`.
+//! - `identify`: IDENTIFY_SYSTEM's reply read into [`IdentifySystem`].
 //! - `time`: [`TimestampTz`], microseconds since 2000-01-01 UTC.
 //!
 //! What is checked where, as in PostgreSQL 15: the parser raises `syntax error`,
@@ -23,8 +26,10 @@ mod basebackup;
 mod commands;
 mod copyboth;
 mod grammar;
+mod identify;
 mod options;
 pub mod scanner;
+mod syntax;
 mod time;
 
 pub use basebackup::{
@@ -37,12 +42,14 @@ pub use copyboth::{
     HotStandbyFeedback, PrimaryKeepalive, ServerCopyData, StandbyStatusUpdate, XLogData,
     HOT_STANDBY_FEEDBACK_LEN, KEEPALIVE_LEN, STANDBY_STATUS_LEN, XLOGDATA_HEADER_LEN,
 };
-pub use grammar::{parse_command, ReplicationParseError};
+pub use grammar::parse_command;
+pub use identify::{fuzz_identify_system, IdentifySystem, IdentifySystemError};
 pub use options::{
     parse_bool, parse_create_slot_options, CreateSlotOptions, OptionError, SnapshotAction,
     MAX_RATE_LOWER, MAX_RATE_UPPER,
 };
-pub use scanner::{is_replication_command, quote_ident, quote_literal};
+pub use scanner::is_replication_command;
+pub use syntax::{quote_ident, quote_literal, ReplicationParseError};
 pub use time::{TimestampTz, POSTGRES_EPOCH_UNIX_SECS};
 
 /// Fuzz entry point: [`parse_command`] on arbitrary bytes (not UTF-8 → ignored).

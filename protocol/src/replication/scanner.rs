@@ -7,8 +7,7 @@
 
 use nom::IResult;
 
-use super::grammar::PErr;
-use super::ReplicationParseError;
+use super::syntax::{PErr, ReplicationParseError};
 use crate::Lsn;
 
 /// Longest identifier PostgreSQL keeps (`NAMEDATALEN - 1`); longer ones are truncated.
@@ -245,32 +244,6 @@ pub fn is_replication_command(query: &str) -> bool {
     }
 }
 
-/// Quotes an identifier for the replication grammar: bare when it is lower-case
-/// `[a-z_][a-z0-9_]*` (never a keyword, as keywords are upper case), else in double
-/// quotes, with `"` doubled as `ruleutils.c: quote_identifier` does.
-///
-/// PostgreSQL 15's replication scanner has no escape for `"` inside a quoted identifier,
-/// so a name containing `"` cannot be sent to it at all.
-pub fn quote_ident(ident: &str) -> String {
-    if is_simple_ident(ident) {
-        ident.to_string()
-    } else {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
-}
-
-/// Whether `s` is `[a-z_][a-z0-9_]*`.
-pub(crate) fn is_simple_ident(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'_'))
-        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
-}
-
-/// Quotes a string literal: `'...'` with `'` doubled.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,14 +323,5 @@ mod tests {
         assert!(!is_replication_command(""));
         assert!(!is_replication_command("ALTER_REPLICATION_SLOT x (a)"));
         assert!(!is_replication_command("TIMELINE 1"));
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote_ident("pgoutput"), "pgoutput");
-        assert_eq!(quote_ident("Ab c"), "\"Ab c\"");
-        assert_eq!(quote_ident(""), "\"\"");
-        assert_eq!(quote_ident("1a"), "\"1a\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
     }
 }

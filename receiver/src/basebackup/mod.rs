@@ -23,7 +23,7 @@ use crate::apply::VerifyingApplier;
 use crate::conn::{ConnError, ReplicationConn};
 use crate::conninfo::ConnInfo;
 use crate::segments::{SegmentWriter, WriterOptions};
-use crate::stream::{show_seg_size, Receiver, ReceiverError, StreamOptions};
+use crate::stream::{identify_system, show_seg_size, Receiver, ReceiverError, StreamOptions};
 
 /// How the backup gets the WAL it needs (`-X`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,10 +191,7 @@ pub async fn take_base_backup(
         ReceiverError::Conn(c) => BackupError::Conn(c),
         other => BackupError::Stream(other),
     })?;
-    let ident = conn.simple_query("IDENTIFY_SYSTEM").await?;
-    let system_id: u64 = ident.get_text(0, 0).and_then(|s| s.parse().ok()).ok_or_else(|| {
-        ConnError::Protocol("could not identify the system: no system identifier".into())
-    })?;
+    let system_id = identify_system(&mut conn).await?.systemid;
 
     let started = conn.start_base_backup(&opts.command()).await?;
     let total = started.tablespaces.iter().filter_map(|t| t.size_kb).sum::<u64>() * 1024;

@@ -8,7 +8,7 @@ use walstream_protocol::wire::BackendMessage;
 use walstream_protocol::{Lsn, TimeLineId};
 
 use super::query::{unexpected, QueryResult, ResultCollector};
-use super::{ConnError, ReplicationConn};
+use super::{ConnError, ProtocolViolation, ReplicationConn};
 
 /// One row of the tablespace list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,19 +32,17 @@ pub struct BackupStarted {
     pub tablespaces: Vec<TablespaceRow>,
 }
 
-fn position(r: &QueryResult, what: &str) -> Result<(Lsn, TimeLineId), ConnError> {
+fn position(r: &QueryResult) -> Result<(Lsn, TimeLineId), ConnError> {
     let bad = || {
-        ConnError::Protocol(format!(
-            "could not parse {what} \"{}\"",
-            r.get_text(0, 0).unwrap_or_default()
+        ConnError::Protocol(ProtocolViolation::BackupPosition(
+            r.get_text(0, 0).unwrap_or_default().to_string(),
         ))
     };
     if r.rows.len() != 1 || r.columns.len() < 2 {
-        return Err(ConnError::Protocol(format!(
-            "server returned unexpected response to BASE_BACKUP command; got {} rows and {} fields, expected 1 rows and 2 fields",
-            r.rows.len(),
-            r.columns.len()
-        )));
+        return Err(ConnError::Protocol(ProtocolViolation::BackupResultShape {
+            rows: r.rows.len(),
+            fields: r.columns.len(),
+        }));
     }
     let lsn = r.get_text(0, 0).and_then(|s| Lsn::from_str(s).ok()).ok_or_else(bad)?;
     let tli = r.get_text(0, 1).and_then(|s| s.parse::<u32>().ok()).ok_or_else(bad)?;
@@ -74,20 +72,14 @@ impl ReplicationConn {
                     if current.feed(other)? {
                         // ReadyForQuery before any COPY: the error that ended it.
                         current.finish()?;
-                        return Err(ConnError::Protocol(
-                            "BASE_BACKUP ended without sending a backup".into(),
-                        ));
+                        return Err(ConnError::Protocol(ProtocolViolation::BackupNoCopy));
                     }
                 }
             }
         }
-        let [start, spaces] = <[QueryResult; 2]>::try_from(sets).map_err(|sets| {
-            ConnError::Protocol(format!(
-                "expected 2 result sets before the backup, got {}",
-                sets.len()
-            ))
-        })?;
-        let (start, tli) = position(&start, "start write-ahead log location")?;
+        let [start, spaces] = <[QueryResult; 2]>::try_from(sets)
+            .map_err(|sets| ConnError::Protocol(ProtocolViolation::BackupResultSets(sets.len())))?;
+        let (start, tli) = position(&start)?;
         let num = |row: usize, col: usize| spaces.get_text(row, col).and_then(|s| s.parse().ok());
         let tablespaces = (0..spaces.rows.len())
             .map(|i| TablespaceRow {
@@ -107,7 +99,18 @@ impl ReplicationConn {
         match self.recv_copy().await? {
             super::CopyEvent::CopyData(b) => Ok(Some(b)),
             super::CopyEvent::CopyDone => Ok(None),
-            other => Err(ConnError::Protocol(format!("unexpected {other:?} during the backup"))),
+            super::CopyEvent::CommandComplete(_) => {
+                Err(ConnError::Protocol(ProtocolViolation::UnexpectedMessage {
+                    tag: b'C',
+                    context: "during the backup",
+                }))
+            }
+            super::CopyEvent::ReadyForQuery(_) => {
+                Err(ConnError::Protocol(ProtocolViolation::UnexpectedMessage {
+                    tag: b'Z',
+                    context: "during the backup",
+                }))
+            }
         }
     }
 
@@ -138,9 +141,7 @@ impl ReplicationConn {
                 }
             }
         }
-        let end = end.ok_or_else(|| {
-            ConnError::Protocol("no write-ahead log end position from server".into())
-        })?;
-        position(&end, "write-ahead log end position")
+        let end = end.ok_or(ConnError::Protocol(ProtocolViolation::BackupNoEnd))?;
+        position(&end)
     }
 }

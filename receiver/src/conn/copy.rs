@@ -13,7 +13,7 @@ use walstream_protocol::wire::{
 use walstream_protocol::{Lsn, TimeLineId};
 
 use super::query::{unexpected, QueryResult, ResultCollector};
-use super::{ConnError, ReplicationConn, READ_CHUNK};
+use super::{ConnError, ProtocolViolation, ReplicationConn, READ_CHUNK};
 
 /// One server message in COPY mode (NoticeResponse and ParameterStatus are handled inside).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,20 +51,17 @@ impl QueryResult {
         }
         // receivelog.c: ReadEndOfStreamingResult
         if self.columns.len() < 2 || self.rows.len() != 1 {
-            return Err(ConnError::Protocol(format!(
-                "unexpected result set after end-of-timeline: got {} rows and {} fields, \
-                 expected 1 rows and 2 fields",
-                self.rows.len(),
-                self.columns.len()
-            )));
+            return Err(ConnError::Protocol(ProtocolViolation::EndOfTimelineShape {
+                rows: self.rows.len(),
+                fields: self.columns.len(),
+            }));
         }
         let tli = self.get_text(0, 0).and_then(|t| t.parse::<u32>().ok());
         let start = self.get_text(0, 1).and_then(|s| Lsn::from_str(s).ok());
         match (tli, start) {
             (Some(tli), Some(start)) => Ok(Some((TimeLineId(tli), start))),
-            _ => Err(ConnError::Protocol(format!(
-                "could not parse next timeline's starting point \"{}\"",
-                self.get_text(0, 1).unwrap_or_default()
+            _ => Err(ConnError::Protocol(ProtocolViolation::NextTimelineStart(
+                self.get_text(0, 1).unwrap_or_default().to_string(),
             ))),
         }
     }
@@ -122,7 +119,7 @@ impl ReplicationConn {
     /// [`ConnError::Protocol`] for a payload above 1 GB, [`ConnError::Io`].
     pub async fn send_copy_data(&mut self, payload: &[u8]) -> Result<(), ConnError> {
         if payload.len() > (PQ_LARGE_MESSAGE_LIMIT - 4) as usize {
-            return Err(ConnError::Protocol("CopyData payload too large".into()));
+            return Err(ConnError::Protocol(ProtocolViolation::CopyDataTooLarge));
         }
         self.write_buf.clear();
         encode_copy_data_header(payload.len(), &mut self.write_buf);

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use walstream_protocol::replication::{CopyDataError, IdentifySystemError};
+use walstream_protocol::timeline::HistoryError;
 use walstream_protocol::wire::{sqlstate, ErrorFields, WireError};
 
 /// A failed connection attempt, query or COPY exchange.
@@ -28,8 +30,8 @@ pub enum ConnError {
     #[error("{}", server_text(.0))]
     Server(Box<ErrorFields>),
     /// A message that is malformed or not allowed at this point.
-    #[error("{0}")]
-    Protocol(String),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolViolation),
     /// Authentication could not proceed on our side (no password, unsupported method,
     /// a SCRAM server proof that does not verify).
     #[error("{0}")]
@@ -50,9 +52,101 @@ fn server_text(fields: &ErrorFields) -> String {
     text
 }
 
+/// What the server did that the protocol does not allow, with libpq's and
+/// pg_receivewal's texts.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolViolation {
+    /// A message that did not parse.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A message of a type not expected here (`fe-protocol3.c`).
+    #[error("unexpected message type \"{}\" {context}", char::from(*.tag))]
+    UnexpectedMessage {
+        /// Its type byte.
+        tag: u8,
+        /// Where: `during startup`, `during COPY`, `in a query result`.
+        context: &'static str,
+    },
+    /// `fe-connect.c: PQconnectPoll` (CONNECTION_AWAITING_RESPONSE).
+    #[error("expected authentication request from server, but received {}", char::from(*.0))]
+    NotAuthentication(u8),
+    /// A SASL continue or final message outside a SASL exchange.
+    #[error("SASL message received without a SASL exchange in progress")]
+    SaslOutOfOrder,
+    /// The answer to SSLRequest was neither `S` nor `N` (`fe-connect.c`).
+    #[error("received invalid response to SSL negotiation: {}", char::from(*.0))]
+    SslResponse(u8),
+    /// `receivelog.c: ReadEndOfStreamingResult`, the shape.
+    #[error(
+        "unexpected result set after end-of-timeline: got {rows} rows and {fields} fields, expected 1 rows and 2 fields"
+    )]
+    EndOfTimelineShape {
+        /// Rows received.
+        rows: usize,
+        /// Fields received.
+        fields: usize,
+    },
+    /// `receivelog.c: ReadEndOfStreamingResult`, the position.
+    #[error("could not parse next timeline's starting point \"{0}\"")]
+    NextTimelineStart(String),
+    /// `pg_basebackup.c`: a position result set of `BASE_BACKUP` of the wrong shape.
+    #[error(
+        "server returned unexpected response to BASE_BACKUP command; got {rows} rows and {fields} fields, expected 1 rows and 2 fields"
+    )]
+    BackupResultShape {
+        /// Rows received.
+        rows: usize,
+        /// Fields received.
+        fields: usize,
+    },
+    /// `pg_basebackup.c`: a position that does not parse.
+    #[error("could not parse write-ahead log location \"{0}\"")]
+    BackupPosition(String),
+    /// `BASE_BACKUP` ended (ReadyForQuery) before its COPY OUT.
+    #[error("BASE_BACKUP ended without sending a backup")]
+    BackupNoCopy,
+    /// Not the start position and the tablespace list before the COPY OUT.
+    #[error("expected 2 result sets before the backup, got {0}")]
+    BackupResultSets(usize),
+    /// No end position after the backup.
+    #[error("no write-ahead log end position returned from server")]
+    BackupNoEnd,
+    /// A CopyData we would send is over the 1 GB message limit.
+    #[error("CopyData payload too large")]
+    CopyDataTooLarge,
+    /// IDENTIFY_SYSTEM's reply did not read.
+    #[error(transparent)]
+    IdentifySystem(#[from] IdentifySystemError),
+    /// `SHOW wal_segment_size` gave a size PostgreSQL cannot have (`streamutil.c`).
+    #[error(
+        "WAL segment size must be a power of two between 1 MB and 1 GB, but the remote server reported a value of \"{0}\""
+    )]
+    SegSize(String),
+    /// START_REPLICATION answered neither CopyBoth nor an end-of-timeline result.
+    #[error("START_REPLICATION gave no stream")]
+    NoStream,
+    /// TIMELINE_HISTORY sent no file content.
+    #[error("no history file for timeline {0}")]
+    NoHistoryFile(u32),
+    /// A history file that does not read.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// A CopyData sub-message that does not parse.
+    #[error(transparent)]
+    CopyData(#[from] CopyDataError),
+    /// XLogData not continuing the stream (`receivelog.c: ProcessXLogDataMsg`).
+    #[error("got WAL data offset {got:08x}, expected {expected:08x}")]
+    WalDataOffset {
+        /// The offset in its segment of the XLogData's start.
+        got: u32,
+        /// The offset the stream had reached.
+        expected: u32,
+    },
+}
+
 impl From<WireError> for ConnError {
     fn from(e: WireError) -> ConnError {
-        ConnError::Protocol(e.to_string())
+        ConnError::Protocol(ProtocolViolation::Wire(e))
     }
 }
 
@@ -119,5 +213,28 @@ mod tests {
         );
         f.detail = Some("d".into());
         assert!(ConnError::Server(Box::new(f)).to_string().ends_with("\nDETAIL:  d"));
+    }
+
+    #[test]
+    fn protocol_violations_read_as_libpq_and_pg_receivewal_write_them() {
+        let v = ProtocolViolation::UnexpectedMessage { tag: b'Z', context: "during COPY" };
+        assert_eq!(v.to_string(), "unexpected message type \"Z\" during COPY");
+        assert_eq!(
+            ProtocolViolation::NotAuthentication(b'D').to_string(),
+            "expected authentication request from server, but received D"
+        );
+        assert_eq!(
+            ProtocolViolation::SslResponse(b'x').to_string(),
+            "received invalid response to SSL negotiation: x"
+        );
+        assert_eq!(
+            ProtocolViolation::WalDataOffset { got: 0x28, expected: 0x10 }.to_string(),
+            "got WAL data offset 00000028, expected 00000010"
+        );
+        assert_eq!(
+            ConnError::from(ProtocolViolation::EndOfTimelineShape { rows: 0, fields: 1 })
+                .to_string(),
+            "unexpected result set after end-of-timeline: got 0 rows and 1 fields, expected 1 rows and 2 fields"
+        );
     }
 }

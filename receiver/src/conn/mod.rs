@@ -24,7 +24,7 @@ use walstream_protocol::wire::{parse_backend, BackendMessage, ErrorFields, Front
 
 pub use basebackup::{BackupStarted, TablespaceRow};
 pub use copy::{CopyEvent, EndOfStream};
-pub use error::ConnError;
+pub use error::{ConnError, ProtocolViolation};
 pub use query::{QueryResult, StartOutcome};
 pub use wal::{fuzz_wal_header, parse_xlogdata_header, WalEvent, WalSink, XLogDataHeader};
 pub use walstream_protocol::wire::ReplicationMode;

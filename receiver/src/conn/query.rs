@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use walstream_protocol::wire::{BackendMessage, ErrorFields, FieldDescription, FrontendMessage};
 
-use super::{ConnError, ReplicationConn};
+use super::{ConnError, ProtocolViolation, ReplicationConn};
 
 /// The outcome of a simple query: the last result set and its command tag.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,8 +84,8 @@ impl ResultCollector {
     }
 }
 
-pub(super) fn unexpected(msg: &BackendMessage, context: &str) -> ConnError {
-    ConnError::Protocol(format!("unexpected message type \"{}\" {context}", char::from(msg.tag())))
+pub(super) fn unexpected(msg: &BackendMessage, context: &'static str) -> ConnError {
+    ConnError::Protocol(ProtocolViolation::UnexpectedMessage { tag: msg.tag(), context })
 }
 
 impl ReplicationConn {

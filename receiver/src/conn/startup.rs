@@ -12,7 +12,7 @@ use walstream_protocol::wire::{
     Authentication, BackendMessage, SaslInitialResponse, StartupMessage, StartupPacket,
 };
 
-use super::{ConnError, ReplicationConn, ReplicationMode};
+use super::{ConnError, ProtocolViolation, ReplicationConn, ReplicationMode};
 use crate::conninfo::{ConnInfo, SslMode};
 
 /// libpq's text when the server asks for a password and none is known (`fe-auth.c`).
@@ -127,12 +127,7 @@ impl ReplicationConn {
                 BackendMessage::ErrorResponse(fields) => {
                     return Err(ConnError::Server(Box::new(fields)))
                 }
-                other => {
-                    return Err(ConnError::Protocol(format!(
-                        "unexpected message type \"{}\" during startup",
-                        char::from(other.tag())
-                    )))
-                }
+                other => return Err(super::query::unexpected(&other, "during startup")),
             }
         }
     }
@@ -166,7 +161,7 @@ fn finish_scram(scram: Option<ScramState>) -> Result<(), ConnError> {
 }
 
 fn sasl_out_of_order() -> ConnError {
-    ConnError::Protocol("SASL message received without a SASL exchange in progress".into())
+    ConnError::Protocol(ProtocolViolation::SaslOutOfOrder)
 }
 
 fn need_password(info: &ConnInfo, database: &str) -> Result<String, ConnError> {
@@ -189,10 +184,7 @@ fn unsupported_method(request: &Authentication) -> ConnError {
 
 // fe-connect.c: PQconnectPoll (CONNECTION_AWAITING_RESPONSE)
 fn unexpected_during_auth(msg: &BackendMessage) -> ConnError {
-    ConnError::Protocol(format!(
-        "expected authentication request from server, but received {}",
-        char::from(msg.tag())
-    ))
+    ConnError::Protocol(ProtocolViolation::NotAuthentication(msg.tag()))
 }
 
 /// The StartupMessage in libpq's parameter order (`fe-protocol3.c: build_startup_packet`).
@@ -270,10 +262,7 @@ async fn request_ssl(stream: &mut TcpStream) -> Result<bool, ConnError> {
     match answer {
         b'S' => Ok(true),
         b'N' => Ok(false),
-        other => Err(ConnError::Protocol(format!(
-            "received invalid response to SSL negotiation: {}",
-            char::from(other)
-        ))),
+        other => Err(ConnError::Protocol(ProtocolViolation::SslResponse(other))),
     }
 }
 

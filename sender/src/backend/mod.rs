@@ -14,53 +14,23 @@
 
 pub mod extended;
 pub mod query;
-pub mod serve_handler;
-pub mod views;
-
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, info};
 use walstream_protocol::replication::is_replication_command;
 use walstream_protocol::wire::{
-    sqlstate, BackendMessage, ErrorFields, FrontendMessage, ReplicationMode, TransactionStatus,
-    WireError,
+    sqlstate, BackendMessage, ErrorFields, FrontendMessage, TransactionStatus, WireError,
 };
 
-use crate::conn::{ConnError, PqReader, PqWriter};
+use crate::conn::ConnError;
 use crate::registry::{ActivityState, BackendEntry};
+pub use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection, WalSenderExit};
 use crate::walsender::{CommandOutcome, WalSender};
 use extended::{simple_output, ExtendedState};
-pub use query::{QueryHandler, QuerySession};
-
-/// A connection past authentication: both halves of the socket and who it is.
-pub struct Connection<R, W> {
-    /// Reading half.
-    pub reader: PqReader<R>,
-    /// Writing half.
-    pub writer: PqWriter<W>,
-    /// This backend's registry entry.
-    pub entry: Arc<BackendEntry>,
-    /// The startup packet's `replication` parameter.
-    pub replication: ReplicationMode,
-}
-
-/// Why a backend ended (expected endings are logged at info level).
-#[derive(Debug)]
-pub enum BackendEnd {
-    /// The client sent Terminate.
-    Terminate,
-    /// The client closed the connection.
-    Eof,
-    /// The backend was terminated (FATAL 57P01 sent).
-    Terminated,
-    /// A FATAL error was sent (or, for a bad length word, only logged).
-    Fatal(Box<ErrorFields>),
-    /// The socket failed.
-    Io(std::io::Error),
-    /// The walsender ended the connection (timeout, shutdown handshake done).
-    WalSenderExit(String),
-}
+pub use query::{
+    Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
+    SessionInfo, SimpleQueryResult, StatementDescription,
+};
 
 /// What the loop does with the SQL and replication commands it reads.
 pub enum Mode {
@@ -69,14 +39,6 @@ pub enum Mode {
     /// A replication connection: replication commands to the walsender; SQL to the
     /// session on a `replication=database` connection.
     WalSender(Box<WalSender>, Option<Box<dyn QuerySession>>),
-}
-
-/// The FATAL a terminated backend sends (`postgres.c: ProcessInterrupts`).
-pub fn admin_shutdown() -> ErrorFields {
-    ErrorFields::fatal(
-        sqlstate::ADMIN_SHUTDOWN,
-        "terminating connection due to administrator command",
-    )
 }
 
 fn is_extended(tag: u8) -> bool {
@@ -361,11 +323,6 @@ fn physical_sql_error() -> ErrorFields {
         sqlstate::FEATURE_NOT_SUPPORTED,
         "cannot execute SQL commands in WAL sender for physical replication",
     )
-}
-
-/// `57014 canceling statement due to user request`.
-pub fn query_canceled() -> ErrorFields {
-    ErrorFields::error(sqlstate::QUERY_CANCELED, "canceling statement due to user request")
 }
 
 fn io_error(e: std::io::Error) -> ErrorFields {

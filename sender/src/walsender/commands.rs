@@ -185,7 +185,7 @@ impl WalSender {
         let wait_for_release = async { slots.drop_slot(name, self.entry.pid, wait).await };
         tokio::select! {
             biased;
-            _ = self.entry.terminated() => Err(crate::backend::admin_shutdown()),
+            _ = self.entry.terminated() => Err(crate::session::admin_shutdown()),
             r = wait_for_release => r.map_err(slot_error),
         }
     }

@@ -20,9 +20,9 @@ use walstream_protocol::wire::{
 };
 use walstream_protocol::TimeLineId;
 
-use crate::backend::{BackendEnd, Connection};
 use crate::config::Settings;
 use crate::registry::BackendEntry;
+use crate::session::{BackendEnd, Connection};
 use crate::slots::SlotStore;
 use crate::walsource::{WalEnd, WalSource, WalSourceError};
 

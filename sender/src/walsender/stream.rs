@@ -26,9 +26,9 @@ use walstream_protocol::{Lsn, TimeLineId};
 
 use super::replies::{read_replies, Reply};
 use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext};
-use crate::backend::{admin_shutdown, query_canceled, BackendEnd, Connection};
 use crate::conn::PqWriter;
 use crate::registry::{BackendEntry, WalSndState};
+use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection, WalSenderExit};
 
 /// Which timeline is streamed, and where it ends (`sendTimeLine*`).
 #[derive(Debug, Clone, Copy)]
@@ -510,8 +510,7 @@ impl Streamer {
         if timeout.is_zero() || Instant::now() < self.last_reply + timeout {
             return None;
         }
-        let why = "terminating walsender process due to replication timeout";
-        Some(StreamEnd::Exit(BackendEnd::WalSenderExit(why.to_string())))
+        Some(StreamEnd::Exit(BackendEnd::WalSenderExit(WalSenderExit::Timeout)))
     }
 
     /// When the loop must wake up if nothing else happens (`WalSndComputeSleeptime`).
@@ -536,8 +535,7 @@ impl Streamer {
         if self.sent == replicated && !w.has_pending() {
             w.send(&BackendMessage::CommandComplete("COPY 0".into()));
             let _ = w.flush().await;
-            let why = "walsender stopped at shutdown: all WAL was replicated";
-            return Some(StreamEnd::Exit(BackendEnd::WalSenderExit(why.to_string())));
+            return Some(StreamEnd::Exit(BackendEnd::WalSenderExit(WalSenderExit::ShutdownDone)));
         }
         if !self.waiting_for_ping {
             if let Err(e) = self.keepalive(w, true).await {

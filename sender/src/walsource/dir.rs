@@ -10,8 +10,7 @@ mod tail;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -19,11 +18,11 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use walstream_protocol::lsn::{history_file_name, segment_file_name};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
 use self::listing::Listing;
 use self::tail::{Ctx, Tail};
+use super::segfile::SegmentFiles;
 use super::{WalEnd, WalSource, WalSourceError};
 
 /// How a [`DirWalSource`] behaves.
@@ -46,24 +45,15 @@ struct State {
     tail: Tail,
 }
 
-/// The segment file `read` used last.
-#[derive(Debug)]
-struct OpenSegment {
-    tli: TimeLineId,
-    segno: XLogSegNo,
-    file: Arc<File>,
-}
-
 /// A directory of WAL segment files, served as a [`WalSource`].
 #[derive(Debug)]
 pub struct DirWalSource {
-    dir: PathBuf,
     seg_size: WalSegSize,
     system_id: u64,
     opts: DirWalSourceOptions,
     state: Mutex<State>,
     end_tx: watch::Sender<WalEnd>,
-    open_segment: Mutex<Option<OpenSegment>>,
+    files: SegmentFiles,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,19 +81,18 @@ impl DirWalSource {
         let end = WalEnd { tli, flushed: tail.flushed() };
         tracing::debug!("{}: timeline {tli}, WAL flushed to {}", dir.display(), end.flushed);
         Ok(Arc::new(DirWalSource {
-            dir: dir.to_path_buf(),
             seg_size,
             system_id,
             opts,
             state: Mutex::new(State { tli, tail }),
             end_tx: watch::Sender::new(end),
-            open_segment: Mutex::new(None),
+            files: SegmentFiles::new(dir.to_path_buf(), seg_size),
         }))
     }
 
     /// The served directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.files.dir()
     }
 
     /// The current timeline and flushed end (what [`WalSource::end`] last published).
@@ -118,8 +107,8 @@ impl DirWalSource {
     /// # Errors
     /// The directory or a segment cannot be read.
     pub fn refresh(&self) -> Result<(), WalSourceError> {
-        let files = Listing::read(&self.dir, self.seg_size)?;
-        let ctx = Ctx { dir: &self.dir, seg_size: self.seg_size, sysid: self.system_id };
+        let files = Listing::read(self.files.dir(), self.seg_size)?;
+        let ctx = Ctx { dir: self.files.dir(), seg_size: self.seg_size, sysid: self.system_id };
         let mut st = lock(&self.state);
         let top = files.max_tli().unwrap_or(st.tli).max(st.tli);
         let new_timeline = top > st.tli && files.has_timeline(top);
@@ -159,8 +148,8 @@ impl DirWalSource {
                 let s = Arc::clone(&this);
                 match tokio::task::spawn_blocking(move || s.refresh()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!("watching {}: {e}", this.dir.display()),
-                    Err(e) => tracing::warn!("watching {}: {e}", this.dir.display()),
+                    Ok(Err(e)) => tracing::warn!("watching {}: {e}", this.files.dir().display()),
+                    Err(e) => tracing::warn!("watching {}: {e}", this.files.dir().display()),
                 }
             }
         })
@@ -177,50 +166,19 @@ impl DirWalSource {
         let flushed = self.current_end().flushed;
         let holding_end = Lsn(flushed.0.saturating_sub(1)).segno(self.seg_size);
         let limit = keep_from.min(holding_end);
-        let files = Listing::read(&self.dir, self.seg_size)?;
+        let files = Listing::read(self.files.dir(), self.seg_size)?;
         let mut removed = Vec::new();
         for (&(tli, segno), f) in &files.segments {
             if f.partial || segno >= limit {
                 continue;
             }
-            self.forget_open_segment(tli, segno);
-            let path = self.dir.join(&f.name);
+            self.files.forget(tli, segno);
+            let path = self.files.dir().join(&f.name);
             std::fs::remove_file(&path)
                 .map_err(|source| WalSourceError::Io { path: f.name.clone(), source })?;
             removed.push(f.name.clone());
         }
         Ok(removed)
-    }
-
-    fn forget_open_segment(&self, tli: TimeLineId, segno: XLogSegNo) {
-        let mut open = lock(&self.open_segment);
-        if open.as_ref().is_some_and(|o| o.tli == tli && o.segno == segno) {
-            *open = None;
-        }
-    }
-
-    /// The open file of segment `segno` on `tli`: the complete file, else its `.partial`.
-    fn segment_file(&self, tli: TimeLineId, segno: XLogSegNo) -> Result<Arc<File>, WalSourceError> {
-        let mut open = lock(&self.open_segment);
-        if let Some(o) = open.as_ref().filter(|o| o.tli == tli && o.segno == segno) {
-            return Ok(Arc::clone(&o.file));
-        }
-        let name = segment_file_name(tli, segno, self.seg_size);
-        let file = match File::open(self.dir.join(&name)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                File::open(self.dir.join(format!("{name}.partial")))
-            }
-            other => other,
-        };
-        let file = match file {
-            Ok(f) => Arc::new(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(WalSourceError::SegmentRemoved { segment: name });
-            }
-            Err(source) => return Err(WalSourceError::Io { path: name, source }),
-        };
-        *open = Some(OpenSegment { tli, segno, file: Arc::clone(&file) });
-        Ok(file)
     }
 }
 
@@ -238,22 +196,10 @@ impl WalSource for DirWalSource {
     }
 
     fn history_file(&self, tli: TimeLineId) -> Result<Option<Bytes>, WalSourceError> {
-        let name = history_file_name(tli);
-        match std::fs::read(self.dir.join(&name)) {
-            Ok(b) => Ok(Some(Bytes::from(b))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(WalSourceError::Io { path: name, source }),
-        }
+        self.files.history_file(tli)
     }
 
     fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError> {
-        let segno = start.segno(self.seg_size);
-        let off = start.segment_offset(self.seg_size);
-        let len = len.min((self.seg_size.bytes() - off) as usize);
-        let file = self.segment_file(file_tli, segno)?;
-        tail::read_exact_at(&file, u64::from(off), len).map_err(|source| WalSourceError::Io {
-            path: segment_file_name(file_tli, segno, self.seg_size),
-            source,
-        })
+        self.files.read(file_tli, start, len)
     }
 }

@@ -3,9 +3,17 @@
 //! [`WalSource`] is what the walsender needs: the system identifier and segment size, the
 //! current timeline and how far WAL on it is flushed (as a watch, so walsenders wake when
 //! it moves), timeline history files, and the bytes of one segment file.
+//!
+//! Two implementations share one segment-file reader (`segfile`):
+//! - [`DirWalSource`]: a directory of segment files that may grow while it is served;
+//! - [`MemWalSource`]: WAL its writer hands over as it writes it (a primary's WAL writer,
+//!   a relay's receiver), served from memory while recent and from the files after.
 
 mod dir;
+mod mem;
+mod segfile;
 pub use dir::{DirWalSource, DirWalSourceOptions};
+pub use mem::MemWalSource;
 
 use bytes::Bytes;
 use tokio::sync::watch;

@@ -208,11 +208,11 @@ pub fn errors(msgs: &[BackendMessage]) -> Vec<(String, String, String)> {
 
 use std::path::Path;
 
-use walstream_sender::backend::serve_handler::ServeHandler;
 use walstream_sender::protocol::replication::{
     parse_server_copy_data, PrimaryKeepalive, ServerCopyData, StandbyStatusUpdate, TimestampTz,
     XLogData,
 };
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions};
 
 /// Starts a server with everything chosen, the slot store included.

@@ -12,16 +12,16 @@
 //! flushed end, then the real bytes from there: a restart reads one page plus the tail.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use walstream_protocol::lsn::XLOG_BLCKSZ;
 use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::wal::WalDecoder;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
+use super::super::segfile::read_exact_at;
 use super::super::WalSourceError;
 use super::listing::{read_long_header, Listing, SegFile};
 
@@ -260,22 +260,6 @@ impl Tail {
         let Some((_, _, file)) = &self.file else { return Ok(Bytes::new()) };
         read_exact_at(file, off, len as usize).map_err(io)
     }
-}
-
-/// Up to `len` bytes at `off` (fewer at the end of the file).
-pub(super) fn read_exact_at(file: &File, off: u64, len: usize) -> std::io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    let mut got = 0;
-    while got < len {
-        match file.read_at(&mut buf[got..], off + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(got);
-    Ok(buf.freeze())
 }
 
 /// Whether the first page header of segment file `f` is valid for its name: magic, long

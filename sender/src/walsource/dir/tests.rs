@@ -9,6 +9,7 @@ use std::time::Duration;
 use walstream_testdata::{expected, expected_value, shapes_dir, timeline_dir, wal_files};
 
 use super::*;
+use walstream_protocol::lsn::segment_file_name;
 
 const T1: TimeLineId = TimeLineId(1);
 

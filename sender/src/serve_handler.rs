@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use walstream_protocol::wire::{sqlstate, ErrorFields, Severity};
 
-use super::query::{
+use crate::backend::query::{
     Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
     SessionInfo, SimpleQueryResult, StatementDescription,
 };
-use super::views::View;
 use crate::registry::Registry;
+use crate::views::View;
 
 /// Answers `SHOW name`; `None` for an unknown name.
 pub type ShowFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -69,7 +69,8 @@ fn select_from_view(text: &str) -> Option<Result<Statement, ErrorFields>> {
     let lower = text.to_ascii_lowercase();
     let rest = lower.strip_prefix("select")?;
     let from = rest.find(" from ")?;
-    let view = View::named(rest[from + 6..].trim())?;
+    // serve has no slot store to show (the node has).
+    let view = View::named(rest[from + 6..].trim()).filter(|v| *v != View::ReplicationSlots)?;
     let columns = view.columns();
     let mut items = Vec::new();
     for item in rest[..from].split(',').map(str::trim) {
@@ -250,6 +251,7 @@ impl ServeHandler {
                 let pid = match view {
                     View::Activity => row.get(2),
                     View::Replication => row.first(),
+                    View::ReplicationSlots => row.get(7),
                 };
                 let pid = match pid {
                     Some(Datum::Int4(pid)) => *pid,

@@ -1,10 +1,13 @@
-//! `pg_stat_activity` and `pg_stat_replication` from the backend registry, with
-//! PostgreSQL 15's columns and types (`catalog/system_views.sql`).
+//! The system views a server answers, with PostgreSQL 15's columns and types
+//! (`catalog/system_views.sql`), as rows of [`Datum`]s: `pg_stat_activity` and
+//! `pg_stat_replication` from the backend registry, `pg_replication_slots` from the slots.
+//! `walstream serve` and the node both answer them from here.
 
 use std::time::SystemTime;
 
-use super::query::{Column, Datum, DatumType};
+use crate::backend::query::{Column, Datum, DatumType};
 use crate::registry::{BackendEntry, Registry};
+use crate::slots::SlotInfo;
 
 const fn text_only(oid: u32, typlen: i16, name: &'static str) -> DatumType {
     DatumType::TextOnly { oid, typlen, name }
@@ -25,6 +28,8 @@ pub enum View {
     Activity,
     /// `pg_stat_replication`.
     Replication,
+    /// `pg_replication_slots` (rows from [`slot_rows`], not from the registry).
+    ReplicationSlots,
 }
 
 impl View {
@@ -33,6 +38,7 @@ impl View {
         match name.to_ascii_lowercase().trim_start_matches("pg_catalog.") {
             "pg_stat_activity" => Some(View::Activity),
             "pg_stat_replication" => Some(View::Replication),
+            "pg_replication_slots" => Some(View::ReplicationSlots),
             _ => None,
         }
     }
@@ -86,11 +92,29 @@ impl View {
                 ("sync_state", DatumType::Text),
                 ("reply_time", TIMESTAMPTZ),
             ],
+            View::ReplicationSlots => &[
+                ("slot_name", NAME),
+                ("plugin", NAME),
+                ("slot_type", DatumType::Text),
+                ("datoid", OID),
+                ("database", NAME),
+                ("temporary", DatumType::Bool),
+                ("active", DatumType::Bool),
+                ("active_pid", DatumType::Int4),
+                ("xmin", XID),
+                ("catalog_xmin", XID),
+                ("restart_lsn", LSN),
+                ("confirmed_flush_lsn", LSN),
+                ("wal_status", DatumType::Text),
+                ("safe_wal_size", DatumType::Int8),
+                ("two_phase", DatumType::Bool),
+            ],
         };
         cols.iter().map(|(n, t)| Column::new(*n, *t)).collect()
     }
 
-    /// Its rows, one per backend (walsenders only for `pg_stat_replication`).
+    /// Its rows, one per backend (walsenders only for `pg_stat_replication`); none for
+    /// `pg_replication_slots`, whose rows come from [`slot_rows`].
     pub fn rows(self, registry: &Registry) -> Vec<Vec<Datum>> {
         registry
             .list()
@@ -98,9 +122,38 @@ impl View {
             .filter_map(|e| match self {
                 View::Activity => Some(activity_row(e)),
                 View::Replication => replication_row(e),
+                View::ReplicationSlots => None,
             })
             .collect()
     }
+}
+
+/// The rows of `pg_replication_slots` for physical slots (`slotfuncs.c:
+/// pg_get_replication_slots`): `wal_status` is `reserved` while the slot holds WAL, as
+/// walstream never invalidates a slot (`max_slot_wal_keep_size = -1`).
+pub fn slot_rows(slots: &[SlotInfo]) -> Vec<Vec<Datum>> {
+    slots
+        .iter()
+        .map(|s| {
+            vec![
+                text(&s.name),
+                Datum::Null,
+                text("physical"),
+                Datum::Null,
+                Datum::Null,
+                Datum::Bool(s.temporary),
+                Datum::Bool(s.active_pid.is_some()),
+                s.active_pid.map_or(Datum::Null, Datum::Int4),
+                Datum::Null,
+                Datum::Null,
+                s.restart_lsn.map_or(Datum::Null, lsn),
+                Datum::Null,
+                if s.restart_lsn.is_some() { text("reserved") } else { Datum::Null },
+                Datum::Null,
+                Datum::Bool(false),
+            ]
+        })
+        .collect()
 }
 
 /// `timestamptz` output in the UTC zone walstream reports (`2026-11-21 13:40:52.12345+00`).
@@ -208,5 +261,30 @@ mod tests {
         assert_eq!(View::Activity.columns().len(), 22);
         assert_eq!(View::named("PG_STAT_REPLICATION"), Some(View::Replication));
         assert_eq!(View::named("pg_catalog.pg_stat_activity"), Some(View::Activity));
+        assert_eq!(View::ReplicationSlots.columns().len(), 15);
+    }
+
+    #[test]
+    fn slot_rows_read_as_postgresql_15_shows_them() {
+        // A live 15: `room_t||physical|||f|f||||0/A000028||reserved||f`.
+        let slot = SlotInfo {
+            name: "room_t".into(),
+            temporary: false,
+            active_pid: None,
+            restart_lsn: Some(walstream_protocol::Lsn(0xA00_0028)),
+            restart_tli: None,
+        };
+        let rows = slot_rows(&[slot]);
+        let shown: Vec<String> = rows[0]
+            .iter()
+            .map(|d| match d {
+                Datum::Null => String::new(),
+                Datum::Bool(b) => if *b { "t" } else { "f" }.to_string(),
+                Datum::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(shown.join("|"), "room_t||physical|||f|f||||0/A000028||reserved||f");
+        assert_eq!(rows[0].len(), View::ReplicationSlots.columns().len());
     }
 }
