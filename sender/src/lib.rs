@@ -16,6 +16,10 @@
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
 //! - [`lag`]: `write_lag`, `flush_lag`, `replay_lag` as the walsender's LagTracker measures them.
+//! - [`views`]: the system views (`pg_stat_activity`, `pg_stat_replication`,
+//!   `pg_replication_slots`) as rows of `Datum`s, shared by `walstream serve` and the node.
+//! - [`serve_handler`]: the SQL `walstream serve` answers (`SELECT 1`, `SHOW`, the views,
+//!   the signalling functions).
 //! - [`walsender`]: replication commands and streaming (`replication/walsender.c`).
 //! - [`walsource`]: where the walsender reads WAL from ([`walsource::WalSource`]): a
 //!   directory of segment files that may grow while it is served, or WAL its writer hands

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize, XLogSegNo};
 
 use super::segfile::SegmentFiles;
 use super::{WalEnd, WalSource, WalSourceError};
@@ -121,6 +121,24 @@ impl MemWalSource {
             }
             moved
         });
+    }
+
+    /// The writer removed segment `segno` of `tli` (a checkpoint recycled it): its bytes
+    /// are no longer served from memory nor from a file kept open, so a walsender asking
+    /// for them gets [`WalSourceError::SegmentRemoved`] as from PostgreSQL.
+    pub fn segment_removed(&self, tli: TimeLineId, segno: XLogSegNo) {
+        self.files.forget(tli, segno);
+        let start = segno.start_lsn(self.seg_size).0;
+        let end = start.saturating_add(u64::from(self.seg_size.bytes()));
+        let mut cache = self.cache();
+        let gone: Vec<(u32, u64)> =
+            cache.chunks.range((tli.0, start)..(tli.0, end)).map(|(k, _)| *k).collect();
+        for key in gone {
+            if let Some(old) = cache.chunks.remove(&key) {
+                cache.bytes -= old.len();
+            }
+        }
+        cache.order.retain(|k| k.0 != tli.0 || k.1 < start || k.1 >= end);
     }
 
     /// The end last published.
@@ -237,6 +255,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_segment_the_writer_removed_is_gone_from_memory_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), 1 << 20);
+        let name = segment_name(&src, 1, Lsn(SEG));
+        std::fs::write(dir.path().join(&name), vec![3u8; 64]).unwrap();
+        src.append(Lsn(SEG), Bytes::from(vec![7u8; 32]));
+        src.append(Lsn(2 * SEG), Bytes::from(vec![8u8; 32]));
+        // Read once from the file so that it is the open one.
+        assert_eq!(src.read(TimeLineId(1), Lsn(SEG + 40), 4).unwrap().as_ref(), &[3u8; 4]);
+        std::fs::remove_file(dir.path().join(&name)).unwrap();
+        src.segment_removed(TimeLineId(1), Lsn(SEG).segno(src.seg_size));
+        for at in [Lsn(SEG), Lsn(SEG + 40)] {
+            assert!(matches!(
+                src.read(TimeLineId(1), at, 4),
+                Err(WalSourceError::SegmentRemoved { .. })
+            ));
+        }
+        // The next segment's WAL is still in memory.
+        assert_eq!(src.read(TimeLineId(1), Lsn(2 * SEG), 4).unwrap().as_ref(), &[8u8; 4]);
     }
 
     #[test]
