@@ -36,6 +36,8 @@ pub struct WalSenderContext {
     pub slots: Arc<SlotStore>,
     /// Becomes true when walsenders must stop (the last phase of a shutdown).
     pub stop: watch::Receiver<bool>,
+    /// What `BASE_BACKUP` backs up; `None` refuses the command.
+    pub backup: Option<Arc<dyn crate::basebackup::BackupSource>>,
 }
 
 /// How a replication command ended, when it did not fail.
@@ -105,12 +107,21 @@ impl WalSender {
                 return stream::start_replication(self, conn, kind, slot_name, timeline, start)
                     .await;
             }
-            ReplicationCommand::BaseBackup { .. } => {
-                return Err(ErrorFields::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "BASE_BACKUP is not supported by walstream",
+            ReplicationCommand::BaseBackup { options } => {
+                let Some(backup) = self.ctx.backup.clone() else {
+                    return Err(ErrorFields::error(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "BASE_BACKUP is not supported by walstream",
+                    )
+                    .with_hint("Take base backups from the primary with pg_basebackup."));
+                };
+                return crate::basebackup::perform::base_backup_command(
+                    w,
+                    backup.as_ref(),
+                    &self.ctx.source,
+                    &options,
                 )
-                .with_hint("Take base backups from the primary with pg_basebackup."));
+                .await;
             }
         }
         Ok(CommandOutcome::Done)

@@ -1,0 +1,281 @@
+//! Which files of the data directory go into the backup, and how they are named
+//! (`basebackup.c: sendDir`, PostgreSQL 15's exclusion lists).
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use walstream_protocol::wire::{sqlstate, ErrorFields};
+
+use super::tar::{self, MemberKind};
+
+/// Directories whose contents are left out, the directory itself kept
+/// (`excludeDirContents`).
+const EXCLUDE_DIR_CONTENTS: [&str; 7] = [
+    "pg_stat_tmp",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_subtrans",
+];
+
+/// Files left out, with whether the name is a prefix (`excludeFiles`).
+const EXCLUDE_FILES: [(&str, bool); 8] = [
+    ("postgresql.auto.conf.tmp", false),
+    ("current_logfiles.tmp", false),
+    ("pg_internal.init", true),
+    ("backup_label", false),
+    ("tablespace_map", false),
+    ("backup_manifest", false),
+    ("postmaster.pid", false),
+    ("postmaster.opts", false),
+];
+
+/// `PG_TEMP_FILE_PREFIX`: temporary files and directories are left out.
+const TEMP_PREFIX: &[u8] = b"pgsql_tmp";
+
+/// `pg_dir_create_mode`.
+const DIR_MODE: u32 = 0o700;
+
+/// One member of the archive, found in the data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file to read (regular files only).
+    pub path: PathBuf,
+    /// The member: its name in the archive (relative to the data directory) and stat.
+    pub member: tar::Member,
+}
+
+impl Entry {
+    /// Bytes this member takes in the archive: header, content, padding.
+    pub fn archive_size(&self) -> u64 {
+        match self.member.kind {
+            MemberKind::File { size } => tar::BLOCK as u64 + size + tar::padding(size) as u64,
+            _ => tar::BLOCK as u64,
+        }
+    }
+}
+
+/// What a walk found: the members in order, and the warnings to send.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// The members, parents before children.
+    pub entries: Vec<Entry>,
+    /// `WARNING`s (`skipping special file`).
+    pub warnings: Vec<ErrorFields>,
+}
+
+/// `%m`: the error's text without Rust's ` (os error N)`.
+pub fn strerror(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// `errcode_for_file_access`.
+pub fn file_access_code(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound => sqlstate::UNDEFINED_FILE,
+        io::ErrorKind::PermissionDenied => sqlstate::INSUFFICIENT_PRIVILEGE,
+        _ => sqlstate::IO_ERROR,
+    }
+}
+
+/// An ERROR about `what` on `path`: `could not <what> "<path>": %m`.
+pub fn file_error(what: &str, path: &str, e: &io::Error) -> ErrorFields {
+    ErrorFields::error(file_access_code(e), format!("could not {what} \"{path}\": {}", strerror(e)))
+}
+
+/// The member for `meta` named `name` (a link's target read by the caller).
+pub fn member(name: Vec<u8>, meta: &Metadata, kind: MemberKind) -> tar::Member {
+    let mode = match kind {
+        MemberKind::Dir if !meta.is_dir() => DIR_MODE,
+        _ => meta.mode() & 0o7777,
+    };
+    tar::Member { name, kind, mode, uid: meta.uid(), gid: meta.gid(), mtime: meta.mtime() }
+}
+
+fn dir_member(name: Vec<u8>, meta: &Metadata) -> tar::Member {
+    // convert_link_to_directory: a link is sent as a directory of pg_dir_create_mode.
+    member(name, meta, MemberKind::Dir)
+}
+
+fn excluded_file(name: &[u8]) -> bool {
+    EXCLUDE_FILES.iter().any(|(f, prefix)| {
+        if *prefix {
+            name.starts_with(f.as_bytes())
+        } else {
+            name == f.as_bytes()
+        }
+    })
+}
+
+/// Walks `data_dir` as `sendDir(".")` does; `global/pg_control` is left for the end.
+///
+/// # Errors
+/// A directory that cannot be read, a file that cannot be stat'ed (a vanished one is
+/// skipped), a tablespace (walstream backs up no tablespaces).
+pub fn walk(data_dir: &Path) -> Result<Walk, ErrorFields> {
+    let mut walk = Walk::default();
+    walk_dir(data_dir, b"", &mut walk)?;
+    Ok(walk)
+}
+
+fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFields> {
+    let shown = |rel: &[u8]| {
+        if rel.is_empty() {
+            ".".to_string()
+        } else {
+            format!("./{}", String::from_utf8_lossy(rel))
+        }
+    };
+    let dir = data_dir.join(std::ffi::OsStr::from_bytes(rel));
+    let read =
+        std::fs::read_dir(&dir).map_err(|e| file_error("open directory", &shown(rel), &e))?;
+    let mut names = Vec::new();
+    for de in read {
+        let de = de.map_err(|e| file_error("read directory", &shown(rel), &e))?;
+        names.push(de.file_name());
+    }
+    names.sort();
+    for name in names {
+        let nb = name.as_bytes();
+        if nb.starts_with(TEMP_PREFIX) || excluded_file(nb) {
+            continue;
+        }
+        let child: Vec<u8> = if rel.is_empty() { nb.to_vec() } else { [rel, b"/", nb].concat() };
+        let path = dir.join(&name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(file_error("stat file or directory", &shown(&child), &e)),
+        };
+        if child == b"global/pg_control" {
+            continue;
+        }
+        if child == b"pg_wal" {
+            // The directory (even when pg_wal is a link) and an empty archive_status,
+            // named as PostgreSQL 15 names it.
+            walk.entries.push(Entry { path: path.clone(), member: dir_member(child, &meta) });
+            walk.entries.push(Entry {
+                path,
+                member: dir_member(b"./pg_wal/archive_status".to_vec(), &meta),
+            });
+            continue;
+        }
+        if EXCLUDE_DIR_CONTENTS.iter().any(|d| d.as_bytes() == nb) {
+            walk.entries.push(Entry { path, member: dir_member(child, &meta) });
+            continue;
+        }
+        let ft = meta.file_type();
+        if rel == b"pg_tblspc" && (ft.is_symlink() || ft.is_dir()) {
+            return Err(ErrorFields::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "tablespace \"{}\" cannot be backed up: walstream does not back up tablespaces",
+                    String::from_utf8_lossy(nb)
+                ),
+            ));
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(&path)
+                .map_err(|e| file_error("read symbolic link", &shown(&child), &e))?;
+            let kind = MemberKind::Symlink { target: target.as_os_str().as_bytes().to_vec() };
+            walk.entries.push(Entry { path, member: member(child, &meta, kind) });
+        } else if ft.is_dir() {
+            walk.entries.push(Entry { path, member: dir_member(child.clone(), &meta) });
+            walk_dir(data_dir, &child, walk)?;
+        } else if ft.is_file() {
+            let kind = MemberKind::File { size: meta.len() };
+            walk.entries.push(Entry { path, member: member(child, &meta, kind) });
+        } else {
+            walk.warnings.push(ErrorFields::new(
+                walstream_protocol::wire::Severity::Warning,
+                sqlstate::WARNING,
+                format!("skipping special file \"{}\"", shown(&child)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_out_what_postgres_15_leaves_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        for dir in [
+            "base/1",
+            "global",
+            "pg_wal/archive_status",
+            "pg_notify",
+            "pg_stat_tmp",
+            "pg_tblspc",
+            "base/1/pgsql_tmp",
+        ] {
+            std::fs::create_dir_all(p.join(dir)).unwrap();
+        }
+        for f in [
+            "PG_VERSION",
+            "base/1/1259",
+            "base/1/pg_internal.init",
+            "global/pg_control",
+            "global/1262",
+            "pg_wal/000000010000000000000001",
+            "pg_wal/archive_status/x.done",
+            "pg_notify/0000",
+            "pg_stat_tmp/x",
+            "postmaster.pid",
+            "postmaster.opts",
+            "backup_label",
+            "tablespace_map",
+            "backup_manifest",
+            "pgsql_tmp123",
+            "postgresql.auto.conf.tmp",
+            "current_logfiles.tmp",
+            "postgresql.conf",
+        ] {
+            std::fs::write(p.join(f), b"x").unwrap();
+        }
+        let w = walk(p).unwrap();
+        let names: Vec<String> = w
+            .entries
+            .iter()
+            .map(|e| {
+                let mut n = String::from_utf8(e.member.name.clone()).unwrap();
+                if e.member.kind == MemberKind::Dir {
+                    n.push('/');
+                }
+                n
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "PG_VERSION",
+                "base/",
+                "base/1/",
+                "base/1/1259",
+                "global/",
+                "global/1262",
+                "pg_notify/",
+                "pg_stat_tmp/",
+                "pg_tblspc/",
+                "pg_wal/",
+                "./pg_wal/archive_status/",
+                "postgresql.conf",
+            ]
+        );
+        std::fs::create_dir(p.join("pg_tblspc/16384")).unwrap();
+        assert_eq!(walk(p).unwrap_err().code, "0A000");
+    }
+}
