@@ -352,20 +352,33 @@ pub async fn perform_base_backup<W: AsyncWrite + Unpin>(
         last_report: Instant::now(),
         bytes_at_last_check: 0,
     };
-    let result = run(&mut sink, source, wal, opts, &start).await;
-    if result.is_err() {
-        source.abort(&start);
+    let mut guard = AbortGuard { source, start: Some(&start) };
+    run(&mut sink, &mut guard, wal, opts, &start).await
+}
+
+/// Aborts the backup unless it ended well, also when the command is dropped half-way
+/// (the backend was terminated).
+struct AbortGuard<'a> {
+    source: &'a dyn BackupSource,
+    start: Option<&'a BackupStart>,
+}
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(start) = self.start {
+            self.source.abort(start);
+        }
     }
-    result
 }
 
 async fn run<W: AsyncWrite + Unpin>(
     sink: &mut Sink<'_, W>,
-    source: &dyn BackupSource,
+    guard: &mut AbortGuard<'_>,
     wal: &Arc<dyn WalSource>,
     opts: &BaseBackupOptions,
     start: &BackupStart,
 ) -> Result<(), BackupFailure> {
+    let source = guard.source;
     let seg_size = wal.seg_size();
     let data_dir = source.data_dir();
     let walked = walk::walk(&data_dir)?;
@@ -418,6 +431,8 @@ async fn run<W: AsyncWrite + Unpin>(
         sink.end_archive().await?;
     }
     let stop = source.stop(start).await?;
+    // Stopped: what fails from here on has nothing left to abort.
+    guard.start = None;
     if opts.wait && !source.archiving() {
         sink.w.send(&BackendMessage::NoticeResponse(ErrorFields::new(
             Severity::Notice,

@@ -115,13 +115,21 @@ impl WalSender {
                     )
                     .with_hint("Take base backups from the primary with pg_basebackup."));
                 };
-                return crate::basebackup::perform::base_backup_command(
+                use crate::registry::WalSndState;
+                self.entry.update_walsender(|s| s.state = WalSndState::Backup);
+                let run = crate::basebackup::perform::base_backup_command(
                     w,
                     backup.as_ref(),
                     &self.ctx.source,
                     &options,
-                )
-                .await;
+                );
+                let outcome = tokio::select! {
+                    biased;
+                    _ = self.entry.terminated() => Err(crate::backend::admin_shutdown()),
+                    r = run => r,
+                };
+                self.entry.update_walsender(|s| s.state = WalSndState::Startup);
+                return outcome;
             }
         }
         Ok(CommandOutcome::Done)
