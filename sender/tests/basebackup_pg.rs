@@ -145,11 +145,12 @@ async fn shapes_of(addr: std::net::SocketAddr) -> Vec<Vec<String>> {
 }
 
 async fn fixture() -> Fixture {
-    let mut cluster = PgCluster::start(&PgConfig::default()).unwrap();
+    let mut cluster = PgCluster::start(&PgConfig::default().set("autovacuum", "off")).unwrap();
     cluster
         .psql(
             "CREATE TABLE t (k int PRIMARY KEY, v text); \
-             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;",
+             INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g; \
+             CREATE UNLOGGED TABLE u (k int PRIMARY KEY); INSERT INTO u VALUES (1), (2);",
         )
         .unwrap();
     let reference = postgres_owned_tempdir("walstream-bbref.").unwrap();
@@ -267,6 +268,14 @@ async fn pg_basebackup_and_pg_verifybackup_accept_walstreams_backups() {
         }
     }
     assert!(same > 100, "only {same} headers compared");
+    // The same relation files (unlogged ones by their init forks only).
+    let rel_files = |h: &HashMap<String, Vec<u8>>| {
+        let mut v: Vec<String> = h.keys().filter(|n| n.starts_with("base/")).cloned().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(rel_files(&ours), rel_files(&theirs));
+    assert!(rel_files(&ours).iter().any(|n| n.ends_with("_init")));
     for name in ["backup_label", "pg_wal/", "./pg_wal/archive_status/", "global/pg_control"] {
         assert!(ours.contains_key(name), "{name}");
     }

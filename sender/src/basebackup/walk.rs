@@ -127,6 +127,67 @@ pub fn walk(data_dir: &Path) -> Result<Walk, ErrorFields> {
     Ok(walk)
 }
 
+/// A relation file name, `OID[_fork][.segment]` (`parse_filename_for_nontemp_relation`):
+/// the OID's length and whether the fork is `init`.
+fn relation_file(name: &[u8]) -> Option<(usize, bool)> {
+    let oid = name.iter().take_while(|b| b.is_ascii_digit()).count();
+    if oid == 0 || oid > 10 {
+        return None;
+    }
+    let mut rest = &name[oid..];
+    let mut init = false;
+    if let Some(r) = rest.strip_prefix(b"_") {
+        let fork = ["fsm", "vm", "init"].into_iter().find(|f| r.starts_with(f.as_bytes()))?;
+        init = fork == "init";
+        rest = &r[fork.len()..];
+    }
+    if let Some(seg) = rest.strip_prefix(b".") {
+        let digits = seg.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 10 || digits != seg.len() {
+            return None;
+        }
+        rest = &[];
+    }
+    rest.is_empty().then_some((oid, init))
+}
+
+/// `looks_like_temp_rel_name`: `tBACKENDID_OID[_fork][.segment]`.
+fn temp_relation(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"t") else { return false };
+    let backend = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if backend == 0 {
+        return false;
+    }
+    match rest[backend..].strip_prefix(b"_") {
+        Some(r) => relation_file(r).is_some(),
+        None => false,
+    }
+}
+
+/// Whether `rel` is a database directory (`base/OID`), where unlogged relations' forks
+/// other than `init` and temporary relations are left out.
+fn is_db_dir(rel: &[u8]) -> bool {
+    rel.strip_prefix(b"base/")
+        .is_some_and(|oid| !oid.is_empty() && oid.iter().all(u8::is_ascii_digit))
+}
+
+/// Whether the file `name` of database directory `dir` is left out: a fork of an
+/// unlogged relation (one with an init fork) other than the init fork, or a temporary
+/// relation.
+fn excluded_relation(dir: &Path, name: &[u8]) -> bool {
+    if let Some((oid, init)) = relation_file(name) {
+        if !init {
+            let mut init_fork = name[..oid].to_vec();
+            init_fork.extend_from_slice(b"_init");
+            if std::fs::symlink_metadata(dir.join(std::ffi::OsStr::from_bytes(&init_fork))).is_ok()
+            {
+                return true;
+            }
+        }
+    }
+    temp_relation(name)
+}
+
 fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFields> {
     let shown = |rel: &[u8]| {
         if rel.is_empty() {
@@ -147,6 +208,9 @@ fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFie
     for name in names {
         let nb = name.as_bytes();
         if nb.starts_with(TEMP_PREFIX) || excluded_file(nb) {
+            continue;
+        }
+        if is_db_dir(rel) && excluded_relation(&dir, nb) {
             continue;
         }
         let child: Vec<u8> = if rel.is_empty() { nb.to_vec() } else { [rel, b"/", nb].concat() };
@@ -208,6 +272,22 @@ fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFie
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relation_file_names() {
+        assert_eq!(relation_file(b"1259"), Some((4, false)));
+        assert_eq!(relation_file(b"1259_vm"), Some((4, false)));
+        assert_eq!(relation_file(b"1259_init.2"), Some((4, true)));
+        assert_eq!(relation_file(b"1259.12"), Some((4, false)));
+        for bad in
+            [&b"PG_VERSION"[..], b"1259_main", b"1259.", b"1259_fsmx", b"pg_filenode.map", b""]
+        {
+            assert_eq!(relation_file(bad), None, "{bad:?}");
+        }
+        assert!(temp_relation(b"t3_16400") && temp_relation(b"t12_1_vm.3"));
+        assert!(!temp_relation(b"t_1") && !temp_relation(b"16400") && !temp_relation(b"t3_"));
+        assert!(is_db_dir(b"base/1") && !is_db_dir(b"base") && !is_db_dir(b"global"));
+    }
 
     #[test]
     fn leaves_out_what_postgres_15_leaves_out() {
@@ -275,6 +355,22 @@ mod tests {
                 "postgresql.conf",
             ]
         );
+        // Unlogged relations keep only their init fork; temporary relations go.
+        for f in
+            ["16384", "16384_fsm", "16384.1", "16384_init", "16390", "t3_16400", "t3_16400_fsm"]
+        {
+            std::fs::write(p.join("base/1").join(f), b"x").unwrap();
+        }
+        let w = walk(p).unwrap();
+        let in_db: Vec<String> = w
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let n = String::from_utf8(e.member.name.clone()).unwrap();
+                n.strip_prefix("base/1/").map(str::to_string)
+            })
+            .collect();
+        assert_eq!(in_db, ["1259", "16384_init", "16390"]);
         std::fs::create_dir(p.join("pg_tblspc/16384")).unwrap();
         assert_eq!(walk(p).unwrap_err().code, "0A000");
     }
