@@ -70,6 +70,33 @@ struct Fixture {
     reference: tempfile::TempDir,
     /// The shapes of PostgreSQL's answers to [`COMMANDS`], taken before it stopped.
     shapes: Vec<Vec<String>>,
+    /// What `pg_basebackup` [`VERBOSE`] printed taking a backup of PostgreSQL.
+    verbose_log: String,
+}
+
+/// `pg_basebackup -v` arguments (the harness adds `-c fast --no-sync`).
+const VERBOSE: &[&str] = &["-v", "-X", "stream", "-Ft", "-c", "fast", "--no-sync"];
+
+/// pg_basebackup's messages with positions, file and slot names made `*`.
+fn normalize(log: &str) -> Vec<String> {
+    log.lines()
+        .map(|line| {
+            line.split(' ')
+                .map(|w| {
+                    let hexish =
+                        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+                    let bare = w.trim_end_matches([',', '"']).trim_start_matches('"');
+                    match bare.split_once('/') {
+                        Some((a, b)) if hexish(a) && hexish(b) => "*".to_string(),
+                        _ if bare.starts_with("pg_basebackup_") => "*".to_string(),
+                        _ if bare.len() == 24 && hexish(bare) => "*".to_string(),
+                        _ => w.to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
 }
 
 /// Commands whose answers are compared, message by message, with PostgreSQL's.
@@ -156,6 +183,9 @@ async fn fixture() -> Fixture {
     let reference = postgres_owned_tempdir("walstream-bbref.").unwrap();
     let target = reference.path().join("tar");
     cluster.basebackup_to(&target, &["-Ft", "-X", "none"]).unwrap();
+    let verbose = reference.path().join("verbose");
+    let out = cluster.basebackup_to(&verbose, VERBOSE).unwrap();
+    let verbose_log = String::from_utf8_lossy(&out.stderr).into_owned();
     let shapes = shapes_of(format!("127.0.0.1:{}", cluster.port()).parse().unwrap()).await;
     cluster.stop("fast").unwrap();
     let wal = DirWalSource::open(&cluster.wal_dir(), DirWalSourceOptions::default()).unwrap();
@@ -177,7 +207,7 @@ async fn fixture() -> Fixture {
         backup: Some(backup),
     })
     .await;
-    Fixture { cluster, server, reference, shapes }
+    Fixture { cluster, server, reference, shapes, verbose_log }
 }
 
 impl Fixture {
@@ -294,6 +324,16 @@ async fn pg_basebackup_and_pg_verifybackup_accept_walstreams_backups() {
     ok(&f.basebackup(blank, &["-t", &target, "-X", "none"]).await);
     assert!(on_server.join("base.tar").exists() && on_server.join("backup_manifest").exists());
     ok(&f.basebackup(blank, &["-t", "blackhole", "-X", "none"]).await);
+
+    // pg_basebackup -v says the same things taking a backup of walstream as of PostgreSQL.
+    let verbose = out.path().join("verbose");
+    let mut args: Vec<&str> = VERBOSE.to_vec();
+    args.retain(|a| *a != "--no-sync");
+    let ours = ok(&f.basebackup(&verbose, &args).await);
+    assert_eq!(normalize(&ours), normalize(&f.verbose_log), "{ours}");
+    for said in ["checkpoint completed", "write-ahead log end point: ", "base backup completed"] {
+        assert!(ours.contains(said), "{ours}");
+    }
 
     // Server-side compression is refused as by a PostgreSQL built without it.
     let refused = f.basebackup(&out.path().join("gz"), &["-Ft", "--compress=server-gzip"]).await;
