@@ -97,6 +97,18 @@ pub trait BackupSource: Send + Sync + 'static {
     /// Forgets the backup started at `start` after a failure (`do_pg_abort_backup`).
     fn abort(&self, start: &BackupStart);
 
+    /// The control file, relative to the data directory: sent after every other file,
+    /// as PostgreSQL sends `global/pg_control` (the default).
+    fn control_file(&self) -> String {
+        "global/pg_control".to_string()
+    }
+
+    /// Whether the file or directory `rel` (relative to the data directory, `/`
+    /// separated) is left out too, beyond PostgreSQL's own list (default: nothing).
+    fn exclude(&self, _rel: &[u8]) -> bool {
+        false
+    }
+
     /// Whether WAL archiving is on; when it is not and the client asked to `WAIT`,
     /// PostgreSQL's NOTICE says so (the default: off).
     fn archiving(&self) -> bool {

@@ -381,7 +381,12 @@ async fn run<W: AsyncWrite + Unpin>(
     let source = guard.source;
     let seg_size = wal.seg_size();
     let data_dir = source.data_dir();
-    let walked = walk::walk(&data_dir)?;
+    let control_name = source.control_file();
+    let walked = {
+        let exclude = |rel: &[u8]| source.exclude(rel);
+        let skip = walk::Skip { control_file: control_name.as_bytes(), exclude: &exclude };
+        walk::walk(&data_dir, &skip)?
+    };
     let dir_meta = std::fs::metadata(&data_dir)
         .map_err(|e| file_error("stat directory", &data_dir.to_string_lossy(), &e))?;
     send_position(sink.w, start.lsn, start.tli);
@@ -420,11 +425,11 @@ async fn run<W: AsyncWrite + Unpin>(
             _ => sink.archive(&header(&entry.member)?).await?,
         }
     }
-    let control = data_dir.join("global/pg_control");
+    let control = data_dir.join(&control_name);
     let meta = std::fs::symlink_metadata(&control)
-        .map_err(|e| file_error("stat control file", "global/pg_control", &e))?;
-    let member =
-        walk::member(b"global/pg_control".to_vec(), &meta, MemberKind::File { size: meta.len() });
+        .map_err(|e| file_error("stat control file", &control_name, &e))?;
+    let kind = MemberKind::File { size: meta.len() };
+    let member = walk::member(control_name.as_bytes().to_vec(), &meta, kind);
     send_file(sink, &mut manifest, &Entry { path: control, member }, false).await?;
     if !opts.include_wal {
         sink.archive(&tar::TRAILER).await?;

@@ -116,14 +116,22 @@ fn excluded_file(name: &[u8]) -> bool {
     })
 }
 
-/// Walks `data_dir` as `sendDir(".")` does; `global/pg_control` is left for the end.
+/// What a walk leaves out besides PostgreSQL's lists.
+pub struct Skip<'a> {
+    /// The control file (sent separately, last).
+    pub control_file: &'a [u8],
+    /// The server's own exclusions.
+    pub exclude: &'a dyn Fn(&[u8]) -> bool,
+}
+
+/// Walks `data_dir` as `sendDir(".")` does; the control file is left for the end.
 ///
 /// # Errors
 /// A directory that cannot be read, a file that cannot be stat'ed (a vanished one is
 /// skipped), a tablespace (walstream backs up no tablespaces).
-pub fn walk(data_dir: &Path) -> Result<Walk, ErrorFields> {
+pub fn walk(data_dir: &Path, skip: &Skip<'_>) -> Result<Walk, ErrorFields> {
     let mut walk = Walk::default();
-    walk_dir(data_dir, b"", &mut walk)?;
+    walk_dir(data_dir, b"", skip, &mut walk)?;
     Ok(walk)
 }
 
@@ -188,7 +196,12 @@ fn excluded_relation(dir: &Path, name: &[u8]) -> bool {
     temp_relation(name)
 }
 
-fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFields> {
+fn walk_dir(
+    data_dir: &Path,
+    rel: &[u8],
+    skip: &Skip<'_>,
+    walk: &mut Walk,
+) -> Result<(), ErrorFields> {
     let shown = |rel: &[u8]| {
         if rel.is_empty() {
             ".".to_string()
@@ -220,7 +233,7 @@ fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFie
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(file_error("stat file or directory", &shown(&child), &e)),
         };
-        if child == b"global/pg_control" {
+        if child == skip.control_file || (skip.exclude)(&child) {
             continue;
         }
         if child == b"pg_wal" {
@@ -254,7 +267,7 @@ fn walk_dir(data_dir: &Path, rel: &[u8], walk: &mut Walk) -> Result<(), ErrorFie
             walk.entries.push(Entry { path, member: member(child, &meta, kind) });
         } else if ft.is_dir() {
             walk.entries.push(Entry { path, member: dir_member(child.clone(), &meta) });
-            walk_dir(data_dir, &child, walk)?;
+            walk_dir(data_dir, &child, skip, walk)?;
         } else if ft.is_file() {
             let kind = MemberKind::File { size: meta.len() };
             walk.entries.push(Entry { path, member: member(child, &meta, kind) });
@@ -326,7 +339,9 @@ mod tests {
         ] {
             std::fs::write(p.join(f), b"x").unwrap();
         }
-        let w = walk(p).unwrap();
+        let none = |_: &[u8]| false;
+        let pg = Skip { control_file: b"global/pg_control", exclude: &none };
+        let w = walk(p, &pg).unwrap();
         let names: Vec<String> = w
             .entries
             .iter()
@@ -361,7 +376,7 @@ mod tests {
         {
             std::fs::write(p.join("base/1").join(f), b"x").unwrap();
         }
-        let w = walk(p).unwrap();
+        let w = walk(p, &pg).unwrap();
         let in_db: Vec<String> = w
             .entries
             .iter()
@@ -372,6 +387,14 @@ mod tests {
             .collect();
         assert_eq!(in_db, ["1259", "16384_init", "16390"]);
         std::fs::create_dir(p.join("pg_tblspc/16384")).unwrap();
-        assert_eq!(walk(p).unwrap_err().code, "0A000");
+        assert_eq!(walk(p, &pg).unwrap_err().code, "0A000");
+        std::fs::remove_dir(p.join("pg_tblspc/16384")).unwrap();
+        // A server's own control file and exclusions.
+        let own = |rel: &[u8]| rel.ends_with(b".tmp");
+        std::fs::write(p.join("base/state.tmp"), b"x").unwrap();
+        let w = walk(p, &Skip { control_file: b"PG_VERSION", exclude: &own }).unwrap();
+        let names: Vec<&[u8]> = w.entries.iter().map(|e| e.member.name.as_slice()).collect();
+        assert!(!names.contains(&&b"PG_VERSION"[..]) && !names.contains(&&b"base/state.tmp"[..]));
+        assert!(names.contains(&&b"global/pg_control"[..]));
     }
 }
