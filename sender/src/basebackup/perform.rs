@@ -585,6 +585,7 @@ async fn send_wal<W: AsyncWrite + Unpin>(
             histories.push(name);
         }
     }
+    segments.sort();
     segments.sort_by(|a, b| a[8..].cmp(&b[8..]));
     histories.sort();
     let missing = |name: String| {
