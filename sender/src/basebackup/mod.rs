@@ -10,7 +10,7 @@
 //! - [`manifest`]: the backup manifest with its checksums.
 //! - [`throttle`]: the `MAX_RATE` limit.
 //! - [`perform`]: the command: its result sets and the COPY stream of `n`/`d`/`p`/`m`
-//!   messages.
+//!   messages, through `sink` (progress, throttle, copystream or server).
 //! - [`dir`]: [`DirBackupSource`], a backup of a stopped data directory whose WAL a
 //!   [`crate::walsource::WalSource`] serves.
 
@@ -18,6 +18,7 @@ pub mod dir;
 pub mod label;
 pub mod manifest;
 pub mod perform;
+mod sink;
 pub mod tar;
 pub mod throttle;
 pub mod walk;

@@ -8,13 +8,13 @@
 //! `TARGET 'client'` or none; with `TARGET 'server'` or `'blackhole'` the data stays
 //! on the server or goes nowhere and the rest is the same.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use walstream_protocol::lsn::{history_file_name, segment_file_name};
 use walstream_protocol::replication::{
@@ -26,21 +26,13 @@ use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 use super::label::{backup_label, LabelFields};
 use super::manifest::Manifest;
+use super::sink::{Dest, ProgressClock, Sink, CHUNK};
 use super::tar::{self, MemberKind};
 use super::throttle::Throttle;
 use super::walk::{self, file_error, Entry};
 use super::{BackupSource, BackupStart, BackupStop};
 use crate::conn::PqWriter;
 use crate::walsource::WalSource;
-
-/// The size of the chunks the archive is sent in (`SINK_BUFFER_LENGTH`).
-const CHUNK: usize = 32768;
-
-/// Progress is looked at after this many bytes (`PROGRESS_REPORT_BYTE_INTERVAL`)...
-const PROGRESS_BYTES: u64 = 65536;
-
-/// ...and sent when this much time has passed since the last report.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// `MAXPGPATH`: the longest label.
 const MAX_LABEL: usize = 1024;
@@ -59,157 +51,6 @@ impl From<ErrorFields> for BackupFailure {
     fn from(e: ErrorFields) -> Self {
         BackupFailure::Error(e)
     }
-}
-
-/// Where the archive bytes go.
-enum Dest {
-    /// CopyData messages to the client.
-    Client,
-    /// Nowhere.
-    Blackhole,
-    /// Files in a directory of the server (`basebackup_server.c`).
-    Server {
-        /// The directory.
-        dir: PathBuf,
-        /// The file being written.
-        file: Option<std::fs::File>,
-    },
-}
-
-/// The chain of PostgreSQL's sinks: progress, throttle, copystream (and server).
-struct Sink<'a, W> {
-    w: &'a mut PqWriter<W>,
-    dest: Dest,
-    buf: Vec<u8>,
-    bytes_done: u64,
-    throttle: Option<Throttle>,
-    last_report: Instant,
-    bytes_at_last_check: u64,
-}
-
-fn copy_data(kind: u8, body: &[u8]) -> BackendMessage {
-    let mut b = BytesMut::with_capacity(body.len() + 1);
-    b.put_u8(kind);
-    b.put_slice(body);
-    BackendMessage::CopyData(b.freeze())
-}
-
-impl<W: AsyncWrite + Unpin> Sink<'_, W> {
-    async fn flush(&mut self) -> Result<(), BackupFailure> {
-        self.w.flush().await.map_err(BackupFailure::Io)
-    }
-
-    fn server_error(dir: &Path, name: &str, e: &io::Error) -> BackupFailure {
-        let path = dir.join(name);
-        BackupFailure::Error(file_error("write file", &path.to_string_lossy(), e))
-    }
-
-    /// `bbsink_begin_archive`: `n`, the name and the tablespace path (none: the data
-    /// directory).
-    async fn begin_archive(&mut self, name: &str) -> Result<(), BackupFailure> {
-        let mut body = Vec::with_capacity(name.len() + 2);
-        body.extend_from_slice(name.as_bytes());
-        body.extend_from_slice(b"\0\0");
-        self.w.send(&copy_data(b'n', &body));
-        if let Dest::Server { dir, file } = &mut self.dest {
-            let f = create_file(&dir.join(name)).map_err(|e| Self::server_error(dir, name, &e))?;
-            *file = Some(f);
-        }
-        self.flush().await
-    }
-
-    /// Archive bytes; sent in whole chunks.
-    async fn archive(&mut self, data: &[u8]) -> Result<(), BackupFailure> {
-        self.bytes_done += data.len() as u64;
-        let mut data = data;
-        while !data.is_empty() {
-            let take = (CHUNK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == CHUNK {
-                self.send_buffer(b'd').await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends what is buffered as one `kind` message, throttled.
-    async fn send_buffer(&mut self, kind: u8) -> Result<(), BackupFailure> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::take(&mut self.buf);
-        if let Some(t) = &mut self.throttle {
-            if let Some(wait) = t.sent(chunk.len() as u64, Instant::now()) {
-                tokio::time::sleep(wait).await;
-                t.period_done(Instant::now());
-            }
-        }
-        match &mut self.dest {
-            Dest::Client => self.w.send(&copy_data(kind, &chunk)),
-            Dest::Blackhole => {}
-            Dest::Server { dir, file } => {
-                if let Some(f) = file {
-                    f.write_all(&chunk).map_err(|e| Self::server_error(dir, "base.tar", &e))?;
-                }
-            }
-        }
-        self.buf = chunk;
-        self.buf.clear();
-        if kind == b'd' && self.bytes_at_last_check + PROGRESS_BYTES <= self.bytes_done {
-            self.bytes_at_last_check = self.bytes_done;
-            let now = Instant::now();
-            if now.saturating_duration_since(self.last_report) >= PROGRESS_INTERVAL {
-                self.last_report = now;
-                self.progress();
-            }
-        }
-        self.flush().await
-    }
-
-    fn progress(&mut self) {
-        self.w.send(&copy_data(b'p', &self.bytes_done.to_be_bytes()));
-    }
-
-    /// `bbsink_end_archive`: the rest of the buffer and a progress report.
-    async fn end_archive(&mut self) -> Result<(), BackupFailure> {
-        self.send_buffer(b'd').await?;
-        if let Dest::Server { dir, file } = &mut self.dest {
-            if let Some(f) = file.take() {
-                f.sync_all().map_err(|e| Self::server_error(dir, "base.tar", &e))?;
-            }
-        }
-        self.bytes_at_last_check = self.bytes_done;
-        self.last_report = Instant::now();
-        self.progress();
-        self.flush().await
-    }
-
-    /// `SendBackupManifest`: `m`, then the manifest in chunks.
-    async fn manifest(&mut self, text: &[u8]) -> Result<(), BackupFailure> {
-        self.w.send(&copy_data(b'm', &[]));
-        if let Dest::Server { dir, .. } = &self.dest {
-            let path = dir.join("backup_manifest");
-            create_file(&path)
-                .and_then(|mut f| f.write_all(text).and_then(|()| f.sync_all()))
-                .map_err(|e| Self::server_error(dir, "backup_manifest", &e))?;
-        }
-        for piece in text.chunks(CHUNK) {
-            self.buf.extend_from_slice(piece);
-            let dest_is_client = matches!(self.dest, Dest::Client);
-            if dest_is_client {
-                self.send_buffer(b'd').await?;
-            } else {
-                self.buf.clear();
-            }
-        }
-        self.flush().await
-    }
-}
-
-fn create_file(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
 }
 
 /// A result set of the position `lsn` on `tli` (`SendXlogRecPtrResult`).
@@ -349,8 +190,7 @@ pub async fn perform_base_backup<W: AsyncWrite + Unpin>(
         buf: Vec::with_capacity(CHUNK),
         bytes_done: 0,
         throttle: opts.max_rate.map(|r| Throttle::new(r, Instant::now())),
-        last_report: Instant::now(),
-        bytes_at_last_check: 0,
+        progress: ProgressClock::new(Instant::now()),
     };
     let mut guard = AbortGuard { source, start: Some(&start) };
     run(&mut sink, &mut guard, wal, opts, &start).await
