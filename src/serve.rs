@@ -90,7 +90,16 @@ pub fn server_parts(
         }),
         registry.clone(),
     );
-    ServerParts { settings, hba, roles, source, slots, handler: Arc::new(handler), registry }
+    ServerParts {
+        settings,
+        hba,
+        roles,
+        source,
+        slots,
+        handler: Arc::new(handler),
+        registry,
+        backup: None,
+    }
 }
 
 /// Binds `listen` and runs the postmaster until a signal shuts it down.

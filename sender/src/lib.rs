@@ -26,6 +26,7 @@
 //!   over, served from memory while recent ([`walsource::MemWalSource`]).
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
 //! - [`retention`]: which old segments may be removed (opt-in, `max_wal_size`).
+//! - [`basebackup`]: `BASE_BACKUP` from a [`basebackup::BackupSource`] the server supplies.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field, ~450 bytes). They are
 // the cold path of every command, so they travel by value rather than boxed.
@@ -33,6 +34,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod basebackup;
 pub mod config;
 pub mod conn;
 pub mod hba;

@@ -86,6 +86,8 @@ pub struct ServerParts {
     pub handler: Arc<dyn QueryHandler>,
     /// The backend table (shared with a handler that answers `pg_terminate_backend`).
     pub registry: Arc<Registry>,
+    /// What `BASE_BACKUP` backs up; `None` refuses the command.
+    pub backup: Option<Arc<dyn crate::basebackup::BackupSource>>,
 }
 
 impl Postmaster {
@@ -101,6 +103,7 @@ impl Postmaster {
             source: parts.source,
             slots: parts.slots,
             stop: stop_rx,
+            backup: parts.backup,
         });
         let server = Arc::new(Server {
             settings: parts.settings,

@@ -70,6 +70,8 @@ pub enum WalSndState {
     Streaming,
     /// Shutting down: sending what is left before closing.
     Stopping,
+    /// Sending a base backup.
+    Backup,
 }
 
 impl WalSndState {
@@ -80,6 +82,7 @@ impl WalSndState {
             WalSndState::Catchup => "catchup",
             WalSndState::Streaming => "streaming",
             WalSndState::Stopping => "stopping",
+            WalSndState::Backup => "backup",
         }
     }
 }

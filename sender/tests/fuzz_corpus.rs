@@ -10,6 +10,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("sender_roles", walstream_sender::auth::fuzz_roles),
     ("sender_scram", walstream_sender::auth::fuzz_scram),
     ("sender_slot_state", walstream_sender::slots::fuzz_slot_state),
+    ("sender_backup_control", walstream_sender::basebackup::dir::fuzz_control),
 ];
 
 #[test]

@@ -40,6 +40,12 @@ impl NodeDir {
         Ok(NodeDir { bin: bin.to_path_buf(), tmp })
     }
 
+    /// A data directory another program made at `tmp/data` (e.g. `pg_basebackup`), run
+    /// with `bin`.
+    pub fn adopt(bin: &Path, tmp: tempfile::TempDir) -> NodeDir {
+        NodeDir { bin: bin.to_path_buf(), tmp }
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.tmp.path().join("data")

@@ -4,6 +4,7 @@
 //! postmaster while the checkpointer and WAL writer tasks run; at shutdown it takes the
 //! shutdown checkpoint.
 
+mod backup;
 mod context;
 mod tasks;
 
@@ -305,7 +306,20 @@ impl Node {
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let roles = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
             .map_err(|e| NodeError::Config(e.to_string()))?;
+        let backup = match &role {
+            Role::Primary { writer, checkpoints, .. } => {
+                Some(Arc::new(backup::NodeBackup {
+                    dir: dir.path().to_path_buf(),
+                    timeline: control.timeline(),
+                    writer: writer.clone(),
+                    checkpoints: checkpoints.clone(),
+                }) as Arc<dyn walstream_sender::basebackup::BackupSource>)
+            }
+            // Backups of a standby are not supported yet: BASE_BACKUP keeps serve's refusal.
+            Role::Standby { .. } => None,
+        };
         let parts = ServerParts {
+            backup,
             settings: settings.sender().clone(),
             hba,
             roles,

@@ -36,6 +36,8 @@ pub struct WalSenderContext {
     pub slots: Arc<SlotStore>,
     /// Becomes true when walsenders must stop (the last phase of a shutdown).
     pub stop: watch::Receiver<bool>,
+    /// What `BASE_BACKUP` backs up; `None` refuses the command.
+    pub backup: Option<Arc<dyn crate::basebackup::BackupSource>>,
 }
 
 /// How a replication command ended, when it did not fail.
@@ -105,12 +107,29 @@ impl WalSender {
                 return stream::start_replication(self, conn, kind, slot_name, timeline, start)
                     .await;
             }
-            ReplicationCommand::BaseBackup { .. } => {
-                return Err(ErrorFields::error(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "BASE_BACKUP is not supported by walstream",
-                )
-                .with_hint("Take base backups from the primary with pg_basebackup."));
+            ReplicationCommand::BaseBackup { options } => {
+                let Some(backup) = self.ctx.backup.clone() else {
+                    return Err(ErrorFields::error(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "BASE_BACKUP is not supported by walstream",
+                    )
+                    .with_hint("Take base backups from the primary with pg_basebackup."));
+                };
+                use crate::registry::WalSndState;
+                self.entry.update_walsender(|s| s.state = WalSndState::Backup);
+                let run = crate::basebackup::perform::base_backup_command(
+                    w,
+                    backup.as_ref(),
+                    &self.ctx.source,
+                    &options,
+                );
+                let outcome = tokio::select! {
+                    biased;
+                    _ = self.entry.terminated() => Err(crate::backend::admin_shutdown()),
+                    r = run => r,
+                };
+                self.entry.update_walsender(|s| s.state = WalSndState::Startup);
+                return outcome;
             }
         }
         Ok(CommandOutcome::Done)

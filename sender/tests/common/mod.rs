@@ -93,7 +93,17 @@ pub async fn start_server_full(
     registry: Arc<walstream_sender::registry::Registry>,
 ) -> TestServer {
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
-    start_parts(ServerParts { settings, hba, roles, source, slots, handler, registry }).await
+    start_parts(ServerParts {
+        settings,
+        hba,
+        roles,
+        source,
+        slots,
+        handler,
+        registry,
+        backup: None,
+    })
+    .await
 }
 
 /// Binds `parts` on 127.0.0.1 and runs the postmaster in a task.
@@ -232,6 +242,7 @@ pub async fn start_server_with_slots(
         slots,
         handler,
         registry,
+        backup: None,
     };
     start_parts(parts).await
 }
