@@ -140,6 +140,8 @@ pub enum PreCall {
         name: String,
         /// Its arguments.
         args: Vec<Ex>,
+        /// Its output columns' types (several: a record).
+        types: Vec<SqlType>,
     },
     /// pg_sleep(seconds).
     Sleep(Ex),
@@ -906,8 +908,13 @@ impl Binder<'_> {
                             xs.push(if t != want { Ex::Cast(Box::new(x), t, want) } else { x });
                         }
                         if ok {
-                            self.st.pre.push(PreCall::Server { name: name.clone(), args: xs });
-                            return Ok((Ex::Pre(self.st.pre.len() - 1), sf.returns));
+                            let types = sf.returns.iter().map(|c| c.ty).collect();
+                            self.st.pre.push(PreCall::Server {
+                                name: name.clone(),
+                                args: xs,
+                                types,
+                            });
+                            return Ok((Ex::Pre(self.st.pre.len() - 1), sf.result_type()));
                         }
                     }
                 }
@@ -959,6 +966,8 @@ pub struct EvalCtx<'a> {
     pub stmt_start: i64,
     /// Settings, for current_setting().
     pub settings: &'a SessionSettings,
+    /// The backend's pid, for server functions.
+    pub pid: i32,
 }
 
 fn truth(v: &Value) -> Option<bool> {

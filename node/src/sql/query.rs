@@ -33,6 +33,70 @@ pub enum Source {
     Relation(String),
     /// generate_series(start, stop[, step]).
     Series(Ex, Ex, Option<Ex>),
+    /// A server function in FROM: its name and arguments.
+    ServerFn(String, Vec<Ex>),
+}
+
+/// `FROM f(args)` for a server function: one row of its output columns.
+fn server_function_source(
+    n: &str,
+    name: &sqlparser::ast::ObjectName,
+    alias: &Option<sqlparser::ast::TableAlias>,
+    args: &[sqlparser::ast::FunctionArg],
+    sql: &str,
+    server: &dyn ServerContext,
+    st: &mut BindState,
+) -> SqlResult<(Source, Scope)> {
+    let pos = position(sql, name.span());
+    let Some(sf) = server.function(n) else {
+        return Err(at(unsupported(format!("table function {n}")), pos));
+    };
+    let mut xs = Vec::new();
+    let empty = Scope::default();
+    for a in args {
+        let sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) = a
+        else {
+            return Err(at(unsupported("named function arguments"), pos));
+        };
+        let mut b = Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
+        xs.push((b.bind(e)?, position(sql, e.span())));
+    }
+    if xs.len() != sf.args.len() {
+        let shown: Vec<String> = xs.iter().map(|((_, t), _)| t.base_name()).collect();
+        return Err(at(super::error::undefined_function(n, &shown), pos));
+    }
+    let mut bound = Vec::new();
+    for (((x, t), p), want) in xs.into_iter().zip(sf.args.iter().copied()) {
+        let x = match (x, t) {
+            (Ex::Param(i), SqlType::Unknown) => {
+                if let Some(slot) = st.params.get_mut(i) {
+                    *slot = Some(want);
+                }
+                Ex::Param(i)
+            }
+            (Ex::Const(Value::Text(s)), SqlType::Unknown) => {
+                Ex::Const(crate::engine::value::parse_text(want, &s).map_err(|e| at(e.into(), p))?)
+            }
+            (x, t) if t == want => x,
+            (x, t) => Ex::Cast(Box::new(x), t, want),
+        };
+        bound.push(x);
+    }
+    let qual = alias.as_ref().map_or(n.to_string(), |a| ident_name(&a.name));
+    let mut cols: Vec<ScopeCol> = sf
+        .returns
+        .iter()
+        .map(|c| ScopeCol { qual: Some(qual.clone()), name: c.name.clone(), ty: c.ty })
+        .collect();
+    if let Some(a) = alias {
+        for (c, ac) in cols.iter_mut().zip(&a.columns) {
+            c.name = ident_name(&ac.name);
+        }
+        if a.columns.is_empty() && cols.len() == 1 {
+            cols[0].name = qual.clone();
+        }
+    }
+    Ok((Source::ServerFn(n.to_string(), bound), Scope { cols }))
 }
 
 /// The most rows generate_series makes (the node holds results in memory).
@@ -181,14 +245,20 @@ pub fn bind_select(
                     },
                 }
             }
-            TableFactor::Table { name, alias, args: Some(args), .. } => {
-                let n = object_name(name);
-                if n != "generate_series" {
-                    return Err(at(
-                        unsupported(format!("table function {n}")),
-                        position(sql, name.span()),
-                    ));
-                }
+            TableFactor::Table { name, alias, args: Some(args), .. }
+                if object_name(name) != "generate_series" =>
+            {
+                server_function_source(
+                    &object_name(name),
+                    name,
+                    alias,
+                    &args.args,
+                    sql,
+                    server,
+                    st,
+                )?
+            }
+            TableFactor::Table { alias, args: Some(args), .. } => {
                 let mut exprs = Vec::new();
                 for a in &args.args {
                     match a {
@@ -815,6 +885,15 @@ impl SelectPlan {
                     }
                 }
                 out
+            }
+            Source::ServerFn(name, args) => {
+                let vals = args.iter().map(|a| a.eval(&[], cx)).collect::<SqlResult<Vec<_>>>()?;
+                let row = server.call(name, vals, cx.pid).await?;
+                if passes(&self.filter, &row, cx)? {
+                    vec![row]
+                } else {
+                    Vec::new()
+                }
             }
             Source::Series(a, b, step) => {
                 let a = a.eval(&[], cx)?;

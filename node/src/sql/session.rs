@@ -219,8 +219,14 @@ fn bind_create(
                     if !constant {
                         return Err(unsupported("non-constant DEFAULT expressions"));
                     }
-                    let cx =
-                        EvalCtx { params: &[], pre: &[], txn_start: 0, stmt_start: 0, settings };
+                    let cx = EvalCtx {
+                        params: &[],
+                        pre: &[],
+                        txn_start: 0,
+                        stmt_start: 0,
+                        settings,
+                        pid: 0,
+                    };
                     let v = x.eval(&[], &cx)?;
                     let v = if t == SqlType::Unknown {
                         match v {
@@ -736,6 +742,7 @@ impl Session {
         let mut out = Vec::with_capacity(pre.len());
         for p in pre {
             let cx2 = EvalCtx {
+                pid: cx.pid,
                 params: cx.params,
                 pre: &out,
                 txn_start: cx.txn_start,
@@ -743,13 +750,17 @@ impl Session {
                 settings: cx.settings,
             };
             match p {
-                PreCall::Server { name, args } => {
+                PreCall::Server { name, args, types } => {
                     if args.iter().any(|a| !a.is_row_free()) {
                         return Err(unsupported(format!("{name}() over table columns")));
                     }
                     let vals =
                         args.iter().map(|a| a.eval(&[], &cx2)).collect::<SqlResult<Vec<_>>>()?;
-                    out.push(self.server.call(name, vals, self.info.pid).await?);
+                    let vals = self.server.call(name, vals, self.info.pid).await?;
+                    out.push(match vals.as_slice() {
+                        [one] if types.len() == 1 => one.clone(),
+                        vs => Value::Text(super::server::record_text(types, vs)),
+                    });
                 }
                 PreCall::Sleep(x) => {
                     if !x.is_row_free() {
@@ -777,9 +788,11 @@ impl Session {
         stmt_start: i64,
     ) -> SqlResult<Vec<QueryOutput>> {
         let settings = Arc::clone(&self.settings);
-        let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings };
+        let pid = self.info.pid;
+        let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings, pid };
         let pre_vals = self.pre_calls(pre, &cx0).await?;
-        let cx = EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings };
+        let cx =
+            EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings, pid };
         let server = Arc::clone(&self.server);
         let rows_out = |cols: Vec<(String, SqlType)>, rows: Vec<Vec<Value>>, tag: String| {
             let datums = rows

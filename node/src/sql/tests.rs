@@ -338,6 +338,18 @@ async fn server_relations_and_unsupported_features() {
         one(&mut s, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").await,
         "SELECT 1: 4294967336"
     );
+    assert_eq!(
+        one(&mut s, "SELECT pg_create_physical_replication_slot('s1')").await,
+        "SELECT 1: (s1,)"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT slot_name, lsn FROM pg_create_physical_replication_slot('s 2')").await,
+        "SELECT 1: s 2,NULL"
+    );
+    let d = s.describe("SELECT * FROM pg_current_wal_lsn()", &[]).await.unwrap();
+    assert_eq!(d.columns.unwrap()[0].name, "pg_current_wal_lsn");
+    let d = s.describe("SELECT pg_create_physical_replication_slot($1)", &[]).await.unwrap();
+    assert_eq!((d.params, d.columns.unwrap()[0].ty.oid()), (vec![19], 2249));
     let d = s.describe("SELECT pg_current_wal_lsn()", &[]).await.unwrap();
     assert_eq!(d.columns.unwrap()[0].ty.oid(), 3220);
     one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
