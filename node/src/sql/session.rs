@@ -618,6 +618,11 @@ impl Session {
             }
             TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true),
         };
+        if !implicit {
+            // While the block's transaction is out of `self.tx`, a dropped (canceled)
+            // statement leaves the block failed, as a canceled statement does.
+            self.tx = TxState::Failed;
+        }
         let plan = match self.bind(stmt, sql, &txn, &mut st) {
             Ok(p) => p,
             Err(e) => {
@@ -652,6 +657,7 @@ impl Session {
                         QueryOutput::Command(tag.into()),
                     ]);
                 }
+                self.tx = TxState::Idle;
                 if matches!(plan, Plan::Commit) {
                     txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
                 } else {

@@ -366,3 +366,22 @@ async fn server_relations_and_unsupported_features() {
         assert!(r.message.ends_with("is not supported"), "{sql}: {}", r.message);
     }
 }
+
+#[tokio::test]
+async fn a_canceled_statement_fails_its_block() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
+    one(&mut s, "BEGIN").await;
+    one(&mut s, "INSERT INTO t VALUES (1)").await;
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(30),
+        s.simple_query("SELECT pg_sleep(5)"),
+    )
+    .await;
+    assert!(dropped.is_err());
+    assert_eq!(s.transaction_status(), TransactionStatus::Failed);
+    assert!(one(&mut s, "SELECT 1").await.starts_with("ERROR 25P02"));
+    assert_eq!(one(&mut s, "ROLLBACK").await, "ROLLBACK");
+    assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+}
