@@ -127,6 +127,10 @@ pub trait ServerContext: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Vec<Value>>, ErrorFields>>;
 
+    /// A session changed one of its settings (`SET application_name`, ...), for
+    /// `pg_stat_activity`. The default ignores it.
+    fn setting_changed(&self, _pid: i32, _name: &str, _value: &str) {}
+
     /// `CHECKPOINT`: returns once the checkpoint is done.
     ///
     /// # Errors

@@ -839,6 +839,9 @@ impl Session {
                     Some(v) => Arc::make_mut(&mut self.settings).set(name, v)?,
                     None => Arc::make_mut(&mut self.settings).reset(name)?,
                 }
+                if let Ok(v) = self.settings.show(name) {
+                    self.server.setting_changed(self.info.pid, name, &v);
+                }
                 QueryOutput::Command("SET".into())
             }
             Plan::Show(name) => {
