@@ -59,7 +59,7 @@ fn server_function_source(
             return Err(at(unsupported("named function arguments"), pos));
         };
         let mut b = Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
-        xs.push((b.bind(e)?, position(sql, e.span())));
+        xs.push((b.bind(e)?, super::expr::expr_position(sql, e)));
     }
     if xs.len() != sf.args.len() {
         let shown: Vec<String> = xs.iter().map(|((_, t), _)| t.base_name()).collect();
@@ -347,7 +347,7 @@ pub fn bind_select(
                             t.base_name()
                         ),
                     ),
-                    position(sql, w.span()),
+                    super::expr::expr_position(sql, w),
                 ));
             }
             Some(x)
@@ -408,7 +408,7 @@ pub fn bind_select(
                                     "42P10",
                                     format!("GROUP BY position {n} is not in select list"),
                                 ),
-                                position(sql, e.span()),
+                                super::expr::expr_position(sql, e),
                             )
                         })?;
                         out.push(x);
@@ -462,7 +462,7 @@ pub fn bind_select(
                     if i == 0 || i > columns.len() {
                         return Err(at(
                             err("42P10", format!("ORDER BY position {n} is not in select list")),
-                            position(sql, it.expr.span()),
+                            super::expr::expr_position(sql, &it.expr),
                         ));
                     }
                     SortKey::Out(i - 1)

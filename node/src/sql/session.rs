@@ -131,11 +131,74 @@ fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         return Err(err("54000", "statement is too long"));
     }
     let dialect = PostgreSqlDialect {};
+    check_depth(sql, &dialect)?;
     Parser::new(&dialect)
         .with_recursion_limit(200)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| syntax_error(sql, &e))
+}
+
+/// The longest chain of operators one expression may have: sqlparser builds chains like
+/// `1+1+1...` iteratively into trees as deep as they are long, and binding, evaluating and
+/// dropping such trees recurses.
+const MAX_CHAIN: usize = 256;
+
+/// postgres.c: check_stack_depth, before parsing: refuses operator chains longer than
+/// [`MAX_CHAIN`] within one parenthesis level and list item.
+fn check_depth(sql: &str, dialect: &PostgreSqlDialect) -> SqlResult<()> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // tokenizer errors are reported by the parser
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else { return Ok(()) };
+    let mut chain = vec![0usize];
+    for t in &tokens {
+        match t {
+            Token::LParen | Token::LBracket => chain.push(0),
+            Token::RParen | Token::RBracket => {
+                chain.pop();
+                if chain.is_empty() {
+                    chain.push(0);
+                }
+            }
+            Token::Comma | Token::SemiColon => {
+                if let Some(c) = chain.last_mut() {
+                    *c = 0;
+                }
+            }
+            Token::Word(w)
+                if !matches!(
+                    w.keyword,
+                    sqlparser::keywords::Keyword::AND
+                        | sqlparser::keywords::Keyword::OR
+                        | sqlparser::keywords::Keyword::NOT
+                ) => {}
+            Token::Word(_)
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::DoubleColon => {
+                if let Some(c) = chain.last_mut() {
+                    *c += 1;
+                    if *c > MAX_CHAIN || chain.len() > MAX_CHAIN {
+                        return Err(err("54001", "stack depth limit exceeded").with_hint(
+                            "Increase the configuration parameter \"max_stack_depth\" (currently 2048kB), after ensuring the platform's stack depth limit is adequate.",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `sql` is `CHECKPOINT` (with an optional `;`).

@@ -385,3 +385,32 @@ async fn a_canceled_statement_fails_its_block() {
     assert_eq!(one(&mut s, "ROLLBACK").await, "ROLLBACK");
     assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 0");
 }
+
+#[test]
+fn deep_and_wide_statements_do_not_overflow() {
+    let deep = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+    for text in [
+        deep(5000),
+        format!("SELECT 1{}", "+1".repeat(20000)),
+        format!("SELECT 1{}", "+1".repeat(255)),
+        format!("SELECT k FROM t WHERE k = 1{}", " OR k = 1".repeat(127)),
+        format!("SELECT 'a'{}", " || 'a'".repeat(255)),
+        format!(
+            "SELECT * FROM t WHERE {}",
+            (0..3000).map(|i| format!("k = {i}")).collect::<Vec<_>>().join(" AND ")
+        ),
+        format!("SELECT {}1", "-".repeat(3000)),
+        format!("SELECT {}true", "NOT ".repeat(3000)),
+        format!(
+            "SELECT k FROM t WHERE k IN ({})",
+            (0..20000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ),
+    ] {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || super::fuzz_sql(text.as_bytes()))
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
