@@ -414,3 +414,30 @@ fn deep_and_wide_statements_do_not_overflow() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn deadlocks_fail_one_transaction_with_40p01() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = session(&e, &srv);
+    one(&mut a, "CREATE TABLE t (k int PRIMARY KEY, n int)").await;
+    one(&mut a, "INSERT INTO t VALUES (1, 0), (2, 0)").await;
+    one(&mut a, "BEGIN").await;
+    one(&mut b, "BEGIN").await;
+    assert_eq!(one(&mut a, "UPDATE t SET n = 1 WHERE k = 1").await, "UPDATE 1");
+    assert_eq!(one(&mut b, "UPDATE t SET n = 2 WHERE k = 2").await, "UPDATE 1");
+    let a_task = tokio::spawn(async move {
+        let r = one(&mut a, "UPDATE t SET n = 1 WHERE k = 2").await;
+        (r, a)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let r = b.simple_query("UPDATE t SET n = 2 WHERE k = 1").await.error.unwrap();
+    assert_eq!((r.code.as_str(), r.message.as_str()), ("40P01", "deadlock detected"));
+    assert!(r.detail.unwrap().contains("waits for ShareLock on transaction"));
+    assert_eq!(b.transaction_status(), TransactionStatus::Failed);
+    assert_eq!(one(&mut b, "ROLLBACK").await, "ROLLBACK");
+    let (r, mut a) = a_task.await.unwrap();
+    assert_eq!(r, "UPDATE 1");
+    assert_eq!(one(&mut a, "COMMIT").await, "COMMIT");
+    assert_eq!(one(&mut b, "SELECT k, n FROM t ORDER BY k").await, "SELECT 2: 1,1 | 2,1");
+}
