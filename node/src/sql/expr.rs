@@ -710,6 +710,13 @@ impl Binder<'_> {
                 }
                 self.resolve(&mut l, &mut lt, rt, lp)?;
                 self.resolve(&mut r, &mut rt, lt, rp)?;
+                if matches!(op, BinaryOperator::Minus)
+                    && lt == SqlType::PgLsn
+                    && rt == SqlType::PgLsn
+                {
+                    // pg_lsn.c: pg_lsn_mi
+                    return Ok((Ex::Func(Builtin::LsnDiff, vec![l, r]), SqlType::Numeric));
+                }
                 let ok = category(lt) == Category::Numeric && category(rt) == Category::Numeric;
                 let ts = lt == SqlType::Timestamptz || rt == SqlType::Timestamptz;
                 if !ok || ts {

@@ -346,6 +346,10 @@ async fn server_relations_and_unsupported_features() {
         one(&mut s, "SELECT slot_name, lsn FROM pg_create_physical_replication_slot('s 2')").await,
         "SELECT 1: s 2,NULL"
     );
+    assert_eq!(
+        one(&mut s, "SELECT pg_current_wal_lsn() - '0/28', pg_current_wal_lsn() > '0/FF'").await,
+        "SELECT 1: 4294967296,t"
+    );
     let d = s.describe("SELECT * FROM pg_current_wal_lsn()", &[]).await.unwrap();
     assert_eq!(d.columns.unwrap()[0].name, "pg_current_wal_lsn");
     let d = s.describe("SELECT pg_create_physical_replication_slot($1)", &[]).await.unwrap();
