@@ -501,7 +501,15 @@ impl Session {
                         res.outputs.push(QueryOutput::Command("BEGIN".into()));
                         continue;
                     }
-                    Statement::Commit { .. } | Statement::Rollback { .. } => implicit = false,
+                    Statement::Commit { .. } | Statement::Rollback { .. } => {
+                        // xact.c: EndImplicitTransactionBlock's callers warn, then end it
+                        implicit = false;
+                        res.outputs.push(notice(
+                            Severity::Warning,
+                            "25P01",
+                            "there is no transaction in progress",
+                        ));
+                    }
                     _ => {}
                 }
             }
