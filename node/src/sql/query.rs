@@ -37,6 +37,87 @@ pub enum Source {
     ServerFn(String, Vec<Ex>),
 }
 
+/// generate_series(start, stop[, step]) over integers, as a source of one column.
+fn series_source(
+    args: &[sqlparser::ast::FunctionArg],
+    qual: String,
+    col: String,
+    sql: &str,
+    server: &dyn ServerContext,
+    st: &mut BindState,
+) -> SqlResult<(Source, Scope)> {
+    let mut exprs = Vec::new();
+    for a in args {
+        match a {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => {
+                exprs.push(e)
+            }
+            _ => return Err(unsupported("this generate_series argument")),
+        }
+    }
+    let empty = Scope::default();
+    let mut b = Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
+    let mut bound = Vec::new();
+    let mut ty = SqlType::Int4;
+    for e in &exprs {
+        let (mut x, mut t) = b.bind(e)?;
+        if t == SqlType::Unknown {
+            // generate_series(unknown, unknown) resolves to integer in practice
+            if let Ex::Param(i) = x {
+                if let Some(p) = b.st.params.get_mut(i) {
+                    *p = Some(SqlType::Int4);
+                }
+                t = SqlType::Int4;
+            } else if let Ex::Const(Value::Text(s)) = &x {
+                x = Ex::Const(crate::engine::value::parse_text(SqlType::Int4, s)?);
+                t = SqlType::Int4;
+            }
+        }
+        if !t.is_integer() {
+            return Err(unsupported(format!("generate_series over {}", t.base_name())));
+        }
+        if t == SqlType::Int8 {
+            ty = SqlType::Int8;
+        }
+        bound.push(x);
+    }
+    if !(2..=3).contains(&bound.len()) {
+        return Err(super::error::undefined_function("generate_series", &[]));
+    }
+    let step = if bound.len() == 3 { bound.pop() } else { None };
+    let stop = bound.pop().unwrap_or(Ex::Const(Value::Null));
+    let start = bound.pop().unwrap_or(Ex::Const(Value::Null));
+    let scope = Scope { cols: vec![ScopeCol { qual: Some(qual), name: col, ty }] };
+    Ok((Source::Series(start, stop, step), scope))
+}
+
+/// The select-list item that is a bare `generate_series(...)` call (a set-returning
+/// function in the select list of a query without FROM), with its output name.
+fn select_list_series(s: &Select) -> Option<(usize, &[sqlparser::ast::FunctionArg], String)> {
+    if !s.from.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    for (i, item) in s.projection.iter().enumerate() {
+        let (e, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e, "generate_series".to_string()),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, ident_name(alias)),
+            _ => continue,
+        };
+        if let Expr::Function(f) = e {
+            if object_name(&f.name) == "generate_series" {
+                if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = Some((i, l.args.as_slice(), name));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// `FROM f(args)` for a server function: one row of its output columns.
 fn server_function_source(
     n: &str,
@@ -211,8 +292,14 @@ pub fn bind_select(
         return Err(unsupported("this SELECT clause"));
     }
     // FROM
+    let srf = select_list_series(s);
     let (source, scope) = match s.from.as_slice() {
-        [] => (Source::None, Scope::default()),
+        [] => match &srf {
+            Some((_, args, name)) => {
+                series_source(args, "generate_series".into(), name.clone(), sql, server, st)?
+            }
+            None => (Source::None, Scope::default()),
+        },
         [twj] if twj.joins.is_empty() => match &twj.relation {
             TableFactor::Table { name, alias, args: None, .. } => {
                 let n = object_name(name);
@@ -259,48 +346,6 @@ pub fn bind_select(
                 )?
             }
             TableFactor::Table { alias, args: Some(args), .. } => {
-                let mut exprs = Vec::new();
-                for a in &args.args {
-                    match a {
-                        sqlparser::ast::FunctionArg::Unnamed(
-                            sqlparser::ast::FunctionArgExpr::Expr(e),
-                        ) => exprs.push(e),
-                        _ => return Err(unsupported("this generate_series argument")),
-                    }
-                }
-                let empty = Scope::default();
-                let mut b =
-                    Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
-                let mut bound = Vec::new();
-                let mut ty = SqlType::Int4;
-                for e in &exprs {
-                    let (mut x, mut t) = b.bind(e)?;
-                    if t == SqlType::Unknown {
-                        // generate_series(unknown, unknown) resolves to integer in practice
-                        if let Ex::Param(i) = x {
-                            if let Some(p) = b.st.params.get_mut(i) {
-                                *p = Some(SqlType::Int4);
-                            }
-                            t = SqlType::Int4;
-                        } else if let Ex::Const(Value::Text(s)) = &x {
-                            x = Ex::Const(crate::engine::value::parse_text(SqlType::Int4, s)?);
-                            t = SqlType::Int4;
-                        }
-                    }
-                    if !t.is_integer() {
-                        return Err(unsupported(format!("generate_series over {}", t.base_name())));
-                    }
-                    if t == SqlType::Int8 {
-                        ty = SqlType::Int8;
-                    }
-                    bound.push(x);
-                }
-                if !(2..=3).contains(&bound.len()) {
-                    return Err(super::error::undefined_function("generate_series", &[]));
-                }
-                let step = if bound.len() == 3 { bound.pop() } else { None };
-                let stop = bound.pop().unwrap_or(Ex::Const(Value::Null));
-                let start = bound.pop().unwrap_or(Ex::Const(Value::Null));
                 let (qual, col) = match alias {
                     Some(a) => {
                         let q = ident_name(&a.name);
@@ -313,8 +358,7 @@ pub fn bind_select(
                     }
                     None => ("generate_series".to_string(), "generate_series".to_string()),
                 };
-                let scope = Scope { cols: vec![ScopeCol { qual: Some(qual), name: col, ty }] };
-                (Source::Series(start, stop, step), scope)
+                series_source(&args.args, qual, col, sql, server, st)?
             }
             _ => return Err(unsupported("this FROM item")),
         },
@@ -358,7 +402,14 @@ pub fn bind_select(
     st.aggs.clear();
     let mut proj = Vec::new();
     let mut columns = Vec::new();
-    for item in &s.projection {
+    for (idx, item) in s.projection.iter().enumerate() {
+        if let Some((i, _, name)) = &srf {
+            if *i == idx {
+                proj.push(Ex::Col(0));
+                columns.push((name.clone(), scope.cols[0].ty));
+                continue;
+            }
+        }
         match item {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                 if scope.cols.is_empty() {
