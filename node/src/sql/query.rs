@@ -698,6 +698,27 @@ pub fn key_bounds(f: &Ex, col: usize) -> (Option<KeyBound>, Option<KeyBound>) {
     (lower, upper)
 }
 
+/// The values of a conjunct `col IN (row-free list)` of `f`, if it has one.
+fn key_points(f: &Ex, col: usize) -> Option<&[Ex]> {
+    let mut conj = vec![f];
+    while let Some(e) = conj.pop() {
+        match e {
+            Ex::Bin(Op::And, l, r) => {
+                conj.push(l);
+                conj.push(r);
+            }
+            Ex::In(x, list, false)
+                if matches!(x.as_ref(), Ex::Col(c) if *c == col)
+                    && list.iter().all(Ex::is_row_free) =>
+            {
+                return Some(list);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The key range the bounds give; `None` when a bound is NULL (no row can match).
 pub fn key_range(
     lower: &Option<(Ex, bool)>,
@@ -751,6 +772,30 @@ pub fn scan_filtered(
     upper: &Option<(Ex, bool)>,
     cx: &EvalCtx<'_>,
 ) -> SqlResult<Vec<Vec<Value>>> {
+    if let (None, None, Some(f), [pk]) = (lower, upper, filter, def.pkey.as_slice()) {
+        if let Some(list) = key_points(f, *pk) {
+            // `k IN (...)`: one index probe per distinct value, in key order
+            let mut keys = Vec::with_capacity(list.len());
+            for e in list {
+                let v = e.eval(&[], cx)?;
+                if !v.is_null() {
+                    keys.push(v);
+                }
+            }
+            keys.sort_by(value_cmp);
+            keys.dedup_by(|a, b| value_cmp(a, b) == Ordering::Equal);
+            let mut out = Vec::new();
+            for k in keys {
+                let range = (Bound::Included(vec![k.clone()]), Bound::Included(vec![k]));
+                for r in txn.scan(def.oid, range)? {
+                    if passes(filter, &r, cx)? {
+                        out.push(r);
+                    }
+                }
+            }
+            return Ok(out);
+        }
+    }
     let Some(range) = key_range(lower, upper, cx)? else { return Ok(Vec::new()) };
     let rows = txn.scan(def.oid, range)?;
     let mut out = Vec::new();

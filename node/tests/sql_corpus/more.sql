@@ -85,3 +85,6 @@ SELECT generate_series(1, 3)
 SELECT generate_series(1, 5, 2) AS n, 'x'
 INSERT INTO up SELECT generate_series(70, 72), 7
 SELECT k, n FROM up WHERE k >= 70 ORDER BY k
+UPDATE up SET n = n + 1 WHERE k IN (72, 70, 999, 70) RETURNING k, n
+SELECT k FROM up WHERE k IN (72, NULL, 1) AND n > 0
+DELETE FROM up WHERE k IN (71) AND n < 0
