@@ -49,11 +49,9 @@ INSERT INTO cnt VALUES (:client_id, 1) ON CONFLICT (c) DO UPDATE SET n = cnt.n +
 END;
 ";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
-    let engine = Engine::new(FIRST_NORMAL_XID, Arc::new(VolatileLog::default()));
-    let server: Arc<dyn ServerContext> = TestServer::new();
-    let handler = SqlHandler::new(Arc::clone(&engine), Arc::clone(&server));
+/// Serves `engine` through the sender's postmaster on a loopback port.
+async fn serve(engine: &Arc<Engine>, server: &Arc<dyn ServerContext>) -> std::net::SocketAddr {
+    let handler = SqlHandler::new(Arc::clone(engine), Arc::clone(server));
     let settings = Settings::default();
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
     let parts = ServerParts {
@@ -70,8 +68,19 @@ async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
     };
     let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
     let addr = pm.local_addr().unwrap();
-    let (_shutdown, rx) = watch::channel(None);
-    tokio::spawn(pm.run(rx));
+    let (shutdown, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        pm.run(rx).await;
+        drop(shutdown);
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
+    let engine = Engine::new(FIRST_NORMAL_XID, Arc::new(VolatileLog::default()));
+    let server: Arc<dyn ServerContext> = TestServer::new();
+    let addr = serve(&engine, &server).await;
 
     let mut setup = Session::new(
         Arc::clone(&engine),
@@ -155,4 +164,65 @@ async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
             .collect();
         assert_eq!(got, vec![total.to_string(), total.to_string()], "-M {mode}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_binds_and_reads_binary_values() {
+    let engine = Engine::new(FIRST_NORMAL_XID, Arc::new(VolatileLog::default()));
+    let server: Arc<dyn ServerContext> = TestServer::new();
+    let addr = serve(&engine, &server).await;
+    let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", addr.port());
+    let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("CREATE TABLE b (k bigint PRIMARY KEY, i int, s smallint, t text, f float8, ok bool, y bytea)")
+        .await
+        .unwrap();
+    let ins = c.prepare("INSERT INTO b VALUES ($1, $2, $3, $4, $5, $6, $7)").await.unwrap();
+    for k in 1..=3i64 {
+        let n = c
+            .execute(
+                &ins,
+                &[
+                    &k,
+                    &(k as i32 * 10),
+                    &(k as i16),
+                    &format!("t{k}"),
+                    &(k as f64 / 4.0),
+                    &(k % 2 == 0),
+                    &vec![k as u8, 0xff],
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let rows = c
+        .query("SELECT k, i, s, t, f, ok, y FROM b WHERE k >= $1 ORDER BY k DESC", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let r = &rows[0];
+    assert_eq!(r.get::<_, i64>(0), 3);
+    assert_eq!(r.get::<_, i32>(1), 30);
+    assert_eq!(r.get::<_, i16>(2), 3);
+    assert_eq!(r.get::<_, String>(3), "t3");
+    assert_eq!(r.get::<_, f64>(4), 0.75);
+    assert!(!r.get::<_, bool>(5));
+    assert_eq!(r.get::<_, Vec<u8>>(6), vec![3, 0xff]);
+    let n: i64 = c.query_one("SELECT count(*) FROM b", &[]).await.unwrap().get(0);
+    assert_eq!(n, 3);
+    let e = c
+        .execute(&ins, &[&1i64, &0i32, &0i16, &"x", &0.0f64, &true, &Vec::<u8>::new()])
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().unwrap();
+    assert_eq!((db.code().code(), db.detail()), ("23505", Some("Key (k)=(1) already exists.")));
+    // the transaction status follows the session
+    c.batch_execute("BEGIN; UPDATE b SET i = i + 1 WHERE k = 1").await.unwrap();
+    assert!(c.execute("SELECT 1/0", &[]).await.is_err());
+    let e = c.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code().code(), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let i: i32 = c.query_one("SELECT i FROM b WHERE k = 1", &[]).await.unwrap().get(0);
+    assert_eq!(i, 10);
 }

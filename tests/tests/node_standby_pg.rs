@@ -16,7 +16,17 @@ fn bin() -> &'static std::path::Path {
 
 fn psql(node: &NodeProcess, sql: &str) -> Result<String, String> {
     let out = Command::new(pg_bin("psql"))
-        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &node.conninfo("postgres"), "-c", sql])
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &node.conninfo("postgres"),
+            "-c",
+            sql,
+        ])
         .output()
         .unwrap();
     if out.status.success() {
@@ -73,7 +83,14 @@ fn pg_basebackup_standby_converges_cascades_and_survives_restarts() {
 
     for round in 0..10 {
         let lo = 10_000 + round * 1000;
-        psql(&primary, &format!("INSERT INTO t SELECT g, md5(g::text) || 'x' FROM generate_series({lo}, {}) g", lo + 999)).unwrap();
+        psql(
+            &primary,
+            &format!(
+                "INSERT INTO t SELECT g, md5(g::text) || 'x' FROM generate_series({lo}, {}) g",
+                lo + 999
+            ),
+        )
+        .unwrap();
         psql(&primary, &format!("UPDATE t SET v = v || 'u' WHERE k % 7 = {round}")).unwrap();
         psql(&primary, &format!("DELETE FROM t WHERE k % 11 = {round}")).unwrap();
     }
@@ -82,7 +99,8 @@ fn pg_basebackup_standby_converges_cascades_and_survives_restarts() {
 
     let err = psql(&standby, "INSERT INTO t VALUES (-1, 'no')").unwrap_err();
     assert!(err.contains("cannot execute INSERT in a read-only transaction"), "{err}");
-    let rep = psql(&primary, "SELECT state, sent_lsn = replay_lsn FROM pg_stat_replication").unwrap();
+    let rep =
+        psql(&primary, "SELECT state, sent_lsn = replay_lsn FROM pg_stat_replication").unwrap();
     assert!(rep.starts_with("streaming|"), "pg_stat_replication: {rep}");
     let rcv = psql(&standby, "SELECT status FROM pg_stat_wal_receiver").unwrap();
     assert_eq!(rcv, "streaming");
@@ -91,7 +109,8 @@ fn pg_basebackup_standby_converges_cascades_and_survives_restarts() {
     let cdir = basebackup(&primary, &[]);
     let auto = cdir.data_dir().join("postgresql.auto.conf");
     let conf = std::fs::read_to_string(&auto).unwrap();
-    let conf = conf.replace(&format!("port={}", primary.port()), &format!("port={}", standby.port()));
+    let conf =
+        conf.replace(&format!("port={}", primary.port()), &format!("port={}", standby.port()));
     std::fs::write(&auto, conf).unwrap();
     let cascade = cdir.start(&[]).unwrap();
     psql(&primary, "INSERT INTO t SELECT g, 'c' FROM generate_series(50000, 50999) g").unwrap();
@@ -102,13 +121,15 @@ fn pg_basebackup_standby_converges_cascades_and_survives_restarts() {
     // The standby restarts while the primary writes; then the primary restarts.
     let sport = standby.port();
     standby.stop().unwrap();
-    psql(&primary, "INSERT INTO t SELECT g, 'while down' FROM generate_series(60000, 60999) g").unwrap();
+    psql(&primary, "INSERT INTO t SELECT g, 'while down' FROM generate_series(60000, 60999) g")
+        .unwrap();
     let standby = sdir.start_on(sport, &[]).unwrap();
     wait_replayed(&standby, &primary);
     let pport = primary.port();
     primary.stop().unwrap();
     let primary = pdir.start_on(pport, &[]).unwrap();
-    psql(&primary, "INSERT INTO t SELECT g, 'after restart' FROM generate_series(70000, 70999) g").unwrap();
+    psql(&primary, "INSERT INTO t SELECT g, 'after restart' FROM generate_series(70000, 70999) g")
+        .unwrap();
     wait_replayed(&standby, &primary);
     wait_replayed(&cascade, &primary);
     assert_eq!(psql(&standby, TABLE), psql(&primary, TABLE));

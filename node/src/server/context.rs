@@ -17,6 +17,7 @@ use super::tasks::{request_checkpoint, CheckpointRequest};
 use crate::checkpointer::CheckpointCause;
 use crate::engine::{BoxFuture, SqlType, Value};
 use crate::settings::NodeSettings;
+use crate::sql::server::NAME;
 use crate::sql::{RelationColumn, ServerContext, ServerFunction};
 use crate::standby::WalReceiverHandle;
 use crate::xlog::WalWriter;
@@ -39,7 +40,6 @@ pub(super) struct NodeContext {
     pub(super) side: Side,
 }
 
-const RECORD: SqlType = SqlType::Other { oid: 2249, typlen: -1, name: "record" };
 const TEXT: SqlType = SqlType::Text;
 
 fn recovery_in_progress(function: &str) -> ErrorFields {
@@ -92,6 +92,7 @@ fn sql_type(t: DatumType) -> SqlType {
         DatumType::Timestamptz => SqlType::Timestamptz,
         DatumType::Numeric => SqlType::Numeric,
         DatumType::PgLsn => SqlType::PgLsn,
+        DatumType::Name => NAME,
         DatumType::TextOnly { oid: 3220, .. } => SqlType::PgLsn,
         DatumType::TextOnly { oid, typlen, name } => SqlType::Other { oid, typlen, name },
     }
@@ -183,24 +184,27 @@ impl ServerContext for NodeContext {
     }
 
     fn function(&self, name: &str) -> Option<ServerFunction> {
-        let f = |args: Vec<SqlType>, defaults, returns| {
-            Some(ServerFunction { args, defaults, returns })
-        };
+        let scalar = |args: Vec<SqlType>, ty| Some(ServerFunction::scalar(name, args, ty));
         match name {
             "pg_current_wal_lsn"
             | "pg_current_wal_flush_lsn"
             | "pg_current_wal_insert_lsn"
             | "pg_last_wal_receive_lsn"
             | "pg_last_wal_replay_lsn"
-            | "pg_switch_wal" => f(vec![], 0, SqlType::PgLsn),
-            "pg_last_xact_replay_timestamp" => f(vec![], 0, SqlType::Timestamptz),
-            "pg_is_in_recovery" => f(vec![], 0, SqlType::Bool),
-            "pg_backend_pid" => f(vec![], 0, SqlType::Int4),
-            "pg_walfile_name" => f(vec![SqlType::PgLsn], 0, TEXT),
-            "pg_create_physical_replication_slot" => {
-                f(vec![TEXT, SqlType::Bool, SqlType::Bool], 2, RECORD)
-            }
-            "pg_drop_replication_slot" => f(vec![TEXT], 0, SqlType::Void),
+            | "pg_switch_wal" => scalar(vec![], SqlType::PgLsn),
+            "pg_last_xact_replay_timestamp" => scalar(vec![], SqlType::Timestamptz),
+            "pg_is_in_recovery" => scalar(vec![], SqlType::Bool),
+            "pg_backend_pid" => scalar(vec![], SqlType::Int4),
+            "pg_walfile_name" => scalar(vec![SqlType::PgLsn], TEXT),
+            "pg_create_physical_replication_slot" => Some(ServerFunction {
+                args: vec![NAME, SqlType::Bool, SqlType::Bool],
+                returns: vec![
+                    RelationColumn::new("slot_name", NAME),
+                    RelationColumn::new("lsn", SqlType::PgLsn),
+                ],
+                defaults: 2,
+            }),
+            "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
             _ => None,
         }
     }
@@ -210,7 +214,7 @@ impl ServerContext for NodeContext {
         name: &'a str,
         args: Vec<Value>,
         pid: i32,
-    ) -> BoxFuture<'a, Result<Value, ErrorFields>> {
+    ) -> BoxFuture<'a, Result<Vec<Value>, ErrorFields>> {
         Box::pin(async move {
             let standby = match &self.side {
                 Side::Standby { receiver } => Some(receiver),
@@ -220,7 +224,7 @@ impl ServerContext for NodeContext {
                 Side::Primary { writer, .. } => Some(writer),
                 Side::Standby { .. } => None,
             };
-            Ok(match name {
+            Ok(vec![match name {
                 "pg_current_wal_lsn" | "pg_current_wal_flush_lsn" => match writer {
                     Some(w) => lsn(w.flush_position()),
                     None => return Err(wal_control_in_recovery()),
@@ -263,7 +267,9 @@ impl ServerContext for NodeContext {
                     if standby.is_some() {
                         return Err(recovery_in_progress("pg_walfile_name()"));
                     }
-                    let Some(Value::Int8(bits)) = args.first() else { return Ok(Value::Null) };
+                    let Some(Value::Int8(bits)) = args.first() else {
+                        return Ok(vec![Value::Null]);
+                    };
                     // XLByteToPrevSeg: the segment holding the byte before the position.
                     let at = Lsn((*bits as u64).saturating_sub(1));
                     Value::Text(segment_file_name(
@@ -284,8 +290,9 @@ impl ServerContext for NodeContext {
                         .slots
                         .create(&slot, temporary, pid, restart.map(|l| (l, self.timeline)))
                         .map_err(|e| slot_error(&e))?;
-                    let shown = info.restart_lsn.filter(|l| l.is_valid()).map(|l| l.to_string());
-                    Value::Text(format!("({},{})", info.name, shown.unwrap_or_default()))
+                    let restart =
+                        info.restart_lsn.filter(|l| l.is_valid()).map_or(Value::Null, lsn);
+                    return Ok(vec![Value::Text(info.name), restart]);
                 }
                 "pg_drop_replication_slot" => {
                     let slot = arg_text(&args, 0);
@@ -298,7 +305,7 @@ impl ServerContext for NodeContext {
                         format!("function {other}() does not exist"),
                     ))
                 }
-            })
+            }])
         })
     }
 

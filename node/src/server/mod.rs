@@ -307,14 +307,13 @@ impl Node {
         let roles = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let backup = match &role {
-            Role::Primary { writer, checkpoints, .. } => {
-                Some(Arc::new(backup::NodeBackup {
-                    dir: dir.path().to_path_buf(),
-                    timeline: control.timeline(),
-                    writer: writer.clone(),
-                    checkpoints: checkpoints.clone(),
-                }) as Arc<dyn walstream_sender::basebackup::BackupSource>)
-            }
+            Role::Primary { writer, checkpoints, .. } => Some(Arc::new(backup::NodeBackup {
+                dir: dir.path().to_path_buf(),
+                timeline: control.timeline(),
+                writer: writer.clone(),
+                checkpoints: checkpoints.clone(),
+            })
+                as Arc<dyn walstream_sender::basebackup::BackupSource>),
             // Backups of a standby are not supported yet: BASE_BACKUP keeps serve's refusal.
             Role::Standby { .. } => None,
         };

@@ -157,7 +157,7 @@ fn bind_assign(
                 if let Value::Text(s) = v {
                     let s = s.clone();
                     *v = crate::engine::value::parse_text(c.ty, &s)
-                        .map_err(|er| literal_error(er, position(sql, e.span())))?;
+                        .map_err(|er| literal_error(er, super::expr::expr_position(sql, e)))?;
                 }
             }
             _ => {}
@@ -166,7 +166,7 @@ fn bind_assign(
     }
     let ok = t == c.ty || category(t) == category(c.ty) || category(c.ty) == Category::String;
     if !ok {
-        return Err(at(assignment_error(&c.name, c.ty, t), position(sql, e.span())));
+        return Err(at(assignment_error(&c.name, c.ty, t), super::expr::expr_position(sql, e)));
     }
     Ok(Assign { col, ex: x, ty: t })
 }
@@ -233,7 +233,7 @@ pub fn bind_insert(
                             sqlstate::SYNTAX_ERROR,
                             "INSERT has more expressions than target columns",
                         ),
-                        position(sql, e.span()),
+                        super::expr::expr_position(sql, e),
                     ));
                 }
                 if exprs.len() < targets.len() && explicit_targets {
@@ -432,7 +432,7 @@ fn bind_where(
                 "42804",
                 format!("argument of WHERE must be type boolean, not type {}", t.base_name()),
             ),
-            position(sql, w.span()),
+            super::expr::expr_position(sql, w),
         ));
     }
     Ok(Some(x))

@@ -140,6 +140,8 @@ pub enum PreCall {
         name: String,
         /// Its arguments.
         args: Vec<Ex>,
+        /// Its output columns' types (several: a record).
+        types: Vec<SqlType>,
     },
     /// pg_sleep(seconds).
     Sleep(Ex),
@@ -241,6 +243,46 @@ pub fn type_of_oid(oid: u32) -> SqlResult<SqlType> {
     })
 }
 
+/// Where `e` starts in `sql` (1-based characters), found by walking down the leftmost
+/// operands without recursion (sqlparser's `span()` recurses through whole operator
+/// chains).
+pub fn expr_position(sql: &str, e: &Expr) -> Option<usize> {
+    let mut cur = e;
+    loop {
+        cur = match cur {
+            Expr::BinaryOp { left, .. } => left,
+            Expr::Nested(x)
+            | Expr::IsNull(x)
+            | Expr::IsNotNull(x)
+            | Expr::IsTrue(x)
+            | Expr::IsNotTrue(x)
+            | Expr::IsFalse(x)
+            | Expr::IsNotFalse(x) => x,
+            Expr::In { expr, .. }
+            | Expr::Between { expr, .. }
+            | Expr::Like { expr, .. }
+            | Expr::ILike { expr, .. } => expr,
+            Expr::Cast { kind: CastKind::DoubleColon, expr, .. } => expr,
+            leaf => return position(sql, leaf.span()),
+        };
+    }
+}
+
+/// Where `e` ends (the position just after its last token), walking down the rightmost
+/// operands without recursion.
+fn expr_end(sql: &str, e: &Expr) -> Option<usize> {
+    let mut cur = e;
+    loop {
+        cur = match cur {
+            Expr::BinaryOp { right, .. } => right,
+            leaf => {
+                let end = leaf.span().end;
+                return position(sql, sqlparser::tokenizer::Span::new(end, end));
+            }
+        };
+    }
+}
+
 /// A name as PostgreSQL folds it (unquoted identifiers to lower case).
 pub fn ident_name(i: &Ident) -> String {
     match i.quote_style {
@@ -281,7 +323,7 @@ pub struct Binder<'a> {
 
 impl Binder<'_> {
     fn pos(&self, e: &Expr) -> Option<usize> {
-        position(self.sql, e.span())
+        expr_position(self.sql, e)
     }
 
     /// Coerces an unknown literal or untyped parameter to `target`.
@@ -317,6 +359,7 @@ impl Binder<'_> {
     ///
     /// # Errors
     /// PostgreSQL's analysis errors: 42703, 42883, 42803, 22P02 in literals, 0A000.
+    #[recursive::recursive]
     pub fn bind(&mut self, e: &Expr) -> SqlResult<(Ex, SqlType)> {
         match e {
             Expr::Identifier(i) => self.column(None, i, e),
@@ -667,6 +710,13 @@ impl Binder<'_> {
                 }
                 self.resolve(&mut l, &mut lt, rt, lp)?;
                 self.resolve(&mut r, &mut rt, lt, rp)?;
+                if matches!(op, BinaryOperator::Minus)
+                    && lt == SqlType::PgLsn
+                    && rt == SqlType::PgLsn
+                {
+                    // pg_lsn.c: pg_lsn_mi
+                    return Ok((Ex::Func(Builtin::LsnDiff, vec![l, r]), SqlType::Numeric));
+                }
                 let ok = category(lt) == Category::Numeric && category(rt) == Category::Numeric;
                 let ts = lt == SqlType::Timestamptz || rt == SqlType::Timestamptz;
                 if !ok || ts {
@@ -691,8 +741,7 @@ impl Binder<'_> {
 
     /// The position of a binary operator: the first non-blank after the left operand.
     fn op_position(&self, left: &Expr, _right: &Expr) -> Option<usize> {
-        let end = left.span().end;
-        let start = position(self.sql, sqlparser::tokenizer::Span::new(end, end))?;
+        let start = expr_end(self.sql, left)?;
         // `start` is the 1-based position just after the left operand
         let rest: Vec<char> = self.sql.chars().skip(start - 1).collect();
         let mut p = start;
@@ -906,8 +955,13 @@ impl Binder<'_> {
                             xs.push(if t != want { Ex::Cast(Box::new(x), t, want) } else { x });
                         }
                         if ok {
-                            self.st.pre.push(PreCall::Server { name: name.clone(), args: xs });
-                            return Ok((Ex::Pre(self.st.pre.len() - 1), sf.returns));
+                            let types = sf.returns.iter().map(|c| c.ty).collect();
+                            self.st.pre.push(PreCall::Server {
+                                name: name.clone(),
+                                args: xs,
+                                types,
+                            });
+                            return Ok((Ex::Pre(self.st.pre.len() - 1), sf.result_type()));
                         }
                     }
                 }
@@ -959,6 +1013,8 @@ pub struct EvalCtx<'a> {
     pub stmt_start: i64,
     /// Settings, for current_setting().
     pub settings: &'a SessionSettings,
+    /// The backend's pid, for server functions.
+    pub pid: i32,
 }
 
 fn truth(v: &Value) -> Option<bool> {
@@ -1137,6 +1193,7 @@ impl Ex {
     ///
     /// # Errors
     /// Runtime errors: 22012, 22003, casts' input errors.
+    #[recursive::recursive]
     pub fn eval(&self, row: &[Value], cx: &EvalCtx<'_>) -> SqlResult<Value> {
         Ok(match self {
             Ex::Const(v) => v.clone(),
@@ -1285,7 +1342,8 @@ impl Ex {
     }
 
     /// Calls `f` on every node.
-    pub fn walk(&self, f: &mut impl FnMut(&Ex)) {
+    #[recursive::recursive]
+    pub fn walk(&self, f: &mut dyn FnMut(&Ex)) {
         f(self);
         match self {
             Ex::Neg(x)
@@ -1321,6 +1379,7 @@ impl Ex {
     }
 
     /// Rewrites the tree bottom-up-first: `f` may replace a node (returning `Some`).
+    #[recursive::recursive]
     pub fn rewrite(self, f: &mut dyn FnMut(&Ex) -> SqlResult<Option<Ex>>) -> SqlResult<Ex> {
         if let Some(r) = f(&self)? {
             return Ok(r);

@@ -173,7 +173,32 @@ fn select_div_scale(a: Dec, b: Dec) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn text_round_trips(m in -10i128.pow(30)..10i128.pow(30), scale in 0u32..20) {
+            let d = Dec { m, scale };
+            prop_assert_eq!(Dec::parse(&d.to_text()), Some(d));
+        }
+
+        #[test]
+        fn parse_never_panics(s in "[-+0-9.e]{0,40}") {
+            let _ = Dec::parse(&s);
+        }
+
+        #[test]
+        fn arithmetic_never_panics(a in any::<i64>(), b in any::<i64>(), sa in 0u32..40, sb in 0u32..40) {
+            let (x, y) = (Dec { m: i128::from(a), scale: sa }, Dec { m: i128::from(b), scale: sb });
+            let _ = x.checked_add(y);
+            let _ = x.checked_sub(y);
+            let _ = x.checked_mul(y);
+            let _ = x.checked_div(y);
+            let _ = x.checked_rem(y);
+        }
+    }
 
     #[test]
     fn division_scales_as_postgresql() {

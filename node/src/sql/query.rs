@@ -33,6 +33,151 @@ pub enum Source {
     Relation(String),
     /// generate_series(start, stop[, step]).
     Series(Ex, Ex, Option<Ex>),
+    /// A server function in FROM: its name and arguments.
+    ServerFn(String, Vec<Ex>),
+}
+
+/// generate_series(start, stop[, step]) over integers, as a source of one column.
+fn series_source(
+    args: &[sqlparser::ast::FunctionArg],
+    qual: String,
+    col: String,
+    sql: &str,
+    server: &dyn ServerContext,
+    st: &mut BindState,
+) -> SqlResult<(Source, Scope)> {
+    let mut exprs = Vec::new();
+    for a in args {
+        match a {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => {
+                exprs.push(e)
+            }
+            _ => return Err(unsupported("this generate_series argument")),
+        }
+    }
+    let empty = Scope::default();
+    let mut b = Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
+    let mut bound = Vec::new();
+    let mut ty = SqlType::Int4;
+    for e in &exprs {
+        let (mut x, mut t) = b.bind(e)?;
+        if t == SqlType::Unknown {
+            // generate_series(unknown, unknown) resolves to integer in practice
+            if let Ex::Param(i) = x {
+                if let Some(p) = b.st.params.get_mut(i) {
+                    *p = Some(SqlType::Int4);
+                }
+                t = SqlType::Int4;
+            } else if let Ex::Const(Value::Text(s)) = &x {
+                x = Ex::Const(crate::engine::value::parse_text(SqlType::Int4, s)?);
+                t = SqlType::Int4;
+            }
+        }
+        if !t.is_integer() {
+            return Err(unsupported(format!("generate_series over {}", t.base_name())));
+        }
+        if t == SqlType::Int8 {
+            ty = SqlType::Int8;
+        }
+        bound.push(x);
+    }
+    if !(2..=3).contains(&bound.len()) {
+        return Err(super::error::undefined_function("generate_series", &[]));
+    }
+    let step = if bound.len() == 3 { bound.pop() } else { None };
+    let stop = bound.pop().unwrap_or(Ex::Const(Value::Null));
+    let start = bound.pop().unwrap_or(Ex::Const(Value::Null));
+    let scope = Scope { cols: vec![ScopeCol { qual: Some(qual), name: col, ty }] };
+    Ok((Source::Series(start, stop, step), scope))
+}
+
+/// The select-list item that is a bare `generate_series(...)` call (a set-returning
+/// function in the select list of a query without FROM), with its output name.
+fn select_list_series(s: &Select) -> Option<(usize, &[sqlparser::ast::FunctionArg], String)> {
+    if !s.from.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    for (i, item) in s.projection.iter().enumerate() {
+        let (e, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e, "generate_series".to_string()),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, ident_name(alias)),
+            _ => continue,
+        };
+        if let Expr::Function(f) = e {
+            if object_name(&f.name) == "generate_series" {
+                if let sqlparser::ast::FunctionArguments::List(l) = &f.args {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = Some((i, l.args.as_slice(), name));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// `FROM f(args)` for a server function: one row of its output columns.
+fn server_function_source(
+    n: &str,
+    name: &sqlparser::ast::ObjectName,
+    alias: &Option<sqlparser::ast::TableAlias>,
+    args: &[sqlparser::ast::FunctionArg],
+    sql: &str,
+    server: &dyn ServerContext,
+    st: &mut BindState,
+) -> SqlResult<(Source, Scope)> {
+    let pos = position(sql, name.span());
+    let Some(sf) = server.function(n) else {
+        return Err(at(unsupported(format!("table function {n}")), pos));
+    };
+    let mut xs = Vec::new();
+    let empty = Scope::default();
+    for a in args {
+        let sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) = a
+        else {
+            return Err(at(unsupported("named function arguments"), pos));
+        };
+        let mut b = Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
+        xs.push((b.bind(e)?, super::expr::expr_position(sql, e)));
+    }
+    if xs.len() != sf.args.len() {
+        let shown: Vec<String> = xs.iter().map(|((_, t), _)| t.base_name()).collect();
+        return Err(at(super::error::undefined_function(n, &shown), pos));
+    }
+    let mut bound = Vec::new();
+    for (((x, t), p), want) in xs.into_iter().zip(sf.args.iter().copied()) {
+        let x = match (x, t) {
+            (Ex::Param(i), SqlType::Unknown) => {
+                if let Some(slot) = st.params.get_mut(i) {
+                    *slot = Some(want);
+                }
+                Ex::Param(i)
+            }
+            (Ex::Const(Value::Text(s)), SqlType::Unknown) => {
+                Ex::Const(crate::engine::value::parse_text(want, &s).map_err(|e| at(e.into(), p))?)
+            }
+            (x, t) if t == want => x,
+            (x, t) => Ex::Cast(Box::new(x), t, want),
+        };
+        bound.push(x);
+    }
+    let qual = alias.as_ref().map_or(n.to_string(), |a| ident_name(&a.name));
+    let mut cols: Vec<ScopeCol> = sf
+        .returns
+        .iter()
+        .map(|c| ScopeCol { qual: Some(qual.clone()), name: c.name.clone(), ty: c.ty })
+        .collect();
+    if let Some(a) = alias {
+        for (c, ac) in cols.iter_mut().zip(&a.columns) {
+            c.name = ident_name(&ac.name);
+        }
+        if a.columns.is_empty() && cols.len() == 1 {
+            cols[0].name = qual.clone();
+        }
+    }
+    Ok((Source::ServerFn(n.to_string(), bound), Scope { cols }))
 }
 
 /// The most rows generate_series makes (the node holds results in memory).
@@ -147,8 +292,14 @@ pub fn bind_select(
         return Err(unsupported("this SELECT clause"));
     }
     // FROM
+    let srf = select_list_series(s);
     let (source, scope) = match s.from.as_slice() {
-        [] => (Source::None, Scope::default()),
+        [] => match &srf {
+            Some((_, args, name)) => {
+                series_source(args, "generate_series".into(), name.clone(), sql, server, st)?
+            }
+            None => (Source::None, Scope::default()),
+        },
         [twj] if twj.joins.is_empty() => match &twj.relation {
             TableFactor::Table { name, alias, args: None, .. } => {
                 let n = object_name(name);
@@ -181,56 +332,20 @@ pub fn bind_select(
                     },
                 }
             }
-            TableFactor::Table { name, alias, args: Some(args), .. } => {
-                let n = object_name(name);
-                if n != "generate_series" {
-                    return Err(at(
-                        unsupported(format!("table function {n}")),
-                        position(sql, name.span()),
-                    ));
-                }
-                let mut exprs = Vec::new();
-                for a in &args.args {
-                    match a {
-                        sqlparser::ast::FunctionArg::Unnamed(
-                            sqlparser::ast::FunctionArgExpr::Expr(e),
-                        ) => exprs.push(e),
-                        _ => return Err(unsupported("this generate_series argument")),
-                    }
-                }
-                let empty = Scope::default();
-                let mut b =
-                    Binder { sql, scope: &empty, st, server, no_aggs: Some("functions in FROM") };
-                let mut bound = Vec::new();
-                let mut ty = SqlType::Int4;
-                for e in &exprs {
-                    let (mut x, mut t) = b.bind(e)?;
-                    if t == SqlType::Unknown {
-                        // generate_series(unknown, unknown) resolves to integer in practice
-                        if let Ex::Param(i) = x {
-                            if let Some(p) = b.st.params.get_mut(i) {
-                                *p = Some(SqlType::Int4);
-                            }
-                            t = SqlType::Int4;
-                        } else if let Ex::Const(Value::Text(s)) = &x {
-                            x = Ex::Const(crate::engine::value::parse_text(SqlType::Int4, s)?);
-                            t = SqlType::Int4;
-                        }
-                    }
-                    if !t.is_integer() {
-                        return Err(unsupported(format!("generate_series over {}", t.base_name())));
-                    }
-                    if t == SqlType::Int8 {
-                        ty = SqlType::Int8;
-                    }
-                    bound.push(x);
-                }
-                if !(2..=3).contains(&bound.len()) {
-                    return Err(super::error::undefined_function("generate_series", &[]));
-                }
-                let step = if bound.len() == 3 { bound.pop() } else { None };
-                let stop = bound.pop().unwrap_or(Ex::Const(Value::Null));
-                let start = bound.pop().unwrap_or(Ex::Const(Value::Null));
+            TableFactor::Table { name, alias, args: Some(args), .. }
+                if object_name(name) != "generate_series" =>
+            {
+                server_function_source(
+                    &object_name(name),
+                    name,
+                    alias,
+                    &args.args,
+                    sql,
+                    server,
+                    st,
+                )?
+            }
+            TableFactor::Table { alias, args: Some(args), .. } => {
                 let (qual, col) = match alias {
                     Some(a) => {
                         let q = ident_name(&a.name);
@@ -243,8 +358,7 @@ pub fn bind_select(
                     }
                     None => ("generate_series".to_string(), "generate_series".to_string()),
                 };
-                let scope = Scope { cols: vec![ScopeCol { qual: Some(qual), name: col, ty }] };
-                (Source::Series(start, stop, step), scope)
+                series_source(&args.args, qual, col, sql, server, st)?
             }
             _ => return Err(unsupported("this FROM item")),
         },
@@ -277,7 +391,7 @@ pub fn bind_select(
                             t.base_name()
                         ),
                     ),
-                    position(sql, w.span()),
+                    super::expr::expr_position(sql, w),
                 ));
             }
             Some(x)
@@ -288,7 +402,14 @@ pub fn bind_select(
     st.aggs.clear();
     let mut proj = Vec::new();
     let mut columns = Vec::new();
-    for item in &s.projection {
+    for (idx, item) in s.projection.iter().enumerate() {
+        if let Some((i, _, name)) = &srf {
+            if *i == idx {
+                proj.push(Ex::Col(0));
+                columns.push((name.clone(), scope.cols[0].ty));
+                continue;
+            }
+        }
         match item {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
                 if scope.cols.is_empty() {
@@ -338,7 +459,7 @@ pub fn bind_select(
                                     "42P10",
                                     format!("GROUP BY position {n} is not in select list"),
                                 ),
-                                position(sql, e.span()),
+                                super::expr::expr_position(sql, e),
                             )
                         })?;
                         out.push(x);
@@ -392,7 +513,7 @@ pub fn bind_select(
                     if i == 0 || i > columns.len() {
                         return Err(at(
                             err("42P10", format!("ORDER BY position {n} is not in select list")),
-                            position(sql, it.expr.span()),
+                            super::expr::expr_position(sql, &it.expr),
                         ));
                     }
                     SortKey::Out(i - 1)
@@ -577,6 +698,27 @@ pub fn key_bounds(f: &Ex, col: usize) -> (Option<KeyBound>, Option<KeyBound>) {
     (lower, upper)
 }
 
+/// The values of a conjunct `col IN (row-free list)` of `f`, if it has one.
+fn key_points(f: &Ex, col: usize) -> Option<&[Ex]> {
+    let mut conj = vec![f];
+    while let Some(e) = conj.pop() {
+        match e {
+            Ex::Bin(Op::And, l, r) => {
+                conj.push(l);
+                conj.push(r);
+            }
+            Ex::In(x, list, false)
+                if matches!(x.as_ref(), Ex::Col(c) if *c == col)
+                    && list.iter().all(Ex::is_row_free) =>
+            {
+                return Some(list);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The key range the bounds give; `None` when a bound is NULL (no row can match).
 pub fn key_range(
     lower: &Option<(Ex, bool)>,
@@ -630,6 +772,30 @@ pub fn scan_filtered(
     upper: &Option<(Ex, bool)>,
     cx: &EvalCtx<'_>,
 ) -> SqlResult<Vec<Vec<Value>>> {
+    if let (None, None, Some(f), [pk]) = (lower, upper, filter, def.pkey.as_slice()) {
+        if let Some(list) = key_points(f, *pk) {
+            // `k IN (...)`: one index probe per distinct value, in key order
+            let mut keys = Vec::with_capacity(list.len());
+            for e in list {
+                let v = e.eval(&[], cx)?;
+                if !v.is_null() {
+                    keys.push(v);
+                }
+            }
+            keys.sort_by(value_cmp);
+            keys.dedup_by(|a, b| value_cmp(a, b) == Ordering::Equal);
+            let mut out = Vec::new();
+            for k in keys {
+                let range = (Bound::Included(vec![k.clone()]), Bound::Included(vec![k]));
+                for r in txn.scan(def.oid, range)? {
+                    if passes(filter, &r, cx)? {
+                        out.push(r);
+                    }
+                }
+            }
+            return Ok(out);
+        }
+    }
     let Some(range) = key_range(lower, upper, cx)? else { return Ok(Vec::new()) };
     let rows = txn.scan(def.oid, range)?;
     let mut out = Vec::new();
@@ -815,6 +981,15 @@ impl SelectPlan {
                     }
                 }
                 out
+            }
+            Source::ServerFn(name, args) => {
+                let vals = args.iter().map(|a| a.eval(&[], cx)).collect::<SqlResult<Vec<_>>>()?;
+                let row = server.call(name, vals, cx.pid).await?;
+                if passes(&self.filter, &row, cx)? {
+                    vec![row]
+                } else {
+                    Vec::new()
+                }
             }
             Source::Series(a, b, step) => {
                 let a = a.eval(&[], cx)?;

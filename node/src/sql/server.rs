@@ -12,17 +12,70 @@ use crate::settings::NodeSettings;
 
 pub use crate::engine::SyncCommit;
 
+/// The `name` type (19).
+pub const NAME: SqlType = SqlType::Other { oid: 19, typlen: 64, name: "name" };
+
 /// A server function's signature, for describe and type checking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerFunction {
     /// Its argument types, in order (a call with other argument types gets 42883).
     pub args: Vec<SqlType>,
-    /// How many of the last `args` have defaults and may be left out (the call then
-    /// gets fewer arguments).
+    /// Its output columns: one for a scalar function; several for a function returning a
+    /// record (`pg_create_physical_replication_slot` returns `slot_name name, lsn
+    /// pg_lsn`), which `SELECT f(...)` shows as the record's text `(s1,)` and
+    /// `SELECT * FROM f(...)` as columns.
+    pub returns: Vec<RelationColumn>,
+    /// How many of the last `args` have defaults and may be left out (the call then gets
+    /// fewer arguments).
     pub defaults: usize,
-    /// Its result type (a record is [`SqlType::Other`] `record`, its value the record's
-    /// text, `(a,b)`).
-    pub returns: SqlType,
+}
+
+impl ServerFunction {
+    /// A scalar function named `name` returning `ty`.
+    pub fn scalar(name: &str, args: Vec<SqlType>, ty: SqlType) -> ServerFunction {
+        ServerFunction { args, returns: vec![RelationColumn::new(name, ty)], defaults: 0 }
+    }
+
+    /// The type `SELECT f(...)` has: the single column's, or `record`.
+    pub fn result_type(&self) -> SqlType {
+        match self.returns.as_slice() {
+            [one] => one.ty,
+            _ => RECORD,
+        }
+    }
+}
+
+/// The `record` type (2249).
+pub const RECORD: SqlType = SqlType::Other { oid: 2249, typlen: -1, name: "record" };
+
+/// rowtypes.c: record_out: `(a,b)`, NULL as nothing, values with special characters
+/// quoted.
+pub fn record_text(types: &[SqlType], values: &[Value]) -> String {
+    let mut out = String::from("(");
+    for (i, (t, v)) in types.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let Some(text) = super::types::text_out(*t, v) else { continue };
+        let quote = text.is_empty()
+            || text
+                .chars()
+                .any(|c| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_ascii_whitespace());
+        if quote {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push(')');
+    out
 }
 
 /// One column of a server relation.
@@ -54,7 +107,7 @@ pub trait ServerContext: Send + Sync + 'static {
     fn function(&self, name: &str) -> Option<ServerFunction>;
 
     /// Calls server function `name` with `args` (already of its argument types) for the
-    /// session of backend `pid`.
+    /// session of backend `pid`: one value per output column.
     ///
     /// # Errors
     /// The function's error, as PostgreSQL reports it.
@@ -63,7 +116,7 @@ pub trait ServerContext: Send + Sync + 'static {
         name: &'a str,
         args: Vec<Value>,
         pid: i32,
-    ) -> BoxFuture<'a, Result<Value, ErrorFields>>;
+    ) -> BoxFuture<'a, Result<Vec<Value>, ErrorFields>>;
 
     /// The columns of server relation `name` (lower case), if there is one.
     fn relation(&self, name: &str) -> Option<Vec<RelationColumn>>;
@@ -76,6 +129,10 @@ pub trait ServerContext: Send + Sync + 'static {
         &'a self,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Vec<Value>>, ErrorFields>>;
+
+    /// A session changed one of its settings (`SET application_name`, ...), for
+    /// `pg_stat_activity`. The default ignores it.
+    fn setting_changed(&self, _pid: i32, _name: &str, _value: &str) {}
 
     /// `CHECKPOINT`: returns once the checkpoint is done.
     ///
@@ -118,12 +175,20 @@ impl ServerContext for TestServer {
     }
 
     fn function(&self, name: &str) -> Option<ServerFunction> {
-        let f = |args: Vec<SqlType>, returns| Some(ServerFunction { args, defaults: 0, returns });
+        let f = |args: Vec<SqlType>, returns| Some(ServerFunction::scalar(name, args, returns));
         match name {
             "pg_backend_pid" => f(vec![], SqlType::Int4),
             "pg_current_wal_lsn" => f(vec![], SqlType::PgLsn),
             "pg_is_in_recovery" => f(vec![], SqlType::Bool),
             "pg_switch_wal" => f(vec![], SqlType::PgLsn),
+            "pg_create_physical_replication_slot" => Some(ServerFunction {
+                args: vec![NAME],
+                returns: vec![
+                    RelationColumn::new("slot_name", NAME),
+                    RelationColumn::new("lsn", SqlType::PgLsn),
+                ],
+                defaults: 0,
+            }),
             _ => None,
         }
     }
@@ -131,13 +196,18 @@ impl ServerContext for TestServer {
     fn call<'a>(
         &'a self,
         name: &'a str,
-        _args: Vec<Value>,
+        args: Vec<Value>,
         pid: i32,
-    ) -> BoxFuture<'a, Result<Value, ErrorFields>> {
+    ) -> BoxFuture<'a, Result<Vec<Value>, ErrorFields>> {
         let v = match name {
-            "pg_backend_pid" => Ok(Value::Int4(pid)),
-            "pg_current_wal_lsn" | "pg_switch_wal" => Ok(Value::Int8(*self.lsn.lock() as i64)),
-            "pg_is_in_recovery" => Ok(Value::Bool(self.recovery)),
+            "pg_backend_pid" => Ok(vec![Value::Int4(pid)]),
+            "pg_current_wal_lsn" | "pg_switch_wal" => {
+                Ok(vec![Value::Int8(*self.lsn.lock() as i64)])
+            }
+            "pg_is_in_recovery" => Ok(vec![Value::Bool(self.recovery)]),
+            "pg_create_physical_replication_slot" => {
+                Ok(vec![args.into_iter().next().unwrap_or(Value::Null), Value::Null])
+            }
             _ => Err(ErrorFields::error(
                 sqlstate::UNDEFINED_FUNCTION,
                 format!("function {name}() does not exist"),

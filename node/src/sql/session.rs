@@ -131,11 +131,74 @@ fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
         return Err(err("54000", "statement is too long"));
     }
     let dialect = PostgreSqlDialect {};
+    check_depth(sql, &dialect)?;
     Parser::new(&dialect)
         .with_recursion_limit(200)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| syntax_error(sql, &e))
+}
+
+/// The longest chain of operators one expression may have: sqlparser builds chains like
+/// `1+1+1...` iteratively into trees as deep as they are long, and binding, evaluating and
+/// dropping such trees recurses.
+const MAX_CHAIN: usize = 256;
+
+/// postgres.c: check_stack_depth, before parsing: refuses operator chains longer than
+/// [`MAX_CHAIN`] within one parenthesis level and list item.
+fn check_depth(sql: &str, dialect: &PostgreSqlDialect) -> SqlResult<()> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    // tokenizer errors are reported by the parser
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize() else { return Ok(()) };
+    let mut chain = vec![0usize];
+    for t in &tokens {
+        match t {
+            Token::LParen | Token::LBracket => chain.push(0),
+            Token::RParen | Token::RBracket => {
+                chain.pop();
+                if chain.is_empty() {
+                    chain.push(0);
+                }
+            }
+            Token::Comma | Token::SemiColon => {
+                if let Some(c) = chain.last_mut() {
+                    *c = 0;
+                }
+            }
+            Token::Word(w)
+                if !matches!(
+                    w.keyword,
+                    sqlparser::keywords::Keyword::AND
+                        | sqlparser::keywords::Keyword::OR
+                        | sqlparser::keywords::Keyword::NOT
+                ) => {}
+            Token::Word(_)
+            | Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::DoubleColon => {
+                if let Some(c) = chain.last_mut() {
+                    *c += 1;
+                    if *c > MAX_CHAIN || chain.len() > MAX_CHAIN {
+                        return Err(err("54001", "stack depth limit exceeded").with_hint(
+                            "Increase the configuration parameter \"max_stack_depth\" (currently 2048kB), after ensuring the platform's stack depth limit is adequate.",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether `sql` is `CHECKPOINT` (with an optional `;`).
@@ -219,8 +282,14 @@ fn bind_create(
                     if !constant {
                         return Err(unsupported("non-constant DEFAULT expressions"));
                     }
-                    let cx =
-                        EvalCtx { params: &[], pre: &[], txn_start: 0, stmt_start: 0, settings };
+                    let cx = EvalCtx {
+                        params: &[],
+                        pre: &[],
+                        txn_start: 0,
+                        stmt_start: 0,
+                        settings,
+                        pid: 0,
+                    };
                     let v = x.eval(&[], &cx)?;
                     let v = if t == SqlType::Unknown {
                         match v {
@@ -432,7 +501,15 @@ impl Session {
                         res.outputs.push(QueryOutput::Command("BEGIN".into()));
                         continue;
                     }
-                    Statement::Commit { .. } | Statement::Rollback { .. } => implicit = false,
+                    Statement::Commit { .. } | Statement::Rollback { .. } => {
+                        // xact.c: EndImplicitTransactionBlock's callers warn, then end it
+                        implicit = false;
+                        res.outputs.push(notice(
+                            Severity::Warning,
+                            "25P01",
+                            "there is no transaction in progress",
+                        ));
+                    }
                     _ => {}
                 }
             }
@@ -612,6 +689,11 @@ impl Session {
             }
             TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true),
         };
+        if !implicit {
+            // While the block's transaction is out of `self.tx`, a dropped (canceled)
+            // statement leaves the block failed, as a canceled statement does.
+            self.tx = TxState::Failed;
+        }
         let plan = match self.bind(stmt, sql, &txn, &mut st) {
             Ok(p) => p,
             Err(e) => {
@@ -646,6 +728,7 @@ impl Session {
                         QueryOutput::Command(tag.into()),
                     ]);
                 }
+                self.tx = TxState::Idle;
                 if matches!(plan, Plan::Commit) {
                     txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
                 } else {
@@ -736,6 +819,7 @@ impl Session {
         let mut out = Vec::with_capacity(pre.len());
         for p in pre {
             let cx2 = EvalCtx {
+                pid: cx.pid,
                 params: cx.params,
                 pre: &out,
                 txn_start: cx.txn_start,
@@ -743,13 +827,17 @@ impl Session {
                 settings: cx.settings,
             };
             match p {
-                PreCall::Server { name, args } => {
+                PreCall::Server { name, args, types } => {
                     if args.iter().any(|a| !a.is_row_free()) {
                         return Err(unsupported(format!("{name}() over table columns")));
                     }
                     let vals =
                         args.iter().map(|a| a.eval(&[], &cx2)).collect::<SqlResult<Vec<_>>>()?;
-                    out.push(self.server.call(name, vals, self.info.pid).await?);
+                    let vals = self.server.call(name, vals, self.info.pid).await?;
+                    out.push(match vals.as_slice() {
+                        [one] if types.len() == 1 => one.clone(),
+                        vs => Value::Text(super::server::record_text(types, vs)),
+                    });
                 }
                 PreCall::Sleep(x) => {
                     if !x.is_row_free() {
@@ -777,9 +865,11 @@ impl Session {
         stmt_start: i64,
     ) -> SqlResult<Vec<QueryOutput>> {
         let settings = Arc::clone(&self.settings);
-        let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings };
+        let pid = self.info.pid;
+        let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings, pid };
         let pre_vals = self.pre_calls(pre, &cx0).await?;
-        let cx = EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings };
+        let cx =
+            EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings, pid };
         let server = Arc::clone(&self.server);
         let rows_out = |cols: Vec<(String, SqlType)>, rows: Vec<Vec<Value>>, tag: String| {
             let datums = rows
@@ -819,6 +909,9 @@ impl Session {
                 match value {
                     Some(v) => Arc::make_mut(&mut self.settings).set(name, v)?,
                     None => Arc::make_mut(&mut self.settings).reset(name)?,
+                }
+                if let Ok(v) = self.settings.show(name) {
+                    self.server.setting_changed(self.info.pid, name, &v);
                 }
                 QueryOutput::Command("SET".into())
             }

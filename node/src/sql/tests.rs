@@ -338,6 +338,22 @@ async fn server_relations_and_unsupported_features() {
         one(&mut s, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").await,
         "SELECT 1: 4294967336"
     );
+    assert_eq!(
+        one(&mut s, "SELECT pg_create_physical_replication_slot('s1')").await,
+        "SELECT 1: (s1,)"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT slot_name, lsn FROM pg_create_physical_replication_slot('s 2')").await,
+        "SELECT 1: s 2,NULL"
+    );
+    assert_eq!(
+        one(&mut s, "SELECT pg_current_wal_lsn() - '0/28', pg_current_wal_lsn() > '0/FF'").await,
+        "SELECT 1: 4294967296,t"
+    );
+    let d = s.describe("SELECT * FROM pg_current_wal_lsn()", &[]).await.unwrap();
+    assert_eq!(d.columns.unwrap()[0].name, "pg_current_wal_lsn");
+    let d = s.describe("SELECT pg_create_physical_replication_slot($1)", &[]).await.unwrap();
+    assert_eq!((d.params, d.columns.unwrap()[0].ty.oid()), (vec![19], 2249));
     let d = s.describe("SELECT pg_current_wal_lsn()", &[]).await.unwrap();
     assert_eq!(d.columns.unwrap()[0].ty.oid(), 3220);
     one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
@@ -353,4 +369,79 @@ async fn server_relations_and_unsupported_features() {
         assert_eq!(r.code, "0A000", "{sql}: {}", r.message);
         assert!(r.message.ends_with("is not supported"), "{sql}: {}", r.message);
     }
+}
+
+#[tokio::test]
+async fn a_canceled_statement_fails_its_block() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
+    one(&mut s, "BEGIN").await;
+    one(&mut s, "INSERT INTO t VALUES (1)").await;
+    let dropped = tokio::time::timeout(
+        std::time::Duration::from_millis(30),
+        s.simple_query("SELECT pg_sleep(5)"),
+    )
+    .await;
+    assert!(dropped.is_err());
+    assert_eq!(s.transaction_status(), TransactionStatus::Failed);
+    assert!(one(&mut s, "SELECT 1").await.starts_with("ERROR 25P02"));
+    assert_eq!(one(&mut s, "ROLLBACK").await, "ROLLBACK");
+    assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 0");
+}
+
+#[test]
+fn deep_and_wide_statements_do_not_overflow() {
+    let deep = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
+    for text in [
+        deep(5000),
+        format!("SELECT 1{}", "+1".repeat(20000)),
+        format!("SELECT 1{}", "+1".repeat(255)),
+        format!("SELECT k FROM t WHERE k = 1{}", " OR k = 1".repeat(127)),
+        format!("SELECT 'a'{}", " || 'a'".repeat(255)),
+        format!(
+            "SELECT * FROM t WHERE {}",
+            (0..3000).map(|i| format!("k = {i}")).collect::<Vec<_>>().join(" AND ")
+        ),
+        format!("SELECT {}1", "-".repeat(3000)),
+        format!("SELECT {}true", "NOT ".repeat(3000)),
+        format!(
+            "SELECT k FROM t WHERE k IN ({})",
+            (0..20000).map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        ),
+    ] {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || super::fuzz_sql(text.as_bytes()))
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn deadlocks_fail_one_transaction_with_40p01() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = session(&e, &srv);
+    one(&mut a, "CREATE TABLE t (k int PRIMARY KEY, n int)").await;
+    one(&mut a, "INSERT INTO t VALUES (1, 0), (2, 0)").await;
+    one(&mut a, "BEGIN").await;
+    one(&mut b, "BEGIN").await;
+    assert_eq!(one(&mut a, "UPDATE t SET n = 1 WHERE k = 1").await, "UPDATE 1");
+    assert_eq!(one(&mut b, "UPDATE t SET n = 2 WHERE k = 2").await, "UPDATE 1");
+    let a_task = tokio::spawn(async move {
+        let r = one(&mut a, "UPDATE t SET n = 1 WHERE k = 2").await;
+        (r, a)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let r = b.simple_query("UPDATE t SET n = 2 WHERE k = 1").await.error.unwrap();
+    assert_eq!((r.code.as_str(), r.message.as_str()), ("40P01", "deadlock detected"));
+    assert!(r.detail.unwrap().contains("waits for ShareLock on transaction"));
+    assert_eq!(b.transaction_status(), TransactionStatus::Failed);
+    assert_eq!(one(&mut b, "ROLLBACK").await, "ROLLBACK");
+    let (r, mut a) = a_task.await.unwrap();
+    assert_eq!(r, "UPDATE 1");
+    assert_eq!(one(&mut a, "COMMIT").await, "COMMIT");
+    assert_eq!(one(&mut b, "SELECT k, n FROM t ORDER BY k").await, "SELECT 2: 1,1 | 2,1");
 }

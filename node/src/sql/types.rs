@@ -75,6 +75,7 @@ pub fn datum_type(ty: SqlType) -> DatumType {
         SqlType::Numeric => DatumType::Numeric,
         SqlType::PgLsn => DatumType::PgLsn,
         SqlType::Void => DatumType::TextOnly { oid: 2278, typlen: 4, name: "void" },
+        SqlType::Other { oid: 19, .. } => DatumType::Name,
         SqlType::Other { oid, typlen, name } => DatumType::TextOnly { oid, typlen, name },
     }
 }

@@ -79,3 +79,12 @@ INSERT INTO up VALUES (53); INSERT INTO up VALUES (53)
 SELECT k FROM up WHERE k > 49 ORDER BY k
 SELECT 1; SELECT 2
 SELECT 7.5 % 2, -7.5 % 2, 10.25 % 3.1, 1.5 % 0
+INSERT INTO up VALUES (60); ROLLBACK
+SELECT count(*) FROM up WHERE k = 60
+SELECT generate_series(1, 3)
+SELECT generate_series(1, 5, 2) AS n, 'x'
+INSERT INTO up SELECT generate_series(70, 72), 7
+SELECT k, n FROM up WHERE k >= 70 ORDER BY k
+UPDATE up SET n = n + 1 WHERE k IN (72, 70, 999, 70) RETURNING k, n
+SELECT k FROM up WHERE k IN (72, NULL, 1) AND n > 0
+DELETE FROM up WHERE k IN (71) AND n < 0

@@ -146,6 +146,8 @@ pub enum DatumType {
     Numeric,
     /// `pg_lsn` (3220): values are [`Datum::PgLsn`]; its binary form is an int8.
     PgLsn,
+    /// `name` (19): values are [`Datum::Text`]; its binary form is the text's bytes.
+    Name,
     /// A type written in text only (`oid`, `inet`, `pg_lsn`, `timestamptz`, `interval`,
     /// `xid`, `name`); its values are [`Datum::Text`] and binary output is refused.
     TextOnly {
@@ -173,6 +175,7 @@ impl DatumType {
             DatumType::Timestamptz => 1184,
             DatumType::Numeric => 1700,
             DatumType::PgLsn => 3220,
+            DatumType::Name => 19,
             DatumType::TextOnly { oid, .. } => oid,
         }
     }
@@ -197,6 +200,7 @@ impl DatumType {
             DatumType::Int8 | DatumType::Float8 | DatumType::Timestamptz | DatumType::PgLsn => 8,
             DatumType::Int4 => 4,
             DatumType::Bytea | DatumType::Text | DatumType::Varchar | DatumType::Numeric => -1,
+            DatumType::Name => 64,
             DatumType::TextOnly { typlen, .. } => typlen,
         }
     }
@@ -318,7 +322,7 @@ impl Param {
                 text::timestamptz_out(i64::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?))
             }
             23 => i32::from_be_bytes(v.as_ref().try_into().map_err(|_| bad())?).to_string(),
-            25 | 1043 | 0 => String::from_utf8(v.to_vec()).map_err(|_| bad())?,
+            25 | 1043 | 19 | 0 => String::from_utf8(v.to_vec()).map_err(|_| bad())?,
             _ => return Err(bad()),
         };
         Ok(Some(text))
