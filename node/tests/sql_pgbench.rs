@@ -55,6 +55,7 @@ async fn serve(engine: &Arc<Engine>, server: &Arc<dyn ServerContext>) -> std::ne
     let settings = Settings::default();
     let slots = Arc::new(SlotStore::in_memory(settings.max_replication_slots as usize));
     let parts = ServerParts {
+        backup: None,
         settings,
         hba: HbaFile::loopback_trust(),
         roles: Roles::permissive(),
