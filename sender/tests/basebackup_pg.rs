@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::basebackup::DirBackupSource;
 use walstream_sender::config::Settings;

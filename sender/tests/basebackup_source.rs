@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use walstream_sender::auth::Roles;
-use walstream_sender::backend::serve_handler::ServeHandler;
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::basebackup::{BackupSource, BackupStart, BackupStop, BoxFuture};
 use walstream_sender::config::Settings;
