@@ -15,7 +15,7 @@
 //!   backend ended ([`session::BackendEnd`]), and the FATAL/ERROR sent when interrupted.
 //! - [`backend`]: the loop modelled on `PostgresMain` (`tcop/postgres.c`), and the
 //!   [`backend::query::QueryHandler`] trait that answers ordinary SQL.
-//! - [`lag`]: `write_lag`, `flush_lag`, `replay_lag` as the walsender's LagTracker measures them.
+//! - [`lag`]: `write_lag`, `flush_lag`, `replay_lag` as the walsender's LagTracker measures them, for `pg_stat_replication`.
 //! - [`views`]: the system views (`pg_stat_activity`, `pg_stat_replication`,
 //!   `pg_replication_slots`) as rows of `Datum`s, shared by `walstream serve` and the node.
 //! - [`serve_handler`]: the SQL `walstream serve` answers (`SELECT 1`, `SHOW`, the views,

@@ -102,6 +102,12 @@ pub struct WalSenderStatus {
     pub apply: Lsn,
     /// When the standby's last reply arrived.
     pub reply_time: Option<SystemTime>,
+    /// `write_lag` as the walsender's [`crate::lag::LagTracker`] measures it.
+    pub write_lag: Option<std::time::Duration>,
+    /// `flush_lag`.
+    pub flush_lag: Option<std::time::Duration>,
+    /// `replay_lag`.
+    pub replay_lag: Option<std::time::Duration>,
     /// The replication slot in use.
     pub slot: Option<String>,
     /// The standby's xmin from hot standby feedback (`backend_xmin`); none when it sent
@@ -118,6 +124,9 @@ impl Default for WalSenderStatus {
             flush: Lsn::INVALID,
             apply: Lsn::INVALID,
             reply_time: None,
+            write_lag: None,
+            flush_lag: None,
+            replay_lag: None,
             slot: None,
             xmin: None,
         }

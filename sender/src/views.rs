@@ -216,6 +216,21 @@ fn lsn(l: walstream_protocol::Lsn) -> Datum {
     }
 }
 
+/// `interval` output of a duration below a day as PostgreSQL writes it
+/// (`00:00:00.000123`, `00:00:01.5`, `25:01:01.25`: hours, trailing zeros trimmed).
+pub fn interval(d: std::time::Duration) -> Datum {
+    let micros = d.as_micros();
+    let secs = micros / 1_000_000;
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let frac = micros % 1_000_000;
+    if frac != 0 {
+        let digits = format!("{frac:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    Datum::Text(out)
+}
+
 fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
     let st = e.status();
     let ws = st.walsender.as_ref()?;
@@ -234,9 +249,9 @@ fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
         lsn(ws.write),
         lsn(ws.flush),
         lsn(ws.apply),
-        Datum::Null,
-        Datum::Null,
-        Datum::Null,
+        ws.write_lag.map_or(Datum::Null, interval),
+        ws.flush_lag.map_or(Datum::Null, interval),
+        ws.replay_lag.map_or(Datum::Null, interval),
         Datum::Int4(0),
         text("async"),
         opt_time(ws.reply_time),
@@ -253,6 +268,17 @@ mod tests {
         assert_eq!(timestamptz(t), Datum::Text("2026-11-21 11:12:25.3154+00".into()));
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_259_545);
         assert_eq!(timestamptz(t), Datum::Text("2026-11-21 11:12:25+00".into()));
+    }
+
+    #[test]
+    fn intervals_print_as_postgresql_prints_them() {
+        // SELECT make_interval(secs => ...) on PostgreSQL 15.
+        let i = |us| interval(std::time::Duration::from_micros(us));
+        assert_eq!(i(123), Datum::Text("00:00:00.000123".into()));
+        assert_eq!(i(1_500_000), Datum::Text("00:00:01.5".into()));
+        assert_eq!(i(1_000_000), Datum::Text("00:00:01".into()));
+        assert_eq!(i(90_061_250_000), Datum::Text("25:01:01.25".into()));
+        assert_eq!(i(0), Datum::Text("00:00:00".into()));
     }
 
     #[test]

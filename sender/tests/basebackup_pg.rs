@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use walstream_sender::auth::Roles;
-use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::basebackup::DirBackupSource;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::ServerParts;
 use walstream_sender::protocol::wire::BackendMessage;
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 use walstream_tests::cluster::{PgCluster, PgConfig};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use walstream_sender::auth::Roles;
-use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::basebackup::{BackupSource, BackupStart, BackupStop, BoxFuture};
 use walstream_sender::config::Settings;
@@ -17,6 +16,7 @@ use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::ServerParts;
 use walstream_sender::protocol::wire::{BackendMessage, ErrorFields};
 use walstream_sender::protocol::{Lsn, TimeLineId};
+use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::slots::SlotStore;
 
 /// A node-like source: its own control file name, a temp file it leaves out, and

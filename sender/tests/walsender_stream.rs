@@ -129,6 +129,15 @@ async fn reply_requested_gets_an_immediate_keepalive_and_feeds_the_registry() {
         assert!(matches!(c.recv_repl().await, Repl::Keepalive(_)));
         let ws = entry.status().walsender.clone().expect("walsender status");
         assert_eq!(ws.xmin, Some(735));
+        // Lags (LagTracker): measured while the standby is behind the sent position...
+        assert!(ws.write_lag.is_some() && ws.flush_lag.is_some() && ws.replay_lag.is_some());
+        // ...and cleared once it reported everything applied twice in a row.
+        for _ in 0..2 {
+            c.send_status(end, end, end, true).await;
+            assert!(matches!(c.recv_repl().await, Repl::Keepalive(_)));
+        }
+        let ws = entry.status().walsender.clone().expect("walsender status");
+        assert_eq!((ws.write_lag, ws.flush_lag, ws.replay_lag), (None, None, None));
         srv.task.abort();
     })
     .await;

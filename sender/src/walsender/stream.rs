@@ -5,6 +5,7 @@
 //! CopyDone, Terminate) and hands it over a channel; the sender sends flushed WAL in
 //! XLogData messages, keepalives, and the end-of-timeline and shutdown handshakes.
 
+use crate::lag::{LagKind, LagTracker};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -181,6 +182,7 @@ struct Streamer {
     stopping: bool,
     write: Lsn,
     flush: Lsn,
+    lag: LagTracker,
 }
 
 fn now_tz() -> TimestampTz {
@@ -203,6 +205,7 @@ impl Streamer {
             stopping: false,
             write: Lsn::INVALID,
             flush: Lsn::INVALID,
+            lag: LagTracker::default(),
         }
     }
 
@@ -348,6 +351,10 @@ impl Streamer {
                 return Ok(());
             }
         }
+        if self.send.historic.is_none() {
+            // LagTrackerWrite: when this WAL position was (about) flushed.
+            self.lag.sent(send_rqst, SystemTime::now());
+        }
         if send_rqst <= self.sent {
             self.caught_up = true;
             return Ok(());
@@ -417,11 +424,17 @@ impl Streamer {
                 // walsender.c: ProcessStandbyReplyMessage
                 self.write = r.write;
                 self.flush = r.flush;
+                let now = SystemTime::now();
+                self.lag.reply(r.write, r.flush, r.apply, self.sent, now);
+                let lag = &self.lag;
                 self.entry.update_walsender(|s| {
                     s.write = r.write;
                     s.flush = r.flush;
                     s.apply = r.apply;
-                    s.reply_time = Some(SystemTime::now());
+                    s.reply_time = Some(now);
+                    s.write_lag = lag.lag(LagKind::Write);
+                    s.flush_lag = lag.lag(LagKind::Flush);
+                    s.replay_lag = lag.lag(LagKind::Apply);
                 });
                 if let (Some(slot), true) = (&self.slot, r.flush.is_valid()) {
                     // PhysicalConfirmReceivedLocation
