@@ -24,7 +24,9 @@ use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
 use walstream_sender::registry::Registry;
 use walstream_sender::slots::SlotStore;
-use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
+use walstream_sender::walsource::{
+    DirWalSource, DirWalSourceOptions, MemWalSource, WalEnd, WalSource,
+};
 
 use crate::checkpointer::{
     CheckpointCause, CheckpointDone, CheckpointKind, Checkpointer, Schedule,
@@ -46,6 +48,9 @@ pub use tasks::CheckpointRequest;
 /// PostgreSQL 15's `checkpoint_completion_target` default (the node has no spread
 /// checkpoints, but the `max_wal_size` trigger is computed with it, as PostgreSQL does).
 const CHECKPOINT_COMPLETION_TARGET: f64 = 0.9;
+
+/// Recent WAL a primary keeps in memory for its walsenders.
+const WAL_CACHE_BYTES: usize = 64 << 20;
 
 /// How to start a node.
 #[derive(Debug, Clone)]
@@ -221,6 +226,7 @@ impl Node {
             let cancel = CancellationToken::new();
             let observer = Arc::new(CascadeObserver(source.clone()));
             let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
+            let source = source as Arc<dyn WalSource>;
             (engine, report, source, Role::Standby { receiver: Arc::new(receiver), task, cancel })
         } else {
             let db = tokio::task::spawn_blocking(move || {
@@ -250,13 +256,21 @@ impl Node {
             } else {
                 checkpointer.mark_in_production(SystemTime::now()).await?;
             }
-            let source = source(&dir)?;
+            // Walsenders read what was just flushed from memory, older WAL from pg_wal,
+            // and are woken at every flush.
+            let mem = Arc::new(MemWalSource::new(
+                dir.wal_dir(),
+                db.control.system_identifier,
+                db.control.seg_size,
+                WalEnd { tli: db.control.timeline(), flushed: db.writer.flush_position() },
+                WAL_CACHE_BYTES,
+            ));
             {
-                let source = source.clone();
-                db.writer.on_flush(Box::new(move |_, _| {
-                    if let Err(e) = source.refresh() {
-                        tracing::warn!("walsenders could not see new WAL: {e}");
-                    }
+                let mem = mem.clone();
+                db.writer.on_flush(Box::new(move |start, bytes| {
+                    let end = Lsn(start.0 + bytes.len() as u64);
+                    mem.append(start, bytes);
+                    mem.set_flushed(end);
                 }));
             }
             let schedule = Schedule {
@@ -273,6 +287,7 @@ impl Node {
                     schedule,
                     retention.clone(),
                     requests,
+                    mem.clone(),
                 )),
                 tokio::spawn(tasks::wal_writer(
                     db.writer.clone(),
@@ -280,7 +295,7 @@ impl Node {
                 )),
             ];
             let role = Role::Primary { writer: db.writer, checkpointer, checkpoints, background };
-            (db.engine, db.recovery, source, role)
+            (db.engine, db.recovery, mem as Arc<dyn WalSource>, role)
         };
 
         let registry = Registry::new();
@@ -322,7 +337,7 @@ impl Node {
             settings: settings.sender().clone(),
             hba,
             roles,
-            source: source.clone() as Arc<dyn WalSource>,
+            source: source.clone(),
             slots: slots.clone(),
             handler,
             registry: registry.clone(),

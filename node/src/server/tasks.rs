@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
+use walstream_protocol::lsn::parse_segment_file_name;
 use walstream_sender::slots::SlotStore;
+use walstream_sender::walsource::{MemWalSource, WalSource};
 
 use crate::checkpointer::{
     CheckpointCause, CheckpointDone, CheckpointKind, Checkpointer, Retention, Schedule,
@@ -62,6 +64,7 @@ pub(super) async fn checkpointer(
     schedule: Schedule,
     retention: RetentionSource,
     mut requests: mpsc::Receiver<CheckpointRequest>,
+    wal: Arc<MemWalSource>,
 ) {
     let mut last_start = SystemTime::now();
     let mut last_redo = cp.control().await.redo();
@@ -85,6 +88,12 @@ pub(super) async fn checkpointer(
         match &result {
             Ok(done) => {
                 last_redo = done.redo;
+                let (tli, seg_size) = (wal.timeline(), wal.seg_size());
+                for name in &done.removed {
+                    if let Some((_, segno)) = parse_segment_file_name(name, seg_size) {
+                        wal.segment_removed(tli, segno);
+                    }
+                }
                 tracing::debug!(
                     redo = %done.redo,
                     removed = done.removed.len(),
