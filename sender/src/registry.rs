@@ -22,6 +22,14 @@ pub enum BackendType {
     ClientBackend,
     /// A replication connection.
     WalSender,
+    /// The node's startup process (recovery, a standby's replay).
+    Startup,
+    /// The node's checkpointer.
+    Checkpointer,
+    /// The node's WAL writer.
+    WalWriter,
+    /// A standby's walreceiver.
+    WalReceiver,
 }
 
 impl BackendType {
@@ -30,6 +38,28 @@ impl BackendType {
         match self {
             BackendType::ClientBackend => "client backend",
             BackendType::WalSender => "walsender",
+            BackendType::Startup => "startup",
+            BackendType::Checkpointer => "checkpointer",
+            BackendType::WalWriter => "walwriter",
+            BackendType::WalReceiver => "walreceiver",
+        }
+    }
+
+    /// Whether it is a server task rather than a client's connection (no user, client
+    /// address or query in `pg_stat_activity`).
+    pub fn is_auxiliary(self) -> bool {
+        !matches!(self, BackendType::ClientBackend | BackendType::WalSender)
+    }
+
+    /// `wait_event_type` and `wait_event` of a task waiting in its main loop.
+    pub fn idle_wait_event(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            BackendType::ClientBackend => None,
+            BackendType::WalSender => Some(("Activity", "WalSenderMain")),
+            BackendType::Startup => Some(("Activity", "RecoveryWalStream")),
+            BackendType::Checkpointer => Some(("Activity", "CheckpointerMain")),
+            BackendType::WalWriter => Some(("Activity", "WalWriterMain")),
+            BackendType::WalReceiver => Some(("Activity", "WalReceiverMain")),
         }
     }
 }
@@ -285,6 +315,13 @@ impl Registry {
         });
         inner.backends.insert(pid, entry.clone());
         BackendHandle { registry: self.clone(), entry }
+    }
+
+    /// Registers a server task (`startup`, `checkpointer`, ...) for `pg_stat_activity`;
+    /// it has no client.
+    pub fn register_auxiliary(self: &Arc<Self>, backend_type: BackendType) -> BackendHandle {
+        let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.register(backend_type, nowhere)
     }
 
     /// The live backend with this pid.

@@ -180,25 +180,34 @@ fn text(s: &str) -> Datum {
 fn activity_row(e: &BackendEntry) -> Vec<Datum> {
     let st = e.status();
     let walsender = e.backend_type == crate::registry::BackendType::WalSender;
-    let query =
-        if walsender && st.query.is_empty() { Datum::Text(String::new()) } else { text(&st.query) };
+    let aux = e.backend_type.is_auxiliary();
+    let query = if (walsender || aux) && st.query.is_empty() {
+        Datum::Text(String::new())
+    } else {
+        text(&st.query)
+    };
+    let (wait_type, wait_event) = match e.backend_type.idle_wait_event() {
+        Some((t, w)) => (text(t), text(w)),
+        None => (Datum::Null, Datum::Null),
+    };
+    let client = |d: Datum| if aux { Datum::Null } else { d };
     vec![
         Datum::Null,
-        if walsender { Datum::Null } else { text(&st.database) },
+        if walsender || aux { Datum::Null } else { text(&st.database) },
         Datum::Int4(e.pid),
         Datum::Null,
         Datum::Null,
-        text(&st.user),
-        text(&st.application_name),
-        text(&e.client_addr.ip().to_string()),
+        client(text(&st.user)),
+        if aux { Datum::Text(String::new()) } else { text(&st.application_name) },
+        client(text(&e.client_addr.ip().to_string())),
         Datum::Null,
-        Datum::Int4(i32::from(e.client_addr.port())),
+        client(Datum::Int4(i32::from(e.client_addr.port()))),
         timestamptz(e.backend_start),
         Datum::Null,
         opt_time(st.query_start),
         opt_time(st.state_change),
-        if walsender { text("Activity") } else { Datum::Null },
-        if walsender { text("WalSenderMain") } else { Datum::Null },
+        wait_type,
+        wait_event,
         st.state.and_then(|s| s.as_str()).map_or(Datum::Null, text),
         Datum::Null,
         Datum::Null,

@@ -102,6 +102,11 @@ fn pg_basebackup_standby_converges_cascades_and_survives_restarts() {
     let rep =
         psql(&primary, "SELECT state, sent_lsn = replay_lsn FROM pg_stat_replication").unwrap();
     assert!(rep.starts_with("streaming|"), "pg_stat_replication: {rep}");
+    let types = |n: &NodeProcess| {
+        psql(n, "SELECT DISTINCT backend_type FROM pg_stat_activity ORDER BY backend_type").unwrap()
+    };
+    assert_eq!(types(&primary), "checkpointer\nclient backend\nwalsender\nwalwriter");
+    assert_eq!(types(&standby), "checkpointer\nclient backend\nstartup\nwalreceiver");
     let rcv = psql(&standby, "SELECT status FROM pg_stat_wal_receiver").unwrap();
     assert_eq!(rcv, "streaming");
 

@@ -22,7 +22,7 @@ use walstream_sender::auth::Roles;
 use walstream_sender::backend::QueryHandler;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
-use walstream_sender::registry::Registry;
+use walstream_sender::registry::{BackendHandle, BackendType, Registry};
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{
     DirWalSource, DirWalSourceOptions, MemWalSource, WalEnd, WalSource,
@@ -75,6 +75,8 @@ pub struct Node {
     shutdown: watch::Sender<Option<ShutdownMode>>,
     postmaster: JoinHandle<()>,
     role: Role,
+    /// The node's tasks in `pg_stat_activity`, registered while it runs.
+    _aux: Vec<BackendHandle>,
     _lock: LockFile,
 }
 
@@ -299,6 +301,14 @@ impl Node {
         };
 
         let registry = Registry::new();
+        // The node's own tasks, as pg_stat_activity lists PostgreSQL's auxiliary processes.
+        let aux_types: &[BackendType] = match &role {
+            Role::Primary { .. } => &[BackendType::Checkpointer, BackendType::WalWriter],
+            Role::Standby { .. } => {
+                &[BackendType::Startup, BackendType::Checkpointer, BackendType::WalReceiver]
+            }
+        };
+        let aux = aux_types.iter().map(|t| registry.register_auxiliary(*t)).collect();
         let control = crate::xlog::ControlFile::read(dir.path())?;
         let side = match &role {
             Role::Primary { writer, checkpoints, .. } => {
@@ -366,6 +376,7 @@ impl Node {
             shutdown,
             postmaster,
             role,
+            _aux: aux,
             _lock: lock,
         })
     }
