@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sqlparser::ast::{
-    ColumnOption, CreateTable, Expr, ObjectType, Reset, Set, Spanned, Statement, TableConstraint,
-    Value as AstValue,
+    ColumnOption, CopyOption, CopySource, CopyTarget, CreateTable, Expr, ObjectType, Reset, Set,
+    Spanned, Statement, TableConstraint, Value as AstValue,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -39,17 +39,28 @@ const MAX_SQL_LEN: usize = 16 << 20;
 #[derive(Debug)]
 enum Plan {
     Select(Box<SelectPlan>),
+    /// `COPY ... TO STDOUT`: the rows of a query, as COPY's text format.
+    CopyOut(Box<SelectPlan>),
     Insert(Box<InsertPlan>),
     Update(ModifyPlan),
     Delete(ModifyPlan),
     Begin,
     Commit,
     Rollback,
-    Set { name: String, value: Option<String> },
+    Set {
+        name: String,
+        value: Option<String>,
+    },
     Show(String),
     Reset(Option<String>),
-    CreateTable { def: TableDef, if_not_exists: bool },
-    Drop { names: Vec<String>, if_exists: bool },
+    CreateTable {
+        def: TableDef,
+        if_not_exists: bool,
+    },
+    Drop {
+        names: Vec<String>,
+        if_exists: bool,
+    },
     Truncate(Vec<String>),
     Discard,
 }
@@ -361,6 +372,36 @@ impl DataTypeSpan for sqlparser::ast::ColumnDef {
     }
 }
 
+/// One row in COPY's text format (`copyto.c: CopyAttributeOutText`): tab-separated,
+/// NULL as `\N`, backslash and control characters escaped, a newline at the end.
+fn copy_text_line(types: &[SqlType], row: &[Value]) -> bytes::Bytes {
+    let mut line = String::new();
+    for (i, (t, v)) in types.iter().zip(row).enumerate() {
+        if i > 0 {
+            line.push('\t');
+        }
+        match super::types::text_out(*t, v) {
+            None => line.push_str("\\N"),
+            Some(text) => {
+                for c in text.chars() {
+                    match c {
+                        '\\' => line.push_str("\\\\"),
+                        '\u{8}' => line.push_str("\\b"),
+                        '\u{c}' => line.push_str("\\f"),
+                        '\n' => line.push_str("\\n"),
+                        '\r' => line.push_str("\\r"),
+                        '\t' => line.push_str("\\t"),
+                        '\u{b}' => line.push_str("\\v"),
+                        c => line.push(c),
+                    }
+                }
+            }
+        }
+    }
+    line.push('\n');
+    bytes::Bytes::from(line)
+}
+
 impl Session {
     /// A session of backend `info` over `engine`, with what lives outside it from `server`.
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
@@ -457,6 +498,43 @@ impl Session {
                 Plan::Truncate(t.table_names.iter().map(|n| object_name(&n.name)).collect())
             }
             Statement::Discard { .. } => Plan::Discard,
+            Statement::Copy { source, to, target, options, legacy_options, .. } => {
+                let unsupported_copy =
+                    |what: &str| at(unsupported(what), position(sql, stmt.span()));
+                if !*to {
+                    return Err(unsupported_copy("COPY FROM"));
+                }
+                if !matches!(target, CopyTarget::Stdout) {
+                    return Err(unsupported_copy("COPY TO a file or program"));
+                }
+                for o in options {
+                    match o {
+                        CopyOption::Format(f) if f.value.eq_ignore_ascii_case("text") => {}
+                        other => return Err(unsupported_copy(&format!("COPY option {other}"))),
+                    }
+                }
+                if let Some(other) = legacy_options.first() {
+                    return Err(unsupported_copy(&format!("COPY option {other}")));
+                }
+                let plan = match source {
+                    CopySource::Query(q) => bind_select(q, sql, txn, server, st)?,
+                    CopySource::Table { table_name, columns } => {
+                        let cols = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                        };
+                        let text = format!("SELECT {cols} FROM {table_name}");
+                        let parsed = Parser::parse_sql(&PostgreSqlDialect {}, &text)
+                            .map_err(|e| unsupported_copy(&format!("COPY of {table_name}: {e}")))?;
+                        let Some(Statement::Query(q)) = parsed.first() else {
+                            return Err(unsupported_copy("COPY of this source"));
+                        };
+                        bind_select(q, &text, txn, server, st)?
+                    }
+                };
+                Plan::CopyOut(Box::new(plan))
+            }
             other => {
                 let first = other.to_string();
                 let word = first.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
@@ -883,6 +961,12 @@ impl Session {
             }
         };
         Ok(vec![match plan {
+            Plan::CopyOut(p) => {
+                let rows = p.run(txn, server.as_ref(), &cx).await?;
+                let types: Vec<SqlType> = p.columns.iter().map(|(_, t)| *t).collect();
+                let lines = rows.iter().map(|r| copy_text_line(&types, r)).collect();
+                QueryOutput::CopyOut { columns: types.len(), lines }
+            }
             Plan::Select(p) => {
                 let rows = p.run(txn, server.as_ref(), &cx).await?;
                 let tag = format!("SELECT {}", rows.len());

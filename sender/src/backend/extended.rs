@@ -218,6 +218,10 @@ impl ExtendedState {
                     return Ok(vec![BackendMessage::CommandComplete(tag)]);
                 }
                 QueryOutput::Rows { rows, tag, .. } => portal.pending = Some((rows.into(), tag)),
+                QueryOutput::CopyOut { columns, lines } => {
+                    portal.done = true;
+                    return Ok(QueryOutput::copy_out_messages(columns, lines));
+                }
             }
         }
         let Some((rows, tag)) = portal.pending.as_mut() else {
@@ -265,6 +269,7 @@ pub fn simple_output(output: QueryOutput) -> Vec<BackendMessage> {
         QueryOutput::Empty => vec![BackendMessage::EmptyQueryResponse],
         QueryOutput::Notice(fields) => vec![BackendMessage::NoticeResponse(*fields)],
         QueryOutput::Command(tag) => vec![BackendMessage::CommandComplete(tag)],
+        QueryOutput::CopyOut { columns, lines } => QueryOutput::copy_out_messages(columns, lines),
         QueryOutput::Rows { columns, rows, tag } => {
             let mut out = Vec::with_capacity(rows.len() + 2);
             out.push(row_description(&columns, &[]));

@@ -9,7 +9,9 @@ use std::pin::Pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use walstream_protocol::text;
-use walstream_protocol::wire::{sqlstate, ErrorFields, FieldDescription, TransactionStatus};
+use walstream_protocol::wire::{
+    sqlstate, BackendMessage, CopyResponse, ErrorFields, FieldDescription, TransactionStatus,
+};
 
 /// A boxed future borrowed from the session, as the handler methods return.
 pub type HandlerFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -87,6 +89,30 @@ pub enum QueryOutput {
         /// Its command tag (`SELECT 3`, `SHOW`).
         tag: String,
     },
+    /// `COPY ... TO STDOUT` in text format: CopyOutResponse, one CopyData per line,
+    /// CopyDone, then `COPY n`.
+    CopyOut {
+        /// How many columns each line has.
+        columns: usize,
+        /// The lines, each ending in a newline.
+        lines: Vec<Bytes>,
+    },
+}
+
+impl QueryOutput {
+    /// The messages of a `COPY ... TO STDOUT` (`copyto.c`: text format).
+    pub fn copy_out_messages(columns: usize, lines: Vec<Bytes>) -> Vec<BackendMessage> {
+        let n = lines.len();
+        let mut out = Vec::with_capacity(n + 3);
+        out.push(BackendMessage::CopyOutResponse(CopyResponse {
+            format: 0,
+            column_formats: vec![0; columns],
+        }));
+        out.extend(lines.into_iter().map(BackendMessage::CopyData));
+        out.push(BackendMessage::CopyDone);
+        out.push(BackendMessage::CommandComplete(format!("COPY {n}")));
+        out
+    }
 }
 
 /// What `P` / `D` learn about a statement.

@@ -1,0 +1,84 @@
+//! psql against a node and against PostgreSQL 15, side by side: the same script
+//! (`\x`, `\timing`, `\copy ... to`, COPY TO STDOUT with NULLs and characters COPY
+//! escapes) gives the same output and the same files.
+
+use std::process::Command;
+
+use walstream_tests::node::NodeDir;
+use walstream_tests::{pg_bin, PgCluster, PgConfig};
+
+const SETUP: &str = "CREATE TABLE t (k int PRIMARY KEY, v text, b bool, f float8);
+INSERT INTO t VALUES (1, 'plain', true, 1.5), (2, NULL, false, NULL),
+  (3, E'tab\\there\\nline\\\\slash', NULL, -0.25), (4, '', true, 1e20);";
+
+const SCRIPT: &str = "\\x on
+SELECT * FROM t WHERE k = 1;
+\\x off
+\\copy t to 'DIR@/all.txt'
+\\copy (SELECT k, v FROM t WHERE k > 1 ORDER BY k) to 'DIR@/some.txt'
+COPY t (v, k) TO STDOUT;
+\\timing on
+SELECT count(*) FROM t;
+";
+
+fn psql(conninfo: &str, script: &str) -> (String, String) {
+    let out = Command::new(pg_bin("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-c", script])
+        .output()
+        .unwrap();
+    let mut stdout = String::new();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "psql failed: {stderr}");
+    stdout.push_str(&String::from_utf8_lossy(&out.stdout));
+    (stdout, stderr)
+}
+
+fn run(conninfo: &str, dir: &std::path::Path) -> (String, Vec<u8>, Vec<u8>) {
+    // psql -c runs one command per -c; feed the script through stdin instead.
+    psql(conninfo, SETUP);
+    let script = SCRIPT.replace("DIR@", dir.to_str().unwrap());
+    let out = Command::new(pg_bin("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // \timing's milliseconds differ; the line is there on both.
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("Time: ") { "Time: ..." } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (
+        text,
+        std::fs::read(dir.join("all.txt")).unwrap(),
+        std::fs::read(dir.join("some.txt")).unwrap(),
+    )
+}
+
+#[test]
+fn psql_gives_the_same_output_and_files() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let theirs = run(&pg.conninfo("postgres"), a.path());
+    let ours = run(&node.conninfo("postgres"), b.path());
+    assert!(theirs.0.contains("Time: ..."), "{}", theirs.0);
+    assert_eq!(ours.0, theirs.0, "psql's output");
+    assert_eq!(String::from_utf8_lossy(&ours.1), String::from_utf8_lossy(&theirs.1), "\\copy t");
+    assert_eq!(
+        String::from_utf8_lossy(&ours.2),
+        String::from_utf8_lossy(&theirs.2),
+        "\\copy (query)"
+    );
+    node.stop().unwrap();
+}
