@@ -99,3 +99,27 @@ async fn requested_checkpoints_move_the_redo_point_and_remove_old_segments() {
     assert_eq!(control.redo(), done.redo);
     node.stop(ShutdownMode::Fast).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slot_holds_wal_across_checkpoints_until_it_advances() {
+    let (_tmp, opts) = new_node_dir();
+    let node = Node::start(opts.clone()).await.unwrap();
+    let oid = create(&node).await;
+    let held = node.insert_lsn();
+    let tli = walstream_protocol::TimeLineId(1);
+    node.slots().create("keep", false, 0, Some((held, tli))).unwrap();
+    for round in 0..40 {
+        insert(&node, oid, round * 1000..round * 1000 + 1000).await;
+    }
+    let done = node.checkpoint().await.unwrap();
+    let seg = crate::xlog::ControlFile::read(&opts.dir).unwrap().seg_size;
+    let held_seg = walstream_protocol::lsn::segment_file_name(tli, held.segno(seg), seg);
+    assert!(opts.dir.join("pg_wal").join(&held_seg).exists(), "the slot's segment is kept");
+    assert!(done.removed.iter().all(|r| *r >= held_seg), "{:?}", done.removed);
+
+    // Once the slot moves on, the next checkpoint removes what it held.
+    node.slots().advance("keep", node.insert_lsn(), tli).unwrap();
+    let done = node.checkpoint().await.unwrap();
+    assert!(done.removed.contains(&held_seg), "{:?}", done.removed);
+    node.stop(ShutdownMode::Fast).await.unwrap();
+}
