@@ -742,11 +742,32 @@ impl Session {
         if failed && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. }) {
             return Err(in_failed_transaction());
         }
-        let r = self.run_inner(stmt, sql, params).await;
+        let r = match self.statement_timeout() {
+            Some(limit) => {
+                match tokio::time::timeout(limit, self.run_inner(stmt, sql, params)).await {
+                    Ok(r) => r,
+                    // postgres.c: ProcessInterrupts; the statement's work was dropped (its
+                    // transaction rolled back, or its block left failed).
+                    Err(_) => Err(ErrorFields::error(
+                        sqlstate::QUERY_CANCELED,
+                        "canceling statement due to statement timeout",
+                    )),
+                }
+            }
+            None => self.run_inner(stmt, sql, params).await,
+        };
         if r.is_err() {
             self.fail_block();
         }
         r
+    }
+
+    /// `statement_timeout`, when set.
+    fn statement_timeout(&self) -> Option<std::time::Duration> {
+        let text = self.settings.show("statement_timeout").ok()?;
+        let unit = walstream_sender::config::Unit::Ms;
+        let ms = walstream_sender::config::parse_int("statement_timeout", &text, unit).ok()?;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
     }
 
     async fn run_inner(

@@ -445,3 +445,24 @@ async fn deadlocks_fail_one_transaction_with_40p01() {
     assert_eq!(one(&mut a, "COMMIT").await, "COMMIT");
     assert_eq!(one(&mut b, "SELECT k, n FROM t ORDER BY k").await, "SELECT 2: 1,1 | 2,1");
 }
+
+#[tokio::test]
+async fn statement_timeout_cancels_the_statement_not_the_session() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    q(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await.unwrap();
+    assert_eq!(one(&mut s, "SET statement_timeout = 50").await, "SET");
+    // Checked on PostgreSQL 15: SET statement_timeout=50; SELECT pg_sleep(1).
+    assert_eq!(
+        one(&mut s, "SELECT pg_sleep(1)").await,
+        "ERROR 57014: canceling statement due to statement timeout"
+    );
+    assert_eq!(one(&mut s, "INSERT INTO t VALUES (1)").await, "INSERT 0 1");
+    // In a block, the canceled statement fails the block.
+    q(&mut s, "BEGIN").await.unwrap();
+    assert!(one(&mut s, "SELECT pg_sleep(1)").await.starts_with("ERROR 57014"));
+    assert!(one(&mut s, "SELECT 1").await.starts_with("ERROR 25P02"));
+    assert_eq!(one(&mut s, "ROLLBACK").await, "ROLLBACK");
+    assert_eq!(one(&mut s, "RESET statement_timeout").await, "RESET");
+    assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 1");
+}
