@@ -90,6 +90,9 @@ pub enum EngineError {
         /// Who waits for whom.
         detail: String,
     },
+    /// 55P03: a row lock wait outlasted `lock_timeout`.
+    #[error("canceling statement due to lock timeout")]
+    LockTimeout,
     /// 21000: ON CONFLICT DO UPDATE met the same row twice.
     #[error("ON CONFLICT DO UPDATE command cannot affect row a second time")]
     CardinalityViolation,
@@ -120,6 +123,7 @@ impl EngineError {
             UndefinedTable(_) => "42P01",
             DuplicateTable(_) => "42P07",
             Deadlock { .. } => "40P01",
+            LockTimeout => "55P03",
             CardinalityViolation => "21000",
             ReadOnly(_) => "25006",
             Log(_) => "58030",

@@ -73,6 +73,7 @@ pub struct Txn {
     changes: Vec<Change>,
     logged: bool,
     ended: bool,
+    lock_timeout: Option<std::time::Duration>,
 }
 
 /// Takes an xid for the transaction if it has none (xact.c: GetCurrentTransactionId).
@@ -94,7 +95,21 @@ impl Drop for WaitGuard<'_> {
 
 impl Txn {
     pub(crate) fn new(engine: Arc<Engine>) -> Txn {
-        Txn { engine, xid: None, cid: 0, changes: Vec::new(), logged: false, ended: false }
+        Txn {
+            engine,
+            xid: None,
+            cid: 0,
+            changes: Vec::new(),
+            logged: false,
+            ended: false,
+            lock_timeout: None,
+        }
+    }
+
+    /// `lock_timeout`: the longest a row lock wait may take before the statement fails
+    /// with 55P03 (`None`: no limit).
+    pub fn set_lock_timeout(&mut self, limit: Option<std::time::Duration>) {
+        self.lock_timeout = limit;
     }
 
     /// The transaction's xid, if it has written.
@@ -185,7 +200,16 @@ impl Txn {
             rx
         };
         let _guard = WaitGuard { engine: &self.engine, me: self.xid.unwrap_or_default() };
-        let _ = rx.wait_for(|done| *done).await;
+        match self.lock_timeout {
+            Some(limit) => {
+                if tokio::time::timeout(limit, rx.wait_for(|done| *done)).await.is_err() {
+                    return Err(EngineError::LockTimeout);
+                }
+            }
+            None => {
+                let _ = rx.wait_for(|done| *done).await;
+            }
+        }
         Ok(())
     }
 

@@ -764,9 +764,14 @@ impl Session {
 
     /// `statement_timeout`, when set.
     fn statement_timeout(&self) -> Option<std::time::Duration> {
-        let text = self.settings.show("statement_timeout").ok()?;
+        self.timeout_setting("statement_timeout")
+    }
+
+    /// A millisecond setting that is off at 0.
+    fn timeout_setting(&self, name: &str) -> Option<std::time::Duration> {
+        let text = self.settings.show(name).ok()?;
         let unit = walstream_sender::config::Unit::Ms;
-        let ms = walstream_sender::config::parse_int("statement_timeout", &text, unit).ok()?;
+        let ms = walstream_sender::config::parse_int(name, &text, unit).ok()?;
         (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
     }
 
@@ -788,6 +793,7 @@ impl Session {
             }
             TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true),
         };
+        txn.set_lock_timeout(self.timeout_setting("lock_timeout"));
         if !implicit {
             // While the block's transaction is out of `self.tx`, a dropped (canceled)
             // statement leaves the block failed, as a canceled statement does.

@@ -466,3 +466,22 @@ async fn statement_timeout_cancels_the_statement_not_the_session() {
     assert_eq!(one(&mut s, "RESET statement_timeout").await, "RESET");
     assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 1");
 }
+
+#[tokio::test]
+async fn lock_timeout_fails_a_waiting_writer_with_55p03() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = session(&e, &srv);
+    one(&mut a, "CREATE TABLE t (k int PRIMARY KEY, n int)").await;
+    one(&mut a, "INSERT INTO t VALUES (1, 0)").await;
+    one(&mut a, "BEGIN").await;
+    assert_eq!(one(&mut a, "UPDATE t SET n = 1 WHERE k = 1").await, "UPDATE 1");
+    assert_eq!(one(&mut b, "SET lock_timeout = '30ms'").await, "SET");
+    // Checked on PostgreSQL 15: a second session's UPDATE of the locked row.
+    assert_eq!(
+        one(&mut b, "UPDATE t SET n = 2 WHERE k = 1").await,
+        "ERROR 55P03: canceling statement due to lock timeout"
+    );
+    assert_eq!(one(&mut a, "COMMIT").await, "COMMIT");
+    assert_eq!(one(&mut b, "UPDATE t SET n = 2 WHERE k = 1").await, "UPDATE 1");
+}
