@@ -96,12 +96,20 @@ pub async fn record(
         slot: None,
         sync: true,
     };
-    let done = match take_base_backup(info, &backup_opts, &out.join(BASE_DIR), None).await {
+    let base = out.join(BASE_DIR);
+    let backup = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted before the base backup ended")),
+        r = take_base_backup(info, &backup_opts, &base, None) => {
+            r.context("the base backup failed")
+        }
+    };
+    let done = match backup {
         Ok(d) => d,
         Err(e) => {
             stop.cancel();
             let _ = stream.await;
-            return Err(e).context("the base backup failed");
+            return Err(e);
         }
     };
     tracing::info!("base backup from {} to {}; streaming WAL", done.start, done.end);
