@@ -7,6 +7,7 @@ mod initdb;
 mod node;
 mod receivewal;
 mod relay;
+mod replay_bench;
 mod serve;
 mod waldump;
 
@@ -39,6 +40,8 @@ enum Command {
     Initdb(initdb::InitdbArgs),
     /// Run a node: a small database whose WAL is PostgreSQL 15 WAL, primary or standby.
     Node(node::NodeArgs),
+    /// Measure how fast standbys replay a captured workload's WAL.
+    ReplayBench(replay_bench::ReplayBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +53,6 @@ fn main() -> ExitCode {
         Command::Basebackup(args) => basebackup::main(args),
         Command::Initdb(args) => initdb::main(args),
         Command::Node(args) => node::main(args),
+        Command::ReplayBench(args) => replay_bench::main(args),
     }
 }
