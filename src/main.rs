@@ -3,6 +3,7 @@
 mod basebackup;
 mod cli;
 mod connargs;
+mod demo;
 mod initdb;
 mod node;
 mod receivewal;
@@ -39,6 +40,8 @@ enum Command {
     Initdb(initdb::InitdbArgs),
     /// Run a node: a small database whose WAL is PostgreSQL 15 WAL, primary or standby.
     Node(node::NodeArgs),
+    /// Run a primary and a standby node with clients writing, and check they agree.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +53,6 @@ fn main() -> ExitCode {
         Command::Basebackup(args) => basebackup::main(args),
         Command::Initdb(args) => initdb::main(args),
         Command::Node(args) => node::main(args),
+        Command::Demo(args) => demo::main(args),
     }
 }
