@@ -145,7 +145,9 @@ impl Pair {
         let (standby_flush, written, replay) = match self.standby.walreceiver() {
             Some(r) => {
                 let p = *r.positions.borrow();
-                (p.flush, p.write, *r.replay.borrow())
+                let replay = *r.replay.borrow();
+                // What was replayed is on the standby's disk (from the backup at first).
+                (p.flush.max(replay.replayed), p.write, replay)
             }
             None => (Lsn::INVALID, Lsn::INVALID, ReplayStatus::default()),
         };
