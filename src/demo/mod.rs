@@ -57,11 +57,16 @@ async fn run(args: DemoArgs) -> Result<()> {
     let cancel = CancellationToken::new();
     cli::cancel_on_interrupt(cancel.clone());
     let say = |s: &str| println!("{s}");
-    let pair = nodes::start_pair(say, |addr| async move {
+    let start = nodes::start_pair(say, |addr| async move {
         let db = workload::connect(addr).await?;
         db.batch_execute(workload::SCHEMA).await.context("could not create the tables")
-    })
-    .await?;
+    });
+    // Ctrl-C while setting up: dropping the set-up removes its directory.
+    let pair = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => bail!("interrupted"),
+        pair = start => pair?,
+    };
     let outcome = demo(&pair, &args, &cancel).await;
     if args.keep && outcome.is_ok() {
         println!("\nThe primary and the standby keep running; connect with psql:");
