@@ -13,14 +13,15 @@ mod workload;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use walstream_protocol::Lsn;
 
 use crate::cli;
 use nodes::{conninfo, Pair};
@@ -30,6 +31,8 @@ use progress::{Line, Progress, Sample, Summary};
 const TICK: Duration = Duration::from_millis(250);
 /// How often a plain (not a terminal) progress line is printed.
 const PLAIN_EVERY: Duration = Duration::from_secs(1);
+/// How many of the primary's flushes are kept between two samples at most.
+const MAX_FLUSHES: usize = 100_000;
 /// How long the standby may take to catch up after the workload.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 
@@ -85,86 +88,38 @@ async fn run(args: DemoArgs) -> Result<()> {
 
 /// The workload, the catch-up and the comparison; whether the tables match.
 async fn demo(pair: &Pair, args: &DemoArgs, cancel: &CancellationToken) -> Result<bool> {
-    let commits = Arc::new(AtomicU64::new(0));
-    let stop = cancel.child_token();
-    let mut clients = JoinSet::new();
-    for n in 1..=args.clients {
-        let task =
-            workload::run_client(pair.primary.local_addr(), n, stop.clone(), commits.clone());
-        clients.spawn(async move { task.await.with_context(|| format!("client {n}")) });
-    }
-    println!("workload: {} clients writing for {} s", args.clients, args.seconds);
+    let stop_log = cancel.child_token();
+    let _stop_log = stop_log.clone().drop_guard();
+    let mut watch = Watch {
+        pair,
+        flushes: log_flushes(pair, stop_log),
+        commits: Arc::new(AtomicU64::new(0)),
+        started: Instant::now(),
+        shown: Shown::new(args.seconds),
+        progress: Progress::default(),
+        tick: tokio::time::interval(TICK),
+    };
     let start_flush = pair.primary_flush();
-    let started = Instant::now();
-    let mut shown = Shown::new(args.seconds);
-    let mut progress = Progress::default();
-    let mut tick = tokio::time::interval(TICK);
-    let run_for = Duration::from_secs(args.seconds);
-    let failed = loop {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break None,
-            Some(done) = clients.join_next() => match done {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => break Some(e),
-                Err(e) => break Some(anyhow::anyhow!("a client task failed: {e}")),
-            },
-            _ = tick.tick() => {
-                let at = started.elapsed();
-                let line = progress.observe(sample(pair, at, &commits));
-                shown.show(at, &line);
-                if at >= run_for {
-                    break None;
-                }
-            }
-        }
-    };
-    stop.cancel();
-    let elapsed = started.elapsed();
-    while let Some(done) = clients.join_next().await {
-        if let (None, Ok(Err(e))) = (&failed, done) {
-            shown.finish();
-            return Err(e);
-        }
-    }
-    if let Some(e) = failed {
-        shown.finish();
-        return Err(e);
-    }
-    if cancel.is_cancelled() {
-        shown.finish();
-        bail!("interrupted");
-    }
-    let end_flush = pair.primary_flush();
+    let workload = run_workload(&mut watch, args, cancel).await;
     let caught = Instant::now();
-    let wait = pair.wait_replayed(end_flush, CATCH_UP_LIMIT, cancel);
-    tokio::pin!(wait);
-    let waited = loop {
-        tokio::select! {
-            r = &mut wait => break r,
-            _ = tick.tick() => {
-                let at = started.elapsed();
-                let line = progress.observe(sample(pair, at, &commits));
-                shown.show(at, &line);
-            }
-        }
+    let caught_up = match workload {
+        Ok(()) => catch_up(&mut watch, cancel).await,
+        Err(e) => Err(e),
     };
+    watch.shown.finish();
+    let (elapsed, end_flush) = caught_up?;
     let catch_up = caught.elapsed();
-    let line = progress.observe(sample(pair, started.elapsed(), &commits));
-    shown.show(started.elapsed(), &line);
-    shown.finish();
-    waited?;
     println!("standby: replayed up to {end_flush}, the primary's flushed WAL end");
 
-    let commits = commits.load(Ordering::Relaxed);
+    let commits = watch.commits.load(Ordering::Relaxed);
     let tables_match = compare_tables(pair, commits).await?;
     let summary = Summary {
         clients: args.clients,
         commits,
         elapsed,
         wal_bytes: end_flush.saturating_distance(start_flush),
-        max_lag_bytes: progress.max_lag_bytes,
-        max_lag_time: progress.max_lag_time,
+        max_lag_bytes: watch.progress.max_lag_bytes,
+        max_lag_time: watch.progress.max_lag_time,
         catch_up,
         tables_match,
     };
@@ -172,7 +127,137 @@ async fn demo(pair: &Pair, args: &DemoArgs, cancel: &CancellationToken) -> Resul
     Ok(tables_match)
 }
 
-fn sample(pair: &Pair, at: Duration, commits: &AtomicU64) -> Sample {
+/// What the progress display is fed from, and where it goes.
+struct Watch<'a> {
+    pair: &'a Pair,
+    flushes: Arc<Mutex<Vec<(Instant, Lsn)>>>,
+    commits: Arc<AtomicU64>,
+    started: Instant,
+    shown: Shown,
+    progress: Progress,
+    tick: tokio::time::Interval,
+}
+
+impl Watch<'_> {
+    /// Samples the positions and shows them; the time since the start.
+    fn show(&mut self) -> Duration {
+        let at = self.started.elapsed();
+        let flushes = std::mem::take(&mut *lock(&self.flushes))
+            .into_iter()
+            .map(|(t, lsn)| (t.saturating_duration_since(self.started), lsn))
+            .collect();
+        let line = self.progress.observe(&sample(self.pair, at, &self.commits, flushes));
+        self.shown.show(at, &line);
+        at
+    }
+}
+
+/// Runs the clients for `--seconds`, showing progress; the first client failure ends it.
+async fn run_workload(
+    watch: &mut Watch<'_>,
+    args: &DemoArgs,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let stop = cancel.child_token();
+    let mut clients = JoinSet::new();
+    let addr = watch.pair.primary.local_addr();
+    for n in 1..=args.clients {
+        let task = workload::run_client(addr, n, stop.clone(), watch.commits.clone());
+        clients.spawn(async move { task.await.with_context(|| format!("client {n}")) });
+    }
+    println!("workload: {} clients writing for {} s", args.clients, args.seconds);
+    watch.started = Instant::now();
+    let run_for = Duration::from_secs(args.seconds);
+    let mut failed = loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break None,
+            Some(done) = clients.join_next() => {
+                if let Some(e) = client_error(done) {
+                    break Some(e);
+                }
+            }
+            _ = watch.tick.tick() => {
+                if watch.show() >= run_for {
+                    break None;
+                }
+            }
+        }
+    };
+    stop.cancel();
+    while let Some(done) = clients.join_next().await {
+        if failed.is_none() {
+            failed = client_error(done);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None if cancel.is_cancelled() => bail!("interrupted"),
+        None => Ok(()),
+    }
+}
+
+/// Waits for the standby to replay all the primary flushed, showing progress; how long the
+/// workload ran, and the primary's flushed end.
+async fn catch_up(watch: &mut Watch<'_>, cancel: &CancellationToken) -> Result<(Duration, Lsn)> {
+    let elapsed = watch.started.elapsed();
+    let end_flush = watch.pair.primary_flush();
+    let pair = watch.pair;
+    let wait = pair.wait_replayed(end_flush, CATCH_UP_LIMIT, cancel);
+    tokio::pin!(wait);
+    let waited = loop {
+        tokio::select! {
+            r = &mut wait => break r,
+            _ = watch.tick.tick() => {
+                watch.show();
+            }
+        }
+    };
+    watch.show();
+    waited.map(|()| (elapsed, end_flush))
+}
+
+/// A client's failure, if it failed.
+fn client_error(done: Result<Result<()>, tokio::task::JoinError>) -> Option<anyhow::Error> {
+    match done {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(anyhow::anyhow!("a client task failed: {e}")),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Logs when the primary flushes what, until `stop`, for the replay lag in time.
+fn log_flushes(pair: &Pair, stop: CancellationToken) -> Arc<Mutex<Vec<(Instant, Lsn)>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut flushed) = pair.flushed() {
+        let log = log.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => break,
+                    changed = flushed.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let lsn = *flushed.borrow_and_update();
+                        let mut log = lock(&log);
+                        if log.len() < MAX_FLUSHES {
+                            log.push((Instant::now(), lsn));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    log
+}
+
+fn sample(pair: &Pair, at: Duration, commits: &AtomicU64, flushes: Vec<(Duration, Lsn)>) -> Sample {
     let p = pair.positions();
     Sample {
         at,
@@ -181,8 +266,7 @@ fn sample(pair: &Pair, at: Duration, commits: &AtomicU64) -> Sample {
         sent: p.sent,
         standby_flush: p.standby_flush,
         replayed: p.replayed,
-        wall: SystemTime::now(),
-        last_replayed_commit: p.last_replayed_commit,
+        flushes,
     }
 }
 

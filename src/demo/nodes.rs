@@ -10,7 +10,6 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use walstream_node::initdb::{initdb, InitdbOptions};
 use walstream_node::server::{Node, NodeOptions, NodeRole};
-use walstream_node::standby::ReplayStatus;
 use walstream_protocol::Lsn;
 use walstream_receiver::basebackup::{take_base_backup, BaseBackupOptions, WalMethod};
 use walstream_receiver::conninfo::ConnInfo;
@@ -31,8 +30,6 @@ pub struct Positions {
     pub standby_flush: Lsn,
     /// What the standby replayed.
     pub replayed: Lsn,
-    /// The commit time of the last commit the standby replayed.
-    pub last_replayed_commit: Option<SystemTime>,
 }
 
 /// The primary and the standby, and the directory that holds both.
@@ -140,16 +137,21 @@ impl Pair {
         self.primary.writer().map_or(Lsn::INVALID, |w| w.flush_position())
     }
 
+    /// The primary's flushed WAL end as it changes.
+    pub fn flushed(&self) -> Option<tokio::sync::watch::Receiver<Lsn>> {
+        self.primary.writer().map(|w| w.flushed())
+    }
+
     /// The positions now.
     pub fn positions(&self) -> Positions {
-        let (standby_flush, written, replay) = match self.standby.walreceiver() {
+        let (standby_flush, written, replayed) = match self.standby.walreceiver() {
             Some(r) => {
                 let p = *r.positions.borrow();
-                let replay = *r.replay.borrow();
+                let replayed = r.replay.borrow().replayed;
                 // What was replayed is on the standby's disk (from the backup at first).
-                (p.flush.max(replay.replayed), p.write, replay)
+                (p.flush.max(replayed), p.write, replayed)
             }
-            None => (Lsn::INVALID, Lsn::INVALID, ReplayStatus::default()),
+            None => (Lsn::INVALID, Lsn::INVALID, Lsn::INVALID),
         };
         let sent = self
             .primary
@@ -159,13 +161,7 @@ impl Pair {
             .filter_map(|e| e.status().walsender.as_ref().map(|w| w.sent))
             .max()
             .unwrap_or(written);
-        Positions {
-            primary_flush: self.primary_flush(),
-            sent,
-            standby_flush,
-            replayed: replay.replayed,
-            last_replayed_commit: replay.last_commit_time.and_then(|t| t.to_system_time()),
-        }
+        Positions { primary_flush: self.primary_flush(), sent, standby_flush, replayed }
     }
 
     /// Waits until the standby replayed up to `target`, at most `limit`.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use walstream_protocol::Lsn;
 
@@ -11,7 +11,7 @@ use walstream_protocol::Lsn;
 const MAX_PENDING: usize = 100_000;
 
 /// The positions at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
     /// Time since the workload started.
     pub at: Duration,
@@ -25,15 +25,14 @@ pub struct Sample {
     pub standby_flush: Lsn,
     /// What the standby replayed.
     pub replayed: Lsn,
-    /// The wall-clock time of the sample.
-    pub wall: SystemTime,
-    /// The commit time of the last commit the standby replayed.
-    pub last_replayed_commit: Option<SystemTime>,
+    /// The primary's flushes since the previous sample: when (time since the workload
+    /// started) and up to where.
+    pub flushes: Vec<(Duration, Lsn)>,
 }
 
-/// How far replay is behind the primary's flushed WAL, in time, as far as samples tell:
-/// the time since the oldest WAL not yet replayed was first seen flushed on the primary
-/// (zero when none is pending). Used before the standby replayed any commit.
+/// How far replay is behind the primary's flushed WAL, in time: the time since the oldest
+/// WAL not yet replayed was flushed on the primary, zero when none is pending (as
+/// `walsender.c`'s LagTracker times replies against the WAL positions it sent).
 #[derive(Debug, Default)]
 pub struct LagTracker {
     /// (time first seen flushed, flushed position), ascending in both.
@@ -41,16 +40,21 @@ pub struct LagTracker {
 }
 
 impl LagTracker {
-    /// Records that the primary had flushed up to `flushed` at `now`, and that replay is at
-    /// `replayed`; returns the replay lag in time.
-    pub fn observe(&mut self, now: Duration, flushed: Lsn, replayed: Lsn) -> Duration {
+    /// Records that the primary had flushed up to `flushed` at `at`.
+    pub fn record(&mut self, at: Duration, flushed: Lsn) {
         if self.pending.back().is_none_or(|&(_, lsn)| flushed > lsn) {
             if self.pending.len() == MAX_PENDING {
                 // Keep the oldest time: dropping the second sample only widens it.
                 self.pending.remove(1);
             }
-            self.pending.push_back((now, flushed));
+            self.pending.push_back((at, flushed));
         }
+    }
+
+    /// Records that the primary had flushed up to `flushed` at `now`, and that replay is at
+    /// `replayed`; returns the replay lag in time.
+    pub fn observe(&mut self, now: Duration, flushed: Lsn, replayed: Lsn) -> Duration {
+        self.record(now, flushed);
         while self.pending.front().is_some_and(|&(_, lsn)| lsn <= replayed) {
             self.pending.pop_front();
         }
@@ -114,26 +118,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Takes one sample; returns the line to show. The replay lag in time is zero when
-    /// the standby replayed all the primary flushed, else the age of the last commit it
-    /// replayed (as `now() - pg_last_xact_replay_timestamp()`).
-    pub fn observe(&mut self, s: Sample) -> Line {
-        let tracked = self.lag.observe(s.at, s.primary_flush, s.replayed);
+    /// Takes one sample; returns the line to show.
+    pub fn observe(&mut self, s: &Sample) -> Line {
+        for &(at, lsn) in &s.flushes {
+            self.lag.record(at, lsn);
+        }
+        let lag_time = self.lag.observe(s.at, s.primary_flush, s.replayed);
         let lag_bytes = s.primary_flush.saturating_distance(s.replayed);
-        let lag_time = match s.last_replayed_commit {
-            _ if lag_bytes == 0 => Duration::ZERO,
-            Some(t) => s.wall.duration_since(t).unwrap_or_default(),
-            None => tracked,
-        };
         self.max_lag_bytes = self.max_lag_bytes.max(lag_bytes);
         self.max_lag_time = self.max_lag_time.max(lag_time);
-        let commits_per_sec = match self.last {
+        let commits_per_sec = match &self.last {
             Some(prev) if s.at > prev.at => {
                 s.commits.saturating_sub(prev.commits) as f64 / (s.at - prev.at).as_secs_f64()
             }
             _ => 0.0,
         };
-        self.last = Some(s);
+        self.last = Some(s.clone());
         Line {
             commits_per_sec,
             commits: s.commits,
@@ -248,8 +248,7 @@ mod tests {
             sent: Lsn(flush),
             standby_flush: Lsn(replayed),
             replayed: Lsn(replayed),
-            wall: SystemTime::UNIX_EPOCH + ms(at),
-            last_replayed_commit: None,
+            flushes: Vec::new(),
         }
     }
 
@@ -276,10 +275,10 @@ mod tests {
     #[test]
     fn progress_line_shows_rate_positions_and_lag() {
         let mut p = Progress::default();
-        let first = p.observe(sample(0, 0, 0x100_0000, 0x100_0000));
+        let first = p.observe(&sample(0, 0, 0x100_0000, 0x100_0000));
         assert_eq!(first.commits_per_sec, 0.0);
-        p.observe(sample(500, 100, 0x100_4000, 0x100_0000));
-        let line = p.observe(sample(1000, 600, 0x100_8000, 0x100_2000));
+        p.observe(&sample(500, 100, 0x100_4000, 0x100_0000));
+        let line = p.observe(&sample(1000, 600, 0x100_8000, 0x100_2000));
         assert_eq!(line.commits_per_sec, 1000.0);
         assert_eq!(line.lag_bytes, 0x6000);
         assert_eq!(line.lag_time, ms(500));
@@ -293,16 +292,15 @@ mod tests {
     }
 
     #[test]
-    fn lag_in_time_is_the_age_of_the_last_replayed_commit() {
+    fn flushes_between_samples_time_the_lag() {
         let mut p = Progress::default();
-        let mut s = sample(1000, 10, 0x2000, 0x1000);
-        s.last_replayed_commit = Some(SystemTime::UNIX_EPOCH + ms(993));
-        assert_eq!(p.observe(s).lag_time, ms(7));
-        let caught_up = Sample { at: ms(1250), replayed: Lsn(0x2000), ..s };
-        assert_eq!(p.observe(caught_up).lag_time, Duration::ZERO);
-        let clock_behind = Sample { wall: SystemTime::UNIX_EPOCH, ..s };
-        assert_eq!(p.observe(clock_behind).lag_time, Duration::ZERO);
-        assert_eq!(p.max_lag_time, ms(7));
+        p.observe(&sample(0, 0, 0x1000, 0x1000));
+        let mut s = sample(250, 10, 0x4000, 0x1800);
+        s.flushes = vec![(ms(40), Lsn(0x2000)), (ms(90), Lsn(0x3000)), (ms(240), Lsn(0x4000))];
+        assert_eq!(p.observe(&s).lag_time, ms(210));
+        let s = Sample { at: ms(500), replayed: Lsn(0x3000), flushes: Vec::new(), ..s };
+        assert_eq!(p.observe(&s).lag_time, ms(260));
+        assert_eq!(p.max_lag_time, ms(260));
     }
 
     #[test]
