@@ -3,6 +3,7 @@
 mod basebackup;
 mod cli;
 mod connargs;
+mod demo;
 mod initdb;
 mod node;
 mod receivewal;
@@ -42,6 +43,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Measure how fast standbys replay a captured workload's WAL.
     ReplayBench(replay_bench::ReplayBenchArgs),
+    /// Run a primary and a standby node with clients writing, and check they agree.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,5 +57,6 @@ fn main() -> ExitCode {
         Command::Initdb(args) => initdb::main(args),
         Command::Node(args) => node::main(args),
         Command::ReplayBench(args) => replay_bench::main(args),
+        Command::Demo(args) => demo::main(args),
     }
 }
