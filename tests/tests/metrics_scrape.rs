@@ -1,0 +1,138 @@
+//! `/metrics` scraped while WAL flows (issue 9): a real PostgreSQL 15 primary, `walstream
+//! relay --metrics` streaming from it, and pg_receivewal streaming from the relay. As the
+//! primary writes, the relay's receiver counters and its walsender's sent LSN move, and
+//! `promtool check metrics` passes on every scrape.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use walstream_tests::{free_port, scenario, wait_for, ChildGuard, PgCluster, ReceiveWal};
+
+const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
+
+/// The body of `GET /metrics` at 127.0.0.1:`port`.
+fn scrape(port: u16) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("no end of the HTTP head")?;
+    ensure!(head.starts_with("HTTP/1.1 200 "), "response: {head}");
+    ensure!(head.contains("Content-Type: text/plain; version=0.0.4"), "response: {head}");
+    Ok(body.to_string())
+}
+
+/// The value of the first sample whose name and labels start with `prefix`.
+fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Runs `promtool check metrics` on `text`; promtool must be installed (Debian's
+/// `prometheus` package, which .ci/run installs).
+fn promtool_check(text: &str) -> anyhow::Result<()> {
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => bail!(
+            "promtool could not be run ({e}): install Debian's `prometheus` package \
+             (`apt-get install -y prometheus`), as .ci/run does"
+        ),
+    };
+    child.stdin.take().context("promtool stdin")?.write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\non:\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `walstream relay` from `upstream_port` into `dir`, with `--metrics`; returns it, its
+/// port and its metrics port.
+fn relay(upstream_port: u16, dir: &Path) -> anyhow::Result<(ChildGuard, u16, u16)> {
+    let (port, metrics_port) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(WALSTREAM);
+    cmd.arg("relay")
+        .arg("-D")
+        .arg(dir)
+        .arg("--upstream")
+        .arg(format!("host=127.0.0.1 port={upstream_port} user=postgres"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--metrics")
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .args(["--log-format", "json"]);
+    let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
+    wait_for("walstream relay listening", Duration::from_secs(10), || {
+        if let Some(status) = child.try_wait()? {
+            bail!("walstream relay exited with {status}: {}", child.stderr_text());
+        }
+        Ok((TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && TcpStream::connect(("127.0.0.1", metrics_port)).is_ok())
+        .then_some(()))
+    })?;
+    Ok((child, port, metrics_port))
+}
+
+#[test]
+fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
+    let primary = PgCluster::start(&scenario::source_config())?;
+    let dir = tempfile::tempdir()?;
+    let (relay_proc, relay_port, metrics_port) = relay(primary.port(), dir.path())?;
+    let recv = ReceiveWal::new()?;
+    let _receivewal = recv.spawn(relay_port, &["--no-sync"])?;
+
+    const SENT: &str = "walstream_walsender_sent_lsn_bytes{application_name=\"pg_receivewal\"";
+    const RECEIVED: &str = "walstream_receiver_received_bytes_total";
+    let first = wait_for("pg_receivewal's walsender in /metrics", Duration::from_secs(30), || {
+        let text = scrape(metrics_port)?;
+        Ok(value(&text, SENT).map(|_| text))
+    })
+    .with_context(|| relay_proc.stderr_text())?;
+    promtool_check(&first)?;
+    ensure!(
+        first.contains("walstream_connections{backend_type=\"walsender\",state=\"streaming\"}"),
+        "no streaming walsender:\n{first}"
+    );
+    let (sent0, received0) = (value(&first, SENT).unwrap_or(0.0), value(&first, RECEIVED));
+    ensure!(received0.is_some(), "no {RECEIVED}:\n{first}");
+
+    primary.psql(
+        "CREATE TABLE m AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 20000) g",
+    )?;
+    let moved = wait_for("the metrics to move", Duration::from_secs(30), || {
+        let text = scrape(metrics_port)?;
+        let sent = value(&text, SENT).unwrap_or(0.0);
+        let received = value(&text, RECEIVED).unwrap_or(0.0);
+        Ok((sent > sent0 && received > received0.unwrap_or(0.0) + 1_000_000.0).then_some(text))
+    })
+    .with_context(|| relay_proc.stderr_text())?;
+    promtool_check(&moved)?;
+    ensure!(
+        value(&moved, "walstream_receiver_flush_lsn_bytes").unwrap_or(0.0) > 0.0,
+        "no flush position:\n{moved}"
+    );
+    // The json log format: every line of the relay's log is a JSON object.
+    let log = relay_proc.stderr_text();
+    ensure!(
+        log.lines().any(|l| l.starts_with('{') && l.contains("\"level\":\"INFO\"")),
+        "relay log is not JSON:\n{log}"
+    );
+    Ok(())
+}
