@@ -18,7 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use walstream_receiver::stream::Positions;
+use walstream_node::xlog::WalWriter;
+use walstream_receiver::apply::RmgrCounts;
+use walstream_receiver::stream::{Positions, StreamCounters};
 use walstream_sender::registry::{BackendType, Registry};
 
 /// The `--metrics` option every long-running command takes.
@@ -61,6 +63,17 @@ impl Metrics {
     /// A receiver's positions and the bytes it received since the command started.
     pub fn add_receiver(&mut self, positions: watch::Receiver<Positions>) {
         self.sources.push(Box::new(ReceiverCollector { positions, start: Mutex::new(None) }));
+    }
+
+    /// A receiver's reconnects and corruption found, and records applied per resource
+    /// manager by its applier.
+    pub fn add_receiver_events(&mut self, counters: Arc<StreamCounters>, rmgrs: Arc<RmgrCounts>) {
+        self.sources.push(Box::new(ReceiverEvents { counters, rmgrs }));
+    }
+
+    /// A node primary's WAL writer: fsyncs and positions.
+    pub fn add_wal_writer(&mut self, writer: Arc<WalWriter>) {
+        self.sources.push(Box::new(WriterCollector(writer)));
     }
 
     /// The exposition text (Prometheus text format 0.0.4), as served.
@@ -355,6 +368,66 @@ impl Collect for ReceiverCollector {
         for (name, help, value) in gauges {
             scrape.gauge(name, help, &none, value as f64);
         }
+    }
+}
+
+/// A receiver's event counters and its applier's records per resource manager.
+struct ReceiverEvents {
+    counters: Arc<StreamCounters>,
+    rmgrs: Arc<RmgrCounts>,
+}
+
+impl Collect for ReceiverEvents {
+    fn collect(&self, scrape: &Scrape) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let none = Labels::new();
+        scrape.counter(
+            "walstream_receiver_reconnects_total",
+            "Streams that failed and were retried.",
+            &none,
+            self.counters.reconnects.load(Relaxed),
+        );
+        scrape.counter(
+            "walstream_receiver_corruption_detected_total",
+            "Corrupt records found in received WAL.",
+            &none,
+            self.counters.corruption.load(Relaxed),
+        );
+        for (rmgr, n) in self.rmgrs.snapshot() {
+            scrape.counter(
+                "walstream_receiver_records_applied_total",
+                "WAL records decoded and verified, by resource manager.",
+                &vec![("rmgr", rmgr)],
+                n,
+            );
+        }
+    }
+}
+
+/// A node primary's WAL writer.
+struct WriterCollector(Arc<WalWriter>);
+
+impl Collect for WriterCollector {
+    fn collect(&self, scrape: &Scrape) {
+        let none = Labels::new();
+        scrape.counter(
+            "walstream_wal_fsyncs_total",
+            "fsyncs of WAL issued by the WAL writer.",
+            &none,
+            self.0.fsync_count(),
+        );
+        scrape.gauge(
+            "walstream_wal_insert_lsn_bytes",
+            "WAL inserted up to here (LSN).",
+            &none,
+            self.0.insert_position().0 as f64,
+        );
+        scrape.gauge(
+            "walstream_wal_flush_lsn_bytes",
+            "WAL flushed up to here (LSN).",
+            &none,
+            self.0.flush_position().0 as f64,
+        );
     }
 }
 

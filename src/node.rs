@@ -55,7 +55,14 @@ async fn run(args: NodeArgs) -> Result<()> {
     let cancel = tokio_util::sync::CancellationToken::new();
     let backends = node.registry().clone();
     let _guard = cancel.clone().drop_guard();
-    crate::metrics::start(&args.metrics, cancel, |m| m.add_backends(backends)).await?;
+    let writer = node.wal_writer();
+    crate::metrics::start(&args.metrics, cancel, |m| {
+        m.add_backends(backends);
+        if let Some(writer) = writer {
+            m.add_wal_writer(writer);
+        }
+    })
+    .await?;
     let (tx, mut rx) = watch::channel(None);
     tokio::spawn(cli::forward_signals(tx));
     let mode = loop {

@@ -142,8 +142,13 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new());
     let cancel = CancellationToken::new();
     cli::cancel_on_interrupt(cancel.clone());
-    let positions = receiver.positions();
-    crate::metrics::start(&args.metrics, cancel.clone(), |m| m.add_receiver(positions)).await?;
+    let (positions, counters) = (receiver.positions(), receiver.counters());
+    let rmgrs = receiver.applier().rmgr_counts();
+    crate::metrics::start(&args.metrics, cancel.clone(), |m| {
+        m.add_receiver(positions);
+        m.add_receiver_events(counters, rmgrs);
+    })
+    .await?;
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| spawn_progress(receiver.positions(), cancel.clone()));

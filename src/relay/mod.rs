@@ -123,9 +123,11 @@ async fn relay(args: RelayArgs) -> Result<()> {
     let parts = server_parts(settings, hba, roles, shared, Arc::new(slots));
     let cancel = CancellationToken::new();
     let (backends, positions) = (parts.registry.clone(), receiver.positions());
+    let (counters, rmgrs) = (receiver.counters(), receiver.applier().rmgr_counts());
     crate::metrics::start(&args.server.metrics, cancel.clone(), |m| {
         m.add_backends(backends);
         m.add_receiver(positions);
+        m.add_receiver_events(counters, rmgrs);
     })
     .await?;
     let postmaster = Postmaster::bind(args.server.listen, parts)

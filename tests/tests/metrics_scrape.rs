@@ -1,7 +1,7 @@
 //! `/metrics` scraped while WAL flows (issue 9): a real PostgreSQL 15 primary, `walstream
 //! relay --metrics` streaming from it, and pg_receivewal streaming from the relay. As the
-//! primary writes, the relay's receiver counters and its walsender's sent LSN move, and
-//! `promtool check metrics` passes on every scrape.
+//! primary writes, the relay's receiver counters (bytes, records per resource manager) and
+//! its walsender's sent LSN move, and `promtool check metrics` passes on every scrape.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -127,6 +127,16 @@ fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
     ensure!(
         value(&moved, "walstream_receiver_flush_lsn_bytes").unwrap_or(0.0) > 0.0,
         "no flush position:\n{moved}"
+    );
+    ensure!(
+        value(&moved, "walstream_receiver_records_applied_total{rmgr=\"Heap\"}").unwrap_or(0.0)
+            > 0.0,
+        "no Heap records applied:\n{moved}"
+    );
+    ensure!(
+        value(&moved, "walstream_receiver_reconnects_total") == Some(0.0)
+            && value(&moved, "walstream_receiver_corruption_detected_total") == Some(0.0),
+        "reconnects or corruption on a healthy stream:\n{moved}"
     );
     // The json log format: every line of the relay's log is a JSON object.
     let log = relay_proc.stderr_text();
