@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use walstream_node::xlog::WalWriter;
 use walstream_receiver::apply::RmgrCounts;
 use walstream_receiver::stream::{Positions, StreamCounters};
-use walstream_sender::registry::{BackendType, Registry};
+use walstream_sender::registry::{AuthFailure, BackendType, Registry};
 
 /// The `--metrics` option every long-running command takes.
 #[derive(Args, Debug, Clone, Default)]
@@ -318,6 +318,14 @@ impl Collect for BackendCollector {
                 }
             }
         }
+        for reason in AuthFailure::ALL {
+            scrape.counter(
+                "walstream_auth_failures_total",
+                "Connections refused at authentication, by reason.",
+                &vec![("reason", reason.as_str().to_string())],
+                self.0.auth_failures(reason),
+            );
+        }
         for ((backend_type, state), n) in connections {
             let labels: Labels =
                 vec![("backend_type", backend_type.to_string()), ("state", state.to_string())];
@@ -459,5 +467,8 @@ mod tests {
         assert!(text.contains("walstream_walsender_replay_lag_seconds{"), "{text}");
         assert!(text.contains("walstream_receiver_received_bytes_total 500"), "{text}");
         assert!(text.contains("walstream_connections{backend_type=\"walsender\""), "{text}");
+        registry.count_auth_failure(AuthFailure::Password);
+        let text = m.encode();
+        assert!(text.contains("walstream_auth_failures_total{reason=\"password\"} 1"), "{text}");
     }
 }

@@ -63,9 +63,9 @@ fn promtool_check(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `walstream relay` from `upstream_port` into `dir`, with `--metrics`; returns it, its
-/// port and its metrics port.
-fn relay(upstream_port: u16, dir: &Path) -> anyhow::Result<(ChildGuard, u16, u16)> {
+/// `walstream relay` from `upstream_port` into `dir`, with `--metrics` and rules (written
+/// to `hba`) that reject user `nobody`; returns it, its port and its metrics port.
+fn relay(upstream_port: u16, dir: &Path, hba: &Path) -> anyhow::Result<(ChildGuard, u16, u16)> {
     let (port, metrics_port) = (free_port()?, free_port()?);
     let mut cmd = Command::new(WALSTREAM);
     cmd.arg("relay")
@@ -77,7 +77,14 @@ fn relay(upstream_port: u16, dir: &Path) -> anyhow::Result<(ChildGuard, u16, u16
         .arg(format!("127.0.0.1:{port}"))
         .arg("--metrics")
         .arg(format!("127.0.0.1:{metrics_port}"))
-        .args(["--log-format", "json"]);
+        .args(["--log-format", "json"])
+        .arg("--hba")
+        .arg(hba);
+    std::fs::write(
+        hba,
+        "host all nobody 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 trust\n\
+         host replication all 127.0.0.1/32 trust\n",
+    )?;
     let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
     wait_for("walstream relay listening", Duration::from_secs(10), || {
         if let Some(status) = child.try_wait()? {
@@ -94,7 +101,9 @@ fn relay(upstream_port: u16, dir: &Path) -> anyhow::Result<(ChildGuard, u16, u16
 fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
     let primary = PgCluster::start(&scenario::source_config())?;
     let dir = tempfile::tempdir()?;
-    let (relay_proc, relay_port, metrics_port) = relay(primary.port(), dir.path())?;
+    let conf = tempfile::tempdir()?;
+    let hba = conf.path().join("hba.conf");
+    let (relay_proc, relay_port, metrics_port) = relay(primary.port(), dir.path(), &hba)?;
     let recv = ReceiveWal::new()?;
     let _receivewal = recv.spawn(relay_port, &["--no-sync"])?;
 
@@ -138,6 +147,19 @@ fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
             && value(&moved, "walstream_receiver_corruption_detected_total") == Some(0.0),
         "reconnects or corruption on a healthy stream:\n{moved}"
     );
+    // A refused connection is counted by its reason.
+    let mut psql = walstream_tests::pg_command(walstream_tests::pg_bin("psql"));
+    psql.args(["-XAtw", "-d"])
+        .arg(format!("host=127.0.0.1 port={relay_port} user=nobody dbname=postgres"))
+        .args(["-c", "SELECT 1"]);
+    let out = walstream_tests::run_bounded(&mut psql, Duration::from_secs(30))?;
+    ensure!(!out.status.success(), "user nobody was let in");
+    let text = scrape(metrics_port)?;
+    ensure!(
+        value(&text, "walstream_auth_failures_total{reason=\"rejected\"}") == Some(1.0),
+        "rejected connection not counted:\n{text}"
+    );
+    promtool_check(&text)?;
     // The json log format: every line of the relay's log is a JSON object.
     let log = relay_proc.stderr_text();
     ensure!(
