@@ -168,3 +168,49 @@ fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One statement through psql on 127.0.0.1:`port`.
+fn psql(port: u16, sql: &str) -> anyhow::Result<()> {
+    let mut cmd = walstream_tests::pg_command(walstream_tests::pg_bin("psql"));
+    cmd.args(["-XAtw", "-d"])
+        .arg(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"))
+        .args(["-c", sql]);
+    let out = walstream_tests::run_bounded(&mut cmd, Duration::from_secs(30))?;
+    ensure!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[test]
+fn node_metrics_count_wal_fsyncs() -> anyhow::Result<()> {
+    let node_dir = walstream_tests::node::NodeDir::init(Path::new(WALSTREAM), 16)?;
+    let (port, metrics_port) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(WALSTREAM);
+    cmd.args(["node", "-D"])
+        .arg(node_dir.data_dir())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")]);
+    let mut node = ChildGuard::spawn_captured(&mut cmd, "walstream node")?;
+    let first = wait_for("the node's /metrics", Duration::from_secs(60), || {
+        if let Some(status) = node.try_wait()? {
+            bail!("walstream node exited with {status}: {}", node.stderr_text());
+        }
+        Ok(scrape(metrics_port).ok().filter(|_| TcpStream::connect(("127.0.0.1", port)).is_ok()))
+    })?;
+    promtool_check(&first)?;
+    let fsyncs0 = value(&first, "walstream_wal_fsyncs_total").context("no fsync count")?;
+    let flush0 = value(&first, "walstream_wal_flush_lsn_bytes").context("no flush LSN")?;
+    psql(port, "CREATE TABLE t (k int8 PRIMARY KEY, v text)")?;
+    for k in 0..5 {
+        psql(port, &format!("INSERT INTO t VALUES ({k}, 'row {k}')"))?;
+    }
+    let text = scrape(metrics_port)?;
+    promtool_check(&text)?;
+    let fsyncs = value(&text, "walstream_wal_fsyncs_total").unwrap_or(0.0);
+    let flush = value(&text, "walstream_wal_flush_lsn_bytes").unwrap_or(0.0);
+    ensure!(fsyncs > fsyncs0 && flush > flush0, "fsyncs or flush LSN did not move:\n{text}");
+    ensure!(
+        text.contains("walstream_connections{backend_type=\"checkpointer\""),
+        "no auxiliary process in connections:\n{text}"
+    );
+    Ok(())
+}
