@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use metrics::{Key, KeyName, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -76,13 +78,18 @@ impl Metrics {
         self.sources.push(Box::new(WriterCollector(writer)));
     }
 
-    /// The exposition text (Prometheus text format 0.0.4), as served.
+    /// The exposition text (Prometheus text format 0.0.4), as served: what the sources
+    /// read now, then what was recorded as it happened (fsync latencies).
     pub fn encode(&self) -> String {
         let scrape = Scrape::new();
         for source in &self.sources {
             source.collect(&scrape);
         }
-        scrape.render()
+        let mut text = scrape.render();
+        if let Some(events) = EVENTS.get() {
+            text.push_str(&events.render());
+        }
+        text
     }
 
     /// Binds `addr` and answers `GET /metrics` until `cancel` is cancelled; returns the
@@ -91,6 +98,7 @@ impl Metrics {
     /// # Errors
     /// The address cannot be bound.
     pub async fn serve(self, addr: SocketAddr, cancel: CancellationToken) -> Result<SocketAddr> {
+        install_event_recorder();
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("could not listen for metrics on {addr}"))?;
@@ -222,6 +230,37 @@ impl Scrape {
     fn render(&self) -> String {
         self.recorder.handle().render()
     }
+}
+
+/// Fsync latency buckets, in seconds.
+const FSYNC_BUCKETS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// The process's recorder of events (histograms recorded where they happen, through the
+/// `metrics` macros); installed by the first endpoint.
+static EVENTS: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+
+/// Installs the global recorder once; later calls do nothing.
+fn install_event_recorder() {
+    let _ = EVENTS.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("walstream_wal_fsync_duration_seconds".into()),
+                &FSYNC_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; fsync latencies not shown");
+        }
+        metrics::describe_histogram!(
+            "walstream_wal_fsync_duration_seconds",
+            metrics::Unit::Seconds,
+            "How long fsyncs of WAL took (writer: node or receiver)."
+        );
+        handle
+    });
 }
 
 static METADATA: Metadata<'static> =

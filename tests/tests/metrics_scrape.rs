@@ -209,6 +209,11 @@ fn node_metrics_count_wal_fsyncs() -> anyhow::Result<()> {
     let flush = value(&text, "walstream_wal_flush_lsn_bytes").unwrap_or(0.0);
     ensure!(fsyncs > fsyncs0 && flush > flush0, "fsyncs or flush LSN did not move:\n{text}");
     ensure!(
+        value(&text, "walstream_wal_fsync_duration_seconds_count{writer=\"node\"}").unwrap_or(0.0)
+            > 0.0,
+        "no fsync latencies:\n{text}"
+    );
+    ensure!(
         text.contains("walstream_connections{backend_type=\"checkpointer\""),
         "no auxiliary process in connections:\n{text}"
     );
