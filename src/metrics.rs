@@ -167,17 +167,39 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
         }
         head.extend_from_slice(&buf[..n]);
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+    match route(&head) {
+        Route::Metrics => {
+            let text = metrics.encode();
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &text).await
+        }
+        Route::NotFound => {
+            respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await
+        }
+        Route::BadMethod => respond(&mut stream, "405 Method Not Allowed", "text/plain", "").await,
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `GET /metrics` (any query string).
+    Metrics,
+    /// `GET` of anything else.
+    NotFound,
+    /// Any other method, or no request line.
+    BadMethod,
+}
+
+/// Routes a request by its head's first line; any bytes are accepted.
+fn route(head: &[u8]) -> Route {
+    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     match (method, path) {
-        (b"GET", b"/metrics") => {
-            let text = metrics.encode();
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &text).await
-        }
-        (b"GET", _) => respond(&mut stream, "404 Not Found", "text/plain", "try /metrics\n").await,
-        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", "").await,
+        (b"GET", b"/metrics") => Route::Metrics,
+        (b"GET", _) => Route::NotFound,
+        _ => Route::BadMethod,
     }
 }
 
@@ -481,6 +503,26 @@ impl Collect for WriterCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any request head routes without panicking; a GET of /metrics with anything
+        /// after it is served.
+        #[test]
+        fn route_never_panics(head in proptest::collection::vec(any::<u8>(), 0..300), query in "[a-z=&]{0,10}") {
+            let _ = route(&head);
+            let get = format!("GET /metrics?{query} HTTP/1.1\r\n\r\n");
+            prop_assert_eq!(route(get.as_bytes()), Route::Metrics);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(route(b"GET /metrics HTTP/1.0\r\n\r\n"), Route::Metrics);
+        assert_eq!(route(b"GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(route(b"POST /metrics HTTP/1.1\r\n\r\n"), Route::BadMethod);
+        assert_eq!(route(b""), Route::BadMethod);
+    }
 
     #[test]
     fn encodes_backends_and_receiver() {
