@@ -258,8 +258,9 @@ impl Scrape {
 const FSYNC_BUCKETS: [f64; 12] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-/// The process's recorder of events (histograms recorded where they happen, through the
-/// `metrics` macros); installed by the first endpoint.
+/// The process's recorder of events (fsync latencies, walsender bytes and messages,
+/// recorded where they happen through the `metrics` macros); installed by the first
+/// endpoint.
 static EVENTS: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
 
 /// Installs the global recorder once; later calls do nothing.
@@ -280,6 +281,19 @@ fn install_event_recorder() {
             "walstream_wal_fsync_duration_seconds",
             metrics::Unit::Seconds,
             "How long fsyncs of WAL took (writer: node or receiver)."
+        );
+        metrics::describe_counter!(
+            "walstream_walsender_sent_bytes_total",
+            metrics::Unit::Bytes,
+            "WAL bytes sent in XLogData messages by all walsenders."
+        );
+        metrics::describe_counter!(
+            "walstream_walsender_messages_sent_total",
+            "XLogData messages sent by all walsenders."
+        );
+        metrics::describe_counter!(
+            "walstream_walsender_messages_received_total",
+            "Messages (status updates, hot standby feedback) received by all walsenders."
         );
         handle
     });

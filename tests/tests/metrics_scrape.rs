@@ -134,6 +134,11 @@ fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
     .with_context(|| relay_proc.stderr_text())?;
     promtool_check(&moved)?;
     ensure!(
+        value(&moved, "walstream_walsender_sent_bytes_total").unwrap_or(0.0) > 1_000_000.0
+            && value(&moved, "walstream_walsender_messages_sent_total").unwrap_or(0.0) > 0.0,
+        "walsender bytes or messages not counted:\n{moved}"
+    );
+    ensure!(
         value(&moved, "walstream_receiver_flush_lsn_bytes").unwrap_or(0.0) > 0.0,
         "no flush position:\n{moved}"
     );
