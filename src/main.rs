@@ -5,6 +5,7 @@ mod cli;
 mod connargs;
 mod demo;
 mod initdb;
+mod metrics;
 mod node;
 mod receivewal;
 mod relay;
@@ -20,6 +21,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "walstream", version, about)]
 struct Cli {
+    /// How log lines are written to stderr (levels: `RUST_LOG` or `WALSTREAM_LOG`).
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text)]
+    log_format: cli::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,7 +52,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    cli::set_log_format(cli.log_format);
+    match cli.command {
         Command::Waldump(args) => waldump::main(args),
         Command::Serve(args) => serve::main(args),
         Command::Receivewal(args) => receivewal::main(args),

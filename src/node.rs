@@ -24,6 +24,8 @@ pub struct NodeArgs {
     /// Sets a run-time parameter, after the configuration files.
     #[arg(short = 'c', value_name = "NAME=VALUE")]
     settings: Vec<String>,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 /// Runs `walstream node`.
@@ -50,6 +52,17 @@ async fn run(args: NodeArgs) -> Result<()> {
     };
     let node = Node::start(opts).await?;
     tracing::info!("listening on {}", node.local_addr());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let backends = node.registry().clone();
+    let _guard = cancel.clone().drop_guard();
+    let writer = node.wal_writer();
+    crate::metrics::start(&args.metrics, cancel, |m| {
+        m.add_backends(backends);
+        if let Some(writer) = writer {
+            m.add_wal_writer(writer);
+        }
+    })
+    .await?;
     let (tx, mut rx) = watch::channel(None);
     tokio::spawn(cli::forward_signals(tx));
     let mode = loop {

@@ -51,6 +51,8 @@ pub struct ReceivewalArgs {
     /// Flush write-ahead log immediately after writing.
     #[arg(long = "synchronous")]
     synchronous: bool,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
     /// Output verbose messages.
     #[arg(short = 'v', long = "verbose")]
     verbose: bool,
@@ -140,6 +142,13 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     let mut receiver = Receiver::new(opts, writer, VerifyingApplier::new());
     let cancel = CancellationToken::new();
     cli::cancel_on_interrupt(cancel.clone());
+    let (positions, counters) = (receiver.positions(), receiver.counters());
+    let rmgrs = receiver.applier().rmgr_counts();
+    crate::metrics::start(&args.metrics, cancel.clone(), |m| {
+        m.add_receiver(positions);
+        m.add_receiver_events(counters, rmgrs);
+    })
+    .await?;
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| spawn_progress(receiver.positions(), cancel.clone()));

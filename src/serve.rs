@@ -18,6 +18,7 @@ use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
 use crate::cli::{self, Flavor};
+use crate::metrics::{self, MetricsArgs};
 
 /// Arguments of `walstream serve`.
 #[derive(Args, Debug)]
@@ -46,6 +47,8 @@ pub struct ServerArgs {
     /// max_connections, max_replication_slots, walstream.max_send_size, ...
     #[arg(short = 'c', value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 impl ServerArgs {
@@ -166,6 +169,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.flushed
     );
     let parts = server_parts(settings, hba, roles, shared, slots);
+    let backends = parts.registry.clone();
+    metrics::start(&args.server.metrics, cancel.clone(), |m| m.add_backends(backends)).await?;
     run_postmaster(args.server.listen, parts).await?;
     cancel.cancel();
     let _ = growth.await;

@@ -149,6 +149,15 @@ pub enum StreamEnd {
     Stopped,
 }
 
+/// Events a receiver counts, for metrics: read them while it runs.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Streams that failed and were retried.
+    pub reconnects: std::sync::atomic::AtomicU64,
+    /// Corrupt records found (each ends a stream).
+    pub corruption: std::sync::atomic::AtomicU64,
+}
+
 /// The state of one receiving process.
 pub struct Receiver<A: Apply> {
     opts: StreamOptions,
@@ -165,6 +174,7 @@ pub struct Receiver<A: Apply> {
     writing_tli: TimeLineId,
     /// Whether a connection has succeeded (pg_receivewal retries server errors after that).
     connected: bool,
+    counters: std::sync::Arc<StreamCounters>,
 }
 
 /// The first retry comes this soon; then the wait doubles up to [`MAX_BACKOFF`].
@@ -196,6 +206,7 @@ impl<A: Apply> Receiver<A> {
             observer: None,
             writing_tli: TimeLineId(1),
             connected: false,
+            counters: std::sync::Arc::default(),
         }
     }
 
@@ -226,6 +237,11 @@ impl<A: Apply> Receiver<A> {
     /// A watch of the positions last reported to the server.
     pub fn positions(&self) -> watch::Receiver<Positions> {
         self.positions.subscribe()
+    }
+
+    /// Its event counters (shared: they move while it runs).
+    pub fn counters(&self) -> std::sync::Arc<StreamCounters> {
+        self.counters.clone()
     }
 
     /// The applier.
@@ -266,6 +282,7 @@ impl<A: Apply> Receiver<A> {
                 }
                 Err(e) => {
                     warn!("{e}; reconnecting");
+                    self.counters.reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if started.elapsed() > Duration::from_secs(5) {
                         backoff = FIRST_BACKOFF;
                     }
@@ -422,6 +439,7 @@ impl<A: Apply> Receiver<A> {
         let Some(p) = self.pipeline.as_mut() else { return Ok(()) };
         if let Err(e) = p.apply_available(&mut self.applier) {
             if let crate::apply::ApplyError::Corrupt { lsn, .. } = &e {
+                self.counters.corruption.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Nothing from the bad record on may look complete on disk.
                 self.writer.discard_from(self.writing_tli, *lsn)?;
             }

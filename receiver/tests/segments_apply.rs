@@ -95,6 +95,10 @@ proptest! {
         let mut a = VerifyingApplier::new();
         let applied = run(&mut p, &mut a, start, &data, &sizes).unwrap();
         let stats = a.stats();
+        let published = a.rmgr_counts().snapshot();
+        let counted: Vec<(String, u64)> =
+            stats.per_rmgr.iter().map(|s| (s.name.clone(), s.count)).collect();
+        prop_assert_eq!(published, counted, "rmgr_counts() and stats()");
         let want = waldump_stats(&expected("shapes-stats").stdout);
         prop_assert_eq!(want.len(), 22);
         for (name, n, rec, fpi) in want {

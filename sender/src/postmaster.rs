@@ -29,7 +29,7 @@ use crate::backend::{self, query::SessionInfo, BackendEnd, Connection, Mode, Que
 use crate::config::{Settings, SERVER_VERSION};
 use crate::conn::{ConnError, PqReader, PqWriter};
 use crate::hba::{self, AuthMethod, HbaFile};
-use crate::registry::{BackendEntry, BackendType, Registry};
+use crate::registry::{AuthFailure, BackendEntry, BackendType, Registry};
 use crate::walsender::{WalSender, WalSenderContext};
 
 /// How to shut down (`pg_ctl stop -m`).
@@ -419,13 +419,17 @@ where
 {
     let physical = replication == ReplicationMode::Physical;
     let ip = peer.ip();
-    let rule = server
-        .hba
-        .find(ip, user, database, physical)
-        .ok_or_else(|| Some(hba::no_entry_error(ip, user, database, physical)))?;
+    let failed = |reason: AuthFailure| server.registry.count_auth_failure(reason);
+    let rule = server.hba.find(ip, user, database, physical).ok_or_else(|| {
+        failed(AuthFailure::NoHbaEntry);
+        Some(hba::no_entry_error(ip, user, database, physical))
+    })?;
     let role = server.roles.get(user);
     match rule.method {
-        AuthMethod::Reject => return Err(Some(hba::reject_error(ip, user, database, physical))),
+        AuthMethod::Reject => {
+            failed(AuthFailure::Rejected);
+            return Err(Some(hba::reject_error(ip, user, database, physical)));
+        }
         AuthMethod::Trust => {}
         method => {
             let (mut auth, first) = Authenticator::start(method, user, role.as_ref());
@@ -435,11 +439,16 @@ where
                 let body = match read_password(reader).await {
                     Ok(body) => body,
                     Err(PasswordRead::Other(tag)) => {
+                        failed(AuthFailure::Protocol);
                         return Err(Some(*auth.unexpected_message(tag).fields));
                     }
                     Err(PasswordRead::Fail(e)) => return Err(*e),
                 };
-                match auth.step(body).map_err(|e| auth_failed(e, user))? {
+                let step = auth.step(body).map_err(|e| {
+                    failed(AuthFailure::Password);
+                    auth_failed(e, user)
+                })?;
+                match step {
                     AuthStep::Send(next) => writer.send(&BackendMessage::Authentication(next)),
                     AuthStep::Done { last } => {
                         if let Some(last) = last {
@@ -452,8 +461,10 @@ where
         }
     }
     // miscinit.c: InitializeSessionUserId; postinit.c: InitPostgres
-    authorize(role.as_ref(), user, replication != ReplicationMode::Off)
-        .map_err(|e| Some(*e.fields))?;
+    authorize(role.as_ref(), user, replication != ReplicationMode::Off).map_err(|e| {
+        failed(AuthFailure::NotPermitted);
+        Some(*e.fields)
+    })?;
     Ok(role.unwrap_or_else(|| crate::auth::Role::new(user)))
 }
 

@@ -255,10 +255,48 @@ impl BackendEntry {
     }
 }
 
+/// Why a connection failed authentication (counted for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AuthFailure {
+    /// No pg_hba.conf rule matched.
+    NoHbaEntry,
+    /// A `reject` rule matched.
+    Rejected,
+    /// The password (or SCRAM proof) was wrong, or the role has none usable.
+    Password,
+    /// The client sent something other than the expected password message.
+    Protocol,
+    /// Authenticated, but the role may not log in or replicate.
+    NotPermitted,
+}
+
+impl AuthFailure {
+    /// Every reason, in order.
+    pub const ALL: [AuthFailure; 5] = [
+        AuthFailure::NoHbaEntry,
+        AuthFailure::Rejected,
+        AuthFailure::Password,
+        AuthFailure::Protocol,
+        AuthFailure::NotPermitted,
+    ];
+
+    /// Its label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::NoHbaEntry => "no_hba_entry",
+            AuthFailure::Rejected => "rejected",
+            AuthFailure::Password => "password",
+            AuthFailure::Protocol => "protocol",
+            AuthFailure::NotPermitted => "not_permitted",
+        }
+    }
+}
+
 /// The table of live backends.
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    auth_failures: [std::sync::atomic::AtomicU64; 5],
 }
 
 #[derive(Debug)]
@@ -273,7 +311,10 @@ const FIRST_PID: i32 = 10_000;
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { inner: Mutex::new(Inner { backends: HashMap::new(), next_pid: FIRST_PID }) }
+        Registry {
+            inner: Mutex::new(Inner { backends: HashMap::new(), next_pid: FIRST_PID }),
+            auth_failures: Default::default(),
+        }
     }
 }
 
@@ -322,6 +363,16 @@ impl Registry {
     pub fn register_auxiliary(self: &Arc<Self>, backend_type: BackendType) -> BackendHandle {
         let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
         self.register(backend_type, nowhere)
+    }
+
+    /// Counts a failed authentication.
+    pub fn count_auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures[reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Failed authentications so far, by reason.
+    pub fn auth_failures(&self, reason: AuthFailure) -> u64 {
+        self.auth_failures[reason as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The live backend with this pid.

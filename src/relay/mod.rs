@@ -121,13 +121,21 @@ async fn relay(args: RelayArgs) -> Result<()> {
     .context("loading replication slots")?;
     let shared: Arc<dyn WalSource> = source.clone();
     let parts = server_parts(settings, hba, roles, shared, Arc::new(slots));
+    let cancel = CancellationToken::new();
+    let (backends, positions) = (parts.registry.clone(), receiver.positions());
+    let (counters, rmgrs) = (receiver.counters(), receiver.applier().rmgr_counts());
+    crate::metrics::start(&args.server.metrics, cancel.clone(), |m| {
+        m.add_backends(backends);
+        m.add_receiver(positions);
+        m.add_receiver_events(counters, rmgrs);
+    })
+    .await?;
     let postmaster = Postmaster::bind(args.server.listen, parts)
         .await
         .with_context(|| format!("could not listen on {}", args.server.listen))?;
     tracing::info!("listening on {}", postmaster.local_addr()?);
     let (tx, rx) = watch::channel(None);
     tokio::spawn(forward_signals(tx.clone()));
-    let cancel = CancellationToken::new();
     let receiving = {
         let cancel = cancel.clone();
         tokio::spawn(async move {

@@ -430,6 +430,14 @@ impl Node {
         &self.registry
     }
 
+    /// A primary's WAL writer, to read its positions and fsync count (`None` on a standby).
+    pub fn wal_writer(&self) -> Option<Arc<WalWriter>> {
+        match &self.role {
+            Role::Primary { writer, .. } => Some(writer.clone()),
+            Role::Standby { .. } => None,
+        }
+    }
+
     /// What crash recovery did at start.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery

@@ -97,12 +97,16 @@ impl SegmentFiles {
             return Ok(());
         }
         let segno = *segno;
+        let started = std::time::Instant::now();
         file.sync_data().map_err(|e| XlogError::Io {
             op: "fdatasync",
             path: self.wal_dir.join(segment_file_name(self.tli, segno, self.seg_size)),
             source: e,
         })?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        // Seen by the command's `--metrics` recorder, if one is installed.
+        metrics::histogram!("walstream_wal_fsync_duration_seconds", "writer" => "node")
+            .record(started.elapsed().as_secs_f64());
         if let Some(o) = self.open.as_mut() {
             o.2 = false;
         }

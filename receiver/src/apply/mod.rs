@@ -8,7 +8,7 @@ use bytes::Bytes;
 use walstream_protocol::wal::{RecordView, WalDecoder, WalError};
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
-pub use verify::{ApplyStats, RmgrStats, VerifyingApplier};
+pub use verify::{ApplyStats, RmgrCounts, RmgrStats, VerifyingApplier};
 
 /// Why applying stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

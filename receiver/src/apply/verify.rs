@@ -4,6 +4,9 @@
 use walstream_protocol::wal::{rmgr, RecordView};
 use walstream_protocol::Lsn;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use super::{Apply, ApplyError};
 
 /// One resource manager's totals (a line of `pg_waldump --stats`).
@@ -42,10 +45,31 @@ impl ApplyStats {
 /// Counts per resource manager: (records, record bytes, FPI bytes).
 type Counts = (u64, u64, u64);
 
-/// Verifies order and counts records per resource manager.
+/// Records applied per resource manager, readable while the applier runs (metrics).
+#[derive(Debug)]
+pub struct RmgrCounts([AtomicU64; 256]);
+
+impl RmgrCounts {
+    /// (resource manager name as pg_waldump prints it, records) for those with records.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (id as u8, n.load(Ordering::Relaxed)))
+            .filter(|&(_, n)| n > 0)
+            .map(|(rmid, n)| {
+                (rmgr::name(rmid).map_or_else(|| format!("rmid{rmid}"), |n| n.into()), n)
+            })
+            .collect()
+    }
+}
+
+/// Verifies order and counts records per resource manager. Clones share
+/// [`VerifyingApplier::rmgr_counts`].
 #[derive(Debug, Clone)]
 pub struct VerifyingApplier {
     counts: Box<[Counts; 256]>,
+    published: Arc<RmgrCounts>,
     records: u64,
     last_lsn: Lsn,
     last_end: Lsn,
@@ -55,6 +79,7 @@ impl Default for VerifyingApplier {
     fn default() -> Self {
         VerifyingApplier {
             counts: Box::new([(0, 0, 0); 256]),
+            published: Arc::new(RmgrCounts(std::array::from_fn(|_| AtomicU64::new(0)))),
             records: 0,
             last_lsn: Lsn::INVALID,
             last_end: Lsn::INVALID,
@@ -66,6 +91,11 @@ impl VerifyingApplier {
     /// A new applier with nothing counted.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records applied per resource manager, to read while it runs.
+    pub fn rmgr_counts(&self) -> Arc<RmgrCounts> {
+        self.published.clone()
     }
 
     /// What was applied so far.
@@ -97,6 +127,7 @@ impl Apply for VerifyingApplier {
         c.0 += 1;
         c.1 += u64::from(record.rec_len());
         c.2 += u64::from(record.fpi_len());
+        self.published.0[usize::from(record.header.rmid)].fetch_add(1, Ordering::Relaxed);
         self.records += 1;
         self.last_lsn = lsn;
         self.last_end = record.end_lsn;

@@ -382,6 +382,16 @@ fn io_thread(jobs: Receiver<Job>, done: Sender<Done>) {
     }
 }
 
+/// fdatasync, its duration recorded for the command's `--metrics` recorder, if one is
+/// installed.
+fn timed_sync(file: &std::fs::File) -> std::io::Result<()> {
+    let started = std::time::Instant::now();
+    let result = file.sync_data();
+    metrics::histogram!("walstream_wal_fsync_duration_seconds", "writer" => "receiver")
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
 /// Does one job.
 fn run(job: Job) -> Done {
     match job {
@@ -391,7 +401,7 @@ fn run(job: Job) -> Done {
                 Done::Failed(SegmentError::Io { op: "write to", path: file.path.clone(), source })
             }
         },
-        Job::Sync { file } => match file.file.sync_data() {
+        Job::Sync { file } => match timed_sync(&file.file) {
             Ok(()) => Done::Synced,
             Err(source) => {
                 Done::Failed(SegmentError::Io { op: "fsync", path: file.path.clone(), source })

@@ -374,6 +374,9 @@ impl Streamer {
         encode_copy_data_header(XLOGDATA_HEADER_LEN + n, buf);
         XLogData::encode_header(start, send_rqst, now_tz(), buf);
         w.write_with_payload(&pieces).await.map_err(|e| StreamEnd::Exit(BackendEnd::Io(e)))?;
+        // Seen by the command's `--metrics` recorder, if one is installed.
+        metrics::counter!("walstream_walsender_sent_bytes_total").increment(n as u64);
+        metrics::counter!("walstream_walsender_messages_sent_total").increment(1);
         self.sent = endptr;
         self.sent_update();
         Ok(())
@@ -419,6 +422,7 @@ impl Streamer {
     ) -> Option<StreamEnd> {
         self.last_reply = Instant::now();
         self.waiting_for_ping = false;
+        metrics::counter!("walstream_walsender_messages_received_total").increment(1);
         match reply {
             Reply::Data(ClientCopyData::StandbyStatusUpdate(r)) => {
                 // walsender.c: ProcessStandbyReplyMessage
