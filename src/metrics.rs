@@ -7,7 +7,7 @@
 //! [`Metrics::add_receiver`]) and calls [`Metrics::serve`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -62,13 +62,13 @@ impl Metrics {
         self.sources.push(Box::new(BackendCollector(registry)));
     }
 
-    /// A receiver's positions and the bytes it received since the command started.
+    /// A receiver's positions.
     pub fn add_receiver(&mut self, positions: watch::Receiver<Positions>) {
-        self.sources.push(Box::new(ReceiverCollector { positions, start: Mutex::new(None) }));
+        self.sources.push(Box::new(ReceiverCollector { positions }));
     }
 
-    /// A receiver's reconnects and corruption found, and records applied per resource
-    /// manager by its applier.
+    /// A receiver's bytes and messages received, reconnects and corruption found, and
+    /// records applied per resource manager by its applier.
     pub fn add_receiver_events(&mut self, counters: Arc<StreamCounters>, rmgrs: Arc<RmgrCounts>) {
         self.sources.push(Box::new(ReceiverEvents { counters, rmgrs }));
     }
@@ -417,27 +417,12 @@ impl Collect for BackendCollector {
 /// Reads a receiver's positions at scrape time.
 struct ReceiverCollector {
     positions: watch::Receiver<Positions>,
-    /// The first valid write position seen: bytes received count from there.
-    start: Mutex<Option<u64>>,
 }
 
 impl Collect for ReceiverCollector {
     fn collect(&self, scrape: &Scrape) {
         let p = *self.positions.borrow();
-        let received = {
-            let mut start = self.start.lock().unwrap_or_else(|e| e.into_inner());
-            if start.is_none() && p.write.0 != 0 {
-                *start = Some(p.write.0);
-            }
-            start.map_or(0, |s| p.write.0.saturating_sub(s))
-        };
         let none = Labels::new();
-        scrape.counter(
-            "walstream_receiver_received_bytes_total",
-            "WAL bytes received and written since the receiver's first position.",
-            &none,
-            received,
-        );
         let gauges = [
             ("walstream_receiver_write_lsn_bytes", "WAL written up to here (LSN).", p.write.0),
             ("walstream_receiver_flush_lsn_bytes", "WAL on disk up to here (LSN).", p.flush.0),
@@ -464,6 +449,18 @@ impl Collect for ReceiverEvents {
     fn collect(&self, scrape: &Scrape) {
         use std::sync::atomic::Ordering::Relaxed;
         let none = Labels::new();
+        scrape.counter(
+            "walstream_receiver_received_bytes_total",
+            "WAL bytes received in XLogData messages.",
+            &none,
+            self.counters.received_bytes.load(Relaxed),
+        );
+        scrape.counter(
+            "walstream_receiver_messages_received_total",
+            "CopyData messages received (XLogData and keepalives).",
+            &none,
+            self.counters.messages.load(Relaxed),
+        );
         scrape.counter(
             "walstream_receiver_reconnects_total",
             "Streams that failed and were retried.",
@@ -551,6 +548,10 @@ mod tests {
         let mut m = Metrics::new();
         m.add_backends(registry.clone());
         m.add_receiver(rx);
+        let counters = Arc::new(StreamCounters::default());
+        counters.received_bytes.store(500, std::sync::atomic::Ordering::Relaxed);
+        let applier = walstream_receiver::apply::VerifyingApplier::new();
+        m.add_receiver_events(counters, applier.rmgr_counts());
         tx.send_modify(|p| p.write = walstream_protocol::Lsn(1000));
         let _ = m.encode();
         tx.send_modify(|p| p.write = walstream_protocol::Lsn(1500));

@@ -156,6 +156,18 @@ pub struct StreamCounters {
     pub reconnects: std::sync::atomic::AtomicU64,
     /// Corrupt records found (each ends a stream).
     pub corruption: std::sync::atomic::AtomicU64,
+    /// WAL bytes received in XLogData messages.
+    pub received_bytes: std::sync::atomic::AtomicU64,
+    /// CopyData messages received (XLogData and keepalives).
+    pub messages: std::sync::atomic::AtomicU64,
+}
+
+impl StreamCounters {
+    fn received(&self, wal_bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.messages.fetch_add(1, Relaxed);
+        self.received_bytes.fetch_add(wal_bytes, Relaxed);
+    }
 }
 
 /// The state of one receiving process.
@@ -525,6 +537,7 @@ impl<A: Apply> Receiver<A> {
                         if start + len as u64 != expected {
                             return Err(offset_error(start, expected, self.writer.seg_size()));
                         }
+                        self.counters.received(len as u64);
                         self.after_wal(tli, wal_end)?;
                         wrote = true;
                     }
@@ -599,7 +612,13 @@ impl<A: Apply> Receiver<A> {
         payload: Bytes,
         expected: &mut Lsn,
     ) -> Result<(bool, bool), ReceiverError> {
-        match parse_server_copy_data(payload).map_err(ProtocolViolation::CopyData)? {
+        let message = parse_server_copy_data(payload).map_err(ProtocolViolation::CopyData)?;
+        let wal_bytes = match &message {
+            ServerCopyData::XLogData(x) => x.data.len() as u64,
+            _ => 0,
+        };
+        self.counters.received(wal_bytes);
+        match message {
             ServerCopyData::XLogData(x) => {
                 if x.start != *expected {
                     return Err(offset_error(x.start, *expected, self.writer.seg_size()));
