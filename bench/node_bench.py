@@ -516,6 +516,7 @@ def part_basebackup(servers, args, work):
             out, wall, cpu = run_timed([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p",
                                         str(s.port), "-U", "postgres", "-X", "stream", "-c",
                                         "fast", "-D", target])
+            time.sleep(0.5)  # PostgreSQL's walsenders reaped, their CPU in the postmaster's
             scpu = s.server_cpu() - cpu0
             if out.returncode != 0:
                 sys.exit(f"pg_basebackup of {s.name}: {out.stderr[-2000:]}")
