@@ -159,10 +159,10 @@ class Pg(Server):
     """A throwaway PostgreSQL 15 cluster in `work`, run as the postgres user."""
     name = "postgres"
 
-    def __init__(self, work):
+    def __init__(self, work, name="pgdata"):
         self.work = work
-        self.data = os.path.join(work, "pgdata")
-        self.log = os.path.join(work, "pg.log")
+        self.data = os.path.join(work, name)
+        self.log = os.path.join(work, f"{name}.log")
 
     def init(self):
         as_pg([f"{BIN}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync"],
@@ -366,72 +366,94 @@ def waldump_records(wal_dir, start, end):
     return int(m.group(1))
 
 
-def part_standby(node, script, args, work):
+def lag_probe(primary, standby, script, secs):
+    """pgbench -c 8 on `primary` for `secs` while the flushed-to-replayed lag is sampled."""
+    ps, ss = Session(primary), Session(standby)
+    samples = []
+    stop = threading.Event()
+
+    def sample():
+        # Every 50 ms: the primary's flushed end F (timed from just before asking), then
+        # the standby polled without pause until its replay LSN passes F.
+        while not stop.is_set():
+            t = time.perf_counter()
+            fl = ps.query("SELECT pg_current_wal_flush_lsn()")
+            if not fl or "/" not in fl[0]:
+                continue
+            target, first = lsn_to_int(fl[0]), None
+            while time.perf_counter() - t < 10:
+                rep = ss.query("SELECT pg_last_wal_replay_lsn()")
+                if rep and "/" in rep[0]:
+                    first = lsn_to_int(rep[0]) if first is None else first
+                    if lsn_to_int(rep[0]) >= target:
+                        break
+            took = (time.perf_counter() - t) * 1e3
+            lag = ps.query("SELECT replay_lag FROM pg_stat_replication")
+            samples.append((took, target - (first or 0),
+                            interval_ms(lag[0]) if lag else None))
+            time.sleep(max(0.0, 0.05 - (time.perf_counter() - t)))
+
+    th = threading.Thread(target=sample)
+    lsn0 = lsn_to_int(primary.sql("SELECT pg_current_wal_flush_lsn()"))
+    th.start()
+    t0 = time.perf_counter()
+    pg_out = primary.pgbench(["-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2",
+                              "-T", str(secs)])
+    secs = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    lsn1 = lsn_to_int(primary.sql("SELECT pg_current_wal_flush_lsn()"))
+    ps.close()
+    ss.close()
+    m = re.search(r"tps = ([0-9.]+) \(without", pg_out.stdout)
+    rate = (lsn1 - lsn0) / secs
+    lagb = [max(0, b) for _, b, _ in samples]
+    lagt = [t for t, _, _ in samples]
+    lagv = [ms for _, _, ms in samples if ms is not None]
+    print(f"  {standby.name}: primary {float(m.group(1)) if m else 0:.0f} tps, WAL "
+          f"{rate / 1e6:.2f} MB/s; {len(samples)} samples", flush=True)
+    print(f"  flushed-to-replayed: p50 {percentile(lagt, 50):.2f} ms, p99 "
+          f"{percentile(lagt, 99):.2f} ms, max {max(lagt):.2f} ms (goal p99 <= 10 ms); "
+          f"byte lag when asked: p50 {percentile(lagb, 50):.0f}, p99 "
+          f"{percentile(lagb, 99):.0f}, max {max(lagb)} bytes", flush=True)
+    if lagv:
+        print(f"  replay_lag: p50 {percentile(lagv, 50):.3f} ms, p99 {percentile(lagv, 99):.3f}"
+              f" ms, max {max(lagv):.3f} ms ({len(lagv)} non-NULL samples)", flush=True)
+    else:
+        print("  pg_stat_replication.replay_lag: NULL in every sample", flush=True)
+
+
+def pg_standby_probe(pg, script, args, work):
+    """The same probe against a PostgreSQL standby of the PostgreSQL primary."""
+    st = Pg(work, "pgstandby")
+    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
+           "-c", "fast", "-X", "stream", "-R", "-D", st.data], stdout=subprocess.DEVNULL)
+    st.name = "postgres standby"
+    st.start()
+    try:
+        wait_replayed(st, pg.sql("SELECT pg_current_wal_flush_lsn()"))
+        lag_probe(pg, st, script, secs=args.lag_secs)
+    finally:
+        st.stop()
+        shutil.rmtree(st.data, ignore_errors=True)
+
+
+def part_standby(node, pg, script, args, work):
     sdata = os.path.join(work, "standby")
     out, wall, cpu = run_timed([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(node.port),
                                 "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-D",
                                 sdata])
     if out.returncode != 0:
         sys.exit(f"pg_basebackup of the node: {out.stderr[-2000:]}")
-    standby = Node(node.walstream, work, "standby")
+    standby = Node(node.walstream, work, "node standby")
+    standby.data = sdata
     standby.start()
     try:
         wait_replayed(standby, node.sql("SELECT pg_current_wal_flush_lsn()"))
         print(f"2. standby: pg_basebackup -R -X stream of the node in {wall:.2f} s; pgbench -c 8 "
               f"-j 2 -T {args.lag_secs}, sampled every 50 ms; {load_note()}", flush=True)
-        ps, ss = Session(node), Session(standby)
-        samples = []
-        stop = threading.Event()
-
-        def sample():
-            # Every 50 ms: the primary's flushed end F (timed from just before asking), then
-            # the standby polled without pause until its replay LSN passes F.
-            while not stop.is_set():
-                t = time.perf_counter()
-                fl = ps.query("SELECT pg_current_wal_flush_lsn()")
-                if not fl or "/" not in fl[0]:
-                    continue
-                target, first = lsn_to_int(fl[0]), None
-                while time.perf_counter() - t < 10:
-                    rep = ss.query("SELECT pg_last_wal_replay_lsn()")
-                    if rep and "/" in rep[0]:
-                        first = lsn_to_int(rep[0]) if first is None else first
-                        if lsn_to_int(rep[0]) >= target:
-                            break
-                took = (time.perf_counter() - t) * 1e3
-                lag = ps.query("SELECT replay_lag FROM pg_stat_replication")
-                samples.append((took, target - (first or 0),
-                                interval_ms(lag[0]) if lag else None))
-                time.sleep(max(0.0, 0.05 - (time.perf_counter() - t)))
-
-        th = threading.Thread(target=sample)
-        lsn0 = lsn_to_int(node.sql("SELECT pg_current_wal_flush_lsn()"))
-        th.start()
-        t0 = time.perf_counter()
-        pg_out = node.pgbench(["-n", "-M", "prepared", "-f", script, "-c", "8", "-j", "2", "-T",
-                               str(args.lag_secs)])
-        secs = time.perf_counter() - t0
-        stop.set()
-        th.join()
-        lsn1 = lsn_to_int(node.sql("SELECT pg_current_wal_flush_lsn()"))
-        ps.close()
-        ss.close()
-        m = re.search(r"tps = ([0-9.]+) \(without", pg_out.stdout)
-        rate = (lsn1 - lsn0) / secs
-        lagb = [max(0, b) for _, b, _ in samples]
-        lagt = [t for t, _, _ in samples]
-        lagv = [ms for _, _, ms in samples if ms is not None]
-        print(f"  primary: {float(m.group(1)) if m else 0:.0f} tps, WAL {rate / 1e6:.2f} MB/s; "
-              f"{len(samples)} samples", flush=True)
-        print(f"  flushed-to-replayed: p50 {percentile(lagt, 50):.2f} ms, p99 "
-              f"{percentile(lagt, 99):.2f} ms, max {max(lagt):.2f} ms (goal p99 <= 10 ms); "
-              f"byte lag when asked: p50 {percentile(lagb, 50):.0f}, p99 "
-              f"{percentile(lagb, 99):.0f}, max {max(lagb)} bytes", flush=True)
-        if lagv:
-            print(f"  replay_lag: p50 {percentile(lagv, 50):.3f} ms, p99 {percentile(lagv, 99):.3f}"
-                  f" ms, max {max(lagv):.3f} ms ({len(lagv)} non-NULL samples)", flush=True)
-        else:
-            print("  pg_stat_replication.replay_lag: NULL in every sample", flush=True)
+        lag_probe(node, standby, script, args.lag_secs)
+        pg_standby_probe(pg, script, args, work)
 
         # Catch-up of a backlog.
         standby.stop()
@@ -579,7 +601,7 @@ def main():
         if 1 in parts:
             part_throughput(servers, script, args, work)
         if 2 in parts:
-            part_standby(node, script, args, work)
+            part_standby(node, pg, script, args, work)
         if parts & {3, 4}:
             part_recovery(servers, args)
         if 4 in parts:
