@@ -16,7 +16,7 @@ Parts (--only 1,2,3,4; default all):
     single-row upsert into kv(k int PRIMARY KEY, v bigint) of --rows preloaded rows, then
     a read by key), -c 1 (-j 1) and -c 8 (-j 2), --rounds alternating rounds; TPS and
     p50/p99 of the per-transaction latencies of the logs; medians; node/PG ratios.
-  2 replay lag and catch-up (node only): a standby made with
+  2 replay lag (node, then PostgreSQL) and catch-up (node only): a standby made with
     `pg_basebackup -R -X stream -c fast` of the node, started with `walstream node`.
     pgbench -c 8 -j 2 (part 1's script) for --lag-secs while one psql session per server
     samples: every 50 ms it asks the primary's
@@ -24,8 +24,10 @@ Parts (--only 1,2,3,4; default all):
     standby's pg_last_wal_replay_lsn() without pause until it passes that LSN: p50/p99/max
     of that time (flushed-to-replayed, from just before the primary was asked, so it
     includes one round trip to each server) and of the byte lag the standby's first
-    answer showed. Catch-up: the standby stopped (SIGINT), --catchup-updates times
-    `UPDATE kv SET v = v + 1` (every row) on the primary, the standby started again;
+    answer showed. The same probe then runs against a PostgreSQL standby made the same
+    way from the PostgreSQL primary. Catch-up: the node standby stopped (SIGINT),
+    --catchup-updates times `UPDATE kv SET v = v + 1` (every row) on the node, the standby
+    started again;
     records of the backlog from `pg_waldump --stats` of the primary's WAL; records/s from
     the standby's start (process spawn) and from its first answer, to its replay LSN
     reaching the backlog's end.
