@@ -27,42 +27,9 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// The date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
-
-/// timestamp.c: timestamptz_out with DateStyle ISO and TimeZone UTC.
-pub fn timestamptz_out(t: i64) -> String {
-    let unix = t + PG_EPOCH_OFFSET_US;
-    let days = unix.div_euclid(US_PER_DAY);
-    let us = unix.rem_euclid(US_PER_DAY);
-    let (y, m, d) = civil_from_days(days);
-    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
-    let (year, bc) = if y <= 0 { (1 - y, " BC") } else { (y, "") };
-    let mut s = format!(
-        "{year:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if frac != 0 {
-        let f = format!("{frac:06}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
-    }
-    s.push_str("+00");
-    s.push_str(bc);
-    s
-}
+/// timestamp.c: timestamptz_out with DateStyle ISO and TimeZone UTC (one implementation,
+/// the protocol's).
+pub use walstream_protocol::text::timestamptz_out;
 
 fn invalid(s: &str) -> EngineError {
     EngineError::InvalidDatetime { input: s.to_string() }

@@ -404,27 +404,8 @@ fn float8_in(s: &str) -> Result<f64, EngineError> {
     Ok(v)
 }
 
-/// float.c: float8out with extra_float_digits = 1: the shortest text that reads back
-/// exactly, in fixed notation for decimal exponents -4..15, else `1.5e+20`.
-pub fn float8_out(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{v:e}");
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..15).contains(&exp) {
-        return format!("{v}");
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mant}e{sign}{:02}", exp.abs())
-}
+/// float.c: float8out with extra_float_digits = 1 (one implementation, the protocol's).
+pub use walstream_protocol::text::float8_out;
 
 /// varchar.c: varchar_input (`explicit` casts truncate instead of failing).
 pub fn varchar_in(s: &str, n: Option<u32>, explicit: bool) -> Result<String, EngineError> {

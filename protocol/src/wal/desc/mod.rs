@@ -13,6 +13,7 @@ mod xact;
 mod xlog;
 
 use crate::lsn::Lsn;
+use crate::text::civil_from_days;
 use crate::wal::record::{DecodedRecord, RelFileNode, BLCKSZ, XLR_INFO_MASK};
 use crate::wal::rmgr;
 
@@ -65,19 +66,6 @@ impl TimestampFormat for Utc {
 /// truncating toward zero, so a negative timestamp has a negative remainder.
 pub fn split_timestamptz(ts: i64) -> (i64, i32) {
     (ts / USECS_PER_SEC + POSTGRES_EPOCH_UNIX_SECS, (ts % USECS_PER_SEC) as i32)
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Appends the description of `rec` as pg_waldump prints it after `desc: ` (the type
