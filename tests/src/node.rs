@@ -100,6 +100,21 @@ impl NodeProcess {
         format!("host=127.0.0.1 port={} user=postgres dbname={dbname}", self.port)
     }
 
+    /// Runs `sql` with psql (`-X -A -t`, stopping at the first error): its output,
+    /// trimmed, or psql's stderr when it fails.
+    pub fn psql(&self, sql: &str) -> std::result::Result<String, String> {
+        let out = Command::new(crate::pg_bin("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.conninfo("postgres")])
+            .args(["-c", sql])
+            .output()
+            .map_err(|e| format!("could not run psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
     /// Its stderr so far.
     pub fn log(&self) -> String {
         self.child.stderr_text()

@@ -24,21 +24,7 @@ fn pgbench_scripts_in_every_query_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let script = tmp.path().join("upsert.sql");
     std::fs::write(&script, SCRIPT).unwrap();
-    let psql = |sql: &str| {
-        let out = run_ok(std::process::Command::new(pg_bin("psql")).args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &node.conninfo("postgres"),
-            "-c",
-            sql,
-        ]))
-        .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let psql = |sql: &str| node.psql(sql).unwrap();
     psql("CREATE TABLE kv (k int PRIMARY KEY, v bigint NOT NULL)");
     let mut total = 0;
     for mode in ["simple", "extended", "prepared"] {

@@ -15,25 +15,7 @@ fn bin() -> &'static std::path::Path {
 }
 
 fn psql(node: &NodeProcess, sql: &str) -> Result<String, String> {
-    let out = Command::new(pg_bin("psql"))
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            &node.conninfo("postgres"),
-            "-c",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
+    node.psql(sql)
 }
 
 fn basebackup(from: &NodeProcess, extra: &[&str]) -> NodeDir {
