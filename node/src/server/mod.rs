@@ -191,7 +191,8 @@ impl Node {
                 .map_err(|e| NodeError::State(format!("could not open pg_wal for walsenders: {e}")))
         };
         let path = dir.path().to_path_buf();
-        let (engine, recovery, source, role) = if standby {
+        // The control file as startup read it: its segment size and timeline stay put.
+        let (engine, recovery, source, role, control) = if standby {
             let rec = tokio::task::spawn_blocking(move || recover(&path))
                 .await
                 .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
@@ -217,6 +218,7 @@ impl Node {
                 aborted: Vec::new(),
             };
             let engine = rec.engine.clone();
+            let control = rec.control;
             let applier = StandbyApplier::new(
                 rec.replay,
                 dir.path().to_path_buf(),
@@ -229,7 +231,8 @@ impl Node {
             let observer = Arc::new(CascadeObserver(source.clone()));
             let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
             let source = source as Arc<dyn WalSource>;
-            (engine, report, source, Role::Standby { receiver: Arc::new(receiver), task, cancel })
+            let role = Role::Standby { receiver: Arc::new(receiver), task, cancel };
+            (engine, report, source, role, control)
         } else {
             let db = tokio::task::spawn_blocking(move || {
                 open_database(&path, StartOptions { fsync }, now)
@@ -297,7 +300,7 @@ impl Node {
                 )),
             ];
             let role = Role::Primary { writer: db.writer, checkpointer, checkpoints, background };
-            (db.engine, db.recovery, mem as Arc<dyn WalSource>, role)
+            (db.engine, db.recovery, mem as Arc<dyn WalSource>, role, db.control)
         };
 
         let registry = Registry::new();
@@ -309,7 +312,6 @@ impl Node {
             }
         };
         let aux = aux_types.iter().map(|t| registry.register_auxiliary(*t)).collect();
-        let control = crate::xlog::ControlFile::read(dir.path())?;
         let side = match &role {
             Role::Primary { writer, checkpoints, .. } => {
                 Side::Primary { writer: writer.clone(), checkpoints: checkpoints.clone() }
