@@ -98,28 +98,14 @@ pub enum WalReceiverState {
     Waiting(String),
 }
 
-/// `.partial` segments a walreceiver left in `pg_wal` become the segment itself (they are
-/// full-size, zero past what was received, as PostgreSQL's own walreceiver segments are),
-/// so crash recovery reads them.
+/// `.partial` segments a walreceiver left in `pg_wal` become the segment itself, so crash
+/// recovery reads them ([`walstream_receiver::segments::adopt_partial_segments`]).
 ///
 /// # Errors
 /// A rename failed.
 pub fn adopt_partial_segments(wal_dir: &Path) -> Result<(), NodeError> {
-    let io = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| NodeError::Io { op, path, source }
-    };
-    for entry in std::fs::read_dir(wal_dir).map_err(io("read directory", wal_dir))? {
-        let entry = entry.map_err(io("read directory", wal_dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(segment) = name.strip_suffix(".partial") else { continue };
-        let target = wal_dir.join(segment);
-        if segment.len() == 24 && !target.exists() {
-            std::fs::rename(entry.path(), &target).map_err(io("rename", &entry.path()))?;
-        }
-    }
-    Ok(())
+    walstream_receiver::segments::adopt_partial_segments(wal_dir)
+        .map_err(|e| NodeError::State(format!("could not adopt .partial segments: {e}")))
 }
 
 /// Where the standby's WAL is and where streaming starts.

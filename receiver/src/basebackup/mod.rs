@@ -22,7 +22,7 @@ pub use message::{fuzz_backup_message, BackupMessage, BackupMessageError};
 use crate::apply::VerifyingApplier;
 use crate::conn::{ConnError, ReplicationConn};
 use crate::conninfo::ConnInfo;
-use crate::segments::{SegmentWriter, WriterOptions};
+use crate::segments::{adopt_partial_segments, SegmentWriter, WriterOptions};
 use crate::stream::{identify_system, show_seg_size, Receiver, ReceiverError, StreamOptions};
 
 /// How the backup gets the WAL it needs (`-X`).
@@ -230,7 +230,8 @@ pub async fn take_base_backup(
         if !reached {
             return Err(BackupError::StreamIncomplete(end));
         }
-        finish_partial_segments(&dir.join("pg_wal"))?;
+        // pg_basebackup's streamed WAL has no `.partial` suffix.
+        adopt_partial_segments(&dir.join("pg_wal")).map_err(|e| BackupError::Stream(e.into()))?;
     }
     if let Some(primary) = &opts.write_recovery_conf {
         write_recovery_conf(dir, primary, opts.slot.as_deref())?;
@@ -352,19 +353,6 @@ async fn receive_archive(
         p.send_replace(BackupProgress { done: bytes, total });
     }
     Ok(bytes)
-}
-
-/// Segments the streamer left as `.partial` get their own names, as pg_basebackup's
-/// streamed WAL has (it writes no `.partial` suffix).
-fn finish_partial_segments(wal_dir: &Path) -> Result<(), BackupError> {
-    for entry in std::fs::read_dir(wal_dir).map_err(io_err("read directory", wal_dir))? {
-        let entry = entry.map_err(io_err("read directory", wal_dir))?;
-        let name = entry.file_name();
-        let Some(seg) = name.to_str().and_then(|n| n.strip_suffix(".partial")) else { continue };
-        let target = wal_dir.join(seg);
-        std::fs::rename(entry.path(), &target).map_err(io_err("rename", &entry.path()))?;
-    }
-    Ok(())
 }
 
 /// `-R`: `standby.signal` and `primary_conninfo` (and `primary_slot_name`) appended to

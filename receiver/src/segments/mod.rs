@@ -486,5 +486,28 @@ impl Drop for SegmentWriter {
     }
 }
 
+/// Gives every `.partial` segment in `dir` its own name, unless a file of that name is
+/// already there: what a walreceiver left becomes an ordinary segment (full-size, zeros
+/// past what was received), as PostgreSQL's walreceiver and pg_basebackup's streamed WAL
+/// have them.
+///
+/// # Errors
+/// [`SegmentError::Io`] when the directory cannot be read or a rename fails.
+pub fn adopt_partial_segments(dir: &Path) -> Result<(), SegmentError> {
+    for entry in std::fs::read_dir(dir).map_err(SegmentError::io("read directory", dir))? {
+        let entry = entry.map_err(SegmentError::io("read directory", dir))?;
+        let name = entry.file_name();
+        let Some(segment) = name.to_str().and_then(|n| n.strip_suffix(file::PARTIAL)) else {
+            continue;
+        };
+        let target = dir.join(segment);
+        if segment.len() == 24 && !target.exists() {
+            std::fs::rename(entry.path(), &target)
+                .map_err(SegmentError::io("rename", &entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;
