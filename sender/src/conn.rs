@@ -113,22 +113,40 @@ impl<R: AsyncRead + Unpin> PqReader<R> {
     }
 }
 
+/// `PqSendBuffer`'s size (`pqcomm.c: PQ_SEND_BUFFER_SIZE`): past this many queued bytes
+/// the main loop writes without waiting for ReadyForQuery.
+pub const PQ_SEND_BUFFER_SIZE: usize = 8192;
+
 /// The writing half of a connection: messages are buffered until [`PqWriter::flush`].
 #[derive(Debug)]
 pub struct PqWriter<W> {
     io: W,
     buf: BytesMut,
+    /// An ErrorResponse or NoticeResponse is queued: `elog.c: send_message_to_frontend`
+    /// flushes those at once.
+    urgent: bool,
 }
 
 impl<W: AsyncWrite + Unpin> PqWriter<W> {
     /// Wraps a writing half.
     pub fn new(io: W) -> Self {
-        PqWriter { io, buf: BytesMut::with_capacity(8192) }
+        PqWriter { io, buf: BytesMut::with_capacity(PQ_SEND_BUFFER_SIZE), urgent: false }
     }
 
     /// Queues one message.
     pub fn send(&mut self, message: &BackendMessage) {
+        if matches!(message, BackendMessage::ErrorResponse(_) | BackendMessage::NoticeResponse(_)) {
+            self.urgent = true;
+        }
         message.encode(&mut self.buf);
+    }
+
+    /// Whether what is queued should be written now rather than with the next
+    /// ReadyForQuery: an error or notice is queued, or the send buffer is full. PostgreSQL
+    /// writes the rest at ReadyForQuery, at a Flush message, or when its buffer fills, so
+    /// an extended-protocol exchange (Bind, Execute, Sync) is answered in one write.
+    pub fn wants_flush(&self) -> bool {
+        self.urgent || self.buf.len() >= PQ_SEND_BUFFER_SIZE
     }
 
     /// Queues an ErrorResponse.
@@ -185,6 +203,7 @@ impl<W: AsyncWrite + Unpin> PqWriter<W> {
     /// # Errors
     /// The socket failed.
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.urgent = false;
         self.io.write_all_buf(&mut self.buf).await?;
         self.io.flush().await
     }

@@ -29,13 +29,25 @@ impl RawReplicationConn {
     /// # Errors
     /// On I/O errors, a timeout, or an authentication request other than "ok".
     pub fn connect(port: u16) -> Result<Self> {
+        Self::connect_with(port, &[("replication", "true")])
+    }
+
+    /// Connects as user postgres with startup parameters `params` (a non-replication
+    /// session when they name a `database` and no `replication`).
+    ///
+    /// # Errors
+    /// As [`RawReplicationConn::connect`].
+    pub fn connect_with(port: u16, params: &[(&str, &str)]) -> Result<Self> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         let mut conn = RawReplicationConn { stream };
         let mut body = 196_608u32.to_be_bytes().to_vec();
-        for s in ["user", "postgres", "replication", "true", "application_name", "rawclient"] {
-            body.extend_from_slice(s.as_bytes());
-            body.push(0);
+        let fixed = [("user", "postgres"), ("application_name", "rawclient")];
+        for (k, v) in fixed.iter().chain(params) {
+            for s in [k, v] {
+                body.extend_from_slice(s.as_bytes());
+                body.push(0);
+            }
         }
         body.push(0);
         let len = u32::try_from(body.len() + 4)?;
@@ -65,12 +77,54 @@ impl RawReplicationConn {
         Ok(Message { tag: head[0], body })
     }
 
-    fn send(&mut self, tag: u8, body: &[u8]) -> Result<()> {
+    /// Sends one frontend message of type `tag` (its length is added).
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn send(&mut self, tag: u8, body: &[u8]) -> Result<()> {
         let len = u32::try_from(body.len() + 4)?;
         self.stream.write_all(&[tag])?;
         self.stream.write_all(&len.to_be_bytes())?;
         self.stream.write_all(body)?;
         Ok(())
+    }
+
+    /// Reads messages until one of type `last` (included), one line each.
+    ///
+    /// # Errors
+    /// On I/O errors, or when it does not arrive within the read timeout.
+    pub fn read_until(&mut self, last: u8) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let m = self.read_message()?;
+            lines.push(describe(&m));
+            if m.tag == last {
+                return Ok(lines);
+            }
+        }
+    }
+
+    /// Whether no byte arrives within `wait` (nothing is consumed).
+    ///
+    /// # Errors
+    /// On I/O errors other than the timeout.
+    pub fn silent_for(&mut self, wait: Duration) -> Result<bool> {
+        self.stream.set_read_timeout(Some(wait))?;
+        let mut one = [0u8; 1];
+        let res = self.stream.peek(&mut one);
+        self.stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        match res {
+            Ok(_) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Sends `sql` as a simple Query and returns one line per message received up to

@@ -82,3 +82,48 @@ fn psql_gives_the_same_output_and_files() {
     );
     node.stop().unwrap();
 }
+
+/// Parse, Bind, Execute of the extended protocol without Sync, on `port`: the replies
+/// wait in the server's send buffer until Flush (PostgreSQL writes at ReadyForQuery, at
+/// Flush and when its buffer fills), an ErrorResponse goes out at once, and Sync ends
+/// it with ReadyForQuery. Returns every message seen, in order.
+fn extended_exchange(port: u16) -> Vec<String> {
+    use std::time::Duration;
+    use walstream_tests::rawclient::RawReplicationConn;
+
+    fn cstr(parts: &[&str]) -> Vec<u8> {
+        parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
+    }
+    let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
+    let mut parse = cstr(&["", "SELECT 1 AS one"]);
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    let mut bind = cstr(&["", ""]);
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut execute = cstr(&[""]);
+    execute.extend_from_slice(&0u32.to_be_bytes());
+    c.send(b'P', &parse).unwrap();
+    c.send(b'B', &bind).unwrap();
+    c.send(b'D', b"P\0").unwrap();
+    c.send(b'E', &execute).unwrap();
+    assert!(c.silent_for(Duration::from_millis(300)).unwrap(), "replies before Flush or Sync");
+    c.send(b'H', &[]).unwrap();
+    let mut seen = c.read_until(b'C').unwrap();
+    // An error is written at once, without waiting for Sync.
+    let mut bad = cstr(&["", "SELEC 1"]);
+    bad.extend_from_slice(&0u16.to_be_bytes());
+    c.send(b'P', &bad).unwrap();
+    seen.extend(c.read_until(b'E').unwrap());
+    c.send(b'S', &[]).unwrap();
+    seen.extend(c.read_until(b'Z').unwrap());
+    seen
+}
+
+#[test]
+fn extended_protocol_replies_wait_for_flush_or_sync_as_postgresql_does() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = extended_exchange(pg.port());
+    assert_eq!(theirs.first().map(String::as_str), Some("1"), "{theirs:?}");
+    assert_eq!(extended_exchange(node.port()), theirs);
+}

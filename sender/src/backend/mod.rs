@@ -72,13 +72,18 @@ where
         Mode::Sql(_) => None,
     };
     let end = loop {
+        let mut flush = conn.writer.wants_flush();
         if st.send_ready_for_query && !st.ignore_till_sync {
             let status = transaction_status(&mode);
             conn.writer.send(&BackendMessage::ReadyForQuery(status));
             st.send_ready_for_query = false;
+            flush = true;
         }
-        if let Err(e) = conn.writer.flush().await {
-            break BackendEnd::Io(e);
+        // postgres.c: ReadyForQuery flushes; until then replies wait in the send buffer.
+        if flush {
+            if let Err(e) = conn.writer.flush().await {
+                break BackendEnd::Io(e);
+            }
         }
         conn.entry.set_state(
             if st.ignore_till_sync {
