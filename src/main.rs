@@ -1,5 +1,11 @@
 //! The `walstream` command line.
 
+/// mimalloc rather than glibc's malloc: the node's commit path allocates per statement
+/// on two worker threads, and glibc's arenas made malloc/free about 12% of the node's
+/// CPU under pgbench (BENCHMARKS.md, "The node").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod basebackup;
 mod cli;
 mod connargs;
