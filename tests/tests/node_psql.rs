@@ -83,6 +83,77 @@ fn psql_gives_the_same_output_and_files() {
     node.stop().unwrap();
 }
 
+fn cstr(parts: &[&str]) -> Vec<u8> {
+    parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
+}
+
+/// Parse, Bind and Execute of `sql` (unnamed, no parameters), without Sync.
+fn parse_bind_execute(c: &mut walstream_tests::rawclient::RawReplicationConn, sql: &str) {
+    let mut parse = cstr(&["", sql]);
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    let mut bind = cstr(&["", ""]);
+    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut execute = cstr(&[""]);
+    execute.extend_from_slice(&0u32.to_be_bytes());
+    c.send(b'P', &parse).unwrap();
+    c.send(b'B', &bind).unwrap();
+    c.send(b'E', &execute).unwrap();
+}
+
+/// The extended protocol's implicit transaction on `port`: the Executes between two
+/// Syncs commit together at Sync, an error rolls all of them back, others do not see
+/// them before Sync, BEGIN takes them into a block, ROLLBACK warns and drops them.
+fn implicit_transactions(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    let mut a = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut b = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut seen = a.query("CREATE TABLE implicit_t (k int PRIMARY KEY)").unwrap();
+    let count = |b: &mut RawReplicationConn| b.query("SELECT count(*) FROM implicit_t").unwrap();
+    // An error rolls back the Executes before it.
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (1)");
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (1)");
+    a.send(b'S', &[]).unwrap();
+    seen.extend(a.read_until(b'Z').unwrap());
+    seen.extend(count(&mut b));
+    // Not visible before Sync; both at Sync.
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (2)");
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (3)");
+    a.send(b'H', &[]).unwrap();
+    seen.extend(a.read_until(b'C').unwrap());
+    seen.extend(a.read_until(b'C').unwrap());
+    seen.extend(count(&mut b));
+    a.send(b'S', &[]).unwrap();
+    seen.extend(a.read_until(b'Z').unwrap());
+    seen.extend(count(&mut b));
+    // ROLLBACK in the implicit transaction warns and rolls it back.
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (4)");
+    parse_bind_execute(&mut a, "ROLLBACK");
+    a.send(b'S', &[]).unwrap();
+    seen.extend(a.read_until(b'Z').unwrap());
+    seen.extend(count(&mut b));
+    // BEGIN takes the Executes before it into the block, which outlives Sync.
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (5)");
+    parse_bind_execute(&mut a, "BEGIN");
+    parse_bind_execute(&mut a, "INSERT INTO implicit_t VALUES (6)");
+    a.send(b'S', &[]).unwrap();
+    seen.extend(a.read_until(b'Z').unwrap());
+    seen.extend(count(&mut b));
+    seen.extend(a.query("ROLLBACK").unwrap());
+    seen.extend(count(&mut b));
+    seen
+}
+
+#[test]
+fn extended_protocol_executes_share_one_implicit_transaction_until_sync() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = implicit_transactions(pg.port());
+    assert!(theirs.iter().any(|l| l.contains("23505")), "{theirs:#?}");
+    assert_eq!(implicit_transactions(node.port()), theirs);
+}
+
 /// Parse, Bind, Execute of the extended protocol without Sync, on `port`: the replies
 /// wait in the server's send buffer until Flush (PostgreSQL writes at ReadyForQuery, at
 /// Flush and when its buffer fills), an ErrorResponse goes out at once, and Sync ends
@@ -91,9 +162,6 @@ fn extended_exchange(port: u16) -> Vec<String> {
     use std::time::Duration;
     use walstream_tests::rawclient::RawReplicationConn;
 
-    fn cstr(parts: &[&str]) -> Vec<u8> {
-        parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
-    }
     let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
     let mut parse = cstr(&["", "SELECT 1 AS one"]);
     parse.extend_from_slice(&0u16.to_be_bytes());

@@ -102,6 +102,10 @@ enum TxState {
     Block(Box<Txn>, i64),
     /// A block that failed: everything but COMMIT/ROLLBACK gets 25P02.
     Failed,
+    /// The extended protocol's implicit transaction (`TBLOCK_STARTED` between Syncs):
+    /// every Execute until Sync runs in it, Sync commits it, an error rolls all of it
+    /// back (`postgres.c: exec_execute_message`, `finish_xact_command`).
+    Implicit(Box<Txn>, i64),
 }
 
 /// One client connection's SQL over the engine.
@@ -114,6 +118,8 @@ pub struct Session {
     /// Parsed statements of recent extended-protocol texts (prepared statements run the
     /// same text again and again).
     parsed: HashMap<String, Arc<Vec<Statement>>>,
+    /// WARNINGs and NOTICEs of the last Execute, for the extended protocol to send.
+    notices: Vec<ErrorFields>,
 }
 
 /// How many texts [`Session`] keeps parsed.
@@ -406,7 +412,15 @@ impl Session {
     /// A session of backend `info` over `engine`, with what lives outside it from `server`.
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
         let settings = Arc::new(SessionSettings::new(server.settings(), &info.application_name));
-        Session { engine, server, info, settings, tx: TxState::Idle, parsed: HashMap::new() }
+        Session {
+            engine,
+            server,
+            info,
+            settings,
+            tx: TxState::Idle,
+            parsed: HashMap::new(),
+            notices: Vec::new(),
+        }
     }
 
     /// The session's settings.
@@ -571,6 +585,13 @@ impl Session {
         if implicit {
             self.tx = TxState::Block(Box::new(self.engine.begin()), now_ts());
         }
+        if matches!(self.tx, TxState::Implicit(..)) {
+            // A Query before the Sync: it runs in the same transaction, and ends it.
+            if let TxState::Implicit(txn, start) = std::mem::take(&mut self.tx) {
+                self.tx = TxState::Block(txn, start);
+                implicit = true;
+            }
+        }
         for stmt in &stmts {
             if implicit {
                 match stmt {
@@ -621,8 +642,27 @@ impl Session {
                 let _ = txn.rollback(SystemTime::now());
                 TxState::Failed
             }
+            TxState::Implicit(mut txn, _) => {
+                let _ = txn.rollback(SystemTime::now());
+                TxState::Idle
+            }
             other => other,
         };
+    }
+
+    /// Sync (`finish_xact_command`): commits the extended protocol's implicit
+    /// transaction, if one is open.
+    ///
+    /// # Errors
+    /// The commit failed.
+    pub async fn sync(&mut self) -> SqlResult<()> {
+        match std::mem::take(&mut self.tx) {
+            TxState::Implicit(mut txn, _) => {
+                txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+            }
+            other => self.tx = other,
+        }
+        Ok(())
     }
 
     async fn checkpoint(&mut self) -> SqlResult<QueryOutput> {
@@ -694,7 +734,9 @@ impl Session {
         }
         let mut st = BindState::new(param_types)?;
         let plan = match &self.tx {
-            TxState::Block(txn, _) => self.bind(stmt, sql, txn, &mut st)?,
+            TxState::Block(txn, _) | TxState::Implicit(txn, _) => {
+                self.bind(stmt, sql, txn, &mut st)?
+            }
             _ => {
                 let txn = self.engine.begin();
                 self.bind(stmt, sql, &txn, &mut st)?
@@ -726,10 +768,14 @@ impl Session {
         };
         let Some(stmt) = stmts.first() else { return Ok(QueryOutput::Empty) };
         let outs = self.run_statement(stmt, sql, Some(params)).await?;
-        Ok(outs
-            .into_iter()
-            .rfind(|o| !matches!(o, QueryOutput::Notice(_)))
-            .unwrap_or(QueryOutput::Empty))
+        let mut result = QueryOutput::Empty;
+        for o in outs {
+            match o {
+                QueryOutput::Notice(fields) => self.notices.push(*fields),
+                o => result = o,
+            }
+        }
+        Ok(result)
     }
 
     async fn run_statement(
@@ -784,14 +830,18 @@ impl Session {
         let types: Vec<u32> =
             params.map(|p| p.iter().map(|x| x.type_oid).collect()).unwrap_or_default();
         let mut st = BindState::new(&types)?;
-        let (mut txn, start, implicit) = match std::mem::take(&mut self.tx) {
-            TxState::Block(t, s) => (t, s, false),
+        // The extended protocol (parameters given) keeps an implicit transaction open
+        // until Sync; the simple protocol commits it after the statement.
+        let extended = params.is_some();
+        let (mut txn, start, implicit, continued) = match std::mem::take(&mut self.tx) {
+            TxState::Block(t, s) => (t, s, false, false),
+            TxState::Implicit(t, s) => (t, s, true, true),
             TxState::Failed => {
                 // only COMMIT / ROLLBACK get here
                 self.tx = TxState::Idle;
                 return Ok(vec![QueryOutput::Command("ROLLBACK".into())]);
             }
-            TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true),
+            TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true, false),
         };
         txn.set_lock_timeout(self.timeout_setting("lock_timeout"));
         if !implicit {
@@ -812,7 +862,9 @@ impl Session {
         match plan {
             Plan::Begin => {
                 if implicit {
-                    self.tx = TxState::Block(txn, now_ts());
+                    // xact.c: BeginTransactionBlock; from TBLOCK_STARTED the block takes
+                    // in what the implicit transaction did so far.
+                    self.tx = TxState::Block(txn, if continued { start } else { now_ts() });
                     return Ok(vec![QueryOutput::Command("BEGIN".into())]);
                 }
                 self.tx = TxState::Block(txn, start);
@@ -828,6 +880,13 @@ impl Session {
             Plan::Commit | Plan::Rollback => {
                 let tag = if matches!(plan, Plan::Commit) { "COMMIT" } else { "ROLLBACK" };
                 if implicit {
+                    // xact.c: EndTransactionBlock / UserAbortTransactionBlock in
+                    // TBLOCK_STARTED warn, then end the implicit transaction as asked.
+                    if matches!(plan, Plan::Commit) {
+                        txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                    } else {
+                        txn.rollback(SystemTime::now())?;
+                    }
                     return Ok(vec![
                         notice(Severity::Warning, "25P01", "there is no transaction in progress"),
                         QueryOutput::Command(tag.into()),
@@ -894,7 +953,7 @@ impl Session {
             }
         }
         let stmt_start = now_ts();
-        let txn_start = if implicit { stmt_start } else { start };
+        let txn_start = if implicit && !continued { stmt_start } else { start };
         let result = self.exec(&plan, &mut txn, &st.pre, &pvals, txn_start, stmt_start).await;
         let result = match result {
             Ok(o) => txn.end_statement().map(|_| o).map_err(ErrorFields::from),
@@ -902,7 +961,10 @@ impl Session {
         };
         match result {
             Ok(outs) => {
-                if implicit {
+                if implicit && extended {
+                    // Committed at Sync.
+                    self.tx = TxState::Implicit(txn, txn_start);
+                } else if implicit {
                     txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
                 } else {
                     self.tx = TxState::Block(txn, start);
@@ -1092,7 +1154,8 @@ impl Session {
     /// The transaction status ReadyForQuery reports.
     pub fn status(&self) -> TransactionStatus {
         match self.tx {
-            TxState::Idle => TransactionStatus::Idle,
+            // Sync commits the implicit transaction before ReadyForQuery reports.
+            TxState::Idle | TxState::Implicit(..) => TransactionStatus::Idle,
             TxState::Block(..) => TransactionStatus::InTransaction,
             TxState::Failed => TransactionStatus::Failed,
         }
@@ -1118,6 +1181,14 @@ impl QuerySession for Session {
         params: &'a [Param],
     ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>> {
         Box::pin(self.execute_sql(sql, params))
+    }
+
+    fn take_notices(&mut self) -> Vec<ErrorFields> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn sync(&mut self) -> HandlerFuture<'_, Result<(), ErrorFields>> {
+        Box::pin(Session::sync(self))
     }
 
     fn transaction_status(&self) -> TransactionStatus {

@@ -203,37 +203,46 @@ impl ExtendedState {
         max_rows: i32,
     ) -> Result<Vec<BackendMessage>, ErrorFields> {
         let portal = self.portals.get_mut(name).ok_or_else(|| portal_missing(name))?;
+        let mut out = Vec::new();
         if portal.pending.is_none() && !portal.done {
-            match session.execute(&portal.statement.sql, &portal.params).await? {
+            let result = session.execute(&portal.statement.sql, &portal.params).await;
+            out.extend(session.take_notices().into_iter().map(BackendMessage::NoticeResponse));
+            match result? {
                 QueryOutput::Empty => {
                     portal.done = true;
-                    return Ok(vec![BackendMessage::EmptyQueryResponse]);
+                    out.push(BackendMessage::EmptyQueryResponse);
+                    return Ok(out);
                 }
                 QueryOutput::Notice(fields) => {
                     portal.done = true;
-                    return Ok(vec![BackendMessage::NoticeResponse(*fields)]);
+                    out.push(BackendMessage::NoticeResponse(*fields));
+                    return Ok(out);
                 }
                 QueryOutput::Command(tag) => {
                     portal.done = true;
-                    return Ok(vec![BackendMessage::CommandComplete(tag)]);
+                    out.push(BackendMessage::CommandComplete(tag));
+                    return Ok(out);
                 }
                 QueryOutput::Rows { rows, tag, .. } => portal.pending = Some((rows.into(), tag)),
                 QueryOutput::CopyOut { columns, lines } => {
                     portal.done = true;
-                    return Ok(QueryOutput::copy_out_messages(columns, lines));
+                    out.extend(QueryOutput::copy_out_messages(columns, lines));
+                    return Ok(out);
                 }
             }
         }
         let Some((rows, tag)) = portal.pending.as_mut() else {
-            return Ok(vec![BackendMessage::CommandComplete("SELECT 0".to_string())]);
+            out.push(BackendMessage::CommandComplete("SELECT 0".to_string()));
+            return Ok(out);
         };
         let limit = if max_rows <= 0 { usize::MAX } else { max_rows as usize };
-        let mut out = Vec::new();
-        while out.len() < limit {
+        let mut sent = 0;
+        while sent < limit {
             let Some(row) = rows.pop_front() else { break };
             out.push(data_row(&row, &portal.result_formats));
+            sent += 1;
         }
-        if rows.is_empty() && (out.len() < limit || max_rows <= 0) {
+        if rows.is_empty() && (sent < limit || max_rows <= 0) {
             out.push(BackendMessage::CommandComplete(tag.clone()));
             portal.pending = None;
             portal.done = true;

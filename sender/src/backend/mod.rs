@@ -296,6 +296,9 @@ where
         FrontendMessage::Sync => {
             st.extended.end_transaction();
             st.send_ready_for_query = true;
+            if let Mode::Sql(s) | Mode::WalSender(_, Some(s)) = mode {
+                s.sync().await?;
+            }
         }
         FrontendMessage::Terminate => return Ok(Flow::End(BackendEnd::Terminate)),
         // postgres.c: "Accept but ignore these messages, per protocol spec"

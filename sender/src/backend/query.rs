@@ -54,6 +54,19 @@ pub trait QuerySession: Send {
         params: &'a [Param],
     ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>>;
 
+    /// The WARNINGs and NOTICEs the last [`QuerySession::execute`] raised, taken: the
+    /// extended protocol sends them before the statement's result, as PostgreSQL sends
+    /// them when raised.
+    fn take_notices(&mut self) -> Vec<ErrorFields> {
+        Vec::new()
+    }
+
+    /// `S`: ends the extended protocol's implicit transaction (`finish_xact_command`),
+    /// before ReadyForQuery.
+    fn sync(&mut self) -> HandlerFuture<'_, Result<(), ErrorFields>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The transaction status ReadyForQuery reports.
     fn transaction_status(&self) -> TransactionStatus {
         TransactionStatus::Idle
