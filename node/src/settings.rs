@@ -12,6 +12,8 @@ use walstream_sender::config::{
     checked_range, format_int, parse_int, SettingError, Settings, Unit,
 };
 
+use walstream_sender::syncrep::SyncRepConfig;
+
 use crate::conf::ConfEntry;
 
 /// When a setting may change (`GucContext`).
@@ -38,6 +40,8 @@ enum Kind {
     /// Accepted spellings and the canonical one each maps to.
     Enum(&'static [(&'static str, &'static str)]),
     Str,
+    /// `synchronous_standby_names`, checked as `check_synchronous_standby_names` does.
+    SyncStandbyNames,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -134,7 +138,7 @@ const DEFS: &[Def] = &[
     },
     Def {
         name: "synchronous_standby_names",
-        kind: Kind::Str,
+        kind: Kind::SyncStandbyNames,
         context: Context::Sighup,
         default: "",
     },
@@ -243,6 +247,10 @@ fn canonical(def: &Def, value: &str) -> Result<String, SettingError> {
                 SettingError::invalid(def.name, value, Some(&hint))
             }),
         Kind::Str => Ok(value.to_string()),
+        Kind::SyncStandbyNames => match SyncRepConfig::parse(value) {
+            Ok(_) => Ok(value.to_string()),
+            Err(e) => Err(SettingError { fields: e.fields() }),
+        },
     }
 }
 

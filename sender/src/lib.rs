@@ -27,6 +27,8 @@
 //! - [`slots`]: physical replication slots, persistent and temporary, and the WAL they retain.
 //! - [`retention`]: which old segments may be removed (opt-in, `max_wal_size`).
 //! - [`basebackup`]: `BASE_BACKUP` from a [`basebackup::BackupSource`] the server supplies.
+//! - [`syncrep`]: synchronous replication's rules: `synchronous_standby_names`, standby
+//!   priorities, which standbys are synchronous and the positions they all reached.
 
 // Errors a client sees are `ErrorFields` (PostgreSQL's every field, ~450 bytes). They are
 // the cold path of every command, so they travel by value rather than boxed.
@@ -45,6 +47,7 @@ pub mod retention;
 pub mod serve_handler;
 pub mod session;
 pub mod slots;
+pub mod syncrep;
 pub mod views;
 pub mod walsender;
 pub mod walsource;

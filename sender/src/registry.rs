@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use walstream_protocol::Lsn;
 
+use crate::syncrep::SyncRepState;
+
 /// `backend_type` in `pg_stat_activity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendType {
@@ -198,6 +200,8 @@ pub struct BackendEntry {
     /// When the connection was accepted.
     pub backend_start: SystemTime,
     status: Mutex<BackendStatus>,
+    /// Where a walsender's name, state and positions go for synchronous replication.
+    sync_rep: Option<Arc<SyncRepState>>,
     terminate: CancellationToken,
     cancel: watch::Sender<u64>,
 }
@@ -225,7 +229,14 @@ impl BackendEntry {
     /// Updates the walsender part of the entry.
     pub fn update_walsender(&self, f: impl FnOnce(&mut WalSenderStatus)) {
         let mut st = self.status();
-        f(st.walsender.get_or_insert_with(WalSenderStatus::default));
+        let ws = st.walsender.get_or_insert_with(WalSenderStatus::default);
+        f(ws);
+        if let Some(sync) = &self.sync_rep {
+            // syncrep.c counts walsenders streaming or stopping.
+            let streaming = matches!(ws.state, WalSndState::Streaming | WalSndState::Stopping);
+            let positions = [ws.write, ws.flush, ws.apply];
+            sync.update(self.pid, &st.application_name, streaming, positions);
+        }
     }
 
     /// Resolves when the backend is told to terminate.
@@ -296,6 +307,7 @@ impl AuthFailure {
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    sync_rep: Arc<SyncRepState>,
     auth_failures: [std::sync::atomic::AtomicU64; 5],
 }
 
@@ -313,6 +325,7 @@ impl Default for Registry {
     fn default() -> Self {
         Registry {
             inner: Mutex::new(Inner { backends: HashMap::new(), next_pid: FIRST_PID }),
+            sync_rep: Arc::default(),
             auth_failures: Default::default(),
         }
     }
@@ -351,6 +364,7 @@ impl Registry {
                 walsender: (backend_type == BackendType::WalSender).then(WalSenderStatus::default),
                 ..BackendStatus::default()
             }),
+            sync_rep: (backend_type == BackendType::WalSender).then(|| self.sync_rep.clone()),
             terminate: CancellationToken::new(),
             cancel: watch::Sender::new(0),
         });
@@ -363,6 +377,12 @@ impl Registry {
     pub fn register_auxiliary(self: &Arc<Self>, backend_type: BackendType) -> BackendHandle {
         let nowhere = SocketAddr::from(([0, 0, 0, 0], 0));
         self.register(backend_type, nowhere)
+    }
+
+    /// Synchronous replication's state: its configuration (set by the server) and what
+    /// the walsenders report.
+    pub fn sync_rep(&self) -> &Arc<SyncRepState> {
+        &self.sync_rep
     }
 
     /// Counts a failed authentication.
@@ -445,6 +465,9 @@ impl BackendHandle {
 impl Drop for BackendHandle {
     fn drop(&mut self) {
         self.registry.lock().backends.remove(&self.entry.pid);
+        if self.entry.sync_rep.is_some() {
+            self.registry.sync_rep.remove(self.entry.pid);
+        }
     }
 }
 

@@ -121,7 +121,7 @@ impl View {
             .iter()
             .filter_map(|e| match self {
                 View::Activity => Some(activity_row(e)),
-                View::Replication => replication_row(e),
+                View::Replication => replication_row(e, registry),
                 View::ReplicationSlots => None,
             })
             .collect()
@@ -240,7 +240,8 @@ pub fn interval(d: std::time::Duration) -> Datum {
     Datum::Text(out)
 }
 
-fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
+fn replication_row(e: &BackendEntry, registry: &Registry) -> Option<Vec<Datum>> {
+    let (priority, sync_state) = registry.sync_rep().describe(e.pid);
     let st = e.status();
     let ws = st.walsender.as_ref()?;
     Some(vec![
@@ -261,8 +262,8 @@ fn replication_row(e: &BackendEntry) -> Option<Vec<Datum>> {
         ws.write_lag.map_or(Datum::Null, interval),
         ws.flush_lag.map_or(Datum::Null, interval),
         ws.replay_lag.map_or(Datum::Null, interval),
-        Datum::Int4(0),
-        text("async"),
+        Datum::Int4(priority),
+        text(sync_state),
         opt_time(ws.reply_time),
     ])
 }

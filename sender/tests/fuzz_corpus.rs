@@ -11,6 +11,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("sender_scram", walstream_sender::auth::fuzz_scram),
     ("sender_slot_state", walstream_sender::slots::fuzz_slot_state),
     ("sender_backup_control", walstream_sender::basebackup::dir::fuzz_control),
+    ("sender_syncrep_names", walstream_sender::syncrep::fuzz_names),
 ];
 
 #[test]

@@ -116,3 +116,66 @@ async fn archived_segments_equal_the_nodes_own() {
     }
     node.stop(ShutdownMode::Fast).await.unwrap();
 }
+
+/// `application_name`, `sync_priority` and `sync_state` of `pg_stat_replication` once
+/// `n` walsenders stream, by a psql run `query`.
+fn sync_states(query: impl Fn(&str) -> String, n: usize) -> String {
+    let sql = "SELECT application_name, sync_priority, sync_state FROM pg_stat_replication \
+               WHERE state = 'streaming' ORDER BY application_name";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = query(sql);
+        if out.lines().count() == n || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Three pg_receivewal standbys (application names s1, s2 with `--synchronous`, s3
+/// without, so reporting no flush position) of a node and of
+/// PostgreSQL 15, both with `synchronous_standby_names = 'FIRST 1 (s2, s1)'` and then
+/// `'ANY 2 (s1, s3)'`: pg_stat_replication shows the same priorities and states.
+#[test]
+fn pg_stat_replication_shows_sync_states_as_postgresql_does() {
+    use walstream_tests::node::NodeDir;
+    use walstream_tests::{PgCluster, PgConfig};
+
+    for names in ["FIRST 1 (s2, s1)", "ANY 2 (s1, s3)"] {
+        let mut cfg = PgConfig::default();
+        cfg.settings.push(("synchronous_standby_names".into(), names.to_string()));
+        let pg = PgCluster::start(&cfg).unwrap();
+        let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+        let setting = format!("synchronous_standby_names={names}");
+        let node = node_dir.start(&[&setting]).unwrap();
+        let mut outputs = Vec::new();
+        for port in [pg.port(), node.port()] {
+            let receivers: Vec<_> = ["s1", "s2", "s3"]
+                .iter()
+                .map(|app| {
+                    let r = ReceiveWal::new().unwrap();
+                    let conn = format!("application_name={app}");
+                    // Without --synchronous (and a slot) pg_receivewal reports no flush
+                    // position, and PostgreSQL shows it as async whatever its name.
+                    let mut args = vec!["-d", &conn, "-n"];
+                    if *app != "s3" {
+                        args.push("--synchronous");
+                    }
+                    let child = r.spawn(port, &args).unwrap();
+                    (r, child)
+                })
+                .collect();
+            let out = if port == pg.port() {
+                sync_states(|q| pg.psql(q).unwrap(), 3)
+            } else {
+                sync_states(|q| node.psql(q).unwrap(), 3)
+            };
+            drop(receivers);
+            outputs.push(out);
+        }
+        assert_eq!(outputs[0].lines().count(), 3, "{names}: {}", outputs[0]);
+        let chosen = if names.starts_with("FIRST") { "|sync" } else { "|quorum" };
+        assert!(outputs[0].contains(chosen), "{names}: {}", outputs[0]);
+        assert_eq!(outputs[1], outputs[0], "{names}");
+    }
+}

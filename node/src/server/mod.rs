@@ -24,6 +24,7 @@ use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ServerParts, ShutdownMode};
 use walstream_sender::registry::{BackendHandle, BackendType, Registry};
 use walstream_sender::slots::SlotStore;
+use walstream_sender::syncrep::SyncRepConfig;
 use walstream_sender::walsource::{
     DirWalSource, DirWalSourceOptions, MemWalSource, WalEnd, WalSource,
 };
@@ -304,6 +305,12 @@ impl Node {
         };
 
         let registry = Registry::new();
+        if let Role::Primary { .. } = role {
+            // syncrep.c: a cascading walsender is never synchronous, so a standby keeps
+            // replication asynchronous whatever the setting says.
+            let names = settings.string("synchronous_standby_names");
+            registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
+        }
         // The node's own tasks, as pg_stat_activity lists PostgreSQL's auxiliary processes.
         let aux_types: &[BackendType] = match &role {
             Role::Primary { .. } => &[BackendType::Checkpointer, BackendType::WalWriter],

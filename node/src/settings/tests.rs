@@ -105,3 +105,23 @@ fn parse_bool_takes_postgresqls_spellings() {
     assert_eq!(parse_bool("o"), None);
     assert_eq!(parse_bool("2"), None);
 }
+
+#[test]
+fn synchronous_standby_names_is_checked_as_postgresql_checks_it() {
+    let mut s = NodeSettings::default();
+    s.set("synchronous_standby_names", "ANY 2 (s1, \"S 2\")").unwrap();
+    assert_eq!(s.show("synchronous_standby_names").unwrap(), "ANY 2 (s1, \"S 2\")");
+    // ALTER SYSTEM SET synchronous_standby_names = 'a b' on PostgreSQL 15.
+    let e = s.set("synchronous_standby_names", "a b").unwrap_err();
+    assert_eq!(e.fields.code, "42601");
+    assert_eq!(
+        e.fields.message,
+        "invalid value for parameter \"synchronous_standby_names\": \"a b\""
+    );
+    assert_eq!(e.fields.detail.as_deref(), Some("syntax error at or near \"b\""));
+    let e = s.set("synchronous_standby_names", "FIRST 0 (a)").unwrap_err();
+    assert_eq!(e.fields.code, "22023");
+    assert_eq!(e.fields.message, "number of synchronous standbys (0) must be greater than zero");
+    // The refused values left the setting as it was.
+    assert_eq!(s.show("synchronous_standby_names").unwrap(), "ANY 2 (s1, \"S 2\")");
+}
