@@ -184,6 +184,67 @@ pub struct BackendStatus {
     pub state_change: Option<SystemTime>,
     /// Walsender positions (walsenders only).
     pub walsender: Option<WalSenderStatus>,
+    /// What the backend waits for now (`wait_event_type`, `wait_event`), when it waits
+    /// in the middle of a command (`SyncRep` under `IPC`, say).
+    pub wait_event: Option<(&'static str, &'static str)>,
+}
+
+/// Interrupts that arrived while a backend held them off (`HOLD_INTERRUPTS` around the
+/// wait for synchronous replication).
+#[derive(Debug, Default)]
+struct Holdoff {
+    held: bool,
+    cancels: u64,
+    terminate: bool,
+}
+
+/// What interrupted a backend that held its interrupts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// `pg_cancel_backend` or a CancelRequest.
+    Cancel,
+    /// `pg_terminate_backend` or a shutdown.
+    Terminate,
+}
+
+/// Interrupts held off for as long as this lives: cancel and terminate requests are
+/// delivered to [`HeldInterrupts::next`] instead of the backend's command loop. When it
+/// is dropped, a terminate request that came meanwhile goes on to the loop, so the
+/// backend still ends (`ProcDiePending` stays set in PostgreSQL).
+#[derive(Debug)]
+pub struct HeldInterrupts {
+    entry: Arc<BackendEntry>,
+}
+
+impl HeldInterrupts {
+    /// The next interrupt (terminate first); pending ones are consumed.
+    pub async fn next(&self) -> Interrupt {
+        loop {
+            let notified = self.entry.interrupted.notified();
+            {
+                let mut h = self.entry.holdoff();
+                if h.terminate {
+                    return Interrupt::Terminate;
+                }
+                if h.cancels > 0 {
+                    h.cancels = 0;
+                    return Interrupt::Cancel;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for HeldInterrupts {
+    fn drop(&mut self) {
+        let mut h = self.entry.holdoff();
+        h.held = false;
+        h.cancels = 0;
+        if std::mem::take(&mut h.terminate) {
+            self.entry.terminate.cancel();
+        }
+    }
 }
 
 /// One live backend.
@@ -202,6 +263,8 @@ pub struct BackendEntry {
     status: Mutex<BackendStatus>,
     /// Where a walsender's name, state and positions go for synchronous replication.
     sync_rep: Option<Arc<SyncRepState>>,
+    holdoff: Mutex<Holdoff>,
+    interrupted: tokio::sync::Notify,
     terminate: CancellationToken,
     cancel: watch::Sender<u64>,
 }
@@ -256,13 +319,40 @@ impl BackendEntry {
 
     /// Asks the backend to terminate (`SIGTERM` to a backend).
     pub fn terminate(&self) {
-        self.terminate.cancel();
+        let mut h = self.holdoff();
+        if h.held {
+            h.terminate = true;
+            self.interrupted.notify_waiters();
+        } else {
+            self.terminate.cancel();
+        }
     }
 
     /// Asks the backend to cancel its current command (`SIGINT` to a backend). An idle
     /// backend ignores it, as PostgreSQL does.
     pub fn cancel(&self) {
-        self.cancel.send_modify(|n| *n += 1);
+        let mut h = self.holdoff();
+        if h.held {
+            h.cancels += 1;
+            self.interrupted.notify_waiters();
+        } else {
+            self.cancel.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Holds cancel and terminate requests off the command loop until the guard drops.
+    pub fn hold_interrupts(self: &Arc<Self>) -> HeldInterrupts {
+        self.holdoff().held = true;
+        HeldInterrupts { entry: self.clone() }
+    }
+
+    fn holdoff(&self) -> MutexGuard<'_, Holdoff> {
+        self.holdoff.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets or clears what the backend waits for (`pg_stat_activity.wait_event`).
+    pub fn set_wait_event(&self, event: Option<(&'static str, &'static str)>) {
+        self.status().wait_event = event;
     }
 }
 
@@ -365,6 +455,8 @@ impl Registry {
                 ..BackendStatus::default()
             }),
             sync_rep: (backend_type == BackendType::WalSender).then(|| self.sync_rep.clone()),
+            holdoff: Mutex::default(),
+            interrupted: tokio::sync::Notify::new(),
             terminate: CancellationToken::new(),
             cancel: watch::Sender::new(0),
         });
@@ -523,4 +615,26 @@ mod tests {
         assert!(e.is_terminated());
         assert!(!reg.terminate(-1));
     }
+
+    #[tokio::test]
+    async fn held_interrupts_go_to_the_holder_and_a_terminate_outlives_it() {
+        let reg = Registry::new();
+        let h = reg.register(BackendType::ClientBackend, addr());
+        let entry = h.entry().clone();
+        let mut cancels = entry.cancel_requests();
+        cancels.mark_unchanged();
+        let held = entry.hold_interrupts();
+        entry.cancel();
+        assert_eq!(held.next().await, Interrupt::Cancel);
+        assert!(!cancels.has_changed().unwrap(), "the loop saw a held cancel");
+        entry.terminate();
+        assert_eq!(held.next().await, Interrupt::Terminate);
+        assert!(!entry.is_terminated());
+        drop(held);
+        assert!(entry.is_terminated(), "a held terminate is lost");
+        // Not held: straight to the loop.
+        entry.cancel();
+        assert!(cancels.has_changed().unwrap());
+    }
+
 }

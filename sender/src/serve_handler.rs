@@ -294,7 +294,8 @@ fn view_columns(view: View, items: &[Item]) -> Vec<Column> {
 }
 
 /// `signalfuncs.c: pg_signal_backend`'s WARNING for a pid that is no backend.
-fn not_a_backend(pid: i32) -> ErrorFields {
+/// `signalfuncs.c`'s WARNING for a pid that is no backend (or an auxiliary process).
+pub fn not_a_backend(pid: i32) -> ErrorFields {
     warning(format!("PID {pid} is not a PostgreSQL backend process"))
 }
 

@@ -186,7 +186,7 @@ fn activity_row(e: &BackendEntry) -> Vec<Datum> {
     } else {
         text(&st.query)
     };
-    let (wait_type, wait_event) = match e.backend_type.idle_wait_event() {
+    let (wait_type, wait_event) = match st.wait_event.or_else(|| e.backend_type.idle_wait_event()) {
         Some((t, w)) => (text(t), text(w)),
         None => (Datum::Null, Datum::Null),
     };

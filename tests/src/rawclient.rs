@@ -104,6 +104,27 @@ impl RawReplicationConn {
         }
     }
 
+    /// As [`RawReplicationConn::read_until`], but the server closing the connection ends
+    /// the list with `<EOF>` instead of failing.
+    ///
+    /// # Errors
+    /// On I/O errors other than the end of the stream, or a timeout.
+    pub fn read_until_or_eof(&mut self, last: u8) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let mut first = [0u8; 1];
+            if self.stream.peek(&mut first)? == 0 {
+                lines.push("<EOF>".to_string());
+                return Ok(lines);
+            }
+            let m = self.read_message()?;
+            lines.push(describe(&m));
+            if m.tag == last {
+                return Ok(lines);
+            }
+        }
+    }
+
     /// Whether no byte arrives within `wait` (nothing is consumed).
     ///
     /// # Errors

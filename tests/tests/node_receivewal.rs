@@ -179,3 +179,71 @@ fn pg_stat_replication_shows_sync_states_as_postgresql_does() {
         assert_eq!(outputs[1], outputs[0], "{names}");
     }
 }
+
+/// Polls `query` (bounded) until it prints something.
+fn poll_until_nonempty(query: &dyn Fn(&str) -> String, sql: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = query(sql);
+        if !out.trim().is_empty() || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// With `synchronous_standby_names = 's9'`: a commit waits (`IPC` / `SyncRep`) while no
+/// such standby streams; pg_cancel_backend ends the wait with a WARNING and the commit
+/// stands; pg_terminate_backend ends it with a WARNING and closes the connection; a
+/// pg_receivewal --synchronous named s9 releases commits.
+fn sync_rep_waits(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    query("SET synchronous_commit = local; CREATE TABLE sr (k int PRIMARY KEY)");
+    let mut seen = Vec::new();
+    for (k, f) in [(1, "pg_cancel_backend"), (2, "pg_terminate_backend")] {
+        let mut c = RawReplicationConn::connect_with(port, &db).unwrap();
+        c.send(b'Q', format!("INSERT INTO sr VALUES ({k})\0").as_bytes()).unwrap();
+        let waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
+        let pid = poll_until_nonempty(query, waiting);
+        let pid = pid.trim();
+        seen.push(query(&format!(
+            "SELECT wait_event_type, wait_event, state FROM pg_stat_activity WHERE pid = {pid}"
+        )));
+        seen.push(query(&format!("SELECT {f}({pid})")));
+        seen.extend(c.read_until_or_eof(b'Z').unwrap());
+    }
+    let r = ReceiveWal::new().unwrap();
+    let _standby = r.spawn(port, &["-d", "application_name=s9", "-n", "--synchronous"]).unwrap();
+    let sync = "SELECT sync_state FROM pg_stat_replication WHERE sync_state = 'sync'";
+    seen.push(poll_until_nonempty(query, sync));
+    let mut c = RawReplicationConn::connect_with(port, &db).unwrap();
+    seen.extend(c.query("INSERT INTO sr VALUES (3)").unwrap());
+    seen.push(query("SELECT k FROM sr ORDER BY k"));
+    seen
+}
+
+#[test]
+fn commits_wait_for_synchronous_standbys_as_postgresql_does() {
+    use walstream_tests::node::NodeDir;
+    use walstream_tests::{PgCluster, PgConfig};
+
+    let mut cfg = PgConfig::default();
+    cfg.settings.push(("synchronous_standby_names".into(), "s9".into()));
+    let pg = PgCluster::start(&cfg).unwrap();
+    let theirs = sync_rep_waits(pg.port(), &|q| pg.psql(q).unwrap());
+    for want in [
+        "IPC|SyncRep|active",
+        "canceling wait for synchronous",
+        "terminating connection",
+        "<EOF>",
+        "C INSERT 0 1",
+        "1\n2\n3",
+    ] {
+        assert!(theirs.iter().any(|l| l.contains(want)), "{want}: {theirs:#?}");
+    }
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&["synchronous_standby_names=s9"]).unwrap();
+    let ours = sync_rep_waits(node.port(), &|q| node.psql(q).unwrap());
+    assert_eq!(ours, theirs);
+}

@@ -15,8 +15,9 @@ use walstream_sender::views::{slot_rows, View};
 
 use super::tasks::{request_checkpoint, CheckpointRequest};
 use crate::checkpointer::CheckpointCause;
-use crate::engine::{BoxFuture, SqlType, Value};
+use crate::engine::{BoxFuture, SqlType, SyncCommit, Value};
 use crate::settings::NodeSettings;
+use crate::sql::server::SyncRepWaitEnd;
 use crate::sql::server::NAME;
 use crate::sql::{RelationColumn, ServerContext, ServerFunction};
 use crate::standby::WalReceiverHandle;
@@ -38,6 +39,8 @@ pub(super) struct NodeContext {
     pub(super) seg_size: WalSegSize,
     pub(super) timeline: TimeLineId,
     pub(super) side: Side,
+    /// WARNINGs raised by a session's function calls, until it takes them.
+    pub(super) notices: parking_lot::Mutex<std::collections::HashMap<i32, Vec<ErrorFields>>>,
 }
 
 const TEXT: SqlType = SqlType::Text;
@@ -175,6 +178,15 @@ impl NodeContext {
 }
 
 impl ServerContext for NodeContext {
+    fn sync_rep_wait(
+        &self,
+        pid: i32,
+        lsn: u64,
+        level: SyncCommit,
+    ) -> BoxFuture<'_, SyncRepWaitEnd> {
+        Box::pin(sync_rep_wait(&self.registry, pid, Lsn(lsn), level))
+    }
+
     fn settings(&self) -> NodeSettings {
         self.settings.clone()
     }
@@ -205,8 +217,18 @@ impl ServerContext for NodeContext {
                 defaults: 2,
             }),
             "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
+            "pg_cancel_backend" => scalar(vec![SqlType::Int4], SqlType::Bool),
+            "pg_terminate_backend" => Some(ServerFunction {
+                args: vec![SqlType::Int4, SqlType::Int8],
+                returns: vec![RelationColumn::new("pg_terminate_backend", SqlType::Bool)],
+                defaults: 1,
+            }),
             _ => None,
         }
+    }
+
+    fn take_notices(&self, pid: i32) -> Vec<ErrorFields> {
+        self.notices.lock().remove(&pid).unwrap_or_default()
     }
 
     fn call<'a>(
@@ -216,6 +238,12 @@ impl ServerContext for NodeContext {
         pid: i32,
     ) -> BoxFuture<'a, Result<Vec<Value>, ErrorFields>> {
         Box::pin(async move {
+            if let Some(signal) = Signal::of(name) {
+                return self
+                    .signal_backend(signal, &args, pid)
+                    .await
+                    .map(|ok| vec![Value::Bool(ok)]);
+            }
             let standby = match &self.side {
                 Side::Standby { receiver } => Some(receiver),
                 Side::Primary { .. } => None,
@@ -357,4 +385,123 @@ impl ServerContext for NodeContext {
             }
         })
     }
+}
+
+/// `pg_cancel_backend` or `pg_terminate_backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Cancel,
+    Terminate,
+}
+
+impl Signal {
+    fn of(name: &str) -> Option<Signal> {
+        match name {
+            "pg_cancel_backend" => Some(Signal::Cancel),
+            "pg_terminate_backend" => Some(Signal::Terminate),
+            _ => None,
+        }
+    }
+}
+
+impl NodeContext {
+    /// `signalfuncs.c: pg_cancel_backend`, `pg_terminate_backend(pid, timeout)`: false
+    /// with a WARNING for a pid that is no backend, or (terminate) one still there after
+    /// `timeout` milliseconds.
+    async fn signal_backend(
+        &self,
+        signal: Signal,
+        args: &[Value],
+        caller: i32,
+    ) -> Result<bool, ErrorFields> {
+        let target = match args.first() {
+            Some(Value::Int4(p)) => *p,
+            _ => return Ok(false),
+        };
+        let timeout_ms = match args.get(1) {
+            Some(Value::Int8(t)) => *t,
+            _ => 0,
+        };
+        if timeout_ms < 0 {
+            return Err(ErrorFields::error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "\"timeout\" must not be negative",
+            ));
+        }
+        let warn = |w: ErrorFields| {
+            self.notices.lock().entry(caller).or_default().push(w);
+            Ok(false)
+        };
+        let entry = self.registry.get(target).filter(|e| !e.backend_type.is_auxiliary());
+        let Some(entry) = entry else {
+            return warn(walstream_sender::serve_handler::not_a_backend(target));
+        };
+        match signal {
+            Signal::Cancel => entry.cancel(),
+            Signal::Terminate => entry.terminate(),
+        }
+        if signal == Signal::Terminate && timeout_ms > 0 {
+            // pg_wait_until_termination: polls every 100 ms at most.
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
+            while self.registry.get(target).is_some() {
+                if std::time::Instant::now() >= deadline {
+                    let mut w = ErrorFields::new(
+                        walstream_protocol::wire::Severity::Warning,
+                        sqlstate::WARNING,
+                        format!("backend with PID {target} did not terminate within {timeout_ms} milliseconds"),
+                    );
+                    w.severity_nonlocalized = Some("WARNING".to_string());
+                    return warn(w);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// `syncrep.c: SyncRepWaitForLSN` for backend `pid`: waits (showing `IPC` / `SyncRep` in
+/// `pg_stat_activity`, with cancel and terminate requests held off the command loop) until
+/// the synchronous standbys' positions for `level` reach `lsn`, the setting is emptied, or
+/// a request interrupts it.
+async fn sync_rep_wait(
+    registry: &Registry,
+    pid: i32,
+    lsn: Lsn,
+    level: SyncCommit,
+) -> SyncRepWaitEnd {
+    use walstream_sender::registry::Interrupt;
+    use walstream_sender::syncrep::SyncStatus;
+    let pick: fn(&walstream_sender::syncrep::SyncedPositions) -> Lsn = match level {
+        SyncCommit::Off | SyncCommit::Local => return SyncRepWaitEnd::NotWaited,
+        SyncCommit::RemoteWrite => |p| p.write,
+        SyncCommit::On => |p| p.flush,
+        SyncCommit::RemoteApply => |p| p.apply,
+    };
+    let reached = move |s: &SyncStatus| match s {
+        SyncStatus::NotDefined => true,
+        SyncStatus::Waiting => false,
+        SyncStatus::Reached(p) => pick(p) >= lsn,
+    };
+    let mut status = registry.sync_rep().watch();
+    if matches!(*status.borrow(), SyncStatus::NotDefined) {
+        return SyncRepWaitEnd::NotWaited;
+    }
+    if reached(&status.borrow()) {
+        return SyncRepWaitEnd::Released;
+    }
+    let Some(entry) = registry.get(pid) else { return SyncRepWaitEnd::NotWaited };
+    let held = entry.hold_interrupts();
+    entry.set_wait_event(Some(("IPC", "SyncRep")));
+    let end = tokio::select! {
+        biased;
+        i = held.next() => match i {
+            Interrupt::Cancel => SyncRepWaitEnd::Canceled,
+            Interrupt::Terminate => SyncRepWaitEnd::Terminated,
+        },
+        _ = status.wait_for(reached) => SyncRepWaitEnd::Released,
+    };
+    entry.set_wait_event(None);
+    end
 }

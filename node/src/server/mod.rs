@@ -334,6 +334,7 @@ impl Node {
             seg_size: control.seg_size,
             timeline: control.timeline(),
             side,
+            notices: Default::default(),
         };
         let handler: Arc<dyn QueryHandler> = SqlHandler::new(engine.clone(), Arc::new(context));
         let hba = HbaFile::load(&dir.path().join("pg_hba.conf"))

@@ -139,6 +139,38 @@ pub trait ServerContext: Send + Sync + 'static {
     /// # Errors
     /// The checkpoint failed.
     fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>>;
+
+    /// The WARNINGs and NOTICEs the function calls of backend `pid` raised since last
+    /// asked, taken (PostgreSQL sends them as they are raised).
+    fn take_notices(&self, _pid: i32) -> Vec<ErrorFields> {
+        Vec::new()
+    }
+
+    /// `SyncRepWaitForLSN`: after the local commit of the record ending at `lsn`, waits
+    /// until the synchronous standbys have written, flushed or applied it (as `level`
+    /// asks) or the wait is interrupted. The default (no standbys) does not wait.
+    fn sync_rep_wait(
+        &self,
+        _pid: i32,
+        _lsn: u64,
+        _level: SyncCommit,
+    ) -> BoxFuture<'_, SyncRepWaitEnd> {
+        Box::pin(async { SyncRepWaitEnd::NotWaited })
+    }
+}
+
+/// How a commit's wait for synchronous replication ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncRepWaitEnd {
+    /// No wait: `synchronous_commit` below `remote_write`, or no synchronous standbys
+    /// are named.
+    NotWaited,
+    /// The synchronous standbys reached the commit.
+    Released,
+    /// A cancel request ended the wait; the transaction stays committed locally.
+    Canceled,
+    /// A terminate request ended the wait; the connection ends after the warning.
+    Terminated,
 }
 
 /// A [`ServerContext`] for tests: default settings, `pg_backend_pid()`,

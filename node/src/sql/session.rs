@@ -25,7 +25,7 @@ use super::error::{
 use super::expr::{ident_name, object_name, BindState, Binder, EvalCtx, Ex, PreCall, Scope};
 use super::guc::SessionSettings;
 use super::query::{bind_select, SelectPlan};
-use super::server::ServerContext;
+use super::server::{ServerContext, SyncRepWaitEnd};
 use super::types::{cast, datum_type, to_datum, type_from_name};
 use crate::engine::time::timestamp_from_system;
 use crate::engine::value::parse_text;
@@ -120,6 +120,9 @@ pub struct Session {
     parsed: HashMap<String, Arc<Vec<Statement>>>,
     /// WARNINGs and NOTICEs of the last Execute, for the extended protocol to send.
     notices: Vec<ErrorFields>,
+    /// A terminate request ended the wait for synchronous replication: the connection
+    /// ends once the warning is out.
+    exit: bool,
 }
 
 /// How many texts [`Session`] keeps parsed.
@@ -420,6 +423,7 @@ impl Session {
             tx: TxState::Idle,
             parsed: HashMap::new(),
             notices: Vec::new(),
+            exit: false,
         }
     }
 
@@ -627,13 +631,58 @@ impl Session {
         }
         if implicit {
             if let TxState::Block(mut txn, _) = std::mem::take(&mut self.tx) {
-                if let Err(e) = txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await
-                {
-                    res.error = Some(e.into());
+                match self.commit(&mut txn).await {
+                    Ok(notes) if self.exit => {
+                        // The last statement's CommandComplete is not sent.
+                        res.outputs.pop();
+                        res.outputs.extend(notes);
+                    }
+                    Ok(notes) => {
+                        let last = res.outputs.pop();
+                        res.outputs.extend(notes);
+                        res.outputs.extend(last);
+                    }
+                    Err(e) => res.error = Some(e),
                 }
             }
         }
         res
+    }
+
+    /// Commits `txn` (`RecordTransactionCommit`), then waits for synchronous replication
+    /// as `synchronous_commit` asks (`SyncRepWaitForLSN`). Returns the WARNING an
+    /// interrupted wait gives; after a terminate request the session asks to exit.
+    ///
+    /// # Errors
+    /// The local commit failed.
+    async fn commit(&mut self, txn: &mut Txn) -> SqlResult<Vec<QueryOutput>> {
+        let level = self.settings.sync_commit();
+        let Some(lsn) = txn.commit_at(SystemTime::now(), level).await? else {
+            return Ok(Vec::new());
+        };
+        const DETAIL: &str =
+            "The transaction has already committed locally, but might not have been replicated to the standby.";
+        let warning = |code: &str, msg: &str| {
+            QueryOutput::Notice(Box::new(
+                ErrorFields::new(Severity::Warning, code, msg).with_detail(DETAIL),
+            ))
+        };
+        Ok(match self.server.sync_rep_wait(self.info.pid, lsn, level).await {
+            SyncRepWaitEnd::NotWaited | SyncRepWaitEnd::Released => Vec::new(),
+            SyncRepWaitEnd::Canceled => vec![warning(
+                "01000",
+                "canceling wait for synchronous replication due to user request",
+            )],
+            SyncRepWaitEnd::Terminated => {
+                // syncrep.c: the warning, then nothing more to the client
+                // (whereToSendOutput = DestNone) and the backend exits.
+                self.exit = true;
+                vec![warning(
+                    "57P01",
+                    "canceling the wait for synchronous replication and terminating connection due to administrator command",
+                )]
+            }
+        })
     }
 
     fn fail_block(&mut self) {
@@ -658,7 +707,11 @@ impl Session {
     pub async fn sync(&mut self) -> SqlResult<()> {
         match std::mem::take(&mut self.tx) {
             TxState::Implicit(mut txn, _) => {
-                txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                for note in self.commit(&mut txn).await? {
+                    if let QueryOutput::Notice(f) = note {
+                        self.notices.push(*f);
+                    }
+                }
             }
             other => self.tx = other,
         }
@@ -805,7 +858,10 @@ impl Session {
         if r.is_err() {
             self.fail_block();
         }
-        r
+        let raised = self.server.take_notices(self.info.pid);
+        r.map(|outs| {
+            raised.into_iter().map(|f| QueryOutput::Notice(Box::new(f))).chain(outs).collect()
+        })
     }
 
     /// `statement_timeout`, when set.
@@ -882,23 +938,32 @@ impl Session {
                 if implicit {
                     // xact.c: EndTransactionBlock / UserAbortTransactionBlock in
                     // TBLOCK_STARTED warn, then end the implicit transaction as asked.
+                    let mut out = vec![notice(
+                        Severity::Warning,
+                        "25P01",
+                        "there is no transaction in progress",
+                    )];
                     if matches!(plan, Plan::Commit) {
-                        txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                        out.extend(self.commit(&mut txn).await?);
                     } else {
                         txn.rollback(SystemTime::now())?;
                     }
-                    return Ok(vec![
-                        notice(Severity::Warning, "25P01", "there is no transaction in progress"),
-                        QueryOutput::Command(tag.into()),
-                    ]);
+                    if !self.exit {
+                        out.push(QueryOutput::Command(tag.into()));
+                    }
+                    return Ok(out);
                 }
                 self.tx = TxState::Idle;
+                let mut out = Vec::new();
                 if matches!(plan, Plan::Commit) {
-                    txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                    out = self.commit(&mut txn).await?;
                 } else {
                     txn.rollback(SystemTime::now())?;
                 }
-                return Ok(vec![QueryOutput::Command(tag.into())]);
+                if !self.exit {
+                    out.push(QueryOutput::Command(tag.into()));
+                }
+                return Ok(out);
             }
             _ => {}
         }
@@ -965,7 +1030,11 @@ impl Session {
                     // Committed at Sync.
                     self.tx = TxState::Implicit(txn, txn_start);
                 } else if implicit {
-                    txn.commit_at(SystemTime::now(), self.settings.sync_commit()).await?;
+                    let notes = self.commit(&mut txn).await?;
+                    if self.exit {
+                        return Ok(notes);
+                    }
+                    return Ok(notes.into_iter().chain(outs).collect());
                 } else {
                     self.tx = TxState::Block(txn, start);
                 }
@@ -1181,6 +1250,10 @@ impl QuerySession for Session {
         params: &'a [Param],
     ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>> {
         Box::pin(self.execute_sql(sql, params))
+    }
+
+    fn exit_requested(&self) -> bool {
+        self.exit
     }
 
     fn take_notices(&mut self) -> Vec<ErrorFields> {

@@ -133,6 +133,12 @@ where
                 st.send_ready_for_query = true;
             }
         }
+        if let Mode::Sql(s) | Mode::WalSender(_, Some(s)) = &mode {
+            if s.exit_requested() {
+                let _ = conn.writer.flush().await;
+                break BackendEnd::Terminated;
+            }
+        }
     };
     if let Mode::WalSender(ws, _) = &mut mode {
         ws.end_session();
@@ -297,7 +303,11 @@ where
             st.extended.end_transaction();
             st.send_ready_for_query = true;
             if let Mode::Sql(s) | Mode::WalSender(_, Some(s)) = mode {
-                s.sync().await?;
+                let synced = s.sync().await;
+                for n in s.take_notices() {
+                    conn.writer.send(&BackendMessage::NoticeResponse(n));
+                }
+                synced?;
             }
         }
         FrontendMessage::Terminate => return Ok(Flow::End(BackendEnd::Terminate)),

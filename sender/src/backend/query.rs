@@ -54,6 +54,13 @@ pub trait QuerySession: Send {
         params: &'a [Param],
     ) -> HandlerFuture<'a, Result<QueryOutput, ErrorFields>>;
 
+    /// The session ended its connection from inside a command (a terminate request
+    /// during the wait for synchronous replication): the loop writes what is queued and
+    /// ends, sending nothing more.
+    fn exit_requested(&self) -> bool {
+        false
+    }
+
     /// The WARNINGs and NOTICEs the last [`QuerySession::execute`] raised, taken: the
     /// extended protocol sends them before the statement's result, as PostgreSQL sends
     /// them when raised.
