@@ -636,5 +636,4 @@ mod tests {
         entry.cancel();
         assert!(cancels.has_changed().unwrap());
     }
-
 }

@@ -195,3 +195,53 @@ fn extended_protocol_replies_wait_for_flush_or_sync_as_postgresql_does() {
     assert_eq!(theirs.first().map(String::as_str), Some("1"), "{theirs:?}");
     assert_eq!(extended_exchange(node.port()), theirs);
 }
+
+/// SET LOCAL lasts to the end of its transaction block (a WARNING and no effect outside
+/// one); a plain SET in a block is kept by COMMIT and undone by ROLLBACK or an error.
+const SET_SCRIPT: &[&str] = &[
+    "SET LOCAL synchronous_commit = off",
+    "SHOW synchronous_commit",
+    "BEGIN",
+    "SET LOCAL synchronous_commit = off",
+    "SET statement_timeout = '7s'",
+    "SHOW synchronous_commit",
+    "COMMIT",
+    "SHOW synchronous_commit",
+    "SHOW statement_timeout",
+    "BEGIN",
+    "SET statement_timeout = '9s'",
+    "ROLLBACK",
+    "SHOW statement_timeout",
+    "BEGIN",
+    "SET LOCAL statement_timeout = '5s'",
+    "SET statement_timeout = '6s'",
+    "COMMIT",
+    "SHOW statement_timeout",
+    "BEGIN",
+    "SET statement_timeout = '8s'",
+    "SELECT 1/0",
+    "ROLLBACK",
+    "SHOW statement_timeout",
+    "SET LOCAL synchronous_commit = off; SHOW synchronous_commit",
+    "SHOW synchronous_commit",
+];
+
+fn run_set_script(conninfo: &str) -> String {
+    let mut cmd = Command::new(pg_bin("psql"));
+    cmd.args(["-X", "-d", conninfo]);
+    for s in SET_SCRIPT {
+        cmd.args(["-c", s]);
+    }
+    let out = cmd.output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn set_local_and_transactional_set_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = run_set_script(&pg.conninfo("postgres"));
+    assert!(theirs.contains("SET LOCAL can only be used in transaction blocks"), "{theirs}");
+    assert_eq!(run_set_script(&node.conninfo("postgres")), theirs);
+}

@@ -50,6 +50,8 @@ enum Plan {
     Set {
         name: String,
         value: Option<String>,
+        /// `SET LOCAL`: until the end of the transaction block.
+        local: bool,
     },
     Show(String),
     Reset(Option<String>),
@@ -123,6 +125,19 @@ pub struct Session {
     /// A terminate request ended the wait for synchronous replication: the connection
     /// ends once the warning is out.
     exit: bool,
+    /// The statement running is inside a transaction block (SET LOCAL applies).
+    in_block: bool,
+    /// Settings changed in the current transaction block, to settle at its end.
+    guc_txn: Option<GucTxn>,
+}
+
+/// `guc.c: AtEOXact_GUC` for one transaction block: the settings when it began (what a
+/// rollback restores) and with only its plain SETs (what a commit keeps; SET LOCAL ends
+/// with the block).
+#[derive(Debug)]
+struct GucTxn {
+    at_begin: Arc<SessionSettings>,
+    session: Arc<SessionSettings>,
 }
 
 /// How many texts [`Session`] keeps parsed.
@@ -424,6 +439,8 @@ impl Session {
             parsed: HashMap::new(),
             notices: Vec::new(),
             exit: false,
+            in_block: false,
+            guc_txn: None,
         }
     }
 
@@ -459,7 +476,8 @@ impl Session {
             }
             Statement::Commit { chain: false, .. } => Plan::Commit,
             Statement::Rollback { chain: false, savepoint: None } => Plan::Rollback,
-            Statement::Set(Set::SingleAssignment { variable, values, .. }) => {
+            Statement::Set(Set::SingleAssignment { variable, values, scope, .. }) => {
+                let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
                 let name = object_name(variable);
                 let value = match values.as_slice() {
                     [v] => set_value(v)?,
@@ -471,10 +489,10 @@ impl Session {
                         Some(parts.join(", "))
                     }
                 };
-                Plan::Set { name, value }
+                Plan::Set { name, value, local }
             }
-            Statement::Set(Set::SetTimeZone { value, .. }) => {
-                Plan::Set { name: "TimeZone".into(), value: set_value(value)? }
+            Statement::Set(Set::SetTimeZone { value, local, .. }) => {
+                Plan::Set { name: "TimeZone".into(), value: set_value(value)?, local: *local }
             }
             Statement::ShowVariable { variable } => {
                 let name = variable.iter().map(ident_name).collect::<Vec<_>>().join(" ");
@@ -631,7 +649,9 @@ impl Session {
         }
         if implicit {
             if let TxState::Block(mut txn, _) = std::mem::take(&mut self.tx) {
-                match self.commit(&mut txn).await {
+                let committed = self.commit(&mut txn).await;
+                self.settle_settings(committed.is_ok());
+                match committed {
                     Ok(notes) if self.exit => {
                         // The last statement's CommandComplete is not sent.
                         res.outputs.pop();
@@ -685,10 +705,22 @@ impl Session {
         })
     }
 
+    /// The end of a transaction block for its settings: a commit keeps its plain SETs
+    /// and drops its SET LOCALs; a rollback (or an abort) drops both.
+    fn settle_settings(&mut self, committed: bool) {
+        if let Some(g) = self.guc_txn.take() {
+            self.settings = if committed { g.session } else { g.at_begin };
+            if let Ok(v) = self.settings.show("application_name") {
+                self.server.setting_changed(self.info.pid, "application_name", &v);
+            }
+        }
+    }
+
     fn fail_block(&mut self) {
         self.tx = match std::mem::take(&mut self.tx) {
             TxState::Block(mut txn, _) => {
                 let _ = txn.rollback(SystemTime::now());
+                self.settle_settings(false);
                 TxState::Failed
             }
             TxState::Implicit(mut txn, _) => {
@@ -954,12 +986,17 @@ impl Session {
                     return Ok(out);
                 }
                 self.tx = TxState::Idle;
+                // The commit runs with the block's settings (SET LOCAL synchronous_commit),
+                // which end with it.
+                let committed = matches!(plan, Plan::Commit);
                 let mut out = Vec::new();
-                if matches!(plan, Plan::Commit) {
-                    out = self.commit(&mut txn).await?;
+                let ended = if committed {
+                    self.commit(&mut txn).await
                 } else {
-                    txn.rollback(SystemTime::now())?;
-                }
+                    txn.rollback(SystemTime::now()).map(|()| Vec::new()).map_err(Into::into)
+                };
+                self.settle_settings(committed && ended.is_ok());
+                out.extend(ended?);
                 if !self.exit {
                     out.push(QueryOutput::Command(tag.into()));
                 }
@@ -1019,7 +1056,9 @@ impl Session {
         }
         let stmt_start = now_ts();
         let txn_start = if implicit && !continued { stmt_start } else { start };
+        self.in_block = !implicit;
         let result = self.exec(&plan, &mut txn, &st.pre, &pvals, txn_start, stmt_start).await;
+        self.in_block = false;
         let result = match result {
             Ok(o) => txn.end_statement().map(|_| o).map_err(ErrorFields::from),
             Err(e) => Err(e),
@@ -1045,6 +1084,7 @@ impl Session {
                 let _ = txn.rollback(SystemTime::now());
                 if !implicit {
                     self.tx = TxState::Failed;
+                    self.settle_settings(false);
                 }
                 Err(e)
             }
@@ -1147,11 +1187,38 @@ impl Session {
                     false => rows_out(p.returning.columns.clone(), r.rows, tag),
                 }
             }
-            Plan::Set { name, value } => {
-                match value {
-                    Some(v) => Arc::make_mut(&mut self.settings).set(name, v)?,
-                    None => Arc::make_mut(&mut self.settings).reset(name)?,
+            Plan::Set { name, value, local } => {
+                if *local && !self.in_block {
+                    // xact.c: CheckTransactionBlock (WARNING, and the SET lasts only
+                    // for its own single-statement transaction).
+                    let mut probe = (*self.settings).clone();
+                    match value {
+                        Some(v) => probe.set(name, v)?,
+                        None => probe.reset(name)?,
+                    }
+                    return Ok(vec![
+                        notice(
+                            Severity::Warning,
+                            "25P01",
+                            "SET LOCAL can only be used in transaction blocks",
+                        ),
+                        QueryOutput::Command("SET".into()),
+                    ]);
                 }
+                let apply = |s: &mut Arc<SessionSettings>| match value {
+                    Some(v) => Arc::make_mut(s).set(name, v),
+                    None => Arc::make_mut(s).reset(name),
+                };
+                if self.in_block {
+                    let g = self.guc_txn.get_or_insert_with(|| GucTxn {
+                        at_begin: self.settings.clone(),
+                        session: self.settings.clone(),
+                    });
+                    if !*local {
+                        apply(&mut g.session)?;
+                    }
+                }
+                apply(&mut self.settings)?;
                 if let Ok(v) = self.settings.show(name) {
                     self.server.setting_changed(self.info.pid, name, &v);
                 }
@@ -1166,10 +1233,21 @@ impl Session {
                 }
             }
             Plan::Reset(name) => {
-                match name {
-                    Some(n) => Arc::make_mut(&mut self.settings).reset(n)?,
-                    None => Arc::make_mut(&mut self.settings).reset_all(),
+                let apply = |s: &mut Arc<SessionSettings>| match name {
+                    Some(n) => Arc::make_mut(s).reset(n),
+                    None => {
+                        Arc::make_mut(s).reset_all();
+                        Ok(())
+                    }
+                };
+                if self.in_block {
+                    let g = self.guc_txn.get_or_insert_with(|| GucTxn {
+                        at_begin: self.settings.clone(),
+                        session: self.settings.clone(),
+                    });
+                    apply(&mut g.session)?;
                 }
+                apply(&mut self.settings)?;
                 QueryOutput::Command("RESET".into())
             }
             Plan::CreateTable { def, if_not_exists } => {
