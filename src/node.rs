@@ -65,12 +65,20 @@ async fn run(args: NodeArgs) -> Result<()> {
     .await?;
     let (tx, mut rx) = watch::channel(None);
     tokio::spawn(cli::forward_signals(tx));
+    // SIGHUP: reload the configuration files, as the postmaster does.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mode = loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                node.reload();
+                continue;
+            }
+            r = rx.changed() => if r.is_err() {
+                bail!("the signal handler ended");
+            },
+        }
         if let Some(mode) = *rx.borrow_and_update() {
             break mode;
-        }
-        if rx.changed().await.is_err() {
-            bail!("the signal handler ended");
         }
     };
     tracing::info!("received {mode:?} shutdown request");

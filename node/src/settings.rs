@@ -329,6 +329,16 @@ impl NodeSettings {
         Err(SettingError::unrecognized(name))
     }
 
+    /// Every setting name the node knows, as PostgreSQL spells it.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        DEFS.iter().map(|d| d.name).chain(SENDER_NAMES.iter().map(|(n, _)| *n))
+    }
+
+    /// `name` as PostgreSQL spells it (`timezone` is `TimeZone`); `None` if unknown.
+    pub fn canonical_name(name: &str) -> Option<&'static str> {
+        Self::names().find(|n| n.eq_ignore_ascii_case(name))
+    }
+
     /// When `name` may change; `None` for a name the node does not know.
     pub fn context(name: &str) -> Option<Context> {
         if let Some(def) = def_of(name) {

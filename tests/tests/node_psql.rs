@@ -245,3 +245,53 @@ fn set_local_and_transactional_set_as_postgresql() {
     assert!(theirs.contains("SET LOCAL can only be used in transaction blocks"), "{theirs}");
     assert_eq!(run_set_script(&node.conninfo("postgres")), theirs);
 }
+
+const ALTER_SYSTEM: &[&str] = &[
+    "ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (a, \"B\")'",
+    "ALTER SYSTEM SET statement_timeout TO 5000",
+    "ALTER SYSTEM SET lock_timeout = '2s'",
+    "ALTER SYSTEM SET nosuch = 1",
+    "ALTER SYSTEM SET statement_timeout = 'x'",
+    "ALTER SYSTEM SET wal_segment_size = 1",
+    "BEGIN",
+    "ALTER SYSTEM RESET statement_timeout",
+    "ROLLBACK",
+    "ALTER SYSTEM SET synchronous_standby_names = 'a b'",
+    "ALTER SYSTEM RESET lock_timeout",
+    "SELECT pg_reload_conf()",
+];
+
+/// ALTER SYSTEM's checks and texts, the `postgresql.auto.conf` it writes, and
+/// `pg_reload_conf()` applying it to new sessions.
+fn alter_system(conninfo: &str, data: &std::path::Path) -> (String, String, String) {
+    let mut cmd = Command::new(pg_bin("psql"));
+    cmd.args(["-X", "-d", conninfo]);
+    for s in ALTER_SYSTEM {
+        cmd.args(["-c", s]);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
+    // The reload happens in the background on both: wait (bounded) for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let show = loop {
+        let (shown, _) = psql(conninfo, "SHOW statement_timeout");
+        if shown.contains("5s") || std::time::Instant::now() > deadline {
+            break shown + &psql(conninfo, "SHOW synchronous_standby_names").0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (text, auto, show)
+}
+
+#[test]
+fn alter_system_and_reload_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = alter_system(&pg.conninfo("postgres"), &pg.data_dir());
+    assert!(theirs.2.contains("5s"), "{theirs:?}");
+    let ours = alter_system(&node.conninfo("postgres"), &node_dir.data_dir());
+    assert_eq!(ours, theirs);
+}

@@ -214,12 +214,24 @@ fn sync_rep_waits(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
         seen.extend(c.read_until_or_eof(b'Z').unwrap());
     }
     let r = ReceiveWal::new().unwrap();
-    let _standby = r.spawn(port, &["-d", "application_name=s9", "-n", "--synchronous"]).unwrap();
+    let args = ["-d", "application_name=s9", "-n", "--synchronous", "-s", "1"];
+    let _standby = r.spawn(port, &args).unwrap();
     let sync = "SELECT sync_state FROM pg_stat_replication WHERE sync_state = 'sync'";
     seen.push(poll_until_nonempty(query, sync));
     let mut c = RawReplicationConn::connect_with(port, &db).unwrap();
     seen.extend(c.query("INSERT INTO sr VALUES (3)").unwrap());
     seen.push(query("SELECT k FROM sr ORDER BY k"));
+    // ALTER SYSTEM and a reload re-evaluate the waiters at once.
+    query("ALTER SYSTEM SET synchronous_standby_names = 's10'");
+    query("SELECT pg_reload_conf()");
+    let applied = "SELECT 1 WHERE current_setting('synchronous_standby_names') = 's10'";
+    seen.push(poll_until_nonempty(query, applied));
+    c.send(b'Q', b"INSERT INTO sr VALUES (4)\0").unwrap();
+    let waiting = "SELECT wait_event FROM pg_stat_activity WHERE wait_event = 'SyncRep'";
+    seen.push(poll_until_nonempty(query, waiting));
+    query("ALTER SYSTEM RESET synchronous_standby_names");
+    query("SELECT pg_reload_conf()");
+    seen.extend(c.read_until(b'Z').unwrap());
     seen
 }
 
@@ -243,7 +255,12 @@ fn commits_wait_for_synchronous_standbys_as_postgresql_does() {
         assert!(theirs.iter().any(|l| l.contains(want)), "{want}: {theirs:#?}");
     }
     let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&["synchronous_standby_names=s9"]).unwrap();
+    // In postgresql.conf, as for PostgreSQL: a -c setting would outrank ALTER SYSTEM.
+    let conf = node_dir.data_dir().join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("synchronous_standby_names = 's9'\n");
+    std::fs::write(&conf, text).unwrap();
+    let node = node_dir.start(&[]).unwrap();
     let ours = sync_rep_waits(node.port(), &|q| node.psql(q).unwrap());
     assert_eq!(ours, theirs);
 }

@@ -179,6 +179,36 @@ pub fn auto_conf_text(settings: &[(String, String)]) -> String {
     text
 }
 
+/// `ALTER SYSTEM SET name = value` (`Some(value)`), `ALTER SYSTEM RESET name`
+/// (`None`), or `ALTER SYSTEM RESET ALL` (`name` `None`) on the data directory's
+/// `postgresql.auto.conf`: an entry replaced where it stood (names compared without case),
+/// a new one appended, the file rewritten crash-safely (`guc.c: AlterSystemSetConfigFile`).
+///
+/// # Errors
+/// The file could not be read or written.
+pub fn alter_auto_conf(
+    dir: &Path,
+    name: Option<&str>,
+    value: Option<&str>,
+) -> Result<(), ConfError> {
+    let path = dir.join("postgresql.auto.conf");
+    let mut entries: Vec<(String, String)> = match name {
+        None => Vec::new(),
+        Some(_) if path.exists() => read(&path)?.into_iter().map(|e| (e.name, e.value)).collect(),
+        Some(_) => Vec::new(),
+    };
+    if let Some(name) = name {
+        let at = entries.iter().position(|(n, _)| n.eq_ignore_ascii_case(name));
+        match (at, value) {
+            (Some(i), Some(v)) => entries[i] = (name.to_string(), v.to_string()),
+            (None, Some(v)) => entries.push((name.to_string(), v.to_string())),
+            (Some(_), None) => entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            (None, None) => {}
+        }
+    }
+    write_file_durably(&path, &auto_conf_text(&entries))
+}
+
 /// Writes `text` to `path` crash-safely: a temporary file, fsync, rename, directory fsync
 /// (`guc.c: AlterSystemSetConfigFile` writes `postgresql.auto.conf.tmp` and renames it).
 ///

@@ -33,7 +33,12 @@ pub(super) enum Side {
 
 /// The node as sessions see it.
 pub(super) struct NodeContext {
-    pub(super) settings: NodeSettings,
+    /// The settings new sessions start from; a reload changes them.
+    pub(super) settings: Arc<parking_lot::RwLock<NodeSettings>>,
+    /// The data directory (`ALTER SYSTEM` writes its `postgresql.auto.conf`).
+    pub(super) dir: std::path::PathBuf,
+    /// `pg_reload_conf()` asks for a reload here.
+    pub(super) reload_requests: Arc<tokio::sync::Notify>,
     pub(super) registry: Arc<Registry>,
     pub(super) slots: Arc<SlotStore>,
     pub(super) seg_size: WalSegSize,
@@ -188,7 +193,18 @@ impl ServerContext for NodeContext {
     }
 
     fn settings(&self) -> NodeSettings {
-        self.settings.clone()
+        self.settings.read().clone()
+    }
+
+    fn alter_system<'a>(
+        &'a self,
+        name: Option<&'a str>,
+        value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ErrorFields>> {
+        Box::pin(async move {
+            crate::conf::alter_auto_conf(&self.dir, name, value)
+                .map_err(|e| ErrorFields::error(sqlstate::INTERNAL_ERROR, e.to_string()))
+        })
     }
 
     fn in_recovery(&self) -> bool {
@@ -218,6 +234,7 @@ impl ServerContext for NodeContext {
             }),
             "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
             "pg_cancel_backend" => scalar(vec![SqlType::Int4], SqlType::Bool),
+            "pg_reload_conf" => scalar(vec![], SqlType::Bool),
             "pg_terminate_backend" => Some(ServerFunction {
                 args: vec![SqlType::Int4, SqlType::Int8],
                 returns: vec![RelationColumn::new("pg_terminate_backend", SqlType::Bool)],
@@ -238,6 +255,11 @@ impl ServerContext for NodeContext {
         pid: i32,
     ) -> BoxFuture<'a, Result<Vec<Value>, ErrorFields>> {
         Box::pin(async move {
+            if name == "pg_reload_conf" {
+                // The postmaster's SIGHUP: the reload happens in the background.
+                self.reload_requests.notify_one();
+                return Ok(vec![Value::Bool(true)]);
+            }
             if let Some(signal) = Signal::of(name) {
                 return self
                     .signal_backend(signal, &args, pid)

@@ -6,6 +6,7 @@
 
 mod backup;
 mod context;
+mod reload;
 mod tasks;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -76,6 +77,9 @@ pub struct Node {
     shutdown: watch::Sender<Option<ShutdownMode>>,
     postmaster: JoinHandle<()>,
     role: Role,
+    /// Reloads the configuration files when asked (`SIGHUP`, `pg_reload_conf()`).
+    reloader: JoinHandle<()>,
+    reload_requests: Arc<tokio::sync::Notify>,
     /// The node's tasks in `pg_stat_activity`, registered while it runs.
     _aux: Vec<BackendHandle>,
     _lock: LockFile,
@@ -327,8 +331,23 @@ impl Node {
         };
         let mut session_settings = settings.clone();
         session_settings.set_wal_segment_size(control.seg_size);
+        let session_settings = Arc::new(parking_lot::RwLock::new(session_settings));
+        let reload_requests = Arc::new(tokio::sync::Notify::new());
+        let reloader = tokio::spawn(
+            reload::Reloader {
+                dir: dir.path().to_path_buf(),
+                overrides: opts.overrides.clone(),
+                settings: session_settings.clone(),
+                registry: registry.clone(),
+                primary: matches!(role, Role::Primary { .. }),
+                requests: reload_requests.clone(),
+            }
+            .run(),
+        );
         let context = NodeContext {
             settings: session_settings,
+            dir: dir.path().to_path_buf(),
+            reload_requests: reload_requests.clone(),
             registry: registry.clone(),
             slots: slots.clone(),
             seg_size: control.seg_size,
@@ -386,9 +405,16 @@ impl Node {
             shutdown,
             postmaster,
             role,
+            reloader,
+            reload_requests,
             _aux: aux,
             _lock: lock,
         })
+    }
+
+    /// Reloads the configuration files (what `SIGHUP` does), in the background.
+    pub fn reload(&self) {
+        self.reload_requests.notify_one();
     }
 
     /// Where the node listens.
@@ -496,6 +522,7 @@ impl Node {
     /// The shutdown checkpoint or the WAL writer failed.
     pub async fn stop(self, mode: ShutdownMode) -> Result<(), NodeError> {
         self.shutdown.send_replace(Some(mode));
+        self.reloader.abort();
         let _ = self.postmaster.await;
         if let Err(e) = self.slots.flush_dirty() {
             tracing::warn!("could not save replication slots: {e}");

@@ -61,8 +61,12 @@ fn session_name(name: &str) -> Option<&'static str> {
 impl SessionSettings {
     /// The settings a session starts with.
     pub fn new(initial: NodeSettings, application_name: &str) -> SessionSettings {
-        let mut session: BTreeMap<&'static str, String> =
-            SESSION_DEFAULTS.iter().map(|(n, v)| (*n, v.to_string())).collect();
+        // A session setting the server's files set (statement_timeout = '5s' in
+        // postgresql.conf) starts from the files' value.
+        let mut session: BTreeMap<&'static str, String> = SESSION_DEFAULTS
+            .iter()
+            .map(|(n, v)| (*n, initial.show(n).unwrap_or_else(|| v.to_string())))
+            .collect();
         session.insert("application_name", application_name.to_string());
         SessionSettings { node: initial.clone(), initial, session }
     }
@@ -129,7 +133,7 @@ impl SessionSettings {
     pub fn reset(&mut self, name: &str) -> SqlResult<()> {
         if let Some(n) = session_name(name) {
             let d = SESSION_DEFAULTS.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| v);
-            self.session.insert(n, d.to_string());
+            self.session.insert(n, self.initial.show(n).unwrap_or_else(|| d.to_string()));
             return Ok(());
         }
         let v = self.initial.show(name).ok_or_else(|| unrecognized(name))?;

@@ -140,6 +140,24 @@ pub trait ServerContext: Send + Sync + 'static {
     /// The checkpoint failed.
     fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>>;
 
+    /// `ALTER SYSTEM SET name = value` / `RESET name` (`value` `None`) / `RESET ALL`
+    /// (`name` `None`), already validated: rewrites `postgresql.auto.conf`.
+    ///
+    /// # Errors
+    /// The file could not be written (or, by default, there is no data directory).
+    fn alter_system<'a>(
+        &'a self,
+        _name: Option<&'a str>,
+        _value: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), ErrorFields>> {
+        Box::pin(async {
+            Err(ErrorFields::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "ALTER SYSTEM is not supported here",
+            ))
+        })
+    }
+
     /// The WARNINGs and NOTICEs the function calls of backend `pid` raised since last
     /// asked, taken (PostgreSQL sends them as they are raised).
     fn take_notices(&self, _pid: i32) -> Vec<ErrorFields> {

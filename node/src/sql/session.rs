@@ -30,6 +30,7 @@ use super::types::{cast, datum_type, to_datum, type_from_name};
 use crate::engine::time::timestamp_from_system;
 use crate::engine::value::parse_text;
 use crate::engine::{ColumnDef, Engine, SqlType, TableDef, Txn, Value};
+use crate::settings::{Context, NodeSettings};
 
 /// Statements longer than this are refused (PostgreSQL's limit is 1 GB; the node's
 /// parser is recursive, so keep it sane).
@@ -237,6 +238,24 @@ fn check_depth(sql: &str, dialect: &PostgreSqlDialect) -> SqlResult<()> {
 }
 
 /// Whether `sql` is `CHECKPOINT` (with an optional `;`).
+/// The rest of an `ALTER SYSTEM ...` statement after those two words (sqlparser does not
+/// know the statement).
+fn alter_system_rest(sql: &str) -> Option<&str> {
+    let t = sql.trim_start();
+    let (w1, rest) = t.split_once(char::is_whitespace)?;
+    let rest = rest.trim_start();
+    let (w2, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    (w1.eq_ignore_ascii_case("alter") && w2.eq_ignore_ascii_case("system")).then_some(rest)
+}
+
+/// 42601 at the first word of `rest` (or at the end of input).
+fn syntax_error_at(rest: &str) -> super::error::SqlError {
+    match rest.split_whitespace().next() {
+        Some(w) => err("42601", format!("syntax error at or near \"{w}\"")),
+        None => err("42601", "syntax error at end of input"),
+    }
+}
+
 fn is_checkpoint(sql: &str) -> bool {
     let t = sql.trim().trim_end_matches(';').trim();
     t.eq_ignore_ascii_case("checkpoint")
@@ -582,6 +601,16 @@ impl Session {
     /// Runs every statement of `sql` (the simple query protocol).
     pub async fn run_simple(&mut self, sql: &str) -> SimpleQueryResult {
         let mut res = SimpleQueryResult::default();
+        if let Some(rest) = alter_system_rest(sql) {
+            match self.alter_system(rest).await {
+                Ok(o) => res.outputs.push(o),
+                Err(e) => {
+                    self.fail_block();
+                    res.error = Some(e);
+                }
+            }
+            return res;
+        }
         if is_checkpoint(sql) {
             match self.checkpoint().await {
                 Ok(o) => res.outputs.push(o),
@@ -750,6 +779,68 @@ impl Session {
         Ok(())
     }
 
+    /// `ALTER SYSTEM SET name { TO | = } { value [, ...] | DEFAULT }` and
+    /// `ALTER SYSTEM RESET { name | ALL }` (`guc.c: AlterSystemSetConfigFile`): validated
+    /// as SET validates, written to `postgresql.auto.conf`, applied at the next reload.
+    async fn alter_system(&mut self, rest: &str) -> SqlResult<QueryOutput> {
+        if !matches!(self.tx, TxState::Idle) {
+            return Err(err("25001", "ALTER SYSTEM cannot run inside a transaction block"));
+        }
+        let rest = rest.trim().trim_end_matches(';').trim_end();
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let (name, value) = if word.eq_ignore_ascii_case("set") {
+            match parse(rest)?.as_slice() {
+                [Statement::Set(Set::SingleAssignment { variable, values, scope: None, .. })] => {
+                    let value = match values.as_slice() {
+                        [v] => set_value(v)?,
+                        vs => Some(
+                            vs.iter()
+                                .map(|v| set_value(v).map(Option::unwrap_or_default))
+                                .collect::<SqlResult<Vec<_>>>()?
+                                .join(", "),
+                        ),
+                    };
+                    (Some(object_name(variable)), value)
+                }
+                _ => return Err(syntax_error_at(rest)),
+            }
+        } else if word.eq_ignore_ascii_case("reset") {
+            match parse(rest)?.as_slice() {
+                [Statement::Reset(r)] => match &r.reset {
+                    Reset::ALL => (None, None),
+                    Reset::ConfigurationParameter(n) => (Some(object_name(n)), None),
+                    Reset::SessionAuthorization => return Err(syntax_error_at(rest)),
+                },
+                _ => return Err(syntax_error_at(rest)),
+            }
+        } else {
+            return Err(syntax_error_at(rest));
+        };
+        let name = match name {
+            None => None,
+            Some(n) => {
+                let Some(canonical) = NodeSettings::canonical_name(&n) else {
+                    return Err(err(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{n}\""),
+                    ));
+                };
+                if NodeSettings::context(canonical) == Some(Context::Internal) {
+                    return Err(err(
+                        "55P02",
+                        format!("parameter \"{canonical}\" cannot be changed"),
+                    ));
+                }
+                if let Some(v) = &value {
+                    self.server.settings().set(canonical, v).map_err(|e| e.fields)?;
+                }
+                Some(canonical)
+            }
+        };
+        self.server.alter_system(name, value.as_deref()).await?;
+        Ok(QueryOutput::Command("ALTER SYSTEM".into()))
+    }
+
     async fn checkpoint(&mut self) -> SqlResult<QueryOutput> {
         if matches!(self.tx, TxState::Failed) {
             return Err(in_failed_transaction());
@@ -770,7 +861,7 @@ impl Session {
         sql: &str,
         param_types: &[u32],
     ) -> SqlResult<StatementDescription> {
-        if is_checkpoint(sql) {
+        if is_checkpoint(sql) || alter_system_rest(sql).is_some() {
             return Ok(StatementDescription { params: Vec::new(), columns: None });
         }
         let r = self.describe_inner(sql, param_types);
@@ -841,6 +932,13 @@ impl Session {
     /// # Errors
     /// The statement's error.
     pub async fn execute_sql(&mut self, sql: &str, params: &[Param]) -> SqlResult<QueryOutput> {
+        if let Some(rest) = alter_system_rest(sql) {
+            let r = self.alter_system(rest).await;
+            if r.is_err() {
+                self.fail_block();
+            }
+            return r;
+        }
         if is_checkpoint(sql) {
             return self.checkpoint().await;
         }
