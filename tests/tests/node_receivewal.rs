@@ -264,3 +264,28 @@ fn commits_wait_for_synchronous_standbys_as_postgresql_does() {
     let ours = sync_rep_waits(node.port(), &|q| node.psql(q).unwrap());
     assert_eq!(ours, theirs);
 }
+
+/// `walstream receivewal --synchronous` named in `synchronous_standby_names` is a
+/// synchronous standby of a node: it shows as `sync` and releases commits.
+#[test]
+fn walstream_receivewal_is_a_synchronous_standby_of_a_node() {
+    use walstream_tests::node::NodeDir;
+    use walstream_tests::ChildGuard;
+
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&["synchronous_standby_names=wsr"]).unwrap();
+    node.psql("SET synchronous_commit = local; CREATE TABLE t (k int PRIMARY KEY)").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let conninfo =
+        format!("host=127.0.0.1 port={} user=postgres application_name=wsr", node.port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_walstream"));
+    cmd.args(["receivewal", "--synchronous", "-n", "-s", "1", "-d", &conninfo, "-D"])
+        .arg(out.path());
+    let _rx = ChildGuard::spawn_captured(&mut cmd, "walstream receivewal").unwrap();
+    let sync = "SELECT sync_state FROM pg_stat_replication WHERE sync_state = 'sync'";
+    assert_eq!(poll_until_nonempty(&|q| node.psql(q).unwrap(), sync), "sync");
+    for k in 0..10 {
+        node.psql(&format!("INSERT INTO t VALUES ({k})")).unwrap();
+    }
+    assert_eq!(node.psql("SELECT count(*) FROM t").unwrap(), "10");
+}

@@ -146,3 +146,49 @@ fn pg_basebackup_tar_format_of_a_node() {
     }
     primary.stop().unwrap();
 }
+
+/// A node standby as the synchronous standby of a node (`synchronous_standby_names =
+/// '*'`): it shows as `sync`; with `remote_apply` each commit is visible on the standby
+/// the moment the primary acknowledges it; with the standby stopped commits wait
+/// (`SyncRep`) and go on when it is back.
+#[test]
+fn a_node_standby_is_a_synchronous_standby_with_remote_apply() {
+    let pdir = NodeDir::init(bin(), 1).unwrap();
+    let primary = pdir.start(&["synchronous_standby_names=*"]).unwrap();
+    psql(&primary, "SET synchronous_commit = local; CREATE TABLE t (k int PRIMARY KEY, v text)")
+        .unwrap();
+    let sdir = basebackup(&primary, &[]);
+    let standby = sdir.start(&[]).unwrap();
+    wait_until("a sync standby", || {
+        psql(&primary, "SELECT sync_state FROM pg_stat_replication").is_ok_and(|s| s == "sync")
+    });
+    for k in 1..=20 {
+        psql(
+            &primary,
+            &format!("SET synchronous_commit = remote_apply; INSERT INTO t VALUES ({k}, 'x')"),
+        )
+        .unwrap();
+        assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), k.to_string());
+    }
+    // No standby: the commit waits, and completes once the standby is back.
+    let sport = standby.port();
+    standby.stop().unwrap();
+    let conninfo = primary.conninfo("postgres");
+    let waiter = std::thread::spawn(move || {
+        Command::new(pg_bin("psql"))
+            .args(["-X", "-At", "-d", &conninfo, "-c", "INSERT INTO t VALUES (21, 'y')"])
+            .output()
+            .unwrap()
+    });
+    wait_until("a commit waiting for the standby", || {
+        psql(&primary, "SELECT wait_event FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+            .is_ok_and(|s| s == "SyncRep")
+    });
+    assert!(!waiter.is_finished());
+    let standby = sdir.start_on(sport, &[]).unwrap();
+    let out = waiter.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "INSERT 0 1");
+    wait_replayed(&standby, &primary);
+    assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), "21");
+}
