@@ -75,7 +75,10 @@ pub enum ActivityState {
     Idle,
     /// Running a command (or streaming).
     Active,
-    /// Skipping messages after an error in the extended protocol, until Sync.
+    /// Waiting for a command inside a transaction block.
+    IdleInTransaction,
+    /// Waiting for a command in a failed transaction block, or skipping messages after
+    /// an error in the extended protocol until Sync.
     IdleInTransactionAborted,
 }
 
@@ -86,6 +89,7 @@ impl ActivityState {
             ActivityState::Starting => None,
             ActivityState::Idle => Some("idle"),
             ActivityState::Active => Some("active"),
+            ActivityState::IdleInTransaction => Some("idle in transaction"),
             ActivityState::IdleInTransactionAborted => Some("idle in transaction (aborted)"),
         }
     }

@@ -143,7 +143,7 @@ fn classify(sql: &str) -> Result<Statement, ErrorFields> {
             if timeout < 0 {
                 // signalfuncs.c: pg_terminate_backend
                 return Err(ErrorFields::error(
-                    sqlstate::INVALID_PARAMETER_VALUE,
+                    sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
                     "\"timeout\" must not be negative",
                 ));
             }

@@ -69,6 +69,8 @@ async fn terminate_and_cancel_backends_by_pid() {
     let msgs = admin.query("SELECT pg_cancel_backend(1)").await;
     assert_eq!(data(&msgs), [[Some("f".into())]]);
     let msgs = admin.query("SELECT pg_terminate_backend(1, -1)").await;
+    // signalfuncs.c: 22003, checked against PostgreSQL 15.18.
+    assert_eq!(errors(&msgs)[0].1, "22003");
     assert_eq!(errors(&msgs)[0].2, "\"timeout\" must not be negative");
     // A live one: terminated with FATAL 57P01; with a timeout the call waits for it to go.
     let (mut victim, greeting) = RawClient::startup(srv.addr, &[("replication", "true")]).await;

@@ -295,3 +295,55 @@ fn alter_system_and_reload_as_postgresql() {
     let ours = alter_system(&node.conninfo("postgres"), &node_dir.data_dir());
     assert_eq!(ours, theirs);
 }
+
+/// pg_cancel_backend / pg_terminate_backend on pids that are no backends, and a negative
+/// timeout: the same WARNINGs, errors and SQLSTATEs as PostgreSQL's.
+#[test]
+fn signalling_functions_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let run = |conninfo: &str, verbosity: &str| {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-v", &format!("VERBOSITY={verbosity}"), "-d", conninfo])
+            .args(["-c", "SELECT pg_cancel_backend(1)"])
+            .args(["-c", "SELECT pg_terminate_backend(1, -1)"])
+            .args(["-c", "SELECT pg_terminate_backend(1, 100)"])
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    for verbosity in ["default", "sqlstate"] {
+        let theirs = run(&pg.conninfo("postgres"), verbosity);
+        assert!(theirs.contains("WARNING:"), "{theirs}");
+        assert_eq!(run(&node.conninfo("postgres"), verbosity), theirs, "{verbosity}");
+    }
+}
+
+/// A session idle in a transaction block shows `idle in transaction`, and past
+/// `idle_in_transaction_session_timeout` it ends with FATAL 25P03.
+fn idle_in_transaction(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    let mut c = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut other = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut seen = c.query("BEGIN").unwrap();
+    seen.extend(c.query("SET idle_in_transaction_session_timeout = 500").unwrap());
+    seen.extend(
+        other
+            .query("SELECT state FROM pg_stat_activity WHERE state = 'idle in transaction'")
+            .unwrap(),
+    );
+    seen.extend(c.read_until_or_eof(b'Z').unwrap());
+    seen
+}
+
+#[test]
+fn idle_in_transaction_session_timeout_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = idle_in_transaction(pg.port());
+    assert!(theirs.iter().any(|l| l.contains("25P03")), "{theirs:?}");
+    assert_eq!(idle_in_transaction(node.port()), theirs);
+}

@@ -446,7 +446,7 @@ impl NodeContext {
         };
         if timeout_ms < 0 {
             return Err(ErrorFields::error(
-                sqlstate::INVALID_PARAMETER_VALUE,
+                sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
                 "\"timeout\" must not be negative",
             ));
         }

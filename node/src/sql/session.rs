@@ -1428,6 +1428,10 @@ impl QuerySession for Session {
         Box::pin(self.execute_sql(sql, params))
     }
 
+    fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        self.timeout_setting("idle_in_transaction_session_timeout")
+    }
+
     fn exit_requested(&self) -> bool {
         self.exit
     }

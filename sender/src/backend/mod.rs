@@ -85,19 +85,43 @@ where
                 break BackendEnd::Io(e);
             }
         }
+        let status = transaction_status(&mode);
         conn.entry.set_state(
-            if st.ignore_till_sync {
-                ActivityState::IdleInTransactionAborted
-            } else {
-                ActivityState::Idle
+            match status {
+                _ if st.ignore_till_sync => ActivityState::IdleInTransactionAborted,
+                TransactionStatus::Failed => ActivityState::IdleInTransactionAborted,
+                TransactionStatus::InTransaction => ActivityState::IdleInTransaction,
+                TransactionStatus::Idle => ActivityState::Idle,
             },
             None,
         );
+        // postgres.c: idle_in_transaction_session_timeout, armed while idle in a block.
+        let idle_limit = match &mode {
+            Mode::Sql(s) | Mode::WalSender(_, Some(s)) if status != TransactionStatus::Idle => {
+                s.idle_in_transaction_timeout()
+            }
+            _ => None,
+        };
+        let idle_timeout = async move {
+            match idle_limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             biased;
             _ = conn.entry.terminated() => None,
             _ = walsenders_stopping(stop.clone()) => None,
             read = conn.reader.read_message() => Some(read),
+            () = idle_timeout => {
+                let fatal = ErrorFields::fatal(
+                    "25P03",
+                    "terminating connection due to idle-in-transaction timeout",
+                );
+                conn.writer.send_error(fatal.clone());
+                let _ = conn.writer.flush().await;
+                break BackendEnd::Fatal(Box::new(fatal));
+            }
         };
         let message = match read {
             None => break terminated(conn).await,

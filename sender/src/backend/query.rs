@@ -74,6 +74,12 @@ pub trait QuerySession: Send {
         Box::pin(async { Ok(()) })
     }
 
+    /// `idle_in_transaction_session_timeout` when set (asked only while the session is
+    /// idle in a transaction block).
+    fn idle_in_transaction_timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The transaction status ReadyForQuery reports.
     fn transaction_status(&self) -> TransactionStatus {
         TransactionStatus::Idle
