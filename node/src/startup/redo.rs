@@ -12,10 +12,14 @@ use crate::error::NodeError;
 use crate::replay::{RedoRecord, Replay};
 use crate::xlog::{read_wal, ReadOptions, RecoveryEnd, Replayed};
 
-/// Records handed over at a time.
-const BATCH: usize = 512;
-/// Batches decoded ahead of the applier at most.
-const AHEAD: usize = 8;
+/// Records handed over at a time, at most.
+const BATCH_RECORDS: usize = 4096;
+/// WAL bytes handed over at a time, at most (wide rows make few records of many bytes).
+const BATCH_BYTES: u64 = 1 << 20;
+/// Batches decoded ahead of the applier at most: with at most 128 MB of WAL in them, the
+/// reader goes on decoding the next transaction while the applier applies a large one at
+/// its commit.
+const AHEAD: usize = 128;
 
 /// Replays the WAL of `wal_dir` from `from` into `replay` to the end of valid WAL.
 ///
@@ -34,12 +38,14 @@ pub(super) fn redo(
         let reader = std::thread::Builder::new()
             .name("redo-read".into())
             .spawn_scoped(s, move || {
-                let mut batch = Vec::with_capacity(BATCH);
+                let (mut batch, mut bytes) = (Vec::with_capacity(256), 0u64);
                 let end = read_wal(wal_dir, from, opts, |r: &Replayed<'_>| {
                     batch.push(filter.decode(r.lsn, &r.record)?);
-                    if batch.len() == BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        tx.send(full).map_err(|_| applier_stopped())?;
+                    bytes += r.next_lsn.0.saturating_sub(r.lsn.0);
+                    if batch.len() == BATCH_RECORDS || bytes >= BATCH_BYTES {
+                        tx.send(std::mem::replace(&mut batch, Vec::with_capacity(256)))
+                            .map_err(|_| applier_stopped())?;
+                        bytes = 0;
                     }
                     Ok::<(), NodeError>(())
                 })?;
