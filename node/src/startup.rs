@@ -149,6 +149,7 @@ pub fn open_database(
     Ok(Database { engine, writer, log, control, recovery })
 }
 
+mod malloc;
 mod redo;
 #[cfg(test)]
 mod tests;

@@ -33,6 +33,7 @@ pub(super) fn redo(
     replay: &mut Replay,
 ) -> Result<RecoveryEnd, NodeError> {
     let filter = replay.filter();
+    let _malloc = super::malloc::for_redo();
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<Vec<RedoRecord>>(AHEAD);
         let reader = std::thread::Builder::new()
