@@ -77,6 +77,11 @@ pub struct RedoFilter {
 }
 
 impl RedoFilter {
+    /// Whether a row change of `xid` at `lsn` is replayed.
+    pub fn wants_change(&self, lsn: Lsn, xid: Xid) -> bool {
+        lsn >= self.state_lsn || self.running_at_state.contains(&xid)
+    }
+
     /// Decodes the record at `lsn` for redo.
     ///
     /// # Errors
@@ -84,13 +89,8 @@ impl RedoFilter {
     pub fn decode(&self, lsn: Lsn, record: &NodeRecord<'_>) -> Result<RedoRecord, NodeError> {
         let after = lsn >= self.state_lsn;
         Ok(match *record {
-            NodeRecord::RowChange { xid, info, payload }
-                if after || self.running_at_state.contains(&xid.0) =>
-            {
-                let change = Change::decode(info, payload).map_err(|e| {
-                    EngineError::Internal(format!("invalid row change at {lsn}: {e}"))
-                })?;
-                RedoRecord::Change { xid: xid.0, change }
+            NodeRecord::RowChange { xid, info, payload } if self.wants_change(lsn, xid.0) => {
+                RedoRecord::Change { xid: xid.0, change: decode_change(lsn, info, payload)? }
             }
             NodeRecord::Commit { xid, time } if after => RedoRecord::Commit { xid: xid.0, time },
             NodeRecord::Abort { xid, .. } if after => RedoRecord::Abort { xid: xid.0 },
@@ -100,6 +100,15 @@ impl RedoFilter {
             _ => RedoRecord::Skip,
         })
     }
+}
+
+/// The row change of the record at `lsn` with `info` and `payload`.
+///
+/// # Errors
+/// A payload that does not decode.
+pub fn decode_change(lsn: Lsn, info: u8, payload: &[u8]) -> Result<Change, NodeError> {
+    Change::decode(info, payload)
+        .map_err(|e| EngineError::Internal(format!("invalid row change at {lsn}: {e}")).into())
 }
 
 /// Replays records into one engine, starting from a checkpoint state.
@@ -154,15 +163,16 @@ impl Replay {
     /// Applies decoded records in order, holding the engine's lock once for all of them.
     ///
     /// # Errors
-    /// A change that does not apply; the records after it are not applied.
+    /// The first record that failed to decode, or a change that does not apply; the
+    /// records after it are not applied.
     pub fn apply_batch(
         &mut self,
-        records: impl IntoIterator<Item = RedoRecord>,
+        records: impl IntoIterator<Item = Result<RedoRecord, NodeError>>,
     ) -> Result<(), NodeError> {
         let engine = Arc::clone(&self.engine);
         let mut batch = engine.redo_batch();
         for r in records {
-            self.apply_one(&mut batch, r)?;
+            self.apply_one(&mut batch, r?)?;
         }
         Ok(())
     }
