@@ -9,7 +9,7 @@ use std::sync::Arc;
 use walstream_protocol::replication::TimestampTz;
 use walstream_protocol::Lsn;
 
-use crate::engine::{Change, Engine, EngineError, Xid};
+use crate::engine::{Change, Engine, EngineError, RedoBatch, Xid};
 use crate::error::NodeError;
 use crate::xlog::{CheckPoint, NodeRecord};
 
@@ -32,15 +32,90 @@ pub enum Replayed {
     },
 }
 
-/// Replays records into one engine, starting from a checkpoint state.
+/// A record decoded for redo, owning what it carries, so that decoding can run on another
+/// thread than applying ([`RedoFilter::decode`], [`Replay::apply_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedoRecord {
+    /// A row change to buffer until its transaction ends.
+    Change {
+        /// The transaction.
+        xid: Xid,
+        /// The change.
+        change: Change,
+    },
+    /// A commit to apply.
+    Commit {
+        /// The transaction.
+        xid: Xid,
+        /// Its commit timestamp.
+        time: TimestampTz,
+    },
+    /// An abort to apply.
+    Abort {
+        /// The transaction.
+        xid: Xid,
+    },
+    /// A checkpoint record.
+    Checkpoint {
+        /// Its body.
+        checkpoint: CheckPoint,
+        /// Whether it is a shutdown checkpoint.
+        shutdown: bool,
+    },
+    /// Nothing to apply: a record of another kind, or one the checkpoint state holds.
+    Skip,
+}
+
+/// Which records of the WAL a replay applies, and their decoding: no engine needed.
 ///
 /// Records before the state's position only matter for transactions that were running
 /// when the state was taken; everything else before it is in the state already.
+#[derive(Debug, Clone)]
+pub struct RedoFilter {
+    state_lsn: Lsn,
+    running_at_state: HashSet<Xid>,
+}
+
+impl RedoFilter {
+    /// Whether a row change of `xid` at `lsn` is replayed.
+    pub fn wants_change(&self, lsn: Lsn, xid: Xid) -> bool {
+        lsn >= self.state_lsn || self.running_at_state.contains(&xid)
+    }
+
+    /// Decodes the record at `lsn` for redo.
+    ///
+    /// # Errors
+    /// A row change that does not decode.
+    pub fn decode(&self, lsn: Lsn, record: &NodeRecord<'_>) -> Result<RedoRecord, NodeError> {
+        let after = lsn >= self.state_lsn;
+        Ok(match *record {
+            NodeRecord::RowChange { xid, info, payload } if self.wants_change(lsn, xid.0) => {
+                RedoRecord::Change { xid: xid.0, change: decode_change(lsn, info, payload)? }
+            }
+            NodeRecord::Commit { xid, time } if after => RedoRecord::Commit { xid: xid.0, time },
+            NodeRecord::Abort { xid, .. } if after => RedoRecord::Abort { xid: xid.0 },
+            NodeRecord::Checkpoint { shutdown, checkpoint } => {
+                RedoRecord::Checkpoint { checkpoint, shutdown }
+            }
+            _ => RedoRecord::Skip,
+        })
+    }
+}
+
+/// The row change of the record at `lsn` with `info` and `payload`.
+///
+/// # Errors
+/// A payload that does not decode.
+pub fn decode_change(lsn: Lsn, info: u8, payload: &[u8]) -> Result<Change, NodeError> {
+    Change::decode(info, payload)
+        .map_err(|e| EngineError::Internal(format!("invalid row change at {lsn}: {e}")).into())
+}
+
+/// Replays records into one engine, starting from a checkpoint state.
 #[derive(Debug)]
 pub struct Replay {
     engine: Arc<Engine>,
-    state_lsn: Lsn,
-    running_at_state: HashSet<Xid>,
+    filter: RedoFilter,
     commits: u64,
     last_commit_time: Option<TimestampTz>,
 }
@@ -49,12 +124,18 @@ impl Replay {
     /// A replay into `engine`, loaded from a checkpoint state taken at `state_lsn` while
     /// `running_at_state` were running.
     pub fn new(engine: Arc<Engine>, state_lsn: Lsn, running_at_state: HashSet<Xid>) -> Replay {
-        Replay { engine, state_lsn, running_at_state, commits: 0, last_commit_time: None }
+        let filter = RedoFilter { state_lsn, running_at_state };
+        Replay { engine, filter, commits: 0, last_commit_time: None }
     }
 
     /// The engine.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Which records this replay applies, for decoding them elsewhere.
+    pub fn filter(&self) -> RedoFilter {
+        self.filter.clone()
     }
 
     /// Commits replayed.
@@ -73,31 +154,53 @@ impl Replay {
     /// # Errors
     /// A row change that does not decode or apply.
     pub fn apply(&mut self, lsn: Lsn, record: &NodeRecord<'_>) -> Result<Replayed, NodeError> {
-        let after = lsn >= self.state_lsn;
-        Ok(match *record {
-            NodeRecord::RowChange { xid, info, payload }
-                if after || self.running_at_state.contains(&xid.0) =>
-            {
-                let change = Change::decode(info, payload).map_err(|e| {
-                    EngineError::Internal(format!("invalid row change at {lsn}: {e}"))
-                })?;
-                self.engine.redo_change(xid.0, change);
+        let r = self.filter.decode(lsn, record)?;
+        let engine = Arc::clone(&self.engine);
+        let mut batch = engine.redo_batch();
+        self.apply_one(&mut batch, r)
+    }
+
+    /// Applies decoded records in order, holding the engine's lock once for all of them.
+    ///
+    /// # Errors
+    /// The first record that failed to decode, or a change that does not apply; the
+    /// records after it are not applied.
+    pub fn apply_batch(
+        &mut self,
+        records: impl IntoIterator<Item = Result<RedoRecord, NodeError>>,
+    ) -> Result<(), NodeError> {
+        let engine = Arc::clone(&self.engine);
+        let mut batch = engine.redo_batch();
+        for r in records {
+            self.apply_one(&mut batch, r?)?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(
+        &mut self,
+        batch: &mut RedoBatch<'_>,
+        r: RedoRecord,
+    ) -> Result<Replayed, NodeError> {
+        Ok(match r {
+            RedoRecord::Change { xid, change } => {
+                batch.change(xid, change);
                 Replayed::Other
             }
-            NodeRecord::Commit { xid, time } if after => {
-                self.engine.redo_commit(xid.0)?;
+            RedoRecord::Commit { xid, time } => {
+                batch.commit(xid)?;
                 self.commits += 1;
                 self.last_commit_time = Some(time);
                 Replayed::Commit { time }
             }
-            NodeRecord::Abort { xid, .. } if after => {
-                self.engine.redo_abort(xid.0);
+            RedoRecord::Abort { xid } => {
+                batch.abort(xid);
                 Replayed::Other
             }
-            NodeRecord::Checkpoint { shutdown, checkpoint } => {
+            RedoRecord::Checkpoint { checkpoint, shutdown } => {
                 Replayed::Checkpoint { checkpoint, shutdown }
             }
-            _ => Replayed::Other,
+            RedoRecord::Skip => Replayed::Other,
         })
     }
 }

@@ -16,10 +16,7 @@ use crate::engine::{Engine, Xid};
 use crate::error::NodeError;
 use crate::replay::Replay;
 use crate::txnlog::WalTxnLog;
-use crate::xlog::{
-    read_wal, ControlFile, ReadOptions, RecoveryEnd, Replayed as XlogReplayed, WalWriter,
-    WriterConfig,
-};
+use crate::xlog::{ControlFile, ReadOptions, RecoveryEnd, WalWriter, WriterConfig};
 
 /// How the database is opened.
 #[derive(Debug, Clone, Copy)]
@@ -111,9 +108,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, NodeError> {
         system_id: Some(control.system_identifier),
     };
     let mut replay = Replay::new(engine.clone(), state_lsn, running_at_state);
-    let end = read_wal(&dir.join("pg_wal"), redo, &read, |r: &XlogReplayed<'_>| {
-        replay.apply(r.lsn, &r.record).map(|_| ())
-    })?;
+    let end = redo::redo(&dir.join("pg_wal"), redo, &read, &mut replay)?;
     Ok(Recovered { engine, log, control, end, replay, redo })
 }
 
@@ -154,5 +149,7 @@ pub fn open_database(
     Ok(Database { engine, writer, log, control, recovery })
 }
 
+mod malloc;
+mod redo;
 #[cfg(test)]
 mod tests;

@@ -101,6 +101,29 @@ impl CheckpointState {
         }
     }
 
+    /// The redo point of `DIR/base/walstream_state`, from its header alone (the file was
+    /// read whole and checked at startup); `None` if there is none.
+    ///
+    /// # Errors
+    /// An unreadable file, or one of another format.
+    pub fn read_redo(dir: &Path) -> Result<Option<Lsn>, NodeError> {
+        use std::io::Read;
+        let path = dir.join("base").join(STATE_FILE);
+        let mut head = [0u8; 28];
+        let read = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut head));
+        match read {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(NodeError::Io { op: "read file", path, source }),
+        }
+        let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        if &head[..8] != STATE_MAGIC || version != STATE_VERSION {
+            return Err(NodeError::State("not a state file of this version".into()));
+        }
+        let redo = head.get(20..28).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        Ok(redo.map(Lsn))
+    }
+
     /// Writes `DIR/base/walstream_state` crash-safely.
     ///
     /// # Errors
@@ -123,7 +146,8 @@ pub enum CheckpointKind {
     Online,
     /// At shutdown: nothing runs any more.
     Shutdown,
-    /// At the end of crash recovery (a shutdown checkpoint record, as PostgreSQL writes).
+    /// At the end of crash recovery: the state on disk kept, its redo point kept (an online
+    /// checkpoint record; PostgreSQL writes a shutdown one after writing every buffer).
     EndOfRecovery,
 }
 
@@ -202,6 +226,13 @@ impl Checkpointer {
 
     /// Takes a checkpoint (one at a time).
     ///
+    /// An end-of-recovery checkpoint writes no state: what redo rebuilt is, durably, the
+    /// state file on disk plus the WAL from its redo point that redo just read, so the
+    /// checkpoint record keeps that redo point and the end of recovery costs the same
+    /// whatever the amount of WAL replayed. The next regular checkpoint writes a new state
+    /// (the checkpointer's schedule counts WAL from the control file's redo point, this
+    /// one, so `max_wal_size` brings it as soon as it would have come without the crash).
+    ///
     /// # Errors
     /// Writing the state, the WAL or the control file failed.
     pub async fn checkpoint(
@@ -211,31 +242,26 @@ impl Checkpointer {
         retention: Retention,
     ) -> Result<CheckpointDone, NodeError> {
         let mut control = self.control.lock().await;
-        let writer = self.writer.clone();
-        let (lsn, image) = self.engine.image(|| writer.insert_position().0);
-        let lsn = Lsn(lsn);
-        let redo = image.in_progress.iter().map(|(_, l)| Lsn(*l)).fold(lsn, Lsn::min);
-        let next_xid = image.next_xid;
-        let next_oid = image.next_oid;
-        let oldest_active = image.in_progress.iter().map(|(x, _)| *x).min().unwrap_or(0);
-        let state = CheckpointState { lsn, redo, image };
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || state.write(&dir))
-            .await
-            .map_err(|e| NodeError::State(format!("checkpoint state writer failed: {e}")))??;
+        let taken = match kind {
+            CheckpointKind::EndOfRecovery => self.keep_state(&control)?,
+            CheckpointKind::Online | CheckpointKind::Shutdown => self.write_state().await?,
+        };
+        let redo = taken.redo;
         let time = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
         let timeline: TimeLineId = control.timeline();
         let cp = CheckPoint {
             redo,
             this_timeline: timeline,
             prev_timeline: control.checkpoint_copy.prev_timeline,
-            next_xid: u64::from(next_xid),
-            next_oid: next_oid.max(control.checkpoint_copy.next_oid),
+            next_xid: u64::from(taken.next_xid),
+            next_oid: taken.next_oid.max(control.checkpoint_copy.next_oid),
             time: time as i64,
-            oldest_active_xid: oldest_active,
+            oldest_active_xid: taken.oldest_active,
             ..control.checkpoint_copy
         };
-        let shutdown = kind != CheckpointKind::Online;
+        // The end-of-recovery record is an online checkpoint: to PostgreSQL a shutdown
+        // checkpoint's redo point is the record itself, and this one's is before it.
+        let shutdown = kind == CheckpointKind::Shutdown;
         let rec = self.writer.insert(&records::checkpoint(&cp, shutdown))?;
         self.writer.flush(rec.end_lsn).await?;
         let mut next = *control;
@@ -261,6 +287,46 @@ impl Checkpointer {
                 .map_err(|e| NodeError::State(format!("segment removal failed: {e}")))??;
         Ok(CheckpointDone { lsn: rec.lsn, redo, removed })
     }
+
+    /// The engine's committed state written to `base/`.
+    async fn write_state(&self) -> Result<Taken, NodeError> {
+        let writer = self.writer.clone();
+        let (lsn, image) = self.engine.image(|| writer.insert_position().0);
+        let lsn = Lsn(lsn);
+        let redo = image.in_progress.iter().map(|(_, l)| Lsn(*l)).fold(lsn, Lsn::min);
+        let taken = Taken {
+            redo,
+            next_xid: image.next_xid,
+            next_oid: image.next_oid,
+            oldest_active: image.in_progress.iter().map(|(x, _)| *x).min().unwrap_or(0),
+        };
+        let state = CheckpointState { lsn, redo, image };
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || state.write(&dir))
+            .await
+            .map_err(|e| NodeError::State(format!("checkpoint state writer failed: {e}")))??;
+        Ok(taken)
+    }
+
+    /// The state file on disk kept: its redo point (the control file's, for a cluster that
+    /// has none yet) and the engine's counters.
+    fn keep_state(&self, control: &ControlFile) -> Result<Taken, NodeError> {
+        let redo = CheckpointState::read_redo(&self.dir)?.unwrap_or_else(|| control.redo());
+        Ok(Taken {
+            redo,
+            next_xid: self.engine.next_xid(),
+            next_oid: self.engine.next_oid(),
+            oldest_active: 0,
+        })
+    }
+}
+
+/// What a checkpoint's record says of the state it stands for.
+struct Taken {
+    redo: Lsn,
+    next_xid: u32,
+    next_oid: u32,
+    oldest_active: u32,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use super::catalog::{Oid, Row, TableDef};
 use super::change::Change;
 use super::codec::{DecodeError, PutExt, Reader};
+use super::key::RowKey;
 use super::state::{Slot, State, Table, TableState};
 use super::{Engine, TxnLog, Xid};
 
@@ -178,7 +179,7 @@ impl Engine {
             let rows: BTreeMap<_, _> = t
                 .rows
                 .into_iter()
-                .map(|r| (def.key_of(&r), Slot { committed: Some(r), pending: None }))
+                .map(|r| (RowKey::of_row(&def, &r), Slot { committed: Some(r), pending: None }))
                 .collect();
             st.tables.insert(def.oid, Table { def, state: TableState::Committed, rows });
         }

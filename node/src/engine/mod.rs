@@ -11,6 +11,7 @@ mod change;
 mod codec;
 mod error;
 mod image;
+mod key;
 mod state;
 pub mod time;
 mod txn;
@@ -132,6 +133,11 @@ impl Engine {
         self.state.read().next_xid
     }
 
+    /// The oid the next table gets.
+    pub fn next_oid(&self) -> Oid {
+        self.state.read().next_oid
+    }
+
     /// Hot standby: every write fails with 25006.
     pub fn set_read_only(&self, read_only: bool) {
         self.state.write().read_only = read_only;
@@ -155,11 +161,15 @@ impl Engine {
         v
     }
 
+    /// Redo under one hold of the engine's lock: a batch of replayed records applied
+    /// together (readers still see each transaction whole or not at all).
+    pub fn redo_batch(&self) -> RedoBatch<'_> {
+        RedoBatch { st: self.state.write() }
+    }
+
     /// Redo: buffers `change` of transaction `xid` until its commit or abort is replayed.
     pub fn redo_change(&self, xid: Xid, change: Change) {
-        let mut st = self.state.write();
-        st.advance_xid(xid);
-        st.redo.entry(xid).or_default().push(change);
+        self.redo_batch().change(xid, change);
     }
 
     /// Redo: applies everything `xid` changed at once (readers see all or nothing).
@@ -167,7 +177,45 @@ impl Engine {
     /// # Errors
     /// A change that does not apply (a table that does not exist); the others still apply.
     pub fn redo_commit(&self, xid: Xid) -> Result<(), EngineError> {
-        let mut st = self.state.write();
+        self.redo_batch().commit(xid)
+    }
+
+    /// Redo: discards what `xid` changed.
+    pub fn redo_abort(&self, xid: Xid) {
+        self.redo_batch().abort(xid);
+    }
+
+    /// Xids with replayed changes but no replayed commit or abort (at promotion or the end
+    /// of crash recovery these are aborted).
+    pub fn redo_pending_xids(&self) -> Vec<Xid> {
+        self.state.read().redo.keys().copied().collect()
+    }
+}
+
+/// The engine's lock held for a batch of redo ([`Engine::redo_batch`]).
+pub struct RedoBatch<'a> {
+    st: parking_lot::RwLockWriteGuard<'a, State>,
+}
+
+impl std::fmt::Debug for RedoBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedoBatch").finish_non_exhaustive()
+    }
+}
+
+impl RedoBatch<'_> {
+    /// Buffers `change` of transaction `xid` until its commit or abort is replayed.
+    pub fn change(&mut self, xid: Xid, change: Change) {
+        self.st.advance_xid(xid);
+        self.st.redo.entry(xid).or_default().push(change);
+    }
+
+    /// Applies everything `xid` changed.
+    ///
+    /// # Errors
+    /// A change that does not apply (a table that does not exist); the others still apply.
+    pub fn commit(&mut self, xid: Xid) -> Result<(), EngineError> {
+        let st = &mut *self.st;
         st.advance_xid(xid);
         let mut first_err = None;
         for c in st.redo.remove(&xid).unwrap_or_default() {
@@ -178,17 +226,10 @@ impl Engine {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Redo: discards what `xid` changed.
-    pub fn redo_abort(&self, xid: Xid) {
-        let mut st = self.state.write();
-        st.advance_xid(xid);
-        st.redo.remove(&xid);
-    }
-
-    /// Xids with replayed changes but no replayed commit or abort (at promotion or the end
-    /// of crash recovery these are aborted).
-    pub fn redo_pending_xids(&self) -> Vec<Xid> {
-        self.state.read().redo.keys().copied().collect()
+    /// Discards what `xid` changed.
+    pub fn abort(&mut self, xid: Xid) {
+        self.st.advance_xid(xid);
+        self.st.redo.remove(&xid);
     }
 }
 

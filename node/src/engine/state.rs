@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::catalog::{Key, Oid, Row, TableDef, FIRST_NORMAL_OBJECT_ID};
+use super::catalog::{Oid, Row, TableDef, FIRST_NORMAL_OBJECT_ID};
 use super::change::Change;
 use super::error::EngineError;
+use super::key::RowKey;
 use super::Xid;
 
 /// transam.h: FirstNormalTransactionId.
@@ -60,7 +61,7 @@ pub(crate) enum TableState {
 pub(crate) struct Table {
     pub def: Arc<TableDef>,
     pub state: TableState,
-    pub rows: BTreeMap<Key, Slot>,
+    pub rows: BTreeMap<RowKey, Slot>,
 }
 
 impl Table {
@@ -89,7 +90,7 @@ pub(crate) struct Running {
     /// Set to `true` when it ends; waiters subscribe.
     pub done: watch::Sender<bool>,
     /// Rows it wrote (to apply or discard at the end).
-    pub slots: Vec<(Oid, Key)>,
+    pub slots: Vec<(Oid, RowKey)>,
     /// Tables it created or dropped.
     pub tables: Vec<Oid>,
     /// The WAL insert position before its first logged change.
@@ -215,17 +216,21 @@ impl State {
             }
             Change::Insert { oid, row } => {
                 let t = self.table_mut(oid).map_err(|_| redo_missing(oid))?;
-                let key = t.def.key_of(&row);
+                let key = RowKey::of_row(&t.def, &row);
                 t.rows.insert(key, Slot { committed: Some(row), pending: None });
             }
             Change::Update { oid, old_key, new_row } => {
                 let t = self.table_mut(oid).map_err(|_| redo_missing(oid))?;
-                t.rows.remove(&old_key);
-                let key = t.def.key_of(&new_row);
+                let (old, key) = (RowKey::new(old_key), RowKey::of_row(&t.def, &new_row));
+                // A row updated in place takes one descent (insert replaces the value).
+                if old != key {
+                    t.rows.remove(&old);
+                }
                 t.rows.insert(key, Slot { committed: Some(new_row), pending: None });
             }
             Change::Delete { oid, key } => {
-                self.table_mut(oid).map_err(|_| redo_missing(oid))?.rows.remove(&key);
+                let t = self.table_mut(oid).map_err(|_| redo_missing(oid))?;
+                t.rows.remove(&RowKey::new(key));
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::catalog::{Key, Oid, Row, TableDef};
 use super::change::Change;
 use super::error::EngineError;
+use super::key::RowKey;
 use super::state::{Pending, Slot, State, TableState};
 use super::{Engine, SyncCommit, Xid};
 
@@ -141,9 +142,16 @@ impl Txn {
     pub fn scan(&self, oid: Oid, range: (Bound<Key>, Bound<Key>)) -> Result<Vec<Row>, EngineError> {
         let st = self.engine.state.read();
         let t = st.table(oid, self.xid)?;
-        if matches!((&range.0, &range.1), (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b)
+        let bound = |b: Bound<Key>| b.map(RowKey::new);
+        let range = (bound(range.0), bound(range.1));
+        // BTreeMap::range panics on a start after the end, or equal ends both excluded.
+        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+            (&range.0, &range.1)
         {
-            return Ok(Vec::new());
+            let both = matches!(range, (Bound::Excluded(_), Bound::Excluded(_)));
+            if a > b || (a == b && both) {
+                return Ok(Vec::new());
+            }
         }
         Ok(t.rows.range(range).filter_map(|(_, s)| s.visible(self.xid).cloned()).collect())
     }
@@ -257,7 +265,7 @@ impl Txn {
             }
         }
         t.def.check_not_null(row)?;
-        let key = t.def.key_of(row);
+        let key = RowKey::of_row(&t.def, row);
         if let Some(slot) = t.rows.get(&key) {
             if let Some(h) = slot.holder(Some(xid)) {
                 return Ok(Step::Wait(h));
@@ -278,7 +286,7 @@ impl Txn {
         Ok(Step::Done(InsertOutcome::Inserted))
     }
 
-    fn record(&self, st: &mut State, xid: Xid, oid: Oid, key: Key) {
+    fn record(&self, st: &mut State, xid: Xid, oid: Oid, key: RowKey) {
         if let Some(r) = st.running.get_mut(&xid) {
             r.slots.push((oid, key));
         }
@@ -314,7 +322,8 @@ impl Txn {
                 return Ok(Step::Wait(x));
             }
         }
-        let Some(slot) = t.rows.get(key) else { return Ok(Step::Done(RowOutcome::Gone)) };
+        let row_key = RowKey::from_key(key);
+        let Some(slot) = t.rows.get(&row_key) else { return Ok(Step::Done(RowOutcome::Gone)) };
         if let Some(h) = slot.holder(Some(xid)) {
             return Ok(Step::Wait(h));
         }
@@ -328,24 +337,24 @@ impl Txn {
         let new = match f(&old)? {
             RowAction::Skip => return Ok(Step::Done(RowOutcome::Skipped)),
             RowAction::Delete => {
-                self.set_pending(st, xid, oid, key.clone(), None)?;
+                self.set_pending(st, xid, oid, row_key, None)?;
                 self.changes.push(Change::Delete { oid, key: key.clone() });
                 return Ok(Step::Done(RowOutcome::Deleted(old)));
             }
             RowAction::Update(new) => new,
         };
         def.check_not_null(&new)?;
-        let new_key = def.key_of(&new);
-        if &new_key != key {
+        let new_key = RowKey::of_row(&def, &new);
+        if new_key != row_key {
             if let Some(s) = st.table(oid, Some(xid))?.rows.get(&new_key) {
                 if let Some(h) = s.holder(Some(xid)) {
                     return Ok(Step::Wait(h));
                 }
                 if s.visible(Some(xid)).is_some() {
-                    return Err(def.unique_violation(&new_key).into());
+                    return Err(def.unique_violation(&def.key_of(&new)).into());
                 }
             }
-            self.set_pending(st, xid, oid, key.clone(), None)?;
+            self.set_pending(st, xid, oid, row_key, None)?;
         }
         self.set_pending(st, xid, oid, new_key, Some(new.clone()))?;
         self.changes.push(Change::Update { oid, old_key: key.clone(), new_row: new.clone() });
@@ -357,7 +366,7 @@ impl Txn {
         st: &mut State,
         xid: Xid,
         oid: Oid,
-        key: Key,
+        key: RowKey,
         row: Option<Row>,
     ) -> Result<(), EngineError> {
         let pending = Pending { xid, cid: self.cid, row };
@@ -453,7 +462,7 @@ impl Txn {
             if let Some(h) = st.table(oid, Some(xid))?.any_holder(xid) {
                 return Ok(Step::Wait(h));
             }
-            let keys: Vec<Key> = st
+            let keys: Vec<RowKey> = st
                 .table(oid, Some(xid))?
                 .rows
                 .iter()

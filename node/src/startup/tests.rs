@@ -118,3 +118,57 @@ async fn a_shutdown_checkpoint_leaves_nothing_to_replay() {
     assert_eq!(rows(&db.engine, oid), want);
     db.writer.shutdown().unwrap();
 }
+
+#[tokio::test]
+async fn an_end_of_recovery_checkpoint_keeps_the_state_and_recovers_again() {
+    let dir = new_cluster();
+    let opts = StartOptions { fsync: false };
+    let db = open_database(dir.path(), opts, now()).unwrap();
+    let mut t = db.engine.begin();
+    let oid = t.create_table(def(), false).await.unwrap().unwrap().oid;
+    t.end_statement().unwrap();
+    t.commit(now()).await.unwrap();
+    let cp = Checkpointer::new(dir.path(), db.engine.clone(), db.writer.clone(), db.control);
+    let online = cp.checkpoint(CheckpointKind::Online, now(), Retention::default()).await.unwrap();
+    insert_committed(&db.engine, oid, 0..100).await;
+    let mut lost = db.engine.begin();
+    lost.insert(oid, row(5000, 5)).await.unwrap();
+    lost.end_statement().unwrap();
+    std::mem::forget(lost);
+    db.writer.shutdown().unwrap();
+    drop((db, cp));
+    let state = std::fs::read(dir.path().join("base").join(crate::checkpointer::STATE_FILE));
+
+    // Crash recovery, then its checkpoint: the state file and its redo point stay.
+    let db = open_database(dir.path(), opts, now()).unwrap();
+    assert_eq!(db.recovery.commits, 1);
+    let cp = Checkpointer::new(dir.path(), db.engine.clone(), db.writer.clone(), db.control);
+    let eor =
+        cp.checkpoint(CheckpointKind::EndOfRecovery, now(), Retention::default()).await.unwrap();
+    assert_eq!(eor.redo, online.redo);
+    let control = ControlFile::read(dir.path()).unwrap();
+    assert_eq!((control.checkpoint, control.redo()), (eor.lsn, online.redo));
+    assert_eq!(control.checkpoint_copy.next_xid, u64::from(db.engine.next_xid()));
+    let after = std::fs::read(dir.path().join("base").join(crate::checkpointer::STATE_FILE));
+    assert_eq!(after.unwrap(), state.unwrap(), "no state is written");
+    insert_committed(&db.engine, oid, 100..110).await;
+    let want = rows(&db.engine, oid);
+    assert_eq!(want.len(), 110);
+    db.writer.shutdown().unwrap();
+    drop((db, cp));
+
+    // A second crash replays it all again from the same redo point.
+    let db = open_database(dir.path(), opts, now()).unwrap();
+    assert_eq!(db.recovery.redo, online.redo);
+    assert_eq!(db.recovery.commits, 2);
+    assert_eq!(rows(&db.engine, oid), want);
+    let cp = Checkpointer::new(dir.path(), db.engine.clone(), db.writer.clone(), db.control);
+    let full = cp.checkpoint(CheckpointKind::Online, now(), Retention::default()).await.unwrap();
+    assert!(full.redo > online.redo, "a regular checkpoint writes a new state");
+    db.writer.shutdown().unwrap();
+    drop((db, cp));
+    let db = open_database(dir.path(), opts, now()).unwrap();
+    assert_eq!(db.recovery.commits, 0);
+    assert_eq!(rows(&db.engine, oid), want);
+    db.writer.shutdown().unwrap();
+}
