@@ -149,7 +149,6 @@ pub fn open_database(
     Ok(Database { engine, writer, log, control, recovery })
 }
 
-mod malloc;
 mod redo;
 #[cfg(test)]
 mod tests;

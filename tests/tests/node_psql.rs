@@ -347,3 +347,35 @@ fn idle_in_transaction_session_timeout_as_postgresql() {
     assert!(theirs.iter().any(|l| l.contains("25P03")), "{theirs:?}");
     assert_eq!(idle_in_transaction(node.port()), theirs);
 }
+
+/// A long `INSERT … SELECT generate_series` is cancelled by pg_cancel_backend from
+/// another session (which gets answers meanwhile): 57014, and none of its rows visible.
+fn cancel_long_insert(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    query("CREATE TABLE big (k int PRIMARY KEY, v text)");
+    let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
+    c.send(b'Q', b"INSERT INTO big SELECT g, 'x' FROM generate_series(1, 1900000) g\0").unwrap();
+    let active = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT%'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pid = loop {
+        let pid = query(active);
+        if !pid.is_empty() || std::time::Instant::now() > deadline {
+            break pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut seen = vec![query(&format!("SELECT pg_cancel_backend({pid})"))];
+    seen.extend(c.read_until(b'Z').unwrap());
+    seen.push(query("SELECT count(*) FROM big"));
+    seen
+}
+
+#[test]
+fn a_long_insert_is_cancelled_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = cancel_long_insert(pg.port(), &|q| pg.psql(q).unwrap());
+    assert!(theirs.iter().any(|l| l.contains("57014")), "{theirs:?}");
+    assert_eq!(cancel_long_insert(node.port(), &|q| node.psql(q).unwrap()), theirs);
+}

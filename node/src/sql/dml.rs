@@ -559,6 +559,9 @@ impl InsertPlan {
         }
         let mut res = DmlResult::default();
         for row in rows {
+            // CHECK_FOR_INTERRUPTS: a long INSERT yields now and then, so a cancel or a
+            // timeout stops it and other sessions on this worker get their turn.
+            tokio::task::consume_budget().await;
             for _ in 0..1000 {
                 match txn.insert(def.oid, row.clone()).await? {
                     InsertOutcome::Inserted => {
@@ -636,6 +639,8 @@ impl ModifyPlan {
         let rows = scan_filtered(txn, def, &self.filter, &self.lower, &self.upper, cx)?;
         let mut res = DmlResult::default();
         for row in rows {
+            // CHECK_FOR_INTERRUPTS, as in INSERT.
+            tokio::task::consume_budget().await;
             let key = def.key_of(&row);
             let outcome = txn
                 .modify_row(def.oid, &key, |cur: &Vec<Value>| -> SqlResult<RowAction> {

@@ -105,7 +105,6 @@ pub(super) fn redo(
     replay: &mut Replay,
 ) -> Result<RecoveryEnd, NodeError> {
     let filter = replay.filter();
-    let _malloc = super::malloc::for_redo();
     let waiting = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let (tx, rx) = mpsc::sync_channel::<Batch>(AHEAD);
