@@ -11,6 +11,10 @@
 //! whole redo (`startup::recover`: that plus applying every change and commit to the
 //! engine). Both write nothing, so every iteration redoes the same WAL.
 
+// The allocator of the `walstream` binary, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
