@@ -379,3 +379,42 @@ fn a_long_insert_is_cancelled_as_postgresql() {
     assert!(theirs.iter().any(|l| l.contains("57014")), "{theirs:?}");
     assert_eq!(cancel_long_insert(node.port(), &|q| node.psql(q).unwrap()), theirs);
 }
+
+/// A backend waiting for another transaction's row lock shows `Lock` / `transactionid`
+/// in pg_stat_activity, and goes on when the holder ends.
+fn lock_wait(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    query("CREATE TABLE lk (k int PRIMARY KEY, v int); INSERT INTO lk VALUES (1, 0)");
+    let mut a = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut b = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut seen = a.query("BEGIN").unwrap();
+    seen.extend(a.query("UPDATE lk SET v = 1 WHERE k = 1").unwrap());
+    b.send(b'Q', b"UPDATE lk SET v = 2 WHERE k = 1\0").unwrap();
+    let waiting = "SELECT wait_event_type, wait_event, state FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let w = query(waiting);
+        if !w.is_empty() || std::time::Instant::now() > deadline {
+            seen.push(w);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    seen.extend(a.query("COMMIT").unwrap());
+    seen.extend(b.read_until(b'Z').unwrap());
+    seen.push(query(waiting));
+    seen.push(query("SELECT v FROM lk"));
+    seen
+}
+
+#[test]
+fn a_row_lock_wait_shows_in_pg_stat_activity_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = lock_wait(pg.port(), &|q| pg.psql(q).unwrap());
+    assert!(theirs.iter().any(|l| l == "Lock|transactionid|active"), "{theirs:?}");
+    assert_eq!(lock_wait(node.port(), &|q| node.psql(q).unwrap()), theirs);
+}

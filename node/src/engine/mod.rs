@@ -30,7 +30,7 @@ pub use codec::DecodeError;
 pub use error::EngineError;
 pub use image::{Image, TableImage};
 pub use state::FIRST_NORMAL_XID;
-pub use txn::{InsertOutcome, RowAction, RowOutcome, Txn};
+pub use txn::{InsertOutcome, RowAction, RowOutcome, Txn, WaitReporter};
 pub use value::{SqlType, Value};
 
 use state::State;

@@ -75,6 +75,18 @@ pub struct Txn {
     logged: bool,
     ended: bool,
     lock_timeout: Option<std::time::Duration>,
+    wait_reporter: Option<WaitReporter>,
+}
+
+/// Told `true` when a transaction starts waiting for another's row lock and `false`
+/// when the wait ends (`pg_stat_activity`'s `Lock` / `transactionid`).
+#[derive(Clone)]
+pub struct WaitReporter(pub Arc<dyn Fn(bool) + Send + Sync>);
+
+impl std::fmt::Debug for WaitReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitReporter")
+    }
 }
 
 /// Takes an xid for the transaction if it has none (xact.c: GetCurrentTransactionId).
@@ -82,15 +94,19 @@ fn xid_in(xid: &mut Option<Xid>, st: &mut State) -> Xid {
     *xid.get_or_insert_with(|| st.assign_xid())
 }
 
-/// Removes a waiter's wait-for edge however its wait ends.
+/// Removes a waiter's wait-for edge, and reports the wait's end, however it ends.
 struct WaitGuard<'a> {
     engine: &'a Engine,
     me: Xid,
+    reporter: Option<&'a WaitReporter>,
 }
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
         self.engine.state.write().waits_for.remove(&self.me);
+        if let Some(r) = self.reporter {
+            (r.0)(false);
+        }
     }
 }
 
@@ -104,7 +120,13 @@ impl Txn {
             logged: false,
             ended: false,
             lock_timeout: None,
+            wait_reporter: None,
         }
+    }
+
+    /// Who is told when this transaction waits for a row lock.
+    pub fn set_wait_reporter(&mut self, reporter: Option<WaitReporter>) {
+        self.wait_reporter = reporter;
     }
 
     /// `lock_timeout`: the longest a row lock wait may take before the statement fails
@@ -207,7 +229,11 @@ impl Txn {
             st.waits_for.insert(me, holder);
             rx
         };
-        let _guard = WaitGuard { engine: &self.engine, me: self.xid.unwrap_or_default() };
+        let reporter = self.wait_reporter.as_ref();
+        if let Some(r) = reporter {
+            (r.0)(true);
+        }
+        let _guard = WaitGuard { engine: &self.engine, me: self.xid.unwrap_or_default(), reporter };
         match self.lock_timeout {
             Some(limit) => {
                 if tokio::time::timeout(limit, rx.wait_for(|done| *done)).await.is_err() {

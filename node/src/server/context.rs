@@ -244,6 +244,14 @@ impl ServerContext for NodeContext {
         }
     }
 
+    fn lock_wait_reporter(&self, pid: i32) -> Option<crate::engine::WaitReporter> {
+        let entry = self.registry.get(pid)?;
+        Some(crate::engine::WaitReporter(Arc::new(move |waiting| {
+            // lmgr: a wait on another transaction's xid (XactLockTableWait).
+            entry.set_wait_event(waiting.then_some(("Lock", "transactionid")));
+        })))
+    }
+
     fn take_notices(&self, pid: i32) -> Vec<ErrorFields> {
         self.notices.lock().remove(&pid).unwrap_or_default()
     }

@@ -158,6 +158,12 @@ pub trait ServerContext: Send + Sync + 'static {
         })
     }
 
+    /// What tells `pg_stat_activity` that backend `pid` waits for a row lock; `None`
+    /// (the default) tells no one.
+    fn lock_wait_reporter(&self, _pid: i32) -> Option<crate::engine::WaitReporter> {
+        None
+    }
+
     /// The WARNINGs and NOTICEs the function calls of backend `pid` raised since last
     /// asked, taken (PostgreSQL sends them as they are raised).
     fn take_notices(&self, _pid: i32) -> Vec<ErrorFields> {

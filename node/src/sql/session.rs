@@ -1030,6 +1030,7 @@ impl Session {
             TxState::Idle => (Box::new(self.engine.begin()), now_ts(), true, false),
         };
         txn.set_lock_timeout(self.timeout_setting("lock_timeout"));
+        txn.set_wait_reporter(self.server.lock_wait_reporter(self.info.pid));
         if !implicit {
             // While the block's transaction is out of `self.tx`, a dropped (canceled)
             // statement leaves the block failed, as a canceled statement does.
