@@ -82,10 +82,10 @@ pub fn server_parts(
     roles: Roles,
     source: Arc<dyn WalSource>,
     slots: Arc<SlotStore>,
+    registry: Arc<Registry>,
 ) -> ServerParts {
     let show_source = source.clone();
     let show_settings = settings.clone();
-    let registry = Registry::new();
     let handler = ServeHandler::new(
         Arc::new(move |name: &str| match name.to_ascii_lowercase().as_str() {
             "wal_segment_size" => Some(show_source.seg_size().show()),
@@ -168,7 +168,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.tli.0,
         end.flushed
     );
-    let parts = server_parts(settings, hba, roles, shared, slots);
+    let parts = server_parts(settings, hba, roles, shared, slots, Registry::new());
     let backends = parts.registry.clone();
     metrics::start(&args.server.metrics, cancel.clone(), |m| m.add_backends(backends)).await?;
     run_postmaster(args.server.listen, parts).await?;

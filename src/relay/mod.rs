@@ -120,7 +120,8 @@ async fn relay(args: RelayArgs) -> Result<()> {
     )
     .context("loading replication slots")?;
     let shared: Arc<dyn WalSource> = source.clone();
-    let parts = server_parts(settings, hba, roles, shared, Arc::new(slots));
+    let registry = walstream_sender::registry::Registry::new();
+    let parts = server_parts(settings, hba, roles, shared, Arc::new(slots), registry);
     let cancel = CancellationToken::new();
     let (backends, positions) = (parts.registry.clone(), receiver.positions());
     let (counters, rmgrs) = (receiver.counters(), receiver.applier().rmgr_counts());

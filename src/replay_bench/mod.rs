@@ -98,6 +98,8 @@ struct RunArgs {
     /// SQL to run on each standby once it has replayed the capture (answers in the JSON).
     #[arg(long = "verify-sql", value_name = "SQL")]
     verify_sql: Vec<String>,
+    #[command(flatten)]
+    metrics: crate::metrics::MetricsArgs,
 }
 
 /// Runs `walstream replay-bench`.
@@ -159,7 +161,13 @@ async fn run_main(args: RunArgs, cancel: &CancellationToken) -> Result<()> {
         bail!("config \"{}\" is given twice", w[0]);
     }
     let output = args.output.clone().unwrap_or_else(|| run::default_output(&args.capture));
+    // One backend table for every run's sender, so /metrics shows the walsender serving
+    // the capture whichever run is on.
+    let registry = walstream_sender::registry::Registry::new();
+    let backends = registry.clone();
+    crate::metrics::start(&args.metrics, cancel.clone(), |m| m.add_backends(backends)).await?;
     let plan = RunPlan {
+        registry,
         configs: configs.clone(),
         runs: args.runs as usize,
         pace: args.pace,

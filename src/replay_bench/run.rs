@@ -18,6 +18,7 @@ use walstream_sender::auth::Roles;
 use walstream_sender::config::Settings;
 use walstream_sender::hba::HbaFile;
 use walstream_sender::postmaster::{Postmaster, ShutdownMode};
+use walstream_sender::registry::Registry;
 use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
@@ -82,6 +83,8 @@ pub struct RunPlan {
     pub verify_sql: Vec<String>,
     /// Whether to draw a progress bar.
     pub progress: bool,
+    /// The backend table every run's sender registers in (what `--metrics` shows).
+    pub registry: Arc<Registry>,
 }
 
 /// One query's answer on a standby after its replay.
@@ -137,7 +140,7 @@ struct Sender {
     _slots: tempfile::TempDir,
 }
 
-async fn start_sender(source: Arc<dyn WalSource>) -> Result<Sender> {
+async fn start_sender(source: Arc<dyn WalSource>, registry: Arc<Registry>) -> Result<Sender> {
     let slots_dir = tempfile::Builder::new().prefix("walstream-replay-bench-slots.").tempdir()?;
     let settings = Settings::default();
     let slots = SlotStore::open(
@@ -151,6 +154,7 @@ async fn start_sender(source: Arc<dyn WalSource>) -> Result<Sender> {
         Roles::permissive(),
         source,
         Arc::new(slots),
+        registry,
     );
     let postmaster = Postmaster::bind(SocketAddr::from(([127, 0, 0, 1], 0)), parts)
         .await
@@ -184,7 +188,7 @@ async fn one_run(
         bail!("the capture's WAL can be served up to {served} only, before its end {}", cap.end);
     }
     let paced = PacedWalSource::new(dir, cap.start);
-    let sender = start_sender(paced.clone()).await?;
+    let sender = start_sender(paced.clone(), plan.registry.clone()).await?;
     let (bin, base, settings, port) =
         (plan.pg_bin.clone(), cap.base_dir(), config.settings.clone(), sender.port);
     let started =

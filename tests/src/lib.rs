@@ -224,3 +224,22 @@ pub fn psql_replication(port: u16, commands: &[&str]) -> Result<Output> {
 
 #[cfg(test)]
 mod tests;
+
+/// The body of `GET /metrics` at 127.0.0.1:`port`.
+///
+/// # Errors
+/// The connection, or a response other than 200 with Prometheus' text format.
+pub fn scrape(port: u16) -> anyhow::Result<String> {
+    use anyhow::{ensure, Context};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("no end of the HTTP head")?;
+    ensure!(head.starts_with("HTTP/1.1 200 "), "response: {head}");
+    ensure!(head.contains("Content-Type: text/plain; version=0.0.4"), "response: {head}");
+    Ok(body.to_string())
+}

@@ -3,29 +3,16 @@
 //! primary writes, the relay's receiver counters (bytes, records per resource manager) and
 //! its walsender's sent LSN move, and `promtool check metrics` passes on every scrape.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use walstream_tests::{free_port, scenario, wait_for, ChildGuard, PgCluster, ReceiveWal};
+use walstream_tests::{free_port, scenario, scrape, wait_for, ChildGuard, PgCluster, ReceiveWal};
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
-
-/// The body of `GET /metrics` at 127.0.0.1:`port`.
-fn scrape(port: u16) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").context("no end of the HTTP head")?;
-    ensure!(head.starts_with("HTTP/1.1 200 "), "response: {head}");
-    ensure!(head.contains("Content-Type: text/plain; version=0.0.4"), "response: {head}");
-    Ok(body.to_string())
-}
 
 /// The value of the first sample whose name and labels start with `prefix`.
 fn value(text: &str, prefix: &str) -> Option<f64> {

@@ -138,8 +138,29 @@ fn record_replay_and_refuse_bad_captures() {
     assert!(text(&ran).contains("noprefetch"), "the table: {}", text(&ran));
     check_results(&out_max, &primary_answers, end, &["noprefetch", "big"]);
 
+    // The paced run with --metrics: the walsender serving the capture is scraped while
+    // the standby replays.
     let out_orig = tmp.path().join("original");
-    let ran = run_bench(&capture, &out_orig, "original", &configs);
+    let metrics_port = walstream_tests::free_port().unwrap();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut paced: Vec<&str> = configs.to_vec();
+    paced.extend(["--metrics", &listen]);
+    let ran = std::thread::scope(|s| {
+        let bench = s.spawn(|| run_bench(&capture, &out_orig, "original", &paced));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut seen = String::new();
+        while !bench.is_finished() && std::time::Instant::now() < deadline {
+            if let Ok(body) = walstream_tests::scrape(metrics_port) {
+                if body.contains("walstream_walsender_sent_lsn_bytes{") {
+                    seen = body;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!seen.is_empty(), "no walsender in /metrics while the paced run streamed");
+        bench.join().unwrap()
+    });
     assert!(ran.status.success(), "{}", text(&ran));
     check_results(&out_orig, &primary_answers, end, &["noprefetch", "big"]);
     let v = json(&out_orig.join("samples.json"));
