@@ -73,6 +73,11 @@ impl Metrics {
         self.sources.push(Box::new(ReceiverEvents { counters, rmgrs }));
     }
 
+    /// A standby node's records replayed per resource manager.
+    pub fn add_replayed_records(&mut self, rmgrs: Arc<RmgrCounts>) {
+        self.sources.push(Box::new(ReplayedRecords(rmgrs)));
+    }
+
     /// A node primary's WAL writer: fsyncs and positions.
     pub fn add_wal_writer(&mut self, writer: Arc<WalWriter>) {
         self.sources.push(Box::new(WriterCollector(writer)));
@@ -435,6 +440,22 @@ impl Collect for ReceiverCollector {
         ];
         for (name, help, value) in gauges {
             scrape.gauge(name, help, &none, value as f64);
+        }
+    }
+}
+
+/// A standby node's records replayed, by resource manager.
+struct ReplayedRecords(Arc<RmgrCounts>);
+
+impl Collect for ReplayedRecords {
+    fn collect(&self, scrape: &Scrape) {
+        for (rmgr, n) in self.0.snapshot() {
+            scrape.counter(
+                "walstream_replay_records_total",
+                "WAL records replayed into a standby node's tables, by resource manager.",
+                &vec![("rmgr", rmgr)],
+                n,
+            );
         }
     }
 }

@@ -56,10 +56,14 @@ async fn run(args: NodeArgs) -> Result<()> {
     let backends = node.registry().clone();
     let _guard = cancel.clone().drop_guard();
     let writer = node.wal_writer();
+    let replayed = node.replay_rmgr_counts();
     crate::metrics::start(&args.metrics, cancel, |m| {
         m.add_backends(backends);
         if let Some(writer) = writer {
             m.add_wal_writer(writer);
+        }
+        if let Some(rmgrs) = replayed {
+            m.add_replayed_records(rmgrs);
         }
     })
     .await?;

@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
-use walstream_tests::{free_port, scenario, scrape, wait_for, ChildGuard, PgCluster, ReceiveWal};
+use walstream_tests::{
+    free_port, pg_bin, run_ok, scenario, scrape, wait_for, ChildGuard, PgCluster, ReceiveWal,
+};
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
@@ -208,6 +210,39 @@ fn node_metrics_count_wal_fsyncs() -> anyhow::Result<()> {
     ensure!(
         text.contains("walstream_connections{backend_type=\"checkpointer\""),
         "no auxiliary process in connections:\n{text}"
+    );
+
+    // A standby of it (pg_basebackup -R) counts the records it replays.
+    let sdir = tempfile::tempdir()?;
+    let sdata = sdir.path().join("data");
+    run_ok(
+        Command::new(pg_bin("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-p"])
+            .arg(port.to_string())
+            .arg("-D")
+            .arg(&sdata),
+    )?;
+    let (sport, smetrics) = (free_port()?, free_port()?);
+    let mut cmd = Command::new(WALSTREAM);
+    cmd.args(["node", "-D"])
+        .arg(&sdata)
+        .args(["--listen", &format!("127.0.0.1:{sport}")])
+        .args(["--metrics", &format!("127.0.0.1:{smetrics}")]);
+    let mut standby = ChildGuard::spawn_captured(&mut cmd, "walstream node (standby)")?;
+    for k in 5..10 {
+        psql(port, &format!("INSERT INTO t VALUES ({k}, 'row {k}')"))?;
+    }
+    let replayed =
+        wait_for("replayed records in the standby's /metrics", Duration::from_secs(60), || {
+            if let Some(status) = standby.try_wait()? {
+                bail!("the standby exited with {status}: {}", standby.stderr_text());
+            }
+            Ok(scrape(smetrics).ok().filter(|t| t.contains("walstream_replay_records_total{")))
+        })?;
+    promtool_check(&replayed)?;
+    ensure!(
+        value(&replayed, "walstream_replay_records_total{").unwrap_or(0.0) > 0.0,
+        "no records replayed:\n{replayed}"
     );
     Ok(())
 }

@@ -412,6 +412,14 @@ impl Node {
         })
     }
 
+    /// A standby's records replayed per resource manager; `None` on a primary.
+    pub fn replay_rmgr_counts(&self) -> Option<Arc<walstream_receiver::apply::RmgrCounts>> {
+        match &self.role {
+            Role::Standby { receiver, .. } => Some(receiver.rmgrs.clone()),
+            Role::Primary { .. } => None,
+        }
+    }
+
     /// Reloads the configuration files (what `SIGHUP` does), in the background.
     pub fn reload(&self) {
         self.reload_requests.notify_one();

@@ -6,11 +6,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
 use tokio::sync::watch;
 use walstream_protocol::replication::TimestampTz;
 use walstream_protocol::wal::RecordView;
 use walstream_protocol::Lsn;
-use walstream_receiver::apply::{Apply, ApplyError};
+
+use walstream_receiver::apply::{Apply, ApplyError, RmgrCounts};
 
 use crate::checkpointer::{restartpoint, RestartAt, Retention};
 use crate::replay::{Replay, Replayed};
@@ -47,6 +49,8 @@ pub struct StandbyApplier {
     clock: fn() -> SystemTime,
     last_restartpoint: (SystemTime, Lsn),
     status: watch::Sender<ReplayStatus>,
+    /// Records replayed per resource manager (`--metrics`).
+    rmgrs: Arc<RmgrCounts>,
 }
 
 impl std::fmt::Debug for StandbyApplier {
@@ -78,7 +82,13 @@ impl StandbyApplier {
             clock,
             last_restartpoint: (clock(), replayed),
             status: watch::Sender::new(status),
+            rmgrs: Arc::default(),
         }
+    }
+
+    /// Records replayed per resource manager, readable while it runs.
+    pub fn rmgr_counts(&self) -> Arc<RmgrCounts> {
+        self.rmgrs.clone()
     }
 
     /// The replay status, published after every record.
@@ -121,6 +131,7 @@ impl Apply for StandbyApplier {
         let failed = |message: String| ApplyError::Failed { lsn: view.lsn, message };
         let record = NodeRecord::decode(view).map_err(|e| failed(e.to_string()))?;
         let replayed = self.replay.apply(view.lsn, &record).map_err(|e| failed(e.to_string()))?;
+        self.rmgrs.count(view.header.rmid);
         self.status.send_modify(|s| {
             s.replayed = view.next_lsn;
             if let Replayed::Commit { time } = replayed {

@@ -84,6 +84,8 @@ pub struct WalReceiverHandle {
     pub conninfo: ConnInfo,
     /// `primary_slot_name`.
     pub slot: Option<String>,
+    /// Records replayed per resource manager.
+    pub rmgrs: Arc<walstream_receiver::apply::RmgrCounts>,
 }
 
 /// The walreceiver's state (`pg_stat_wal_receiver.status`).
@@ -150,6 +152,7 @@ pub fn start_walreceiver(
         hot_standby_feedback: opts.hot_standby_feedback,
     };
     let replay = applier.status();
+    let rmgrs = applier.rmgr_counts();
     let (state_tx, state) = watch::channel(WalReceiverState::Stopped);
     let mut receiver = Receiver::new(stream_opts, writer, applier)
         .start_at(at.tli, at.start, at.system_id)
@@ -161,6 +164,7 @@ pub fn start_walreceiver(
         start: at.start,
         conninfo: opts.conninfo.clone(),
         slot: opts.slot.clone(),
+        rmgrs,
     };
     let retry = opts.retry_interval;
     let task = tokio::spawn(async move {

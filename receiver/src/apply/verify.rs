@@ -49,7 +49,18 @@ type Counts = (u64, u64, u64);
 #[derive(Debug)]
 pub struct RmgrCounts([AtomicU64; 256]);
 
+impl Default for RmgrCounts {
+    fn default() -> Self {
+        RmgrCounts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 impl RmgrCounts {
+    /// Counts one record of resource manager `rmid`.
+    pub fn count(&self, rmid: u8) {
+        self.0[usize::from(rmid)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// (resource manager name as pg_waldump prints it, records) for those with records.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
         self.0
@@ -79,7 +90,7 @@ impl Default for VerifyingApplier {
     fn default() -> Self {
         VerifyingApplier {
             counts: Box::new([(0, 0, 0); 256]),
-            published: Arc::new(RmgrCounts(std::array::from_fn(|_| AtomicU64::new(0)))),
+            published: Arc::default(),
             records: 0,
             last_lsn: Lsn::INVALID,
             last_end: Lsn::INVALID,
