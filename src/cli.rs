@@ -20,7 +20,7 @@ pub enum Flavor {
 /// How log lines are written (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines (the default).
+    /// PostgreSQL-style lines, `... UTC [pid] LOG:  message` (the default).
     #[default]
     Text,
     /// One JSON object per line.
@@ -43,9 +43,8 @@ pub fn init_logging(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match LOG_FORMAT.get().copied().unwrap_or_default() {
-        LogFormat::Text => {
-            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
-        }
+        // PostgreSQL's own log lines: `2026-12-07 10:26:35.131 UTC [pid] LOG:  ...`.
+        LogFormat::Text => builder.with_ansi(false).event_format(crate::logfmt::PgStyle).try_init(),
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
     };
 }

@@ -11,6 +11,7 @@ mod cli;
 mod connargs;
 mod demo;
 mod initdb;
+mod logfmt;
 mod metrics;
 mod node;
 mod receivewal;

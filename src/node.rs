@@ -85,7 +85,6 @@ async fn run(args: NodeArgs) -> Result<()> {
             break mode;
         }
     };
-    tracing::info!("received {mode:?} shutdown request");
     node.stop(mode).await?;
     Ok(())
 }

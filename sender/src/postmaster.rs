@@ -43,6 +43,17 @@ pub enum ShutdownMode {
     Immediate,
 }
 
+impl ShutdownMode {
+    /// As `pg_ctl -m` and the postmaster's log name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownMode::Smart => "smart",
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
 /// Everything connections share.
 pub struct Server {
     /// The settings.
@@ -161,7 +172,7 @@ impl Postmaster {
         mut mode: ShutdownMode,
         mut signal: watch::Receiver<Option<ShutdownMode>>,
     ) {
-        info!("received {mode:?} shutdown request");
+        info!("received {} shutdown request", mode.as_str());
         self.server.shutting_down.send_replace(true);
         // Keep refusing new connections with 57P03 while shutting down.
         let refusing = {
