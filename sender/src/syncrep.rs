@@ -477,6 +477,8 @@ pub enum SyncStatus {
 struct StateInner {
     config: Option<SyncRepConfig>,
     standbys: std::collections::BTreeMap<i32, Standby>,
+    /// The synchronous standbys already announced in the log.
+    announced: std::collections::BTreeSet<i32>,
 }
 
 /// The server's synchronous replication state (`WalSndCtl`'s part of it): the
@@ -506,7 +508,7 @@ impl SyncRepState {
     pub fn set_config(&self, config: Option<SyncRepConfig>) {
         let mut inner = self.lock();
         inner.config = config;
-        self.publish(&inner);
+        self.publish(&mut inner);
     }
 
     /// The configuration in force.
@@ -523,14 +525,14 @@ impl SyncRepState {
         }
         s.streaming = streaming;
         [s.write, s.flush, s.apply] = positions;
-        self.publish(&inner);
+        self.publish(&mut inner);
     }
 
     /// A walsender ended.
     pub fn remove(&self, pid: i32) {
         let mut inner = self.lock();
         if inner.standbys.remove(&pid).is_some() {
-            self.publish(&inner);
+            self.publish(&mut inner);
         }
     }
 
@@ -555,7 +557,7 @@ impl SyncRepState {
         (priority, sync_state(cfg.method, priority, is_sync))
     }
 
-    fn publish(&self, inner: &StateInner) {
+    fn publish(&self, inner: &mut StateInner) {
         let status = match &inner.config {
             None => SyncStatus::NotDefined,
             Some(cfg) => match synced_positions(cfg, &candidates(cfg, inner)) {
@@ -564,6 +566,34 @@ impl SyncRepState {
             },
         };
         self.status.send_if_modified(|s| std::mem::replace(s, status) != status);
+        self.announce(inner);
+    }
+
+    /// `SyncRepReleaseWaiters`' announcement, once per standby as it becomes synchronous.
+    fn announce(&self, inner: &mut StateInner) {
+        let now: std::collections::BTreeSet<i32> = match &inner.config {
+            None => Default::default(),
+            Some(cfg) => sync_standbys(cfg, &candidates(cfg, inner))
+                .iter()
+                .filter_map(|c| i32::try_from(c.index).ok())
+                .collect(),
+        };
+        if let Some(cfg) = &inner.config {
+            for pid in now.difference(&inner.announced) {
+                let Some(s) = inner.standbys.get(pid) else { continue };
+                let name = &s.application_name;
+                match cfg.method {
+                    SyncRepMethod::Priority => tracing::info!(
+                        "standby \"{name}\" is now a synchronous standby with priority {}",
+                        cfg.priority(name)
+                    ),
+                    SyncRepMethod::Quorum => tracing::info!(
+                        "standby \"{name}\" is now a candidate for quorum synchronous standby"
+                    ),
+                }
+            }
+        }
+        inner.announced = now;
     }
 }
 
