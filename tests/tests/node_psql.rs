@@ -418,3 +418,40 @@ fn a_row_lock_wait_shows_in_pg_stat_activity_as_postgresql() {
     assert!(theirs.iter().any(|l| l == "Lock|transactionid|active"), "{theirs:?}");
     assert_eq!(lock_wait(node.port(), &|q| node.psql(q).unwrap()), theirs);
 }
+
+/// A session open across ALTER SYSTEM + pg_reload_conf() takes the new values at its next
+/// command, except for what it SET itself.
+fn reload_reaches_open_sessions(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    let mut a = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut admin = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut seen = a.query("SET lock_timeout = '1s'").unwrap();
+    seen.extend(admin.query("ALTER SYSTEM SET statement_timeout = '3s'").unwrap());
+    seen.extend(admin.query("ALTER SYSTEM SET lock_timeout = '2s'").unwrap());
+    seen.extend(admin.query("SELECT pg_reload_conf()").unwrap());
+    // The reload is asynchronous on both: wait (bounded) until a new session sees it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let mut probe = RawReplicationConn::connect_with(port, &db).unwrap();
+        if probe.query("SHOW statement_timeout").unwrap().iter().any(|l| l == "D 3s") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    seen.extend(a.query("SHOW statement_timeout").unwrap());
+    seen.extend(a.query("SHOW lock_timeout").unwrap());
+    seen.extend(a.query("RESET lock_timeout").unwrap());
+    seen.extend(a.query("SHOW lock_timeout").unwrap());
+    seen
+}
+
+#[test]
+fn a_reload_reaches_open_sessions_as_postgresql() {
+    let pg = PgCluster::start(&PgConfig::default()).unwrap();
+    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
+    let node = node_dir.start(&[]).unwrap();
+    let theirs = reload_reaches_open_sessions(pg.port());
+    assert!(theirs.iter().any(|l| l == "D 3s"), "{theirs:?}");
+    assert_eq!(reload_reaches_open_sessions(node.port()), theirs);
+}

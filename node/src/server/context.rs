@@ -39,6 +39,8 @@ pub(super) struct NodeContext {
     pub(super) dir: std::path::PathBuf,
     /// `pg_reload_conf()` asks for a reload here.
     pub(super) reload_requests: Arc<tokio::sync::Notify>,
+    /// Reloads done so far.
+    pub(super) generation: Arc<std::sync::atomic::AtomicU64>,
     pub(super) registry: Arc<Registry>,
     pub(super) slots: Arc<SlotStore>,
     pub(super) seg_size: WalSegSize,
@@ -242,6 +244,10 @@ impl ServerContext for NodeContext {
             }),
             _ => None,
         }
+    }
+
+    fn settings_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn lock_wait_reporter(&self, pid: i32) -> Option<crate::engine::WaitReporter> {

@@ -333,6 +333,7 @@ impl Node {
         session_settings.set_wal_segment_size(control.seg_size);
         let session_settings = Arc::new(parking_lot::RwLock::new(session_settings));
         let reload_requests = Arc::new(tokio::sync::Notify::new());
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let reloader = tokio::spawn(
             reload::Reloader {
                 dir: dir.path().to_path_buf(),
@@ -341,6 +342,7 @@ impl Node {
                 registry: registry.clone(),
                 primary: matches!(role, Role::Primary { .. }),
                 requests: reload_requests.clone(),
+                generation: generation.clone(),
             }
             .run(),
         );
@@ -348,6 +350,7 @@ impl Node {
             settings: session_settings,
             dir: dir.path().to_path_buf(),
             reload_requests: reload_requests.clone(),
+            generation,
             registry: registry.clone(),
             slots: slots.clone(),
             seg_size: control.seg_size,

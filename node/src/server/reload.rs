@@ -25,6 +25,8 @@ pub(crate) struct Reloader {
     pub(crate) primary: bool,
     /// Set to ask for a reload.
     pub(crate) requests: Arc<Notify>,
+    /// Counts reloads, for sessions to notice.
+    pub(crate) generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One setting whose value the files changed.
@@ -86,6 +88,7 @@ impl Reloader {
         }
         new = applied;
         *current = new;
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if self.primary {
             let names = current.string("synchronous_standby_names");
             self.registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());

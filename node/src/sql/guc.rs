@@ -52,6 +52,9 @@ pub struct SessionSettings {
     initial: NodeSettings,
     node: NodeSettings,
     session: BTreeMap<&'static str, String>,
+    /// Names this session SET itself: a reload of the files leaves them alone
+    /// (`PGC_S_SESSION` outranks `PGC_S_FILE`).
+    explicit: std::collections::BTreeSet<&'static str>,
 }
 
 fn session_name(name: &str) -> Option<&'static str> {
@@ -68,7 +71,32 @@ impl SessionSettings {
             .map(|(n, v)| (*n, initial.show(n).unwrap_or_else(|| v.to_string())))
             .collect();
         session.insert("application_name", application_name.to_string());
-        SessionSettings { node: initial.clone(), initial, session }
+        SessionSettings {
+            node: initial.clone(),
+            initial,
+            session,
+            explicit: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// The server reloaded its files (`ProcessConfigFile` in every backend): what this
+    /// session did not SET takes the new values.
+    pub fn rebase(&mut self, files: NodeSettings) {
+        for (n, default) in SESSION_DEFAULTS {
+            if *n != "application_name" && !self.explicit.contains(n) {
+                self.session.insert(n, files.show(n).unwrap_or_else(|| default.to_string()));
+            }
+        }
+        let mut node = files.clone();
+        for n in &self.explicit {
+            if session_name(n).is_none() {
+                if let Some(v) = self.node.show(n) {
+                    let _ = node.set(n, &v);
+                }
+            }
+        }
+        self.node = node;
+        self.initial = files;
     }
 
     /// `SHOW name` / `current_setting(name)`.
@@ -96,6 +124,7 @@ impl SessionSettings {
                 ));
             }
             self.session.insert(n, value.to_string());
+            self.explicit.insert(n);
             return Ok(());
         }
         match NodeSettings::context(name) {
@@ -123,7 +152,11 @@ impl SessionSettings {
                 ))
             }
         }
-        self.node.set(name, value).map_err(|e| e.fields)
+        self.node.set(name, value).map_err(|e| e.fields)?;
+        if let Some(n) = NodeSettings::canonical_name(name) {
+            self.explicit.insert(n);
+        }
+        Ok(())
     }
 
     /// `RESET name`.
@@ -134,10 +167,15 @@ impl SessionSettings {
         if let Some(n) = session_name(name) {
             let d = SESSION_DEFAULTS.iter().find(|(k, _)| *k == n).map_or("", |(_, v)| v);
             self.session.insert(n, self.initial.show(n).unwrap_or_else(|| d.to_string()));
+            self.explicit.remove(n);
             return Ok(());
         }
         let v = self.initial.show(name).ok_or_else(|| unrecognized(name))?;
-        self.set(name, &v)
+        self.set(name, &v)?;
+        if let Some(n) = NodeSettings::canonical_name(name) {
+            self.explicit.remove(n);
+        }
+        Ok(())
     }
 
     /// `RESET ALL`.

@@ -158,6 +158,12 @@ pub trait ServerContext: Send + Sync + 'static {
         })
     }
 
+    /// Counts reloads of the configuration files: a session that sees it change takes the
+    /// new [`ServerContext::settings`] for what it did not SET. The default never reloads.
+    fn settings_generation(&self) -> u64 {
+        0
+    }
+
     /// What tells `pg_stat_activity` that backend `pid` waits for a row lock; `None`
     /// (the default) tells no one.
     fn lock_wait_reporter(&self, _pid: i32) -> Option<crate::engine::WaitReporter> {

@@ -130,6 +130,8 @@ pub struct Session {
     in_block: bool,
     /// Settings changed in the current transaction block, to settle at its end.
     guc_txn: Option<GucTxn>,
+    /// The server's reload count this session's settings reflect.
+    settings_generation: u64,
 }
 
 /// `guc.c: AtEOXact_GUC` for one transaction block: the settings when it began (what a
@@ -448,6 +450,8 @@ fn copy_text_line(types: &[SqlType], row: &[Value]) -> bytes::Bytes {
 impl Session {
     /// A session of backend `info` over `engine`, with what lives outside it from `server`.
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
+        // The generation first: a reload in between only makes the first command rebase.
+        let settings_generation = server.settings_generation();
         let settings = Arc::new(SessionSettings::new(server.settings(), &info.application_name));
         Session {
             engine,
@@ -460,6 +464,23 @@ impl Session {
             exit: false,
             in_block: false,
             guc_txn: None,
+            settings_generation,
+        }
+    }
+
+    /// `ProcessConfigFile` at the next command: after a reload, what this session did not
+    /// SET takes the files' new values (also in the block's saved settings).
+    fn take_reload(&mut self) {
+        let g = self.server.settings_generation();
+        if g == self.settings_generation {
+            return;
+        }
+        self.settings_generation = g;
+        let files = self.server.settings();
+        Arc::make_mut(&mut self.settings).rebase(files.clone());
+        if let Some(t) = &mut self.guc_txn {
+            Arc::make_mut(&mut t.at_begin).rebase(files.clone());
+            Arc::make_mut(&mut t.session).rebase(files);
         }
     }
 
@@ -600,6 +621,7 @@ impl Session {
 
     /// Runs every statement of `sql` (the simple query protocol).
     pub async fn run_simple(&mut self, sql: &str) -> SimpleQueryResult {
+        self.take_reload();
         let mut res = SimpleQueryResult::default();
         if let Some(rest) = alter_system_rest(sql) {
             match self.alter_system(rest).await {
@@ -932,6 +954,7 @@ impl Session {
     /// # Errors
     /// The statement's error.
     pub async fn execute_sql(&mut self, sql: &str, params: &[Param]) -> SqlResult<QueryOutput> {
+        self.take_reload();
         if let Some(rest) = alter_system_rest(sql) {
             let r = self.alter_system(rest).await;
             if r.is_err() {
