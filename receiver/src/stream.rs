@@ -256,6 +256,12 @@ impl<A: Apply> Receiver<A> {
         self.counters.clone()
     }
 
+    /// Connects with `conninfo` from the next connection on (a reloaded
+    /// `primary_conninfo`).
+    pub fn set_conninfo(&mut self, conninfo: ConnInfo) {
+        self.opts.conninfo = conninfo;
+    }
+
     /// The applier.
     pub fn applier(&self) -> &A {
         &self.applier

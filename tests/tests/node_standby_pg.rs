@@ -192,3 +192,33 @@ fn a_node_standby_is_a_synchronous_standby_with_remote_apply() {
     wait_replayed(&standby, &primary);
     assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), "21");
 }
+
+/// `ALTER SYSTEM SET primary_conninfo` + `pg_reload_conf()` on a standby restarts its
+/// walreceiver with the new connection, without a restart (as PostgreSQL 15 does): a
+/// standby of the primary moves to cascade from another standby and keeps converging.
+#[test]
+fn a_reloaded_primary_conninfo_moves_a_standby_without_a_restart() {
+    let pdir = NodeDir::init(bin(), 1).unwrap();
+    let primary = pdir.start(&[]).unwrap();
+    psql(&primary, "CREATE TABLE t (k int PRIMARY KEY, v text)").unwrap();
+    // The directories must outlive the processes.
+    let s1dir = basebackup(&primary, &[]);
+    let s1 = s1dir.start(&[]).unwrap();
+    let s2dir = basebackup(&primary, &[]);
+    let s2 = s2dir.start(&[]).unwrap();
+    wait_until("two standbys", || {
+        psql(&primary, "SELECT count(*) FROM pg_stat_replication").is_ok_and(|n| n == "2")
+    });
+    let to_s1 = format!("host=127.0.0.1 port={} user=postgres", s1.port());
+    psql(&s2, &format!("ALTER SYSTEM SET primary_conninfo = '{to_s1}'")).unwrap();
+    psql(&s2, "SELECT pg_reload_conf()").unwrap();
+    wait_until("s2 streaming from s1", || {
+        psql(&s1, "SELECT count(*) FROM pg_stat_replication").is_ok_and(|n| n == "1")
+            && psql(&primary, "SELECT count(*) FROM pg_stat_replication").is_ok_and(|n| n == "1")
+    });
+    let shown = psql(&s2, "SELECT conninfo FROM pg_stat_wal_receiver").unwrap();
+    assert!(shown.contains(&format!("port='{}'", s1.port())), "{shown}");
+    psql(&primary, "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 100) g").unwrap();
+    wait_replayed(&s2, &primary);
+    assert_eq!(psql(&s2, "SELECT count(*) FROM t").unwrap(), "100");
+}

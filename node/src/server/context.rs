@@ -163,7 +163,7 @@ impl NodeContext {
             crate::standby::WalReceiverState::Waiting(_) => "waiting",
             crate::standby::WalReceiverState::Stopped => return Vec::new(),
         };
-        let info = &receiver.conninfo;
+        let info = &*receiver.conninfo.borrow();
         vec![vec![
             Value::Int4(std::process::id() as i32),
             Value::Text(status.into()),

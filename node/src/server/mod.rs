@@ -343,6 +343,10 @@ impl Node {
                 primary: matches!(role, Role::Primary { .. }),
                 requests: reload_requests.clone(),
                 generation: generation.clone(),
+                walreceiver: match &role {
+                    Role::Standby { receiver, .. } => Some(receiver.clone()),
+                    Role::Primary { .. } => None,
+                },
             }
             .run(),
         );

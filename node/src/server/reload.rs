@@ -27,6 +27,8 @@ pub(crate) struct Reloader {
     pub(crate) requests: Arc<Notify>,
     /// Counts reloads, for sessions to notice.
     pub(crate) generation: Arc<std::sync::atomic::AtomicU64>,
+    /// A standby's walreceiver: a changed `primary_conninfo` restarts it with the new one.
+    pub(crate) walreceiver: Option<Arc<crate::standby::WalReceiverHandle>>,
 }
 
 /// One setting whose value the files changed.
@@ -72,12 +74,13 @@ impl Reloader {
         };
         let mut current = self.settings.write();
         let mut applied = current.clone();
-        for change in changes(&current, &new) {
+        let changed = changes(&current, &new);
+        for change in &changed {
             match change {
                 Change::Applied { name, value } => {
                     tracing::info!("parameter \"{name}\" changed to \"{value}\"");
                     // Valid: it was just loaded.
-                    let _ = applied.set(name, &value);
+                    let _ = applied.set(name, value);
                 }
                 Change::NeedsRestart { name } => {
                     tracing::info!(
@@ -92,6 +95,17 @@ impl Reloader {
         if self.primary {
             let names = current.string("synchronous_standby_names");
             self.registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
+        }
+        let conninfo_changed =
+            changed.iter().any(|c| matches!(c, Change::Applied { name: "primary_conninfo", .. }));
+        if let (Some(walreceiver), true) = (&self.walreceiver, conninfo_changed) {
+            match walstream_receiver::conninfo::ConnInfo::parse(current.string("primary_conninfo"))
+            {
+                Ok(info) => {
+                    walreceiver.conninfo.send_replace(info);
+                }
+                Err(e) => tracing::warn!("invalid connection string syntax: {e}"),
+            }
         }
     }
 

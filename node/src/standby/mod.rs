@@ -80,8 +80,10 @@ pub struct WalReceiverHandle {
     pub state: watch::Receiver<WalReceiverState>,
     /// Where streaming started (`receive_start_lsn`).
     pub start: Lsn,
-    /// The connection (`pg_stat_wal_receiver.conninfo`, shown without the password).
-    pub conninfo: ConnInfo,
+    /// The connection (`pg_stat_wal_receiver.conninfo`, shown without the password); a
+    /// reload that changes `primary_conninfo` sends the new one here, and the walreceiver
+    /// restarts with it.
+    pub conninfo: watch::Sender<ConnInfo>,
     /// `primary_slot_name`.
     pub slot: Option<String>,
     /// Records replayed per resource manager.
@@ -162,15 +164,24 @@ pub fn start_walreceiver(
         replay,
         state,
         start: at.start,
-        conninfo: opts.conninfo.clone(),
+        conninfo: watch::Sender::new(opts.conninfo.clone()),
         slot: opts.slot.clone(),
         rmgrs,
     };
+    let mut conninfo = handle.conninfo.subscribe();
     let retry = opts.retry_interval;
     let task = tokio::spawn(async move {
         loop {
             state_tx.send_replace(WalReceiverState::Streaming);
-            let result = receiver.run(&cancel).await;
+            let result = tokio::select! {
+                r = receiver.run(&cancel) => r,
+                Ok(()) = conninfo.changed() => {
+                    // xlogrecovery.c: StartupRequestWalReceiverRestart.
+                    tracing::info!("wal receiver process shutdown requested");
+                    receiver.set_conninfo(conninfo.borrow_and_update().clone());
+                    continue;
+                }
+            };
             if cancel.is_cancelled() {
                 break;
             }
