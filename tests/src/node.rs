@@ -140,3 +140,29 @@ impl NodeProcess {
         }
     }
 }
+
+/// A fresh PostgreSQL 15 cluster and a fresh node (16 MB segments) started beside it,
+/// for tests that run the same exchange on both and compare. The node stops before its
+/// directory goes.
+pub struct PgAndNode {
+    /// The node.
+    pub node: NodeProcess,
+    /// Its data directory.
+    pub node_dir: NodeDir,
+    /// The PostgreSQL cluster.
+    pub pg: crate::PgCluster,
+}
+
+impl PgAndNode {
+    /// Starts both: PostgreSQL with `pg`, the node (the `walstream` binary `bin`) with
+    /// `-c` settings `node`.
+    ///
+    /// # Errors
+    /// Either fails to start.
+    pub fn start(bin: &Path, pg: &crate::PgConfig, node: &[&str]) -> Result<PgAndNode> {
+        let pg = crate::PgCluster::start(pg)?;
+        let node_dir = NodeDir::init(bin, 16)?;
+        let node = node_dir.start(node)?;
+        Ok(PgAndNode { node, node_dir, pg })
+    }
+}

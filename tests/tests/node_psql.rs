@@ -4,8 +4,11 @@
 
 use std::process::Command;
 
-use walstream_tests::node::NodeDir;
-use walstream_tests::{pg_bin, PgCluster, PgConfig};
+use walstream_tests::node::PgAndNode;
+use walstream_tests::{pg_bin, wait_for, PgConfig};
+
+/// How long a test waits for a server to get somewhere.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 const SETUP: &str = "CREATE TABLE t (k int PRIMARY KEY, v text, b bool, f float8);
 INSERT INTO t VALUES (1, 'plain', true, 1.5), (2, NULL, false, NULL),
@@ -20,6 +23,11 @@ COPY t (v, k) TO STDOUT;
 \\timing on
 SELECT count(*) FROM t;
 ";
+
+/// PostgreSQL 15 and a node, to run the same thing on both.
+fn both() -> PgAndNode {
+    PgAndNode::start(env!("CARGO_BIN_EXE_walstream").as_ref(), &PgConfig::default(), &[]).unwrap()
+}
 
 fn psql(conninfo: &str, script: &str) -> (String, String) {
     let out = Command::new(pg_bin("psql"))
@@ -66,12 +74,10 @@ fn run(conninfo: &str, dir: &std::path::Path) -> (String, Vec<u8>, Vec<u8>) {
 
 #[test]
 fn psql_gives_the_same_output_and_files() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
+    let both = both();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let theirs = run(&pg.conninfo("postgres"), a.path());
-    let ours = run(&node.conninfo("postgres"), b.path());
+    let theirs = run(&both.pg.conninfo("postgres"), a.path());
+    let ours = run(&both.node.conninfo("postgres"), b.path());
     assert!(theirs.0.contains("Time: ..."), "{}", theirs.0);
     assert_eq!(ours.0, theirs.0, "psql's output");
     assert_eq!(String::from_utf8_lossy(&ours.1), String::from_utf8_lossy(&theirs.1), "\\copy t");
@@ -80,7 +86,7 @@ fn psql_gives_the_same_output_and_files() {
         String::from_utf8_lossy(&theirs.2),
         "\\copy (query)"
     );
-    node.stop().unwrap();
+    both.node.stop().unwrap();
 }
 
 fn cstr(parts: &[&str]) -> Vec<u8> {
@@ -146,12 +152,10 @@ fn implicit_transactions(port: u16) -> Vec<String> {
 
 #[test]
 fn extended_protocol_executes_share_one_implicit_transaction_until_sync() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = implicit_transactions(pg.port());
+    let both = both();
+    let theirs = implicit_transactions(both.pg.port());
     assert!(theirs.iter().any(|l| l.contains("23505")), "{theirs:#?}");
-    assert_eq!(implicit_transactions(node.port()), theirs);
+    assert_eq!(implicit_transactions(both.node.port()), theirs);
 }
 
 /// Parse, Bind, Execute of the extended protocol without Sync, on `port`: the replies
@@ -188,12 +192,10 @@ fn extended_exchange(port: u16) -> Vec<String> {
 
 #[test]
 fn extended_protocol_replies_wait_for_flush_or_sync_as_postgresql_does() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = extended_exchange(pg.port());
+    let both = both();
+    let theirs = extended_exchange(both.pg.port());
     assert_eq!(theirs.first().map(String::as_str), Some("1"), "{theirs:?}");
-    assert_eq!(extended_exchange(node.port()), theirs);
+    assert_eq!(extended_exchange(both.node.port()), theirs);
 }
 
 /// SET LOCAL lasts to the end of its transaction block (a WARNING and no effect outside
@@ -238,12 +240,10 @@ fn run_set_script(conninfo: &str) -> String {
 
 #[test]
 fn set_local_and_transactional_set_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = run_set_script(&pg.conninfo("postgres"));
+    let both = both();
+    let theirs = run_set_script(&both.pg.conninfo("postgres"));
     assert!(theirs.contains("SET LOCAL can only be used in transaction blocks"), "{theirs}");
-    assert_eq!(run_set_script(&node.conninfo("postgres")), theirs);
+    assert_eq!(run_set_script(&both.node.conninfo("postgres")), theirs);
 }
 
 const ALTER_SYSTEM: &[&str] = &[
@@ -274,25 +274,20 @@ fn alter_system(conninfo: &str, data: &std::path::Path) -> (String, String, Stri
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
     // The reload happens in the background on both: wait (bounded) for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let show = loop {
-        let (shown, _) = psql(conninfo, "SHOW statement_timeout");
-        if shown.contains("5s") || std::time::Instant::now() > deadline {
-            break shown + &psql(conninfo, "SHOW synchronous_standby_names").0;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let shown = wait_for("the reload", TIMEOUT, || {
+        Ok(Some(psql(conninfo, "SHOW statement_timeout").0).filter(|s| s.contains("5s")))
+    })
+    .unwrap();
+    let show = shown + &psql(conninfo, "SHOW synchronous_standby_names").0;
     (text, auto, show)
 }
 
 #[test]
 fn alter_system_and_reload_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = alter_system(&pg.conninfo("postgres"), &pg.data_dir());
+    let both = both();
+    let theirs = alter_system(&both.pg.conninfo("postgres"), &both.pg.data_dir());
     assert!(theirs.2.contains("5s"), "{theirs:?}");
-    let ours = alter_system(&node.conninfo("postgres"), &node_dir.data_dir());
+    let ours = alter_system(&both.node.conninfo("postgres"), &both.node_dir.data_dir());
     assert_eq!(ours, theirs);
 }
 
@@ -300,9 +295,7 @@ fn alter_system_and_reload_as_postgresql() {
 /// timeout: the same WARNINGs, errors and SQLSTATEs as PostgreSQL's.
 #[test]
 fn signalling_functions_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
+    let both = both();
     let run = |conninfo: &str, verbosity: &str| {
         let out = Command::new(pg_bin("psql"))
             .args(["-X", "-v", &format!("VERBOSITY={verbosity}"), "-d", conninfo])
@@ -314,9 +307,9 @@ fn signalling_functions_as_postgresql() {
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     };
     for verbosity in ["default", "sqlstate"] {
-        let theirs = run(&pg.conninfo("postgres"), verbosity);
+        let theirs = run(&both.pg.conninfo("postgres"), verbosity);
         assert!(theirs.contains("WARNING:"), "{theirs}");
-        assert_eq!(run(&node.conninfo("postgres"), verbosity), theirs, "{verbosity}");
+        assert_eq!(run(&both.node.conninfo("postgres"), verbosity), theirs, "{verbosity}");
     }
 }
 
@@ -340,12 +333,10 @@ fn idle_in_transaction(port: u16) -> Vec<String> {
 
 #[test]
 fn idle_in_transaction_session_timeout_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = idle_in_transaction(pg.port());
+    let both = both();
+    let theirs = idle_in_transaction(both.pg.port());
     assert!(theirs.iter().any(|l| l.contains("25P03")), "{theirs:?}");
-    assert_eq!(idle_in_transaction(node.port()), theirs);
+    assert_eq!(idle_in_transaction(both.node.port()), theirs);
 }
 
 /// A long `INSERT … SELECT generate_series` is cancelled by pg_cancel_backend from
@@ -356,14 +347,8 @@ fn cancel_long_insert(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> 
     let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
     c.send(b'Q', b"INSERT INTO big SELECT g, 'x' FROM generate_series(1, 1900000) g\0").unwrap();
     let active = "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT%'";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let pid = loop {
-        let pid = query(active);
-        if !pid.is_empty() || std::time::Instant::now() > deadline {
-            break pid;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let pid = wait_for("the INSERT", TIMEOUT, || Ok(Some(query(active)).filter(|p| !p.is_empty())))
+        .unwrap();
     let mut seen = vec![query(&format!("SELECT pg_cancel_backend({pid})"))];
     seen.extend(c.read_until(b'Z').unwrap());
     seen.push(query("SELECT count(*) FROM big"));
@@ -372,12 +357,10 @@ fn cancel_long_insert(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> 
 
 #[test]
 fn a_long_insert_is_cancelled_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = cancel_long_insert(pg.port(), &|q| pg.psql(q).unwrap());
+    let both = both();
+    let theirs = cancel_long_insert(both.pg.port(), &|q| both.pg.psql(q).unwrap());
     assert!(theirs.iter().any(|l| l.contains("57014")), "{theirs:?}");
-    assert_eq!(cancel_long_insert(node.port(), &|q| node.psql(q).unwrap()), theirs);
+    assert_eq!(cancel_long_insert(both.node.port(), &|q| both.node.psql(q).unwrap()), theirs);
 }
 
 /// A backend waiting for another transaction's row lock shows `Lock` / `transactionid`
@@ -393,15 +376,10 @@ fn lock_wait(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
     b.send(b'Q', b"UPDATE lk SET v = 2 WHERE k = 1\0").unwrap();
     let waiting = "SELECT wait_event_type, wait_event, state FROM pg_stat_activity \
                    WHERE wait_event_type = 'Lock'";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let w = query(waiting);
-        if !w.is_empty() || std::time::Instant::now() > deadline {
-            seen.push(w);
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    seen.push(
+        wait_for("the lock wait", TIMEOUT, || Ok(Some(query(waiting)).filter(|w| !w.is_empty())))
+            .unwrap(),
+    );
     seen.extend(a.query("COMMIT").unwrap());
     seen.extend(b.read_until(b'Z').unwrap());
     seen.push(query(waiting));
@@ -411,12 +389,10 @@ fn lock_wait(port: u16, query: &dyn Fn(&str) -> String) -> Vec<String> {
 
 #[test]
 fn a_row_lock_wait_shows_in_pg_stat_activity_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = lock_wait(pg.port(), &|q| pg.psql(q).unwrap());
+    let both = both();
+    let theirs = lock_wait(both.pg.port(), &|q| both.pg.psql(q).unwrap());
     assert!(theirs.iter().any(|l| l == "Lock|transactionid|active"), "{theirs:?}");
-    assert_eq!(lock_wait(node.port(), &|q| node.psql(q).unwrap()), theirs);
+    assert_eq!(lock_wait(both.node.port(), &|q| both.node.psql(q).unwrap()), theirs);
 }
 
 /// A session open across ALTER SYSTEM + pg_reload_conf() takes the new values at its next
@@ -431,14 +407,11 @@ fn reload_reaches_open_sessions(port: u16) -> Vec<String> {
     seen.extend(admin.query("ALTER SYSTEM SET lock_timeout = '2s'").unwrap());
     seen.extend(admin.query("SELECT pg_reload_conf()").unwrap());
     // The reload is asynchronous on both: wait (bounded) until a new session sees it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        let mut probe = RawReplicationConn::connect_with(port, &db).unwrap();
-        if probe.query("SHOW statement_timeout").unwrap().iter().any(|l| l == "D 3s") {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for("the reload", TIMEOUT, || {
+        let mut probe = RawReplicationConn::connect_with(port, &db)?;
+        Ok(probe.query("SHOW statement_timeout")?.iter().any(|l| l == "D 3s").then_some(()))
+    })
+    .unwrap();
     seen.extend(a.query("SHOW statement_timeout").unwrap());
     seen.extend(a.query("SHOW lock_timeout").unwrap());
     seen.extend(a.query("RESET lock_timeout").unwrap());
@@ -448,10 +421,8 @@ fn reload_reaches_open_sessions(port: u16) -> Vec<String> {
 
 #[test]
 fn a_reload_reaches_open_sessions_as_postgresql() {
-    let pg = PgCluster::start(&PgConfig::default()).unwrap();
-    let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
-    let node = node_dir.start(&[]).unwrap();
-    let theirs = reload_reaches_open_sessions(pg.port());
+    let both = both();
+    let theirs = reload_reaches_open_sessions(both.pg.port());
     assert!(theirs.iter().any(|l| l == "D 3s"), "{theirs:?}");
-    assert_eq!(reload_reaches_open_sessions(node.port()), theirs);
+    assert_eq!(reload_reaches_open_sessions(both.node.port()), theirs);
 }

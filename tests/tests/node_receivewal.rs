@@ -122,14 +122,11 @@ async fn archived_segments_equal_the_nodes_own() {
 fn sync_states(query: impl Fn(&str) -> String, n: usize) -> String {
     let sql = "SELECT application_name, sync_priority, sync_state FROM pg_stat_replication \
                WHERE state = 'streaming' ORDER BY application_name";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let out = query(sql);
-        if out.lines().count() == n || std::time::Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let streaming = format!("{n} streaming walsenders");
+    walstream_tests::wait_for(&streaming, std::time::Duration::from_secs(30), || {
+        Ok(Some(query(sql)).filter(|out| out.lines().count() == n))
+    })
+    .unwrap()
 }
 
 /// Three pg_receivewal standbys (application names s1, s2 with `--synchronous`, s3
@@ -138,16 +135,16 @@ fn sync_states(query: impl Fn(&str) -> String, n: usize) -> String {
 /// `'ANY 2 (s1, s3)'`: pg_stat_replication shows the same priorities and states.
 #[test]
 fn pg_stat_replication_shows_sync_states_as_postgresql_does() {
-    use walstream_tests::node::NodeDir;
-    use walstream_tests::{PgCluster, PgConfig};
+    use walstream_tests::node::PgAndNode;
+    use walstream_tests::PgConfig;
 
     for names in ["FIRST 1 (s2, s1)", "ANY 2 (s1, s3)"] {
         let mut cfg = PgConfig::default();
         cfg.settings.push(("synchronous_standby_names".into(), names.to_string()));
-        let pg = PgCluster::start(&cfg).unwrap();
-        let node_dir = NodeDir::init(env!("CARGO_BIN_EXE_walstream").as_ref(), 16).unwrap();
         let setting = format!("synchronous_standby_names={names}");
-        let node = node_dir.start(&[&setting]).unwrap();
+        let bin = env!("CARGO_BIN_EXE_walstream").as_ref();
+        let both = PgAndNode::start(bin, &cfg, &[&setting]).unwrap();
+        let (pg, node) = (&both.pg, &both.node);
         let mut outputs = Vec::new();
         for port in [pg.port(), node.port()] {
             let receivers: Vec<_> = ["s1", "s2", "s3"]
@@ -182,14 +179,10 @@ fn pg_stat_replication_shows_sync_states_as_postgresql_does() {
 
 /// Polls `query` (bounded) until it prints something.
 fn poll_until_nonempty(query: &dyn Fn(&str) -> String, sql: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let out = query(sql);
-        if !out.trim().is_empty() || std::time::Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    walstream_tests::wait_for(sql, std::time::Duration::from_secs(20), || {
+        Ok(Some(query(sql)).filter(|out| !out.trim().is_empty()))
+    })
+    .unwrap()
 }
 
 /// With `synchronous_standby_names = 's9'`: a commit waits (`IPC` / `SyncRep`) while no
