@@ -496,6 +496,22 @@ impl Registry {
         self.lock().backends.get(&pid).cloned()
     }
 
+    /// `signalfuncs.c: pg_wait_until_termination`: waits up to `limit` for backend `pid`
+    /// to be gone; whether it went.
+    pub async fn wait_until_gone(&self, pid: i32, limit: std::time::Duration) -> bool {
+        let gone = async {
+            while self.get(pid).is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(limit, gone).await.is_ok()
+    }
+
+    /// The WARNING `pg_terminate_backend` gives when the backend outlived its timeout.
+    pub fn did_not_terminate(pid: i32, timeout_ms: i64) -> String {
+        format!("backend with PID {pid} did not terminate within {timeout_ms} milliseconds")
+    }
+
     /// Every live backend, ordered by pid.
     pub fn list(&self) -> Vec<Arc<BackendEntry>> {
         let mut all: Vec<_> = self.lock().backends.values().cloned().collect();

@@ -156,7 +156,8 @@ fn classify(sql: &str) -> Result<Statement, ErrorFields> {
     }
 }
 
-fn warning(message: String) -> ErrorFields {
+/// A WARNING (01000), as the signalling functions raise them.
+pub fn warning(message: String) -> ErrorFields {
     let mut w = ErrorFields::new(Severity::Warning, sqlstate::WARNING, message);
     w.severity_nonlocalized = Some("WARNING".to_string());
     w
@@ -223,21 +224,10 @@ impl ServeHandler {
                 bool_result(name, false),
             ];
         }
-        if timeout_ms > 0 {
-            let gone = async {
-                while self.registry.get(pid).is_some() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            };
-            let limit = Duration::from_millis(timeout_ms as u64);
-            if tokio::time::timeout(limit, gone).await.is_err() {
-                return vec![
-                    QueryOutput::Notice(Box::new(warning(format!(
-                        "backend with PID {pid} did not terminate within {timeout_ms} milliseconds"
-                    )))),
-                    bool_result(name, false),
-                ];
-            }
+        let limit = Duration::from_millis(timeout_ms as u64);
+        if timeout_ms > 0 && !self.registry.wait_until_gone(pid, limit).await {
+            let text = Registry::did_not_terminate(pid, timeout_ms);
+            return vec![QueryOutput::Notice(Box::new(warning(text))), bool_result(name, false)];
         }
         vec![bool_result(name, true)]
     }

@@ -476,22 +476,13 @@ impl NodeContext {
             Signal::Cancel => entry.cancel(),
             Signal::Terminate => entry.terminate(),
         }
-        if signal == Signal::Terminate && timeout_ms > 0 {
-            // pg_wait_until_termination: polls every 100 ms at most.
-            let deadline =
-                std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64);
-            while self.registry.get(target).is_some() {
-                if std::time::Instant::now() >= deadline {
-                    let mut w = ErrorFields::new(
-                        walstream_protocol::wire::Severity::Warning,
-                        sqlstate::WARNING,
-                        format!("backend with PID {target} did not terminate within {timeout_ms} milliseconds"),
-                    );
-                    w.severity_nonlocalized = Some("WARNING".to_string());
-                    return warn(w);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
+        let limit = std::time::Duration::from_millis(timeout_ms as u64);
+        if signal == Signal::Terminate
+            && timeout_ms > 0
+            && !self.registry.wait_until_gone(target, limit).await
+        {
+            let text = Registry::did_not_terminate(target, timeout_ms);
+            return warn(walstream_sender::serve_handler::warning(text));
         }
         Ok(true)
     }

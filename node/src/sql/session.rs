@@ -263,6 +263,19 @@ fn is_checkpoint(sql: &str) -> bool {
     t.eq_ignore_ascii_case("checkpoint")
 }
 
+/// The text of a SET's value list (`DEFAULT`: `None`; several values joined by ", ").
+fn set_values(values: &[Expr]) -> SqlResult<Option<String>> {
+    match values {
+        [v] => set_value(v),
+        vs => Ok(Some(
+            vs.iter()
+                .map(|v| set_value(v).map(Option::unwrap_or_default))
+                .collect::<SqlResult<Vec<_>>>()?
+                .join(", "),
+        )),
+    }
+}
+
 /// The text of a SET value.
 fn set_value(e: &Expr) -> SqlResult<Option<String>> {
     Ok(Some(match e {
@@ -519,17 +532,7 @@ impl Session {
             Statement::Set(Set::SingleAssignment { variable, values, scope, .. }) => {
                 let local = matches!(scope, Some(sqlparser::ast::ContextModifier::Local));
                 let name = object_name(variable);
-                let value = match values.as_slice() {
-                    [v] => set_value(v)?,
-                    vs => {
-                        let parts = vs
-                            .iter()
-                            .map(|v| set_value(v).map(Option::unwrap_or_default))
-                            .collect::<SqlResult<Vec<_>>>()?;
-                        Some(parts.join(", "))
-                    }
-                };
-                Plan::Set { name, value, local }
+                Plan::Set { name, value: set_values(values)?, local }
             }
             Statement::Set(Set::SetTimeZone { value, local, .. }) => {
                 Plan::Set { name: "TimeZone".into(), value: set_value(value)?, local: *local }
@@ -756,6 +759,25 @@ impl Session {
         })
     }
 
+    /// SET or RESET: changes the session's settings; inside a block also what the block's
+    /// commit keeps, unless `local` (the block's starting settings are saved first).
+    fn change_settings(
+        &mut self,
+        local: bool,
+        apply: impl Fn(&mut Arc<SessionSettings>) -> SqlResult<()>,
+    ) -> SqlResult<()> {
+        if self.in_block {
+            let g = self.guc_txn.get_or_insert_with(|| GucTxn {
+                at_begin: self.settings.clone(),
+                session: self.settings.clone(),
+            });
+            if !local {
+                apply(&mut g.session)?;
+            }
+        }
+        apply(&mut self.settings)
+    }
+
     /// The end of a transaction block for its settings: a commit keeps its plain SETs
     /// and drops its SET LOCALs; a rollback (or an abort) drops both.
     fn settle_settings(&mut self, committed: bool) {
@@ -813,16 +835,7 @@ impl Session {
         let (name, value) = if word.eq_ignore_ascii_case("set") {
             match parse(rest)?.as_slice() {
                 [Statement::Set(Set::SingleAssignment { variable, values, scope: None, .. })] => {
-                    let value = match values.as_slice() {
-                        [v] => set_value(v)?,
-                        vs => Some(
-                            vs.iter()
-                                .map(|v| set_value(v).map(Option::unwrap_or_default))
-                                .collect::<SqlResult<Vec<_>>>()?
-                                .join(", "),
-                        ),
-                    };
-                    (Some(object_name(variable)), value)
+                    (Some(object_name(variable)), set_values(values)?)
                 }
                 _ => return Err(syntax_error_at(rest)),
             }
@@ -1327,20 +1340,10 @@ impl Session {
                         QueryOutput::Command("SET".into()),
                     ]);
                 }
-                let apply = |s: &mut Arc<SessionSettings>| match value {
+                self.change_settings(*local, |s| match value {
                     Some(v) => Arc::make_mut(s).set(name, v),
                     None => Arc::make_mut(s).reset(name),
-                };
-                if self.in_block {
-                    let g = self.guc_txn.get_or_insert_with(|| GucTxn {
-                        at_begin: self.settings.clone(),
-                        session: self.settings.clone(),
-                    });
-                    if !*local {
-                        apply(&mut g.session)?;
-                    }
-                }
-                apply(&mut self.settings)?;
+                })?;
                 if let Ok(v) = self.settings.show(name) {
                     self.server.setting_changed(self.info.pid, name, &v);
                 }
@@ -1355,21 +1358,13 @@ impl Session {
                 }
             }
             Plan::Reset(name) => {
-                let apply = |s: &mut Arc<SessionSettings>| match name {
+                self.change_settings(false, |s| match name {
                     Some(n) => Arc::make_mut(s).reset(n),
                     None => {
                         Arc::make_mut(s).reset_all();
                         Ok(())
                     }
-                };
-                if self.in_block {
-                    let g = self.guc_txn.get_or_insert_with(|| GucTxn {
-                        at_begin: self.settings.clone(),
-                        session: self.settings.clone(),
-                    });
-                    apply(&mut g.session)?;
-                }
-                apply(&mut self.settings)?;
+                })?;
                 QueryOutput::Command("RESET".into())
             }
             Plan::CreateTable { def, if_not_exists } => {
