@@ -297,12 +297,19 @@ impl BackendEntry {
     pub fn update_walsender(&self, f: impl FnOnce(&mut WalSenderStatus)) {
         let mut st = self.status();
         let ws = st.walsender.get_or_insert_with(WalSenderStatus::default);
+        // syncrep.c counts walsenders streaming or stopping.
+        let sync_view = |ws: &WalSenderStatus| {
+            (
+                matches!(ws.state, WalSndState::Streaming | WalSndState::Stopping),
+                [ws.write, ws.flush, ws.apply],
+            )
+        };
+        let before = sync_view(ws);
         f(ws);
-        if let Some(sync) = &self.sync_rep {
-            // syncrep.c counts walsenders streaming or stopping.
-            let streaming = matches!(ws.state, WalSndState::Streaming | WalSndState::Stopping);
-            let positions = [ws.write, ws.flush, ws.apply];
-            sync.update(self.pid, &st.application_name, streaming, positions);
+        let after = sync_view(ws);
+        // Only what synchronous replication looks at: not every message's sent position.
+        if let (Some(sync), true) = (&self.sync_rep, after != before) {
+            sync.update(self.pid, &st.application_name, after.0, after.1);
         }
     }
 
