@@ -289,6 +289,15 @@ fn alter_system_and_reload_as_postgresql() {
     assert!(theirs.2.contains("5s"), "{theirs:?}");
     let ours = alter_system(&both.node.conninfo("postgres"), &both.node_dir.data_dir());
     assert_eq!(ours, theirs);
+    // Both logs name the changes as the file wrote them.
+    for line in [
+        "LOG:  received SIGHUP, reloading configuration files",
+        "LOG:  parameter \"statement_timeout\" changed to \"5000\"",
+        "LOG:  parameter \"synchronous_standby_names\" changed to \"FIRST 1 (a, \"B\")\"",
+    ] {
+        assert!(both.pg.log().contains(line), "{line}: {}", both.pg.log());
+        assert!(both.node.log().contains(line), "{line}: {}", both.node.log());
+    }
 }
 
 /// pg_cancel_backend / pg_terminate_backend on pids that are no backends, and a negative

@@ -256,6 +256,10 @@ fn commits_wait_for_synchronous_standbys_as_postgresql_does() {
     let node = node_dir.start(&[]).unwrap();
     let ours = sync_rep_waits(node.port(), &|q| node.psql(q).unwrap());
     assert_eq!(ours, theirs);
+    // Both logs say when s9 became synchronous, in the same words.
+    let line = "standby \"s9\" is now a synchronous standby with priority 1";
+    assert!(pg.log().contains(line), "{}", pg.log());
+    assert!(node.log().contains(line), "{}", node.log());
 }
 
 /// `walstream receivewal --synchronous` named in `synchronous_standby_names` is a

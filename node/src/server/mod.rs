@@ -154,7 +154,18 @@ pub fn load_settings(
     overrides: &[(String, String)],
 ) -> Result<NodeSettings, NodeError> {
     let entries = crate::conf::read_data_dir(dir).map_err(|e| NodeError::Config(e.to_string()))?;
-    NodeSettings::load(&entries, overrides).map_err(|errors| {
+    settings_of(&entries, overrides)
+}
+
+/// The settings of configuration file `entries` and the overrides, as [`load_settings`].
+///
+/// # Errors
+/// Entries that cannot be applied.
+pub(crate) fn settings_of(
+    entries: &[crate::conf::ConfEntry],
+    overrides: &[(String, String)],
+) -> Result<NodeSettings, NodeError> {
+    NodeSettings::load(entries, overrides).map_err(|errors| {
         let mut text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let file = errors
             .iter()

@@ -65,12 +65,25 @@ impl Reloader {
     /// change now. Files with errors change nothing (logged).
     pub(crate) fn reload(&self) {
         tracing::info!("received SIGHUP, reloading configuration files");
-        let mut new = match super::load_settings(&self.dir, &self.overrides) {
+        let entries = match crate::conf::read_data_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("{e}; no changes were applied");
+                return;
+            }
+        };
+        let mut new = match super::settings_of(&entries, &self.overrides) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}; no changes were applied");
                 return;
             }
+        };
+        // guc-file.l logs a value as the files (or -c) wrote it.
+        let written = |name: &str| {
+            let files = entries.iter().map(|e| (e.name.as_str(), e.value.as_str()));
+            let args = self.overrides.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+            files.chain(args).rfind(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
         };
         let mut current = self.settings.write();
         let mut applied = current.clone();
@@ -78,7 +91,12 @@ impl Reloader {
         for change in &changed {
             match change {
                 Change::Applied { name, value } => {
-                    tracing::info!("parameter \"{name}\" changed to \"{value}\"");
+                    match written(name) {
+                        Some(text) => tracing::info!("parameter \"{name}\" changed to \"{text}\""),
+                        None => tracing::info!(
+                            "parameter \"{name}\" removed from configuration file, reset to default"
+                        ),
+                    }
                     // Valid: it was just loaded.
                     let _ = applied.set(name, value);
                 }
