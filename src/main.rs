@@ -14,6 +14,7 @@ mod initdb;
 mod logfmt;
 mod metrics;
 mod node;
+mod promote;
 mod receivewal;
 mod relay;
 mod replay_bench;
@@ -52,6 +53,8 @@ enum Command {
     Initdb(initdb::InitdbArgs),
     /// Run a node: a small database whose WAL is PostgreSQL 15 WAL, primary or standby.
     Node(node::NodeArgs),
+    /// Promote a running standby node to primary, as pg_ctl promote does.
+    Promote(promote::PromoteArgs),
     /// Measure how fast standbys replay a captured workload's WAL.
     ReplayBench(replay_bench::ReplayBenchArgs),
     /// Run a primary and a standby node with clients writing, and check they agree.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Basebackup(args) => basebackup::main(args),
         Command::Initdb(args) => initdb::main(args),
         Command::Node(args) => node::main(args),
+        Command::Promote(args) => promote::main(args),
         Command::ReplayBench(args) => replay_bench::main(args),
         Command::Demo(args) => demo::main(args),
     }

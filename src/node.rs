@@ -71,10 +71,25 @@ async fn run(args: NodeArgs) -> Result<()> {
     tokio::spawn(cli::forward_signals(tx));
     // SIGHUP: reload the configuration files, as the postmaster does.
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // SIGUSR1: a promote request (`walstream promote`), as the postmaster takes it.
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    let mut fatal = node.fatal();
     let mode = loop {
         tokio::select! {
             _ = hangups.recv() => {
                 node.reload();
+                continue;
+            }
+            _ = usr1.recv() => {
+                node.request_promotion();
+                continue;
+            }
+            Ok(()) = fatal.changed() => {
+                let why = fatal.borrow_and_update().clone();
+                if let Some(why) = why {
+                    node.stop(walstream_sender::postmaster::ShutdownMode::Immediate).await?;
+                    bail!("{why}");
+                }
                 continue;
             }
             r = rx.changed() => if r.is_err() {

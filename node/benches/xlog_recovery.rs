@@ -23,7 +23,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use walstream_node::engine::{
     ColumnDef, Engine, EngineError, Oid, RowAction, SqlType, TableDef, Value,
 };
-use walstream_node::startup::{open_database, recover, StartOptions};
+use walstream_node::startup::{open_database, recover, Follow, StartOptions};
 use walstream_node::xlog::{bootstrap, read_wal, ControlFile, ReadOptions};
 use walstream_protocol::WalSegSize;
 
@@ -128,18 +128,15 @@ fn crashed_cluster(shape: Shape) -> (tempfile::TempDir, u64) {
     });
     db.writer.shutdown().unwrap();
     drop(db);
-    let rec = recover(dir.path()).unwrap();
+    let rec = recover(dir.path(), Follow::ControlFile).unwrap();
     let bytes = rec.end.write_start().start.0 - rec.redo.0;
     (dir, bytes)
 }
 
 fn read_only(dir: &Path) -> usize {
     let control = ControlFile::read(dir).unwrap();
-    let read = ReadOptions {
-        seg_size: control.seg_size,
-        timeline: control.timeline(),
-        system_id: Some(control.system_identifier),
-    };
+    let read =
+        ReadOptions::single(control.seg_size, control.timeline(), Some(control.system_identifier));
     let mut n = 0usize;
     read_wal(&dir.join("pg_wal"), control.redo(), &read, |_| {
         n += 1;
@@ -161,7 +158,7 @@ fn redo(c: &mut Criterion) {
         // The recovered engine is dropped outside the timing: a starting node keeps it.
         g.bench_function("recover_redo_all", |b| {
             b.iter_with_large_drop(|| {
-                let rec = recover(dir.path()).unwrap();
+                let rec = recover(dir.path(), Follow::ControlFile).unwrap();
                 assert!(rec.replay.commits() > 0);
                 rec
             })

@@ -10,6 +10,7 @@
 //! DIR/pg_wal/                 WAL segments and timeline history files
 //! DIR/pg_replslot/            replication slots
 //! DIR/standby.signal          start as a standby (recovery.signal: recover, then promote)
+//! DIR/promote                 a running standby is asked to promote (pg_promote, walstream promote)
 //! DIR/postmaster.pid          the lock file of a running node
 //! ```
 
@@ -78,6 +79,12 @@ pub enum DataDirError {
         source: std::io::Error,
     },
 }
+
+/// The file that asks a running standby to promote (`PROMOTE_SIGNAL_FILE`).
+pub const PROMOTE_SIGNAL_FILE: &str = "promote";
+
+/// The file that makes a node start as a standby (`STANDBY_SIGNAL_FILE`).
+pub const STANDBY_SIGNAL_FILE: &str = "standby.signal";
 
 /// The role a data directory's signal files ask for (`xlogrecovery.c:
 /// readRecoverySignalFile`): `standby.signal` wins over `recovery.signal`.

@@ -24,6 +24,14 @@ pub enum NodeError {
     /// The checkpoint state file is unreadable or corrupt.
     #[error("could not read the checkpoint state: {0}")]
     State(String),
+    /// What stops the startup process with PostgreSQL's FATAL (and its DETAIL).
+    #[error("{message}{}", detail.as_ref().map(|d| format!("\nDETAIL:  {d}")).unwrap_or_default())]
+    Fatal {
+        /// The FATAL's text.
+        message: String,
+        /// Its DETAIL.
+        detail: Option<String>,
+    },
     /// A file operation failed.
     #[error("could not {op} \"{}\": {source}", path.display())]
     Io {

@@ -62,6 +62,9 @@ pub enum RedoRecord {
         /// Whether it is a shutdown checkpoint.
         shutdown: bool,
     },
+    /// An end-of-recovery record: a new timeline starts, and what was still running on
+    /// the old one was aborted by the server that wrote it.
+    EndOfRecovery,
     /// Nothing to apply: a record of another kind, or one the checkpoint state holds.
     Skip,
 }
@@ -97,6 +100,7 @@ impl RedoFilter {
             NodeRecord::Checkpoint { shutdown, checkpoint } => {
                 RedoRecord::Checkpoint { checkpoint, shutdown }
             }
+            NodeRecord::EndOfRecovery(_) if after => RedoRecord::EndOfRecovery,
             _ => RedoRecord::Skip,
         })
     }
@@ -199,6 +203,10 @@ impl Replay {
             }
             RedoRecord::Checkpoint { checkpoint, shutdown } => {
                 Replayed::Checkpoint { checkpoint, shutdown }
+            }
+            RedoRecord::EndOfRecovery => {
+                batch.abort_all();
+                Replayed::Other
             }
             RedoRecord::Skip => Replayed::Other,
         })

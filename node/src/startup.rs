@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use walstream_protocol::replication::TimestampTz;
+use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::Lsn;
 
 use crate::checkpointer::CheckpointState;
@@ -16,7 +17,7 @@ use crate::engine::{Engine, Xid};
 use crate::error::NodeError;
 use crate::replay::Replay;
 use crate::txnlog::WalTxnLog;
-use crate::xlog::{ControlFile, ReadOptions, RecoveryEnd, WalWriter, WriterConfig};
+use crate::xlog::{timeline, ControlFile, ReadOptions, RecoveryEnd, WalWriter, WriterConfig};
 
 /// How the database is opened.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +74,8 @@ pub struct Recovered {
     pub log: Arc<WalTxnLog>,
     /// The control file as read.
     pub control: ControlFile,
+    /// The history of the timeline replay followed; WAL goes on on its newest.
+    pub history: TimelineHistory,
     /// Where valid WAL ends and why.
     pub end: RecoveryEnd,
     /// The replay, to go on with.
@@ -93,8 +96,10 @@ impl std::fmt::Debug for Recovered {
 /// # Errors
 /// A missing or corrupt control file or state file, WAL that cannot be read, a change
 /// that does not apply.
-pub fn recover(dir: &Path) -> Result<Recovered, NodeError> {
+pub fn recover(dir: &Path, follow: Follow) -> Result<Recovered, NodeError> {
     let control = ControlFile::read(dir)?;
+    let wal_dir = dir.join("pg_wal");
+    let history = target_history(&wal_dir, &control, follow)?;
     let state = CheckpointState::read(dir)?
         .unwrap_or_else(|| CheckpointState::empty(control.redo(), control.next_xid() as u32));
     let log = WalTxnLog::new();
@@ -104,12 +109,46 @@ pub fn recover(dir: &Path) -> Result<Recovered, NodeError> {
     let engine = Engine::from_image(state.image, log.clone());
     let read = ReadOptions {
         seg_size: control.seg_size,
-        timeline: control.timeline(),
+        history: history.clone(),
         system_id: Some(control.system_identifier),
     };
     let mut replay = Replay::new(engine.clone(), state_lsn, running_at_state);
-    let end = redo::redo(&dir.join("pg_wal"), redo, &read, &mut replay)?;
-    Ok(Recovered { engine, log, control, end, replay, redo })
+    let end = redo::redo(&wal_dir, redo, &read, &mut replay)?;
+    Ok(Recovered { engine, log, control, history, end, replay, redo })
+}
+
+/// Which timeline recovery follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// The newest one the history files in `pg_wal` lead to (a standby's
+    /// `recovery_target_timeline = 'latest'`).
+    Latest,
+    /// The control file's (crash recovery): the latest checkpoint's timeline, or the
+    /// minimum recovery point's if that is later (a promotion whose first checkpoint did
+    /// not complete).
+    ControlFile,
+}
+
+/// The history of the timeline recovery follows, checked to hold the latest checkpoint
+/// (`xlogrecovery.c: InitWalRecovery`).
+///
+/// # Errors
+/// A history file that cannot be read; PostgreSQL's FATAL when the latest checkpoint is
+/// not on the requested timeline's history.
+fn target_history(
+    wal_dir: &Path,
+    control: &ControlFile,
+    follow: Follow,
+) -> Result<TimelineHistory, NodeError> {
+    let own = control.timeline().max(control.min_recovery_point_tli);
+    let target = match follow {
+        Follow::Latest => timeline::newest_timeline(wal_dir, own),
+        Follow::ControlFile => own,
+    };
+    let history = timeline::read_history(wal_dir, target)?;
+    timeline::check_checkpoint_on(&history, control.checkpoint, control.timeline())
+        .map_err(|e| NodeError::Fatal { message: e.message, detail: e.detail })?;
+    Ok(history)
 }
 
 /// Opens the database of data directory `dir`: loads its checkpoint state, replays WAL to
@@ -123,23 +162,19 @@ pub fn open_database(
     opts: StartOptions,
     now: SystemTime,
 ) -> Result<Database, NodeError> {
-    let Recovered { engine, log, control, end, replay, redo } = recover(dir)?;
+    let Recovered { engine, log, control, history, end, replay, redo } =
+        recover(dir, Follow::ControlFile)?;
     let commits = replay.commits();
     let mut aborted = engine.redo_pending_xids();
     aborted.sort_unstable();
     for xid in &aborted {
         engine.redo_abort(*xid);
     }
-    let read = ReadOptions {
-        seg_size: control.seg_size,
-        timeline: control.timeline(),
-        system_id: Some(control.system_identifier),
-    };
     let mut cfg = WriterConfig::new(
         dir.to_path_buf(),
         control.system_identifier,
-        read.timeline,
-        read.seg_size,
+        history.tli,
+        control.seg_size,
     );
     cfg.fsync = opts.fsync;
     let writer =

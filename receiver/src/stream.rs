@@ -272,6 +272,11 @@ impl<A: Apply> Receiver<A> {
         &mut self.applier
     }
 
+    /// The applier, once streaming is over (a standby being promoted goes on from it).
+    pub fn into_applier(self) -> A {
+        self.applier
+    }
+
     /// Streams until the end position, `cancel`, or an error that is not transient (or any
     /// error with `no_loop`); reconnects after the others with a capped backoff.
     ///

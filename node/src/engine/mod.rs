@@ -231,6 +231,12 @@ impl RedoBatch<'_> {
         self.st.advance_xid(xid);
         self.st.redo.remove(&xid);
     }
+
+    /// Discards every transaction still pending: at an end-of-recovery record, what was
+    /// running on the old timeline can never end (the promoted server aborted it).
+    pub fn abort_all(&mut self) {
+        self.st.redo.clear();
+    }
 }
 
 pub mod testlog;

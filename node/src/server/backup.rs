@@ -13,6 +13,7 @@ use walstream_protocol::wire::{sqlstate, ErrorFields};
 use walstream_protocol::TimeLineId;
 use walstream_sender::basebackup::{BackupSource, BackupStart, BackupStop, BoxFuture};
 
+use super::context::{Current, Side};
 use super::tasks::{request_checkpoint, CheckpointRequest};
 use crate::checkpointer::CheckpointCause;
 use crate::xlog::WalWriter;
@@ -20,9 +21,26 @@ use crate::xlog::WalWriter;
 /// A primary node's data directory as a backup source.
 pub(super) struct NodeBackup {
     pub(super) dir: PathBuf,
-    pub(super) timeline: TimeLineId,
-    pub(super) writer: Arc<WalWriter>,
-    pub(super) checkpoints: mpsc::Sender<CheckpointRequest>,
+    /// The role now: a standby refuses (until it is promoted).
+    pub(super) current: Arc<parking_lot::RwLock<Current>>,
+}
+
+impl NodeBackup {
+    /// The primary's WAL writer, checkpoint requests and timeline; a standby's refusal.
+    fn primary(
+        &self,
+    ) -> Result<(Arc<WalWriter>, mpsc::Sender<CheckpointRequest>, TimeLineId), ErrorFields> {
+        let current = self.current.read();
+        match &current.side {
+            Side::Primary { writer, checkpoints } => {
+                Ok((writer.clone(), checkpoints.clone(), current.timeline))
+            }
+            Side::Standby { .. } => Err(ErrorFields::error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "BASE_BACKUP of a standby node is not supported by walstream",
+            )),
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ErrorFields {
@@ -37,12 +55,13 @@ impl BackupSource for NodeBackup {
     fn start(&self, _fast: bool) -> BoxFuture<'_, Result<BackupStart, ErrorFields>> {
         // The node's checkpoints are always immediate; `spread` takes the same one.
         Box::pin(async move {
-            let done = request_checkpoint(&self.checkpoints, CheckpointCause::Requested)
+            let (_, checkpoints, tli) = self.primary()?;
+            let done = request_checkpoint(&checkpoints, CheckpointCause::Requested)
                 .await
                 .map_err(internal)?;
             Ok(BackupStart {
                 lsn: done.redo,
-                tli: self.timeline,
+                tli,
                 checkpoint: done.lsn,
                 time: jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC),
                 in_recovery: false,
@@ -55,9 +74,10 @@ impl BackupSource for NodeBackup {
         _start: &'a BackupStart,
     ) -> BoxFuture<'a, Result<BackupStop, ErrorFields>> {
         Box::pin(async move {
-            let end = self.writer.insert_position();
-            self.writer.flush(end).await.map_err(internal)?;
-            Ok(BackupStop { lsn: end, tli: self.timeline })
+            let (writer, _, tli) = self.primary()?;
+            let end = writer.insert_position();
+            writer.flush(end).await.map_err(internal)?;
+            Ok(BackupStop { lsn: end, tli })
         })
     }
 

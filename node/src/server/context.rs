@@ -24,6 +24,7 @@ use crate::standby::WalReceiverHandle;
 use crate::xlog::WalWriter;
 
 /// What the context reads, by role.
+#[derive(Clone)]
 pub(super) enum Side {
     /// A primary's WAL writer and checkpointer.
     Primary { writer: Arc<WalWriter>, checkpoints: tokio::sync::mpsc::Sender<CheckpointRequest> },
@@ -44,10 +45,28 @@ pub(super) struct NodeContext {
     pub(super) registry: Arc<Registry>,
     pub(super) slots: Arc<SlotStore>,
     pub(super) seg_size: WalSegSize,
-    pub(super) timeline: TimeLineId,
-    pub(super) side: Side,
+    /// The role and timeline now (promotion changes both).
+    pub(super) current: Arc<parking_lot::RwLock<Current>>,
+    /// `pg_promote()` asks for promotion here, after writing the `promote` file.
+    pub(super) promote_requests: Arc<tokio::sync::Notify>,
     /// WARNINGs raised by a session's function calls, until it takes them.
     pub(super) notices: parking_lot::Mutex<std::collections::HashMap<i32, Vec<ErrorFields>>>,
+}
+
+/// The node's role and timeline as sessions, the reloader and `BASE_BACKUP` see them.
+#[derive(Clone)]
+pub(super) struct Current {
+    /// What the role offers.
+    pub(super) side: Side,
+    /// The timeline WAL is written (or replayed) on.
+    pub(super) timeline: TimeLineId,
+}
+
+impl Current {
+    /// Whether the node is a standby (`RecoveryInProgress()`).
+    pub(super) fn in_recovery(&self) -> bool {
+        matches!(self.side, Side::Standby { .. })
+    }
 }
 
 const TEXT: SqlType = SqlType::Text;
@@ -155,7 +174,7 @@ fn wal_receiver_columns() -> Vec<RelationColumn> {
 
 impl NodeContext {
     fn wal_receiver_rows(&self) -> Vec<Vec<Value>> {
-        let Side::Standby { receiver } = &self.side else { return Vec::new() };
+        let Side::Standby { receiver } = self.side() else { return Vec::new() };
         let p = *receiver.positions.borrow();
         let state = receiver.state.borrow().clone();
         let status = match state {
@@ -210,7 +229,7 @@ impl ServerContext for NodeContext {
     }
 
     fn in_recovery(&self) -> bool {
-        matches!(self.side, Side::Standby { .. })
+        self.current.read().in_recovery()
     }
 
     fn function(&self, name: &str) -> Option<ServerFunction> {
@@ -237,6 +256,11 @@ impl ServerContext for NodeContext {
             "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
             "pg_cancel_backend" => scalar(vec![SqlType::Int4], SqlType::Bool),
             "pg_reload_conf" => scalar(vec![], SqlType::Bool),
+            "pg_promote" => Some(ServerFunction {
+                args: vec![SqlType::Bool, SqlType::Int4],
+                returns: vec![RelationColumn::new("pg_promote", SqlType::Bool)],
+                defaults: 2,
+            }),
             "pg_terminate_backend" => Some(ServerFunction {
                 args: vec![SqlType::Int4, SqlType::Int8],
                 returns: vec![RelationColumn::new("pg_terminate_backend", SqlType::Bool)],
@@ -280,11 +304,15 @@ impl ServerContext for NodeContext {
                     .await
                     .map(|ok| vec![Value::Bool(ok)]);
             }
-            let standby = match &self.side {
+            if name == "pg_promote" {
+                return self.promote(&args, pid).await.map(|ok| vec![Value::Bool(ok)]);
+            }
+            let Current { side, timeline } = self.current.read().clone();
+            let standby = match &side {
                 Side::Standby { receiver } => Some(receiver),
                 Side::Primary { .. } => None,
             };
-            let writer = match &self.side {
+            let writer = match &side {
                 Side::Primary { writer, .. } => Some(writer),
                 Side::Standby { .. } => None,
             };
@@ -336,11 +364,7 @@ impl ServerContext for NodeContext {
                     };
                     // XLByteToPrevSeg: the segment holding the byte before the position.
                     let at = Lsn((*bits as u64).saturating_sub(1));
-                    Value::Text(segment_file_name(
-                        self.timeline,
-                        at.segno(self.seg_size),
-                        self.seg_size,
-                    ))
+                    Value::Text(segment_file_name(timeline, at.segno(self.seg_size), self.seg_size))
                 }
                 "pg_create_physical_replication_slot" => {
                     let slot = arg_text(&args, 0);
@@ -352,7 +376,7 @@ impl ServerContext for NodeContext {
                     });
                     let info = self
                         .slots
-                        .create(&slot, temporary, pid, restart.map(|l| (l, self.timeline)))
+                        .create(&slot, temporary, pid, restart.map(|l| (l, timeline)))
                         .map_err(|e| slot_error(&e))?;
                     let restart =
                         info.restart_lsn.filter(|l| l.is_valid()).map_or(Value::Null, lsn);
@@ -409,9 +433,9 @@ impl ServerContext for NodeContext {
 
     fn checkpoint(&self) -> BoxFuture<'_, Result<(), ErrorFields>> {
         Box::pin(async move {
-            match &self.side {
+            match self.side() {
                 Side::Primary { checkpoints, .. } => {
-                    request_checkpoint(checkpoints, CheckpointCause::Requested)
+                    request_checkpoint(&checkpoints, CheckpointCause::Requested)
                         .await
                         .map(|_| ())
                         .map_err(|e| ErrorFields::error(sqlstate::INTERNAL_ERROR, e.to_string()))
@@ -441,6 +465,62 @@ impl Signal {
 }
 
 impl NodeContext {
+    /// The role now.
+    fn side(&self) -> Side {
+        self.current.read().side.clone()
+    }
+
+    /// `xlogfuncs.c: pg_promote(wait, wait_seconds)`: writes the `promote` signal file
+    /// and asks for promotion; with `wait`, polls ten times a second until recovery has
+    /// ended, or returns false with PostgreSQL's WARNING after `wait_seconds`.
+    async fn promote(&self, args: &[Value], caller: i32) -> Result<bool, ErrorFields> {
+        if !self.current.read().in_recovery() {
+            let mut e = ErrorFields::error(
+                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "recovery is not in progress",
+            );
+            e.hint =
+                Some("Recovery control functions can only be executed during recovery.".into());
+            return Err(e);
+        }
+        let wait = !matches!(args.first(), Some(Value::Bool(false)));
+        let wait_seconds = match args.get(1) {
+            Some(Value::Int4(s)) => i64::from(*s),
+            _ => 60,
+        };
+        if wait_seconds <= 0 {
+            return Err(ErrorFields::error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                "\"wait_seconds\" must not be negative or zero",
+            ));
+        }
+        let file = self.dir.join(crate::datadir::PROMOTE_SIGNAL_FILE);
+        if let Err(e) = std::fs::write(&file, b"") {
+            return Err(ErrorFields::error(
+                sqlstate::INTERNAL_ERROR,
+                format!("could not create file \"{}\": {e}", crate::datadir::PROMOTE_SIGNAL_FILE),
+            ));
+        }
+        self.promote_requests.notify_one();
+        if !wait {
+            return Ok(true);
+        }
+        for _ in 0..wait_seconds * 10 {
+            if !self.current.read().in_recovery() {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !self.current.read().in_recovery() {
+            return Ok(true);
+        }
+        let unit = if wait_seconds == 1 { "second" } else { "seconds" };
+        let text = format!("server did not promote within {wait_seconds} {unit}");
+        let warning = walstream_sender::serve_handler::warning(text);
+        self.notices.lock().entry(caller).or_default().push(warning);
+        Ok(false)
+    }
+
     /// `signalfuncs.c: pg_cancel_backend`, `pg_terminate_backend(pid, timeout)`: false
     /// with a WARNING for a pid that is no backend, or (terminate) one still there after
     /// `timeout` milliseconds.

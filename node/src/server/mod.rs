@@ -6,7 +6,9 @@
 
 mod backup;
 mod context;
+mod promote;
 mod reload;
+mod source;
 mod tasks;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,6 +19,7 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::{Lsn, TimeLineId};
 use walstream_receiver::stream::WalObserver;
 use walstream_sender::auth::Roles;
@@ -41,9 +44,11 @@ use crate::sql::SqlHandler;
 use crate::standby::{
     start_walreceiver, StandbyApplier, StreamStart, WalReceiverHandle, WalReceiverOptions,
 };
-use crate::startup::{open_database, recover, RecoveryReport, StartOptions};
-use crate::xlog::{DbState, WalWriter};
-use context::{NodeContext, Side};
+use crate::startup::{open_database, recover, Follow, RecoveryReport, StartOptions};
+use crate::txnlog::WalTxnLog;
+use crate::xlog::{ControlFile, DbState, WalWriter};
+use context::{Current, NodeContext, Side};
+use source::SwitchSource;
 
 pub use tasks::CheckpointRequest;
 
@@ -76,26 +81,61 @@ pub struct Node {
     local_addr: SocketAddr,
     shutdown: watch::Sender<Option<ShutdownMode>>,
     postmaster: JoinHandle<()>,
-    role: Role,
+    /// The role's parts; promotion replaces a standby's with a primary's.
+    roles: Arc<RoleState>,
+    /// A standby's promoter, waiting for a promotion request.
+    promoter: Option<JoinHandle<()>>,
     /// Reloads the configuration files when asked (`SIGHUP`, `pg_reload_conf()`).
     reloader: JoinHandle<()>,
     reload_requests: Arc<tokio::sync::Notify>,
-    /// The node's tasks in `pg_stat_activity`, registered while it runs.
-    _aux: Vec<BackendHandle>,
     _lock: LockFile,
 }
 
 /// What runs besides the postmaster, by role.
 enum Role {
     /// A primary: the WAL writer, the checkpointer, their tasks.
-    Primary {
-        writer: Arc<WalWriter>,
-        checkpointer: Arc<Checkpointer>,
-        checkpoints: mpsc::Sender<CheckpointRequest>,
-        background: Vec<JoinHandle<()>>,
-    },
+    Primary(PrimaryParts),
     /// A hot standby: the walreceiver and replay.
-    Standby { receiver: Arc<WalReceiverHandle>, task: JoinHandle<()>, cancel: CancellationToken },
+    Standby(StandbyParts),
+    /// Neither: promotion is under way, or failed.
+    Gone,
+}
+
+/// A primary's WAL writer, checkpointer and background tasks.
+struct PrimaryParts {
+    writer: Arc<WalWriter>,
+    checkpointer: Arc<Checkpointer>,
+    checkpoints: mpsc::Sender<CheckpointRequest>,
+    background: Vec<JoinHandle<()>>,
+    /// The auxiliary processes in `pg_stat_activity`.
+    _aux: Vec<BackendHandle>,
+}
+
+/// A standby's walreceiver, replay and what promotion needs of them.
+struct StandbyParts {
+    receiver: Arc<WalReceiverHandle>,
+    /// Returns the applier when streaming stops.
+    task: JoinHandle<StandbyApplier>,
+    cancel: CancellationToken,
+    /// The engine's log, which gets a WAL writer at promotion.
+    log: Arc<WalTxnLog>,
+    /// The history of the timeline replay follows.
+    history: TimelineHistory,
+    /// The auxiliary processes in `pg_stat_activity`.
+    _aux: Vec<BackendHandle>,
+}
+
+/// The role's parts and what sessions see of them, shared by the node, its promoter and
+/// its sessions.
+struct RoleState {
+    role: tokio::sync::Mutex<Role>,
+    current: Arc<parking_lot::RwLock<Current>>,
+    /// A standby's walsenders' source: switched to the WAL writer's at promotion.
+    source: Option<Arc<SwitchSource>>,
+    /// Set by `pg_promote()` and [`Node::request_promotion`].
+    promote_requests: Arc<tokio::sync::Notify>,
+    /// Why the node must stop (a promotion that failed halfway), for its owner.
+    fatal: watch::Sender<Option<String>>,
 }
 
 /// Whether a node runs as a primary or a standby.
@@ -176,6 +216,111 @@ pub(crate) fn settings_of(
     })
 }
 
+/// What a primary's role is started from: at start after crash recovery, or at promotion.
+struct PrimaryStart<'a> {
+    dir: &'a Path,
+    settings: &'a NodeSettings,
+    engine: Arc<Engine>,
+    writer: Arc<WalWriter>,
+    control: ControlFile,
+    retention: &'a tasks::RetentionSource,
+    begin: Begin<'a>,
+}
+
+/// How a primary's role begins.
+enum Begin<'a> {
+    /// After a clean shutdown: the control file is only marked in production.
+    Clean,
+    /// After crash recovery: the end-of-recovery checkpoint.
+    Crash(&'a RecoveryReport),
+    /// At promotion, after the end-of-recovery record: the end-of-recovery checkpoint.
+    Promotion {
+        /// Commits the standby replayed.
+        commits: u64,
+    },
+}
+
+/// Starts a primary's checkpointer and WAL writer tasks and its walsenders' source: the
+/// end-of-recovery checkpoint first when recovery ran.
+///
+/// # Errors
+/// The end-of-recovery checkpoint or the control file failed.
+async fn start_primary(
+    p: PrimaryStart<'_>,
+    registry: &Arc<Registry>,
+) -> Result<(PrimaryParts, Arc<MemWalSource>), NodeError> {
+    let checkpointer =
+        Arc::new(Checkpointer::new(p.dir, p.engine.clone(), p.writer.clone(), p.control));
+    let end_of_recovery = || {
+        checkpointer.checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), p.retention.now())
+    };
+    match p.begin {
+        Begin::Crash(recovery) => {
+            let done = end_of_recovery().await?;
+            tracing::info!(
+                "redo done at {}: {} transactions committed, {} aborted; end-of-recovery \
+                 checkpoint at {}",
+                recovery.end.write_start().start,
+                recovery.commits,
+                recovery.aborted.len(),
+                done.lsn
+            );
+        }
+        Begin::Promotion { commits } => {
+            let done = end_of_recovery().await?;
+            tracing::info!(
+                "{commits} transactions replayed; end-of-recovery checkpoint at {}",
+                done.lsn
+            );
+        }
+        Begin::Clean => checkpointer.mark_in_production(SystemTime::now()).await?,
+    }
+    // Walsenders read what was just flushed from memory, older WAL from pg_wal, and are
+    // woken at every flush.
+    let mem = Arc::new(MemWalSource::new(
+        p.dir.join("pg_wal"),
+        p.control.system_identifier,
+        p.control.seg_size,
+        WalEnd { tli: p.writer.timeline(), flushed: p.writer.flush_position() },
+        WAL_CACHE_BYTES,
+    ));
+    {
+        let mem = mem.clone();
+        p.writer.on_flush(Box::new(move |start, bytes| {
+            let end = Lsn(start.0 + bytes.len() as u64);
+            mem.append(start, bytes);
+            mem.set_flushed(end);
+        }));
+    }
+    let schedule = Schedule {
+        timeout: p.settings.sender().checkpoint_timeout,
+        max_wal_size_mb: p.settings.sender().max_wal_size_mb.unwrap_or(1024),
+        completion_target: CHECKPOINT_COMPLETION_TARGET,
+        seg_size: p.control.seg_size,
+    };
+    let (checkpoints, requests) = mpsc::channel(16);
+    let background = vec![
+        tokio::spawn(tasks::checkpointer(
+            checkpointer.clone(),
+            p.writer.clone(),
+            schedule,
+            p.retention.clone(),
+            requests,
+            mem.clone(),
+        )),
+        tokio::spawn(tasks::wal_writer(p.writer.clone(), p.settings.duration("wal_writer_delay"))),
+    ];
+    // syncrep.c: only a primary's walsenders are synchronous.
+    let names = p.settings.string("synchronous_standby_names");
+    registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
+    let aux = [BackendType::Checkpointer, BackendType::WalWriter]
+        .iter()
+        .map(|t| registry.register_auxiliary(*t))
+        .collect();
+    let parts = PrimaryParts { writer: p.writer, checkpointer, checkpoints, background, _aux: aux };
+    Ok((parts, mem))
+}
+
 impl Node {
     /// Starts the node of `opts.dir`.
     ///
@@ -191,6 +336,8 @@ impl Node {
         let now = SystemTime::now();
         let unix = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let lock = dir.lock(listen.port(), &listen.ip().to_string(), unix)?;
+        // postmaster.c: a promote request left over from before the start is void.
+        dir.take_promote_signal();
 
         let fsync = settings.bool("fsync");
         let standby = dir.signal_mode() == SignalMode::Standby;
@@ -202,29 +349,40 @@ impl Node {
                 .map_err(|e| NodeError::State(format!("could not load replication slots: {e}")))?,
         );
         let retention = tasks::RetentionSource { settings: settings.clone(), slots: slots.clone() };
-        let source = |dir: &DataDir| {
-            DirWalSource::open(&dir.wal_dir(), DirWalSourceOptions::default())
-                .map_err(|e| NodeError::State(format!("could not open pg_wal for walsenders: {e}")))
-        };
+        let registry = Registry::new();
         let path = dir.path().to_path_buf();
-        // The control file as startup read it: its segment size and timeline stay put.
-        let (engine, recovery, source, role, control) = if standby {
-            let rec = tokio::task::spawn_blocking(move || recover(&path))
+        let fatal_start = |e: NodeError| {
+            if let NodeError::Fatal { message, detail } = &e {
+                tracing::error!("FATAL:  {message}");
+                if let Some(d) = detail {
+                    tracing::error!("DETAIL:  {d}");
+                }
+            }
+            e
+        };
+        // The control file as startup read it: its segment size stays put.
+        let (engine, recovery, source, role, control, timeline, switch) = if standby {
+            let rec = tokio::task::spawn_blocking(move || recover(&path, Follow::Latest))
                 .await
-                .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
+                .map_err(|e| NodeError::State(format!("startup failed: {e}")))?
+                .map_err(fatal_start)?;
             let end = rec.end.write_start().start;
             tracing::info!(
                 "entering standby mode; redo starts at {}, consistent at {end}",
                 rec.redo
             );
             rec.engine.set_read_only(true);
-            let source = source(&dir)?;
+            let dir_source = DirWalSource::open(&dir.wal_dir(), DirWalSourceOptions::default())
+                .map_err(|e| {
+                    NodeError::State(format!("could not open pg_wal for walsenders: {e}"))
+                })?;
             let opts = WalReceiverOptions::from_settings(&settings)?;
+            let tli = rec.history.tli_of_point(end);
             let at = StreamStart {
                 wal_dir: dir.wal_dir(),
                 seg_size: rec.control.seg_size,
                 system_id: rec.control.system_identifier,
-                tli: rec.control.timeline(),
+                tli,
                 start: end,
             };
             let report = RecoveryReport {
@@ -239,107 +397,70 @@ impl Node {
                 rec.replay,
                 dir.path().to_path_buf(),
                 rec.control,
-                end,
+                (end, rec.end.last_record),
                 crate::standby::restartpoint_policy(&settings, retention.now()),
                 crate::standby::wall_clock,
             );
             let cancel = CancellationToken::new();
-            let observer = Arc::new(CascadeObserver(source.clone()));
+            let observer = Arc::new(CascadeObserver(dir_source.clone()));
             let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
-            let source = source as Arc<dyn WalSource>;
-            let role = Role::Standby { receiver: Arc::new(receiver), task, cancel };
-            (engine, report, source, role, control)
+            let switch = SwitchSource::new(dir_source as Arc<dyn WalSource>);
+            let aux = [BackendType::Startup, BackendType::Checkpointer, BackendType::WalReceiver]
+                .iter()
+                .map(|t| registry.register_auxiliary(*t))
+                .collect();
+            let role = Role::Standby(StandbyParts {
+                receiver: Arc::new(receiver),
+                task,
+                cancel,
+                log: rec.log,
+                history: rec.history,
+                _aux: aux,
+            });
+            let source = switch.clone() as Arc<dyn WalSource>;
+            (engine, report, source, role, control, tli, Some(switch))
         } else {
             let db = tokio::task::spawn_blocking(move || {
                 open_database(&path, StartOptions { fsync }, now)
             })
             .await
-            .map_err(|e| NodeError::State(format!("startup failed: {e}")))??;
+            .map_err(|e| NodeError::State(format!("startup failed: {e}")))?
+            .map_err(fatal_start)?;
             let was_clean = db.control.state == DbState::ShutDown && db.recovery.commits == 0;
-            let checkpointer = Arc::new(Checkpointer::new(
-                dir.path(),
-                db.engine.clone(),
-                db.writer.clone(),
-                db.control,
-            ));
-            if !was_clean {
-                let done = checkpointer
-                    .checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), retention.now())
-                    .await?;
-                tracing::info!(
-                    "redo done at {}: {} transactions committed, {} aborted; end-of-recovery \
-                     checkpoint at {}",
-                    db.recovery.end.write_start().start,
-                    db.recovery.commits,
-                    db.recovery.aborted.len(),
-                    done.lsn
-                );
-            } else {
-                checkpointer.mark_in_production(SystemTime::now()).await?;
-            }
-            // Walsenders read what was just flushed from memory, older WAL from pg_wal,
-            // and are woken at every flush.
-            let mem = Arc::new(MemWalSource::new(
-                dir.wal_dir(),
-                db.control.system_identifier,
-                db.control.seg_size,
-                WalEnd { tli: db.control.timeline(), flushed: db.writer.flush_position() },
-                WAL_CACHE_BYTES,
-            ));
-            {
-                let mem = mem.clone();
-                db.writer.on_flush(Box::new(move |start, bytes| {
-                    let end = Lsn(start.0 + bytes.len() as u64);
-                    mem.append(start, bytes);
-                    mem.set_flushed(end);
-                }));
-            }
-            let schedule = Schedule {
-                timeout: settings.sender().checkpoint_timeout,
-                max_wal_size_mb: settings.sender().max_wal_size_mb.unwrap_or(1024),
-                completion_target: CHECKPOINT_COMPLETION_TARGET,
-                seg_size: db.control.seg_size,
-            };
-            let (checkpoints, requests) = mpsc::channel(16);
-            let background = vec![
-                tokio::spawn(tasks::checkpointer(
-                    checkpointer.clone(),
-                    db.writer.clone(),
-                    schedule,
-                    retention.clone(),
-                    requests,
-                    mem.clone(),
-                )),
-                tokio::spawn(tasks::wal_writer(
-                    db.writer.clone(),
-                    settings.duration("wal_writer_delay"),
-                )),
-            ];
-            let role = Role::Primary { writer: db.writer, checkpointer, checkpoints, background };
-            (db.engine, db.recovery, mem as Arc<dyn WalSource>, role, db.control)
+            let timeline = db.writer.timeline();
+            let (parts, mem) = start_primary(
+                PrimaryStart {
+                    dir: dir.path(),
+                    settings: &settings,
+                    engine: db.engine.clone(),
+                    writer: db.writer,
+                    control: db.control,
+                    retention: &retention,
+                    begin: if was_clean { Begin::Clean } else { Begin::Crash(&db.recovery) },
+                },
+                &registry,
+            )
+            .await?;
+            let source = mem as Arc<dyn WalSource>;
+            (db.engine, db.recovery, source, Role::Primary(parts), db.control, timeline, None)
         };
 
-        let registry = Registry::new();
-        if let Role::Primary { .. } = role {
-            // syncrep.c: a cascading walsender is never synchronous, so a standby keeps
-            // replication asynchronous whatever the setting says.
-            let names = settings.string("synchronous_standby_names");
-            registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
-        }
-        // The node's own tasks, as pg_stat_activity lists PostgreSQL's auxiliary processes.
-        let aux_types: &[BackendType] = match &role {
-            Role::Primary { .. } => &[BackendType::Checkpointer, BackendType::WalWriter],
-            Role::Standby { .. } => {
-                &[BackendType::Startup, BackendType::Checkpointer, BackendType::WalReceiver]
-            }
-        };
-        let aux = aux_types.iter().map(|t| registry.register_auxiliary(*t)).collect();
         let side = match &role {
-            Role::Primary { writer, checkpoints, .. } => {
-                Side::Primary { writer: writer.clone(), checkpoints: checkpoints.clone() }
+            Role::Primary(p) => {
+                Side::Primary { writer: p.writer.clone(), checkpoints: p.checkpoints.clone() }
             }
-            Role::Standby { receiver, .. } => Side::Standby { receiver: receiver.clone() },
+            Role::Standby(s) => Side::Standby { receiver: s.receiver.clone() },
+            Role::Gone => unreachable!("a node starts as a primary or a standby"),
         };
+        let current = Arc::new(parking_lot::RwLock::new(Current { side, timeline }));
+        let promote_requests = Arc::new(tokio::sync::Notify::new());
+        let roles = Arc::new(RoleState {
+            role: tokio::sync::Mutex::new(role),
+            current: current.clone(),
+            source: switch,
+            promote_requests: promote_requests.clone(),
+            fatal: watch::Sender::new(None),
+        });
         let mut session_settings = settings.clone();
         session_settings.set_wal_segment_size(control.seg_size);
         let session_settings = Arc::new(parking_lot::RwLock::new(session_settings));
@@ -351,16 +472,25 @@ impl Node {
                 overrides: opts.overrides.clone(),
                 settings: session_settings.clone(),
                 registry: registry.clone(),
-                primary: matches!(role, Role::Primary { .. }),
+                current: current.clone(),
                 requests: reload_requests.clone(),
                 generation: generation.clone(),
-                walreceiver: match &role {
-                    Role::Standby { receiver, .. } => Some(receiver.clone()),
-                    Role::Primary { .. } => None,
-                },
             }
             .run(),
         );
+        let promoter = standby.then(|| {
+            tokio::spawn(
+                promote::Promoter {
+                    dir: dir.path().to_path_buf(),
+                    settings: session_settings.clone(),
+                    engine: engine.clone(),
+                    registry: registry.clone(),
+                    roles: roles.clone(),
+                    retention: retention.clone(),
+                }
+                .run(),
+            )
+        });
         let context = NodeContext {
             settings: session_settings,
             dir: dir.path().to_path_buf(),
@@ -369,32 +499,23 @@ impl Node {
             registry: registry.clone(),
             slots: slots.clone(),
             seg_size: control.seg_size,
-            timeline: control.timeline(),
-            side,
+            current: current.clone(),
+            promote_requests,
             notices: Default::default(),
         };
         let handler: Arc<dyn QueryHandler> = SqlHandler::new(engine.clone(), Arc::new(context));
         let hba = HbaFile::load(&dir.path().join("pg_hba.conf"))
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let roles = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
+        let roles_file = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
             .map_err(|e| NodeError::Config(e.to_string()))?;
-        let backup = match &role {
-            Role::Primary { writer, checkpoints, .. } => Some(Arc::new(backup::NodeBackup {
-                dir: dir.path().to_path_buf(),
-                timeline: control.timeline(),
-                writer: writer.clone(),
-                checkpoints: checkpoints.clone(),
-            })
-                as Arc<dyn walstream_sender::basebackup::BackupSource>),
-            // Backups of a standby are not supported yet: BASE_BACKUP keeps serve's refusal.
-            Role::Standby { .. } => None,
-        };
+        let backup = Arc::new(backup::NodeBackup { dir: dir.path().to_path_buf(), current })
+            as Arc<dyn walstream_sender::basebackup::BackupSource>;
         let parts = ServerParts {
-            backup,
+            backup: Some(backup),
             settings: settings.sender().clone(),
             hba,
-            roles,
-            source: source.clone(),
+            roles: roles_file,
+            source,
             slots: slots.clone(),
             handler,
             registry: registry.clone(),
@@ -422,25 +543,33 @@ impl Node {
             local_addr,
             shutdown,
             postmaster,
-            role,
+            roles,
+            promoter,
             reloader,
             reload_requests,
-            _aux: aux,
             _lock: lock,
         })
     }
 
     /// A standby's records replayed per resource manager; `None` on a primary.
     pub fn replay_rmgr_counts(&self) -> Option<Arc<walstream_receiver::apply::RmgrCounts>> {
-        match &self.role {
-            Role::Standby { receiver, .. } => Some(receiver.rmgrs.clone()),
-            Role::Primary { .. } => None,
-        }
+        self.walreceiver().map(|r| r.rmgrs.clone())
     }
 
     /// Reloads the configuration files (what `SIGHUP` does), in the background.
     pub fn reload(&self) {
         self.reload_requests.notify_one();
+    }
+
+    /// Asks a standby to promote if its data directory has a `promote` file (what
+    /// `SIGUSR1` from `pg_ctl promote` / `walstream promote` does); nothing on a primary.
+    pub fn request_promotion(&self) {
+        self.roles.promote_requests.notify_one();
+    }
+
+    /// Set when the node must stop (a promotion that failed halfway): the reason.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.roles.fatal.subscribe()
     }
 
     /// Where the node listens.
@@ -453,27 +582,32 @@ impl Node {
         &self.engine
     }
 
-    /// The WAL writer (a primary's).
-    pub fn writer(&self) -> Option<&Arc<WalWriter>> {
-        match &self.role {
-            Role::Primary { writer, .. } => Some(writer),
-            Role::Standby { .. } => None,
+    /// The WAL writer (a primary's, or a promoted standby's).
+    pub fn writer(&self) -> Option<Arc<WalWriter>> {
+        match &self.roles.current.read().side {
+            Side::Primary { writer, .. } => Some(writer.clone()),
+            Side::Standby { .. } => None,
         }
     }
 
-    /// Whether the node is a primary or a standby.
+    /// Whether the node is a primary or a standby now.
     pub fn role(&self) -> NodeRole {
-        match self.role {
-            Role::Primary { .. } => NodeRole::Primary,
-            Role::Standby { .. } => NodeRole::Standby,
+        match self.roles.current.read().side {
+            Side::Primary { .. } => NodeRole::Primary,
+            Side::Standby { .. } => NodeRole::Standby,
         }
+    }
+
+    /// The timeline the node writes or replays now.
+    pub fn timeline(&self) -> TimeLineId {
+        self.roles.current.read().timeline
     }
 
     /// A standby's walreceiver: its positions, replay status and state.
-    pub fn walreceiver(&self) -> Option<&WalReceiverHandle> {
-        match &self.role {
-            Role::Standby { receiver, .. } => Some(receiver),
-            Role::Primary { .. } => None,
+    pub fn walreceiver(&self) -> Option<Arc<WalReceiverHandle>> {
+        match &self.roles.current.read().side {
+            Side::Standby { receiver } => Some(receiver.clone()),
+            Side::Primary { .. } => None,
         }
     }
 
@@ -494,10 +628,7 @@ impl Node {
 
     /// A primary's WAL writer, to read its positions and fsync count (`None` on a standby).
     pub fn wal_writer(&self) -> Option<Arc<WalWriter>> {
-        match &self.role {
-            Role::Primary { writer, .. } => Some(writer.clone()),
-            Role::Standby { .. } => None,
-        }
+        self.writer()
     }
 
     /// What crash recovery did at start.
@@ -512,9 +643,9 @@ impl Node {
 
     /// A handle that asks a primary's checkpointer for checkpoints (`CHECKPOINT`).
     pub fn checkpoint_requests(&self) -> Option<mpsc::Sender<CheckpointRequest>> {
-        match &self.role {
-            Role::Primary { checkpoints, .. } => Some(checkpoints.clone()),
-            Role::Standby { .. } => None,
+        match &self.roles.current.read().side {
+            Side::Primary { checkpoints, .. } => Some(checkpoints.clone()),
+            Side::Standby { .. } => None,
         }
     }
 
@@ -523,11 +654,11 @@ impl Node {
     /// # Errors
     /// The checkpoint failed or the checkpointer is gone; a standby.
     pub async fn checkpoint(&self) -> Result<CheckpointDone, NodeError> {
-        match &self.role {
-            Role::Primary { checkpoints, .. } => {
-                tasks::request_checkpoint(checkpoints, CheckpointCause::Requested).await
+        match self.checkpoint_requests() {
+            Some(checkpoints) => {
+                tasks::request_checkpoint(&checkpoints, CheckpointCause::Requested).await
             }
-            Role::Standby { .. } => Err(NodeError::State(
+            None => Err(NodeError::State(
                 "a standby makes restartpoints at replayed checkpoints".into(),
             )),
         }
@@ -535,9 +666,9 @@ impl Node {
 
     /// The current WAL insert position (a primary's; a standby's replay position).
     pub fn insert_lsn(&self) -> Lsn {
-        match &self.role {
-            Role::Primary { writer, .. } => writer.insert_position(),
-            Role::Standby { receiver, .. } => receiver.replay.borrow().replayed,
+        match &self.roles.current.read().side {
+            Side::Primary { writer, .. } => writer.insert_position(),
+            Side::Standby { receiver } => receiver.replay.borrow().replayed,
         }
     }
 
@@ -549,25 +680,43 @@ impl Node {
     pub async fn stop(self, mode: ShutdownMode) -> Result<(), NodeError> {
         self.shutdown.send_replace(Some(mode));
         self.reloader.abort();
+        if let Some(p) = &self.promoter {
+            p.abort();
+        }
         let _ = self.postmaster.await;
+        if let Some(p) = self.promoter {
+            let _ = p.await;
+        }
         if let Err(e) = self.slots.flush_dirty() {
             tracing::warn!("could not save replication slots: {e}");
         }
-        match self.role {
-            Role::Standby { task, cancel, .. } => {
-                // The walreceiver task makes the last restartpoint as it ends.
-                cancel.cancel();
+        let role = std::mem::replace(&mut *self.roles.role.lock().await, Role::Gone);
+        match role {
+            Role::Gone => Ok(()),
+            Role::Standby(s) => {
+                s.cancel.cancel();
                 if mode == ShutdownMode::Immediate {
-                    task.abort();
+                    s.task.abort();
+                    let _ = s.task.await;
+                    return Ok(());
                 }
-                let _ = task.await;
+                // The last restartpoint, at the replay position.
+                if let Ok(mut applier) = s.task.await {
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = applier.restartpoint_now() {
+                            tracing::warn!("restartpoint at shutdown failed: {e}");
+                        }
+                    })
+                    .await
+                    .map_err(|e| NodeError::State(format!("restartpoint failed: {e}")))?;
+                }
                 Ok(())
             }
-            Role::Primary { writer, checkpointer, background, .. } => {
-                for task in &background {
+            Role::Primary(p) => {
+                for task in &p.background {
                     task.abort();
                 }
-                for task in background {
+                for task in p.background {
                     let _ = task.await;
                 }
                 if mode != ShutdownMode::Immediate {
@@ -576,11 +725,12 @@ impl Node {
                         settings: self.settings.clone(),
                         slots: self.slots.clone(),
                     };
-                    checkpointer
+                    p.checkpointer
                         .checkpoint(CheckpointKind::Shutdown, SystemTime::now(), retention.now())
                         .await?;
                     tracing::info!("database system is shut down");
                 }
+                let writer = p.writer;
                 tokio::task::spawn_blocking(move || writer.shutdown())
                     .await
                     .map_err(|e| NodeError::State(format!("WAL writer shutdown failed: {e}")))??;

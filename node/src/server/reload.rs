@@ -20,15 +20,13 @@ pub(crate) struct Reloader {
     /// The settings sessions start from.
     pub(crate) settings: Arc<RwLock<NodeSettings>>,
     pub(crate) registry: Arc<Registry>,
-    /// A primary applies `synchronous_standby_names`; a standby keeps replication
-    /// asynchronous.
-    pub(crate) primary: bool,
+    /// The role now: a primary applies `synchronous_standby_names`, a standby keeps
+    /// replication asynchronous and restarts its walreceiver for a new `primary_conninfo`.
+    pub(crate) current: Arc<RwLock<super::context::Current>>,
     /// Set to ask for a reload.
     pub(crate) requests: Arc<Notify>,
     /// Counts reloads, for sessions to notice.
     pub(crate) generation: Arc<std::sync::atomic::AtomicU64>,
-    /// A standby's walreceiver: a changed `primary_conninfo` restarts it with the new one.
-    pub(crate) walreceiver: Option<Arc<crate::standby::WalReceiverHandle>>,
 }
 
 /// One setting whose value the files changed.
@@ -110,13 +108,16 @@ impl Reloader {
         new = applied;
         *current = new;
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if self.primary {
+        let side = self.current.read().side.clone();
+        if let super::context::Side::Primary { .. } = side {
             let names = current.string("synchronous_standby_names");
             self.registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
         }
         let conninfo_changed =
             changed.iter().any(|c| matches!(c, Change::Applied { name: "primary_conninfo", .. }));
-        if let (Some(walreceiver), true) = (&self.walreceiver, conninfo_changed) {
+        if let (super::context::Side::Standby { receiver: walreceiver }, true) =
+            (&side, conninfo_changed)
+        {
             match walstream_receiver::conninfo::ConnInfo::parse(current.string("primary_conninfo"))
             {
                 Ok(info) => {

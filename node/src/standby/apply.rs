@@ -40,6 +40,19 @@ pub struct RestartpointPolicy {
     pub retention: Retention,
 }
 
+/// Where a standby's replay stopped (at promotion).
+#[derive(Debug)]
+pub struct Finished {
+    /// The replay, with its engine.
+    pub replay: Replay,
+    /// The control file as last written (at the last restartpoint).
+    pub control: ControlFile,
+    /// The end of the last replayed record (`EndOfLog`).
+    pub end: Lsn,
+    /// Where that record starts.
+    pub last_record: Lsn,
+}
+
 /// Applies streamed records to the standby's engine.
 pub struct StandbyApplier {
     replay: Replay,
@@ -48,6 +61,8 @@ pub struct StandbyApplier {
     policy: RestartpointPolicy,
     clock: fn() -> SystemTime,
     last_restartpoint: (SystemTime, Lsn),
+    /// Where the last replayed record starts (the next record's `xl_prev`).
+    last_record: Lsn,
     status: watch::Sender<ReplayStatus>,
     /// Records replayed per resource manager (`--metrics`).
     rmgrs: Arc<RmgrCounts>,
@@ -60,12 +75,13 @@ impl std::fmt::Debug for StandbyApplier {
 }
 
 impl StandbyApplier {
-    /// An applier going on from crash recovery's `replay`, which ended at `replayed`.
+    /// An applier going on from crash recovery's `replay`, which ended at `replayed`
+    /// after the record at `last_record`.
     pub fn new(
         replay: Replay,
         dir: PathBuf,
         control: ControlFile,
-        replayed: Lsn,
+        (replayed, last_record): (Lsn, Lsn),
         policy: RestartpointPolicy,
         clock: fn() -> SystemTime,
     ) -> StandbyApplier {
@@ -81,6 +97,7 @@ impl StandbyApplier {
             policy,
             clock,
             last_restartpoint: (clock(), replayed),
+            last_record,
             status: watch::Sender::new(status),
             rmgrs: Arc::default(),
         }
@@ -109,6 +126,18 @@ impl StandbyApplier {
         self.make_restartpoint(at)
     }
 
+    /// What replay leaves for promotion: the replay, the control file as last written,
+    /// where replay ended and the last record replayed.
+    pub fn finish(self) -> Finished {
+        let replayed = self.status.borrow().replayed;
+        Finished {
+            replay: self.replay,
+            control: self.control,
+            end: replayed,
+            last_record: self.last_record,
+        }
+    }
+
     fn make_restartpoint(&mut self, at: RestartAt) -> Result<(), crate::error::NodeError> {
         let now = (self.clock)();
         let engine = self.replay.engine().clone();
@@ -132,6 +161,7 @@ impl Apply for StandbyApplier {
         let record = NodeRecord::decode(view).map_err(|e| failed(e.to_string()))?;
         let replayed = self.replay.apply(view.lsn, &record).map_err(|e| failed(e.to_string()))?;
         self.rmgrs.count(view.header.rmid);
+        self.last_record = view.lsn;
         self.status.send_modify(|s| {
             s.replayed = view.next_lsn;
             if let Replayed::Commit { time } = replayed {

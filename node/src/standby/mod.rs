@@ -18,7 +18,7 @@ use walstream_receiver::conninfo::ConnInfo;
 use walstream_receiver::segments::{SegmentWriter, WriterOptions};
 use walstream_receiver::stream::{Positions, Receiver, StreamOptions, WalObserver};
 
-pub use apply::{ReplayStatus, RestartpointPolicy, StandbyApplier};
+pub use apply::{Finished, ReplayStatus, RestartpointPolicy, StandbyApplier};
 
 use crate::error::NodeError;
 use crate::settings::NodeSettings;
@@ -129,7 +129,7 @@ pub struct StreamStart {
 
 /// Starts the walreceiver task: streams from `at` into `pg_wal`, applies through
 /// `applier`, tells `observer` about flushed WAL (cascading walsenders), until `cancel`;
-/// then makes a last restartpoint.
+/// the task then returns the applier (for the last restartpoint, or promotion).
 ///
 /// # Errors
 /// `pg_wal` cannot be opened for writing.
@@ -139,7 +139,7 @@ pub fn start_walreceiver(
     applier: StandbyApplier,
     observer: Arc<dyn WalObserver>,
     cancel: CancellationToken,
-) -> Result<(WalReceiverHandle, JoinHandle<()>), NodeError> {
+) -> Result<(WalReceiverHandle, JoinHandle<StandbyApplier>), NodeError> {
     let writer = SegmentWriter::open(&at.wal_dir, at.seg_size, WriterOptions { sync: opts.fsync })
         .map_err(|e| NodeError::State(format!("could not open pg_wal for streaming: {e}")))?;
     let stream_opts = StreamOptions {
@@ -170,6 +170,7 @@ pub fn start_walreceiver(
     };
     let mut conninfo = handle.conninfo.subscribe();
     let retry = opts.retry_interval;
+    let wal_dir = at.wal_dir.clone();
     let task = tokio::spawn(async move {
         loop {
             state_tx.send_replace(WalReceiverState::Streaming);
@@ -190,6 +191,11 @@ pub fn start_walreceiver(
                 Err(e) => e.to_string(),
             };
             tracing::warn!("walreceiver: {why}");
+            let tli = receiver.positions().borrow().tli;
+            let replayed = receiver.applier().status().borrow().replayed;
+            if let Some(line) = forked_before(&wal_dir, tli, replayed) {
+                tracing::info!("{line}");
+            }
             state_tx.send_replace(WalReceiverState::Waiting(why));
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -197,11 +203,27 @@ pub fn start_walreceiver(
             }
         }
         state_tx.send_replace(WalReceiverState::Stopped);
-        if let Err(e) = receiver.applier_mut().restartpoint_now() {
-            tracing::warn!("restartpoint at shutdown failed: {e}");
-        }
+        receiver.into_applier()
     });
     Ok((handle, task))
+}
+
+/// `xlogrecovery.c: rescanLatestTimeLine`'s refusal: a newer timeline whose history file
+/// the walreceiver fetched, which forked off `tli` before `replayed`, cannot be followed.
+fn forked_before(wal_dir: &Path, tli: TimeLineId, replayed: Lsn) -> Option<String> {
+    let newest = crate::xlog::timeline::newest_timeline(wal_dir, tli);
+    if newest == tli {
+        return None;
+    }
+    let history = crate::xlog::timeline::read_history(wal_dir, newest).ok()?;
+    let (switchpoint, _) = history.switch_point(tli)?;
+    (switchpoint < replayed).then(|| {
+        format!(
+            "new timeline {} forked off current database system timeline {} before current \
+             recovery point {replayed}",
+            newest.0, tli.0
+        )
+    })
 }
 
 /// The restartpoint policy from the settings: `checkpoint_timeout`, and the WAL a

@@ -11,6 +11,7 @@
 //! - [`control`]: `global/walstream_control`, with CRC-32C, written crash-safely.
 //! - [`durable`]: crash-safe file writes and removal of old segments.
 //! - [`recovery`]: reading WAL back from `pg_wal` for redo, and where it ends.
+//! - [`timeline`]: which timeline recovery follows, and the files promotion writes.
 //! - [`bootstrap()`]: a new data directory's first WAL and control file (initdb).
 
 pub mod bootstrap;
@@ -20,6 +21,7 @@ pub mod durable;
 pub mod records;
 pub mod recovery;
 mod segments;
+pub mod timeline;
 pub mod writer;
 
 use std::io;
@@ -80,6 +82,9 @@ pub enum XlogError {
     /// The writer cannot start where asked.
     #[error("cannot start writing WAL at {0}: {1}")]
     BadStart(Lsn, &'static str),
+    /// A timeline history file is unusable.
+    #[error("{0}")]
+    Timeline(String),
 }
 
 impl XlogError {

@@ -9,7 +9,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use bytes::Bytes;
+use walstream_protocol::lsn::XLogSegNo;
 use walstream_protocol::lsn::{segment_file_name, XLOG_BLCKSZ};
+use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::wal::page::{PageHeader, XLOG_PAGE_MAGIC};
 use walstream_protocol::wal::record::SIZE_OF_XLOG_RECORD;
 use walstream_protocol::wal::{WalDecoder, WalError, WalErrorKind};
@@ -24,14 +26,60 @@ const READ_CHUNK: usize = 4 << 20;
 const BLCKSZ: u64 = XLOG_BLCKSZ as u64;
 
 /// What to read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ReadOptions {
     /// The segment size.
     pub seg_size: WalSegSize,
-    /// The timeline whose segment files are read.
-    pub timeline: TimeLineId,
+    /// The history of the timeline recovery follows (`expectedTLEs`): each segment is read
+    /// from the newest timeline of it that covers the segment and has its file.
+    pub history: TimelineHistory,
     /// The system identifier long page headers must carry (from the control file).
     pub system_id: Option<u64>,
+}
+
+impl ReadOptions {
+    /// Options that read the one timeline `tli`, which has no ancestors.
+    pub fn single(seg_size: WalSegSize, tli: TimeLineId, system_id: Option<u64>) -> ReadOptions {
+        let history = TimelineHistory { tli, ancestors: Vec::new() };
+        ReadOptions { seg_size, history, system_id }
+    }
+
+    /// The timeline recovery follows (the newest of its history).
+    pub fn timeline(&self) -> TimeLineId {
+        self.history.tli
+    }
+
+    /// The timelines whose file may hold segment `segno`, newest first
+    /// (`xlogrecovery.c: XLogFileReadAnyTLI`): a timeline covers the segments from the
+    /// one its first byte is in to the one holding the byte before its switch point.
+    pub fn timelines_of(&self, segno: XLogSegNo) -> Vec<TimeLineId> {
+        let seg = |l: Lsn| l.segno(self.seg_size).0;
+        let mut begin = Lsn(0);
+        let mut spans = Vec::with_capacity(self.history.ancestors.len() + 1);
+        for e in &self.history.ancestors {
+            spans.push((e.tli, seg(begin), Some(seg(Lsn(e.switchpoint.0.saturating_sub(1))))));
+            begin = e.switchpoint;
+        }
+        spans.push((self.history.tli, seg(begin), None));
+        spans
+            .into_iter()
+            .rev()
+            .filter(|(_, from, to)| *from <= segno.0 && to.is_none_or(|t| segno.0 <= t))
+            .map(|(tli, _, _)| tli)
+            .collect()
+    }
+
+    /// The file that holds segment `segno`: the newest covering timeline's that exists,
+    /// else the newest covering timeline's name (to report as missing).
+    pub fn segment_file(&self, wal_dir: &Path, segno: XLogSegNo) -> (TimeLineId, String) {
+        let tlis = self.timelines_of(segno);
+        let name = |tli| segment_file_name(tli, segno, self.seg_size);
+        tlis.iter()
+            .copied()
+            .find(|tli| wal_dir.join(name(*tli)).exists())
+            .or_else(|| tlis.first().copied())
+            .map_or_else(|| (self.timeline(), name(self.timeline())), |tli| (tli, name(tli)))
+    }
 }
 
 /// A record handed to the redo callback.
@@ -117,14 +165,14 @@ where
     F: FnMut(&Replayed<'_>) -> Result<(), E>,
 {
     let mut dec = WalDecoder::new(from, opts.seg_size);
-    dec.set_timeline(opts.timeline);
     if let Some(id) = opts.system_id {
         dec.set_system_id(id);
     }
     let (mut last, mut records) = (Lsn::INVALID, 0u64);
     let mut segno = from.segno(opts.seg_size);
     let reason = 'segments: loop {
-        let name = segment_file_name(opts.timeline, segno, opts.seg_size);
+        let (tli, name) = opts.segment_file(wal_dir, segno);
+        dec.set_timeline(tli);
         let path = wal_dir.join(&name);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -179,7 +227,7 @@ fn read_chunk(file: &mut File) -> std::io::Result<Bytes> {
 
 /// Reads `len` bytes at `lsn` from its segment file.
 fn read_at(wal_dir: &Path, opts: &ReadOptions, lsn: Lsn, len: usize) -> Option<Vec<u8>> {
-    let name = segment_file_name(opts.timeline, lsn.segno(opts.seg_size), opts.seg_size);
+    let (_, name) = opts.segment_file(wal_dir, lsn.segno(opts.seg_size));
     let file = File::open(wal_dir.join(name)).ok()?;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, u64::from(lsn.segment_offset(opts.seg_size))).ok()?;

@@ -322,6 +322,11 @@ impl WalWriter {
         lock(&self.shared.insert).enc.prev_lsn()
     }
 
+    /// The timeline WAL is written on.
+    pub fn timeline(&self) -> TimeLineId {
+        lock(&self.shared.insert).cfg.timeline
+    }
+
     /// WAL up to here is durable.
     pub fn flush_position(&self) -> Lsn {
         *self.shared.flushed.borrow()
