@@ -197,13 +197,12 @@ pub fn alter_auto_conf(
         Some(_) if path.exists() => read(&path)?.into_iter().map(|e| (e.name, e.value)).collect(),
         Some(_) => Vec::new(),
     };
+    // guc.c: replace_auto_config_value removes every entry of the name (tools such as
+    // pg_basebackup -R may have added more than one) and appends the new one.
     if let Some(name) = name {
-        let at = entries.iter().position(|(n, _)| n.eq_ignore_ascii_case(name));
-        match (at, value) {
-            (Some(i), Some(v)) => entries[i] = (name.to_string(), v.to_string()),
-            (None, Some(v)) => entries.push((name.to_string(), v.to_string())),
-            (Some(_), None) => entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
-            (None, None) => {}
+        entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        if let Some(v) = value {
+            entries.push((name.to_string(), v.to_string()));
         }
     }
     write_file_durably(&path, &auto_conf_text(&entries))

@@ -90,3 +90,22 @@ proptest! {
         let _ = parse(&text, Path::new("x"));
     }
 }
+
+#[test]
+fn alter_system_replaces_every_entry_of_the_name_and_appends_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let auto = dir.path().join("postgresql.auto.conf");
+    // pg_basebackup -R wrote one primary_conninfo, a tool appended another.
+    std::fs::write(
+        &auto,
+        "primary_conninfo = 'port=1'\nwork_mem = '4MB'\nprimary_conninfo = 'port=2'\n",
+    )
+    .unwrap();
+    alter_auto_conf(dir.path(), Some("primary_conninfo"), Some("port=3")).unwrap();
+    let entries = read(&auto).unwrap();
+    let got: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e.name.as_str(), e.value.as_str())).collect();
+    assert_eq!(got, vec![("work_mem", "4MB"), ("primary_conninfo", "port=3")]);
+    alter_auto_conf(dir.path(), Some("PRIMARY_CONNINFO"), None).unwrap();
+    assert_eq!(read(&auto).unwrap().len(), 1);
+}

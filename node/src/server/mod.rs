@@ -233,11 +233,9 @@ enum Begin<'a> {
     Clean,
     /// After crash recovery: the end-of-recovery checkpoint.
     Crash(&'a RecoveryReport),
-    /// At promotion, after the end-of-recovery record: the end-of-recovery checkpoint.
-    Promotion {
-        /// Commits the standby replayed.
-        commits: u64,
-    },
+    /// At promotion, after the end-of-recovery record (the promoter takes the
+    /// end-of-recovery checkpoint).
+    Promotion,
 }
 
 /// Starts a primary's checkpointer and WAL writer tasks and its walsenders' source: the
@@ -266,13 +264,9 @@ async fn start_primary(
                 done.lsn
             );
         }
-        Begin::Promotion { commits } => {
-            let done = end_of_recovery().await?;
-            tracing::info!(
-                "{commits} transactions replayed; end-of-recovery checkpoint at {}",
-                done.lsn
-            );
-        }
+        // Taken by the promoter once sessions see the new role (pg_ctl waits for the
+        // control file to say "in production").
+        Begin::Promotion => {}
         Begin::Clean => checkpointer.mark_in_production(SystemTime::now()).await?,
     }
     // Walsenders read what was just flushed from memory, older WAL from pg_wal, and are
@@ -362,10 +356,20 @@ impl Node {
         };
         // The control file as startup read it: its segment size stays put.
         let (engine, recovery, source, role, control, timeline, switch) = if standby {
-            let rec = tokio::task::spawn_blocking(move || recover(&path, Follow::Latest))
-                .await
-                .map_err(|e| NodeError::State(format!("startup failed: {e}")))?
-                .map_err(fatal_start)?;
+            let rec = tokio::task::spawn_blocking(move || {
+                let mut rec = recover(&path, Follow::Latest)?;
+                // xlog.c: StartupXLOG marks the control file "in archive recovery" (a
+                // base backup's says "in production"), so that pg_ctl promote waits for
+                // the promotion itself.
+                if rec.control.state != DbState::InArchiveRecovery {
+                    rec.control.state = DbState::InArchiveRecovery;
+                    rec.control.write(&path)?;
+                }
+                Ok::<_, NodeError>(rec)
+            })
+            .await
+            .map_err(|e| NodeError::State(format!("startup failed: {e}")))?
+            .map_err(fatal_start)?;
             let end = rec.end.write_start().start;
             tracing::info!(
                 "entering standby mode; redo starts at {}, consistent at {end}",

@@ -16,6 +16,7 @@ use walstream_sender::walsource::WalSource;
 
 use super::context::{Current, Side};
 use super::{start_primary, tasks, Begin, PrimaryStart, Role, RoleState};
+use crate::checkpointer::CheckpointKind;
 use crate::datadir::{PROMOTE_SIGNAL_FILE, STANDBY_SIGNAL_FILE};
 use crate::engine::Engine;
 use crate::error::NodeError;
@@ -140,7 +141,7 @@ impl Promoter {
                 writer: writer.clone(),
                 control,
                 retention: &self.retention,
-                begin: Begin::Promotion { commits: replay.commits() },
+                begin: Begin::Promotion,
             },
             &self.registry,
         )
@@ -153,6 +154,15 @@ impl Promoter {
         if let Some(source) = &self.roles.source {
             source.switch(mem as Arc<dyn WalSource>);
         }
+        let done = parts
+            .checkpointer
+            .checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), self.retention.now())
+            .await?;
+        tracing::info!(
+            "{} transactions replayed; end-of-recovery checkpoint at {}",
+            replay.commits(),
+            done.lsn
+        );
         *role = Role::Primary(parts);
         drop(role);
         let signal = self.dir.join(STANDBY_SIGNAL_FILE);
