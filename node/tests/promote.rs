@@ -137,7 +137,12 @@ async fn a_promoted_standby_writes_on_timeline_2_and_its_cascade_follows() {
     assert_eq!(reason, "no recovery target specified\n");
     let switch: Lsn = switch.parse().unwrap();
     assert!(switch >= before, "the switch point {switch} is after everything replayed");
-    assert_eq!(ControlFile::read(&sdir).unwrap().state, DbState::InProduction);
+    // What pg_ctl promote waits for, once sessions see the primary.
+    wait_until("the control file in production", || {
+        ControlFile::read(&sdir).is_ok_and(|c| c.state == DbState::InProduction)
+    })
+    .await;
+    assert_eq!(ControlFile::read(&sdir).unwrap().timeline(), TimeLineId(2));
     assert!(!standby.engine().is_read_only());
 
     // The new primary takes writes; its cascade follows onto timeline 2.

@@ -149,7 +149,18 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 /// # Errors
 /// If no port can be bound.
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    // The kernel may hand the same ephemeral port to two binds in a row when nothing
+    // listens on it in between: never return a port twice in one test process.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port found that this process has not used yet")
 }
 
 /// Makes a fresh temporary directory the `postgres` user owns (when we are root).

@@ -2,8 +2,9 @@
 //! - under load, the primary is killed and the most advanced of two synchronous-quorum
 //!   standbys is promoted with `walstream promote`; no acknowledged commit is lost; the
 //!   other standby follows the new primary after `ALTER SYSTEM SET primary_conninfo` +
-//!   `pg_reload_conf()`; a cascaded standby follows on its own; `pg_receivewal` archives
-//!   across the switch (the history file and the new timeline's segment);
+//!   `pg_reload_conf()`; a cascaded standby follows on its own; `pg_receivewal` and
+//!   `walstream receivewal` archive across the switch (the history file and the new
+//!   timeline's segment);
 //! - `pg_promote()`'s errors and the standby's log lines are PostgreSQL 15's.
 
 use std::process::Command;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use walstream_tests::cluster::{PgCluster, PgConfig};
 use walstream_tests::node::{NodeDir, NodeProcess};
 use walstream_tests::receivewal::ReceiveWal;
+use walstream_tests::standby::spawn_receivewal;
 use walstream_tests::{pg_bin, pg_command, run_ok};
 
 fn bin() -> &'static std::path::Path {
@@ -71,6 +73,9 @@ fn promotion_under_load_two_standbys_and_a_cascade_follow_and_no_acknowledged_co
     let cascade = cdir.start(&[]).unwrap();
     let archive = ReceiveWal::new().unwrap();
     let mut receivewal = archive.spawn(s1.port(), &["--no-loop"]).unwrap();
+    let ours = tempfile::Builder::new().prefix("walstream-rw.").tempdir().unwrap();
+    let mut walstream_receivewal =
+        spawn_receivewal(bin(), &s1.conninfo("postgres"), ours.path(), &[]).unwrap();
     primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (s1, s2)'").unwrap();
     primary.psql("SELECT pg_reload_conf()").unwrap();
     wait_until("a quorum", || {
@@ -143,15 +148,19 @@ fn promotion_under_load_two_standbys_and_a_cascade_follow_and_no_acknowledged_co
         assert_eq!(s.psql("SELECT count(*) FROM t").unwrap(), count, "{name}");
         assert_eq!(s.psql("SELECT received_tli FROM pg_stat_wal_receiver").unwrap(), "2", "{name}");
     }
-    // pg_receivewal followed too: the history file and timeline 2's segment.
-    wait_until("pg_receivewal on timeline 2", || {
-        std::fs::read_dir(archive.dir()).unwrap().flatten().any(|e| {
-            let n = e.file_name().to_string_lossy().to_string();
-            n.starts_with("00000002") && n.len() >= 24
-        })
-    });
-    assert!(archive.dir().join("00000002.history").exists());
+    // pg_receivewal and walstream receivewal followed too: the history file and timeline
+    // 2's segment.
+    for dir in [archive.dir(), ours.path()] {
+        wait_until("receivewal on timeline 2", || {
+            std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.starts_with("00000002") && n.len() >= 24
+            })
+        });
+        assert!(dir.join("00000002.history").exists(), "{}", dir.display());
+    }
     receivewal.signal(libc::SIGINT);
+    walstream_receivewal.signal(libc::SIGINT);
 
     let log = new.log();
     for line in

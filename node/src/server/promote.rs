@@ -127,11 +127,27 @@ impl Promoter {
         let rec = writer.insert(&end_of_recovery(&eor))?;
         writer.flush(rec.end_lsn).await?;
 
+        // xlog.c: CreateEndOfRecoveryRecord sets the minimum recovery point on the new
+        // timeline, so that a crash from here on recovers along it; then the signal file
+        // goes (XLogInitNewTimeline), so that such a crash recovers as a primary.
         let mut control = control;
-        control.checkpoint_copy.this_timeline = new_tli;
-        control.checkpoint_copy.prev_timeline = new_tli;
         control.min_recovery_point = rec.end_lsn;
         control.min_recovery_point_tli = new_tli;
+        let (dir, written) = (self.dir.clone(), control);
+        tokio::task::spawn_blocking(move || {
+            written.write(&dir)?;
+            let signal = dir.join(STANDBY_SIGNAL_FILE);
+            std::fs::remove_file(&signal).map_err(|source| NodeError::Io {
+                op: "remove",
+                path: signal,
+                source,
+            })?;
+            crate::xlog::durable::fsync_dir(&dir).map_err(NodeError::from)
+        })
+        .await
+        .map_err(|e| NodeError::State(format!("promotion failed: {e}")))??;
+        control.checkpoint_copy.this_timeline = new_tli;
+        control.checkpoint_copy.prev_timeline = new_tli;
         drop(standby._aux);
         let (parts, mem) = start_primary(
             PrimaryStart {
@@ -154,6 +170,8 @@ impl Promoter {
         if let Some(source) = &self.roles.source {
             source.switch(mem as Arc<dyn WalSource>);
         }
+        // The control file says "in production" (what pg_ctl promote waits for) once
+        // sessions see the primary.
         let done = parts
             .checkpointer
             .checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), self.retention.now())
@@ -165,18 +183,6 @@ impl Promoter {
         );
         *role = Role::Primary(parts);
         drop(role);
-        let signal = self.dir.join(STANDBY_SIGNAL_FILE);
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::remove_file(&signal).map_err(|source| NodeError::Io {
-                op: "remove",
-                path: signal,
-                source,
-            })?;
-            crate::xlog::durable::fsync_dir(&dir).map_err(NodeError::from)
-        })
-        .await
-        .map_err(|e| NodeError::State(format!("promotion failed: {e}")))??;
         tracing::info!("database system is ready to accept connections");
         Ok(())
     }
