@@ -103,6 +103,9 @@ def one_round(kind, walstream, work, rows):
     finally:
         for s in started:
             s.stop()
+        if os.environ.get("PROMOTE_DEBUG") and os.path.exists(s1.log):
+            with open(s1.log) as f:
+                print("".join(f.readlines()[-25:]))
         for s in (primary, s1, s2):
             shutil.rmtree(s.data, ignore_errors=True)
 

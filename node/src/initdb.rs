@@ -140,7 +140,8 @@ pub fn initdb(opts: &InitdbOptions, now: SystemTime) -> Result<ControlFile, Init
     let seg = check(opts)?;
     let dir = opts.dir.as_path();
     make_dir(dir)?;
-    for sub in ["global", "base", "pg_wal", "pg_replslot"] {
+    // pg_tblspc stays empty (no tablespaces), but pg_basebackup walks it to fsync a copy.
+    for sub in ["global", "base", "pg_wal", "pg_replslot", "pg_tblspc"] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(io("create directory", &p))?;
     }

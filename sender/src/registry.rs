@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use walstream_protocol::wire::ErrorFields;
 use walstream_protocol::Lsn;
 
 use crate::syncrep::SyncRepState;
@@ -271,6 +272,9 @@ pub struct BackendEntry {
     interrupted: tokio::sync::Notify,
     terminate: CancellationToken,
     cancel: watch::Sender<u64>,
+    /// The error a cancel or terminate request ends with, when it is not the user's
+    /// request (a recovery conflict).
+    reason: Mutex<Option<ErrorFields>>,
 }
 
 impl BackendEntry {
@@ -339,9 +343,34 @@ impl BackendEntry {
         }
     }
 
+    /// Asks the backend to cancel its current command with `error` instead of "canceling
+    /// statement due to user request" (`PROCSIG_RECOVERY_CONFLICT_*`).
+    pub fn cancel_with(&self, error: ErrorFields) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.cancel_keeping_reason();
+    }
+
+    /// Asks the backend to end with the FATAL `error` instead of "terminating connection
+    /// due to administrator command".
+    pub fn terminate_with(&self, error: ErrorFields) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.terminate();
+    }
+
+    /// The error the last [`BackendEntry::cancel_with`] or
+    /// [`BackendEntry::terminate_with`] asked for, taken.
+    pub fn take_interrupt_reason(&self) -> Option<ErrorFields> {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     /// Asks the backend to cancel its current command (`SIGINT` to a backend). An idle
     /// backend ignores it, as PostgreSQL does.
     pub fn cancel(&self) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.cancel_keeping_reason();
+    }
+
+    fn cancel_keeping_reason(&self) {
         let mut h = self.holdoff();
         if h.held {
             h.cancels += 1;
@@ -470,6 +499,7 @@ impl Registry {
             interrupted: tokio::sync::Notify::new(),
             terminate: CancellationToken::new(),
             cancel: watch::Sender::new(0),
+            reason: Mutex::new(None),
         });
         inner.backends.insert(pid, entry.clone());
         BackendHandle { registry: self.clone(), entry }

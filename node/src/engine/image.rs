@@ -184,7 +184,15 @@ impl Engine {
             st.tables.insert(def.oid, Table { def, state: TableState::Committed, rows });
         }
         st.redo = image.redo_pending.into_iter().collect();
-        Arc::new(Engine { state: RwLock::new(st), commit_lock: Mutex::new(()), log })
+        Arc::new(Engine {
+            state: RwLock::new(st),
+            commit_lock: Mutex::new(()),
+            log,
+            relation_locks: super::conflict::RelationLocks::default(),
+            standby_delay: Mutex::new(super::StandbyDelay::After(std::time::Duration::from_secs(
+                30,
+            ))),
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 mod catalog;
 mod change;
 mod codec;
+mod conflict;
 mod error;
 mod image;
 mod key;
@@ -27,6 +28,7 @@ use parking_lot::{Mutex, RwLock};
 pub use catalog::{ColumnDef, Key, Oid, Row, TableDef, FIRST_NORMAL_OBJECT_ID};
 pub use change::Change;
 pub use codec::DecodeError;
+pub use conflict::{ConflictHandler, StandbyDelay};
 pub use error::EngineError;
 pub use image::{Image, TableImage};
 pub use state::FIRST_NORMAL_XID;
@@ -105,6 +107,10 @@ pub struct Engine {
     state: RwLock<State>,
     commit_lock: Mutex<()>,
     log: Arc<dyn TxnLog>,
+    /// Tables held by a hot standby's transactions.
+    relation_locks: conflict::RelationLocks,
+    /// `max_standby_streaming_delay`.
+    standby_delay: Mutex<StandbyDelay>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,6 +126,8 @@ impl Engine {
             state: RwLock::new(State::new(next_xid)),
             commit_lock: Mutex::new(()),
             log,
+            relation_locks: conflict::RelationLocks::default(),
+            standby_delay: Mutex::new(StandbyDelay::After(std::time::Duration::from_secs(30))),
         })
     }
 
@@ -183,6 +191,39 @@ impl Engine {
     /// Redo: discards what `xid` changed.
     pub fn redo_abort(&self, xid: Xid) {
         self.redo_batch().abort(xid);
+    }
+
+    /// `max_standby_streaming_delay`, for replay's conflicts with standby transactions.
+    pub fn set_standby_delay(&self, delay: StandbyDelay) {
+        *self.standby_delay.lock() = delay;
+    }
+
+    /// Tables the replayed transaction `xid` drops or truncates at its commit.
+    pub fn redo_conflicting_tables(&self, xid: Xid) -> Vec<Oid> {
+        let st = self.state.read();
+        st.redo.get(&xid).map_or_else(Vec::new, |changes| {
+            changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::DropTable(oid) | Change::Truncate(oid) => Some(*oid),
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// Waits until no standby transaction holds any of `oids`, cancelling holders after
+    /// `max_standby_streaming_delay`; returns how many were asked to give up. Blocks the
+    /// thread (the tokio worker is handed over while it does).
+    pub fn resolve_recovery_conflicts(&self, oids: &[Oid]) -> usize {
+        let delay = *self.standby_delay.lock();
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi {
+            tokio::task::block_in_place(|| self.relation_locks.resolve(oids, delay))
+        } else {
+            self.relation_locks.resolve(oids, delay)
+        }
     }
 
     /// Xids with replayed changes but no replayed commit or abort (at promotion or the end

@@ -76,6 +76,9 @@ pub struct Txn {
     ended: bool,
     lock_timeout: Option<std::time::Duration>,
     wait_reporter: Option<WaitReporter>,
+    /// On a hot standby: the holder id of the tables this transaction read, and how
+    /// replay asks it to give them up.
+    conflict: Option<(u64, super::ConflictHandler)>,
 }
 
 /// Told `true` when a transaction starts waiting for another's row lock and `false`
@@ -121,6 +124,36 @@ impl Txn {
             ended: false,
             lock_timeout: None,
             wait_reporter: None,
+            conflict: None,
+        }
+    }
+
+    /// On a hot standby: the tables this transaction reads are held until it ends, and
+    /// replay that drops or truncates one asks `handler` to give up after
+    /// `max_standby_streaming_delay`.
+    pub fn set_conflict_handler(&mut self, handler: Option<super::ConflictHandler>) {
+        if let Some((id, _)) = self.conflict.take() {
+            self.engine.relation_locks.release(id);
+        }
+        self.conflict = handler.map(|h| (self.engine.relation_locks.holder(), h));
+    }
+
+    /// Whether no conflict handler was set yet (a block's statements keep the first).
+    pub fn conflict_handler_unset(&self) -> bool {
+        self.conflict.is_none()
+    }
+
+    /// Holds table `oid` when this is a standby's transaction.
+    fn hold(&self, oid: Oid) {
+        if let Some((id, handler)) = &self.conflict {
+            self.engine.relation_locks.hold(*id, handler, oid);
+        }
+    }
+
+    /// The transaction ended: its tables are free for replay.
+    fn release_relations(&mut self) {
+        if let Some((id, _)) = &self.conflict {
+            self.engine.relation_locks.release(*id);
         }
     }
 
@@ -150,10 +183,14 @@ impl Txn {
     /// # Errors
     /// 42P01 when there is none.
     pub fn table(&self, name: &str) -> Result<Arc<TableDef>, EngineError> {
-        let st = self.engine.state.read();
-        st.find(name, self.xid)
-            .map(|t| Arc::clone(&t.def))
-            .ok_or_else(|| EngineError::UndefinedTable(name.into()))
+        let def = {
+            let st = self.engine.state.read();
+            st.find(name, self.xid)
+                .map(|t| Arc::clone(&t.def))
+                .ok_or_else(|| EngineError::UndefinedTable(name.into()))?
+        };
+        self.hold(def.oid);
+        Ok(def)
     }
 
     /// The rows of table `oid` with keys in `range`, in key order, as of now (committed
@@ -527,6 +564,7 @@ impl Txn {
         if std::mem::replace(&mut self.ended, true) {
             return Ok(None);
         }
+        self.release_relations();
         let Some(xid) = self.xid else { return Ok(None) };
         if let Err(e) = self.end_statement() {
             self.abort_in_memory(xid);
@@ -556,6 +594,7 @@ impl Txn {
         if std::mem::replace(&mut self.ended, true) {
             return Ok(());
         }
+        self.release_relations();
         let Some(xid) = self.xid else { return Ok(()) };
         let res = if self.logged { self.engine.log.log_abort(xid, now) } else { Ok(()) };
         self.abort_in_memory(xid);
@@ -572,5 +611,6 @@ impl Drop for Txn {
     fn drop(&mut self) {
         // An unfinished transaction of a session that went away: abort it now.
         let _ = self.rollback(SystemTime::now());
+        self.release_relations();
     }
 }

@@ -282,6 +282,43 @@ impl ServerContext for NodeContext {
         })))
     }
 
+    fn recovery_conflict_handler(&self, pid: i32) -> Option<crate::engine::ConflictHandler> {
+        if !self.current.read().in_recovery() {
+            return None;
+        }
+        let entry = self.registry.get(pid)?;
+        Some(crate::engine::ConflictHandler(Arc::new(move || {
+            use walstream_sender::registry::ActivityState;
+            // postgres.c: ProcessInterrupts — a statement is canceled; a session waiting
+            // for its next command inside the block is ended.
+            let idle = matches!(
+                entry.status().state,
+                Some(ActivityState::IdleInTransaction | ActivityState::IdleInTransactionAborted)
+            );
+            let detail = "User was holding a relation lock for too long.";
+            if idle {
+                let mut e = ErrorFields::fatal(
+                    sqlstate::T_R_SERIALIZATION_FAILURE,
+                    "terminating connection due to conflict with recovery",
+                );
+                e.detail = Some(detail.into());
+                e.hint = Some(
+                    "In a moment you should be able to reconnect to the database and repeat \
+                     your command."
+                        .into(),
+                );
+                entry.terminate_with(e);
+            } else {
+                let mut e = ErrorFields::error(
+                    sqlstate::T_R_SERIALIZATION_FAILURE,
+                    "canceling statement due to conflict with recovery",
+                );
+                e.detail = Some(detail.into());
+                entry.cancel_with(e);
+            }
+        })))
+    }
+
     fn take_notices(&self, pid: i32) -> Vec<ErrorFields> {
         self.notices.lock().remove(&pid).unwrap_or_default()
     }

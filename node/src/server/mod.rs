@@ -315,6 +315,14 @@ async fn start_primary(
     Ok((parts, mem))
 }
 
+/// `max_standby_streaming_delay` as replay's conflict rule (`-1`: wait forever).
+pub(crate) fn standby_delay(settings: &NodeSettings) -> crate::engine::StandbyDelay {
+    match settings.int("max_standby_streaming_delay") {
+        ms if ms < 0 => crate::engine::StandbyDelay::Forever,
+        ms => crate::engine::StandbyDelay::After(std::time::Duration::from_millis(ms as u64)),
+    }
+}
+
 impl Node {
     /// Starts the node of `opts.dir`.
     ///
@@ -376,6 +384,7 @@ impl Node {
                 rec.redo
             );
             rec.engine.set_read_only(true);
+            rec.engine.set_standby_delay(standby_delay(&settings));
             let dir_source = DirWalSource::open(&dir.wal_dir(), DirWalSourceOptions::default())
                 .map_err(|e| {
                     NodeError::State(format!("could not open pg_wal for walsenders: {e}"))
@@ -477,6 +486,7 @@ impl Node {
                 settings: session_settings.clone(),
                 registry: registry.clone(),
                 current: current.clone(),
+                engine: engine.clone(),
                 requests: reload_requests.clone(),
                 generation: generation.clone(),
             }

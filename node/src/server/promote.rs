@@ -86,7 +86,7 @@ impl Promoter {
             .task
             .await
             .map_err(|e| NodeError::State(format!("the walreceiver task failed: {e}")))?;
-        let Finished { replay, control, end, last_record } = applier.finish();
+        let Finished { control, end, last_record, .. } = applier.finish();
         let seg_size = control.seg_size;
         let end = end_of_log(end, seg_size);
         tracing::info!("redo done at {last_record}");
@@ -176,11 +176,7 @@ impl Promoter {
             .checkpointer
             .checkpoint(CheckpointKind::EndOfRecovery, SystemTime::now(), self.retention.now())
             .await?;
-        tracing::info!(
-            "{} transactions replayed; end-of-recovery checkpoint at {}",
-            replay.commits(),
-            done.lsn
-        );
+        tracing::info!("end-of-recovery checkpoint at {}", done.lsn);
         *role = Role::Primary(parts);
         drop(role);
         tracing::info!("database system is ready to accept connections");

@@ -23,6 +23,8 @@ pub(crate) struct Reloader {
     /// The role now: a primary applies `synchronous_standby_names`, a standby keeps
     /// replication asynchronous and restarts its walreceiver for a new `primary_conninfo`.
     pub(crate) current: Arc<RwLock<super::context::Current>>,
+    /// Takes `max_standby_streaming_delay`.
+    pub(crate) engine: Arc<crate::engine::Engine>,
     /// Set to ask for a reload.
     pub(crate) requests: Arc<Notify>,
     /// Counts reloads, for sessions to notice.
@@ -108,6 +110,7 @@ impl Reloader {
         new = applied;
         *current = new;
         self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.engine.set_standby_delay(super::standby_delay(&current));
         let side = self.current.read().side.clone();
         if let super::context::Side::Primary { .. } = side {
             let names = current.string("synchronous_standby_names");

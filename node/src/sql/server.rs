@@ -170,6 +170,12 @@ pub trait ServerContext: Send + Sync + 'static {
         None
     }
 
+    /// On a hot standby: what asks backend `pid` to give up its transaction when replay
+    /// must drop or truncate a table it read; `None` (the default) on a primary.
+    fn recovery_conflict_handler(&self, _pid: i32) -> Option<crate::engine::ConflictHandler> {
+        None
+    }
+
     /// The WARNINGs and NOTICEs the function calls of backend `pid` raised since last
     /// asked, taken (PostgreSQL sends them as they are raised).
     fn take_notices(&self, _pid: i32) -> Vec<ErrorFields> {

@@ -1067,6 +1067,9 @@ impl Session {
         };
         txn.set_lock_timeout(self.timeout_setting("lock_timeout"));
         txn.set_wait_reporter(self.server.lock_wait_reporter(self.info.pid));
+        if txn.conflict_handler_unset() {
+            txn.set_conflict_handler(self.server.recovery_conflict_handler(self.info.pid));
+        }
         if !implicit {
             // While the block's transaction is out of `self.tx`, a dropped (canceled)
             // statement leaves the block failed, as a canceled statement does.

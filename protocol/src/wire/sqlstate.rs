@@ -24,6 +24,8 @@ pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const INVALID_TRANSACTION_STATE: &str = "25000";
 /// `26000` invalid_sql_statement_name (prepared statement does not exist).
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
+/// `40001` serialization_failure (also a query canceled by a recovery conflict).
+pub const T_R_SERIALIZATION_FAILURE: &str = "40001";
 /// `28000` invalid_authorization_specification.
 pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 /// `28P01` invalid_password.

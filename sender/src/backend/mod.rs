@@ -191,7 +191,8 @@ fn transaction_status(mode: &Mode) -> TransactionStatus {
 }
 
 async fn terminated<R, W: AsyncWrite + Unpin>(conn: &mut Connection<R, W>) -> BackendEnd {
-    conn.writer.send_error(admin_shutdown());
+    let fatal = conn.entry.take_interrupt_reason().unwrap_or_else(admin_shutdown);
+    conn.writer.send_error(fatal);
     let _ = conn.writer.flush().await;
     BackendEnd::Terminated
 }
@@ -304,7 +305,9 @@ where
             let replies = tokio::select! {
                 biased;
                 _ = conn.entry.terminated() => return Ok(Flow::End(terminated(conn).await)),
-                _ = cancels.changed() => return Err(query_canceled()),
+                _ = cancels.changed() => {
+                    return Err(conn.entry.take_interrupt_reason().unwrap_or_else(query_canceled))
+                }
                 r = st.extended.execute(session, &portal, max_rows) => r?,
             };
             for reply in &replies {
@@ -402,7 +405,9 @@ where
     let result = tokio::select! {
         biased;
         _ = conn.entry.terminated() => return Ok(Flow::End(terminated(conn).await)),
-        _ = cancels.changed() => return Err(query_canceled()),
+        _ = cancels.changed() => {
+                    return Err(conn.entry.take_interrupt_reason().unwrap_or_else(query_canceled))
+                }
         r = session.simple_query(&sql) => r,
     };
     for output in result.outputs {
