@@ -47,6 +47,8 @@ pub(super) struct NodeContext {
     pub(super) seg_size: WalSegSize,
     /// The role and timeline now (promotion changes both).
     pub(super) current: Arc<parking_lot::RwLock<Current>>,
+    /// The roles (who is a superuser, for the signalling functions).
+    pub(super) roles: Arc<walstream_sender::auth::Roles>,
     /// `pg_promote()` asks for promotion here, after writing the `promote` file.
     pub(super) promote_requests: Arc<tokio::sync::Notify>,
     /// WARNINGs raised by a session's function calls, until it takes them.
@@ -501,7 +503,31 @@ impl Signal {
     }
 }
 
+/// `signalfuncs.c: pg_signal_backend`'s refusals (PostgreSQL 15's texts).
+fn signal_refused(signal: Signal, target_is_superuser: bool) -> ErrorFields {
+    let text = match (signal, target_is_superuser) {
+        (Signal::Cancel, true) => "must be a superuser to cancel superuser query",
+        (Signal::Terminate, true) => "must be a superuser to terminate superuser process",
+        (Signal::Cancel, false) => {
+            "must be a member of the role whose query is being canceled or member of \
+             pg_signal_backend"
+        }
+        (Signal::Terminate, false) => {
+            "must be a member of the role whose process is being terminated or member of \
+             pg_signal_backend"
+        }
+    };
+    ErrorFields::error(sqlstate::INSUFFICIENT_PRIVILEGE, text)
+}
+
 impl NodeContext {
+    /// The user of backend `pid`, and whether that role is a superuser.
+    fn user_of(&self, pid: i32) -> Option<(String, bool)> {
+        let user = self.registry.get(pid)?.status().user.clone();
+        let superuser = self.roles.get(&user).is_some_and(|r| r.superuser);
+        Some((user, superuser))
+    }
+
     /// The role now.
     fn side(&self) -> Side {
         self.current.read().side.clone()
@@ -511,6 +537,13 @@ impl NodeContext {
     /// and asks for promotion; with `wait`, polls ten times a second until recovery has
     /// ended, or returns false with PostgreSQL's WARNING after `wait_seconds`.
     async fn promote(&self, args: &[Value], caller: i32) -> Result<bool, ErrorFields> {
+        // EXECUTE on pg_promote is revoked from PUBLIC.
+        if !self.user_of(caller).is_some_and(|(_, superuser)| superuser) {
+            return Err(ErrorFields::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "permission denied for function pg_promote",
+            ));
+        }
         if !self.current.read().in_recovery() {
             let mut e = ErrorFields::error(
                 sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -589,9 +622,25 @@ impl NodeContext {
         let Some(entry) = entry else {
             return warn(walstream_sender::serve_handler::not_a_backend(target));
         };
+        // Only superusers signal superusers' backends; others only their own role's.
+        let (me, i_am_superuser) = self.user_of(caller).unwrap_or_default();
+        let (owner, owner_is_superuser) = self.user_of(target).unwrap_or_default();
+        if !i_am_superuser && (owner_is_superuser || owner != me) {
+            return Err(signal_refused(signal, owner_is_superuser));
+        }
+        if signal == Signal::Cancel && target == caller {
+            // The signal reaches the backend inside this very statement, which its next
+            // CHECK_FOR_INTERRUPTS ends.
+            return Err(walstream_sender::backend::query_canceled());
+        }
         match signal {
             Signal::Cancel => entry.cancel(),
             Signal::Terminate => entry.terminate(),
+        }
+        if signal == Signal::Terminate && target == caller {
+            // As for a cancel: the backend ends inside this statement, with its FATAL and
+            // no result (the command loop sees the request and drops this call).
+            std::future::pending::<()>().await;
         }
         let limit = std::time::Duration::from_millis(timeout_ms as u64);
         if signal == Signal::Terminate

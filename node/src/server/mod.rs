@@ -505,7 +505,10 @@ impl Node {
                 .run(),
             )
         });
+        let roles_file = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let context = NodeContext {
+            roles: Arc::new(roles_file.clone()),
             settings: session_settings,
             dir: dir.path().to_path_buf(),
             reload_requests: reload_requests.clone(),
@@ -519,8 +522,6 @@ impl Node {
         };
         let handler: Arc<dyn QueryHandler> = SqlHandler::new(engine.clone(), Arc::new(context));
         let hba = HbaFile::load(&dir.path().join("pg_hba.conf"))
-            .map_err(|e| NodeError::Config(e.to_string()))?;
-        let roles_file = Roles::load(&dir.global_dir().join(crate::initdb::ROLES_FILE))
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let backup = Arc::new(backup::NodeBackup { dir: dir.path().to_path_buf(), current })
             as Arc<dyn walstream_sender::basebackup::BackupSource>;
