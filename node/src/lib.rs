@@ -31,6 +31,7 @@
 // so they travel by value rather than boxed, as in the sender.
 #![allow(clippy::result_large_err)]
 
+pub mod bgworker;
 pub mod checkpointer;
 pub mod conf;
 pub mod datadir;

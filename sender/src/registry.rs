@@ -33,6 +33,8 @@ pub enum BackendType {
     WalWriter,
     /// A standby's walreceiver.
     WalReceiver,
+    /// A background worker; `pg_stat_activity.backend_type` shows its `bgw_type`.
+    BackgroundWorker(&'static str),
 }
 
 impl BackendType {
@@ -45,6 +47,7 @@ impl BackendType {
             BackendType::Checkpointer => "checkpointer",
             BackendType::WalWriter => "walwriter",
             BackendType::WalReceiver => "walreceiver",
+            BackendType::BackgroundWorker(bgw_type) => bgw_type,
         }
     }
 
@@ -63,6 +66,7 @@ impl BackendType {
             BackendType::Checkpointer => Some(("Activity", "CheckpointerMain")),
             BackendType::WalWriter => Some(("Activity", "WalWriterMain")),
             BackendType::WalReceiver => Some(("Activity", "WalReceiverMain")),
+            BackendType::BackgroundWorker(_) => None,
         }
     }
 }

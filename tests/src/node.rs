@@ -65,10 +65,23 @@ impl NodeDir {
     /// # Errors
     /// As [`NodeDir::start`].
     pub fn start_on(&self, port: u16, settings: &[&str]) -> Result<NodeProcess> {
+        self.start_on_with(port, &[], settings)
+    }
+
+    /// As [`NodeDir::start`], with more arguments for `walstream node`.
+    ///
+    /// # Errors
+    /// As [`NodeDir::start`].
+    pub fn start_with_args(&self, args: &[&str], settings: &[&str]) -> Result<NodeProcess> {
+        self.start_on_with(free_port()?, args, settings)
+    }
+
+    fn start_on_with(&self, port: u16, args: &[&str], settings: &[&str]) -> Result<NodeProcess> {
         let mut cmd = Command::new(&self.bin);
         cmd.args(["node", "-D"])
             .arg(self.data_dir())
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args);
         for s in settings {
             cmd.args(["-c", s]);
         }

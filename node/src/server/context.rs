@@ -51,6 +51,8 @@ pub(super) struct NodeContext {
     pub(super) roles: Arc<walstream_sender::auth::Roles>,
     /// `pg_promote()` asks for promotion here, after writing the `promote` file.
     pub(super) promote_requests: Arc<tokio::sync::Notify>,
+    /// Test builds: `walstream_fail_task(name)` makes a task or worker fail.
+    pub(super) failpoints: crate::bgworker::Failpoints,
     /// WARNINGs raised by a session's function calls, until it takes them.
     pub(super) notices: parking_lot::Mutex<std::collections::HashMap<i32, Vec<ErrorFields>>>,
 }
@@ -258,6 +260,9 @@ impl ServerContext for NodeContext {
             "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
             "pg_cancel_backend" => scalar(vec![SqlType::Int4], SqlType::Bool),
             "pg_reload_conf" => scalar(vec![], SqlType::Bool),
+            // Test builds only: makes a task ("walwriter", "checkpointer") or a background
+            // worker (by name) fail at its next check.
+            "walstream_fail_task" if cfg!(debug_assertions) => scalar(vec![TEXT], SqlType::Bool),
             "pg_promote" => Some(ServerFunction {
                 args: vec![SqlType::Bool, SqlType::Int4],
                 returns: vec![RelationColumn::new("pg_promote", SqlType::Bool)],
@@ -342,6 +347,10 @@ impl ServerContext for NodeContext {
                     .signal_backend(signal, &args, pid)
                     .await
                     .map(|ok| vec![Value::Bool(ok)]);
+            }
+            if name == "walstream_fail_task" && cfg!(debug_assertions) {
+                self.failpoints.arm(&arg_text(&args, 0));
+                return Ok(vec![Value::Bool(true)]);
             }
             if name == "pg_promote" {
                 return self.promote(&args, pid).await.map(|ok| vec![Value::Bool(ok)]);

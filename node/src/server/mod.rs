@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use walstream_protocol::timeline::TimelineHistory;
+use walstream_protocol::wire::ErrorFields;
 use walstream_protocol::{Lsn, TimeLineId};
 use walstream_receiver::stream::WalObserver;
 use walstream_sender::auth::Roles;
@@ -33,6 +34,7 @@ use walstream_sender::walsource::{
     DirWalSource, DirWalSourceOptions, MemWalSource, WalEnd, WalSource,
 };
 
+use crate::bgworker::{BgWorker, Failpoints, Supervisor};
 use crate::checkpointer::{
     CheckpointCause, CheckpointDone, CheckpointKind, Checkpointer, Schedule,
 };
@@ -101,12 +103,11 @@ enum Role {
     Gone,
 }
 
-/// A primary's WAL writer, checkpointer and background tasks.
+/// A primary's WAL writer and checkpointer (their tasks run under the supervisor).
 struct PrimaryParts {
     writer: Arc<WalWriter>,
     checkpointer: Arc<Checkpointer>,
     checkpoints: mpsc::Sender<CheckpointRequest>,
-    background: Vec<JoinHandle<()>>,
     /// The auxiliary processes in `pg_stat_activity`.
     _aux: Vec<BackendHandle>,
 }
@@ -136,6 +137,10 @@ struct RoleState {
     promote_requests: Arc<tokio::sync::Notify>,
     /// Why the node must stop (a promotion that failed halfway), for its owner.
     fatal: watch::Sender<Option<String>>,
+    /// Runs the critical tasks and the background workers.
+    supervisor: Arc<Supervisor>,
+    /// Whether recovery has finished (a primary, or a promoted standby).
+    production: watch::Sender<bool>,
 }
 
 /// Whether a node runs as a primary or a standby.
@@ -246,6 +251,7 @@ enum Begin<'a> {
 async fn start_primary(
     p: PrimaryStart<'_>,
     registry: &Arc<Registry>,
+    supervisor: &Arc<Supervisor>,
 ) -> Result<(PrimaryParts, Arc<MemWalSource>), NodeError> {
     let checkpointer =
         Arc::new(Checkpointer::new(p.dir, p.engine.clone(), p.writer.clone(), p.control));
@@ -293,25 +299,33 @@ async fn start_primary(
         seg_size: p.control.seg_size,
     };
     let (checkpoints, requests) = mpsc::channel(16);
-    let background = vec![
-        tokio::spawn(tasks::checkpointer(
+    // syncrep.c: only a primary's walsenders are synchronous.
+    let names = p.settings.string("synchronous_standby_names");
+    registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
+    let aux: Vec<BackendHandle> = [BackendType::Checkpointer, BackendType::WalWriter]
+        .iter()
+        .map(|t| registry.register_auxiliary(*t))
+        .collect();
+    let failpoints = supervisor.failpoints().clone();
+    supervisor.critical(
+        "checkpointer",
+        aux[0].entry().pid,
+        tasks::checkpointer(
             checkpointer.clone(),
             p.writer.clone(),
             schedule,
             p.retention.clone(),
             requests,
             mem.clone(),
-        )),
-        tokio::spawn(tasks::wal_writer(p.writer.clone(), p.settings.duration("wal_writer_delay"))),
-    ];
-    // syncrep.c: only a primary's walsenders are synchronous.
-    let names = p.settings.string("synchronous_standby_names");
-    registry.sync_rep().set_config(SyncRepConfig::parse(names).ok().flatten());
-    let aux = [BackendType::Checkpointer, BackendType::WalWriter]
-        .iter()
-        .map(|t| registry.register_auxiliary(*t))
-        .collect();
-    let parts = PrimaryParts { writer: p.writer, checkpointer, checkpoints, background, _aux: aux };
+            failpoints.clone(),
+        ),
+    );
+    supervisor.critical(
+        "WAL writer",
+        aux[1].entry().pid,
+        tasks::wal_writer(p.writer.clone(), p.settings.duration("wal_writer_delay"), failpoints),
+    );
+    let parts = PrimaryParts { writer: p.writer, checkpointer, checkpoints, _aux: aux };
     Ok((parts, mem))
 }
 
@@ -329,6 +343,18 @@ impl Node {
     /// # Errors
     /// The data directory's checks or lock, the settings, recovery, the listening socket.
     pub async fn start(opts: NodeOptions) -> Result<Node, NodeError> {
+        Node::start_with_workers(opts, Vec::new()).await
+    }
+
+    /// Starts the node of `opts.dir` with background `workers` registered
+    /// (`RegisterBackgroundWorker` from a preloaded library); each starts at its start time.
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_with_workers(
+        opts: NodeOptions,
+        workers: Vec<BgWorker>,
+    ) -> Result<Node, NodeError> {
         let dir = DataDir::open(&opts.dir)?;
         let settings = load_settings(dir.path(), &opts.overrides)?;
         let listen = match opts.listen {
@@ -352,6 +378,10 @@ impl Node {
         );
         let retention = tasks::RetentionSource { settings: settings.clone(), slots: slots.clone() };
         let registry = Registry::new();
+        let failpoints = Failpoints::default();
+        let production = watch::Sender::new(!standby);
+        let supervisor =
+            Supervisor::new(registry.clone(), production.subscribe(), failpoints.clone());
         let path = dir.path().to_path_buf();
         let fatal_start = |e: NodeError| {
             if let NodeError::Fatal { message, detail } = &e {
@@ -452,6 +482,7 @@ impl Node {
                     begin: if was_clean { Begin::Clean } else { Begin::Crash(&db.recovery) },
                 },
                 &registry,
+                &supervisor,
             )
             .await?;
             let source = mem as Arc<dyn WalSource>;
@@ -473,6 +504,8 @@ impl Node {
             source: switch,
             promote_requests: promote_requests.clone(),
             fatal: watch::Sender::new(None),
+            supervisor: supervisor.clone(),
+            production,
         });
         let mut session_settings = settings.clone();
         session_settings.set_wal_segment_size(control.seg_size);
@@ -518,9 +551,20 @@ impl Node {
             seg_size: control.seg_size,
             current: current.clone(),
             promote_requests,
+            failpoints,
             notices: Default::default(),
         };
         let handler: Arc<dyn QueryHandler> = SqlHandler::new(engine.clone(), Arc::new(context));
+        let superuser = roles_file
+            .iter()
+            .into_iter()
+            .flatten()
+            .find(|r| r.superuser)
+            .map_or_else(|| "postgres".to_string(), |r| r.name.clone());
+        supervisor.set_sessions(handler.clone(), superuser);
+        for w in workers {
+            supervisor.register(w);
+        }
         let hba = HbaFile::load(&dir.path().join("pg_hba.conf"))
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let backup = Arc::new(backup::NodeBackup { dir: dir.path().to_path_buf(), current })
@@ -580,6 +624,51 @@ impl Node {
     /// `SIGUSR1` from `pg_ctl promote` / `walstream promote` does); nothing on a primary.
     pub fn request_promotion(&self) {
         self.roles.promote_requests.notify_one();
+    }
+
+    /// Set, with the reason, when a critical task or a background worker crashed: the
+    /// node must go through the crash-restart cycle ([`Node::crash_stop`], then start
+    /// again, which runs crash recovery).
+    pub fn crashed(&self) -> watch::Receiver<Option<String>> {
+        self.roles.supervisor.crashed()
+    }
+
+    /// The stop of the crash-restart cycle (`postmaster.c: HandleChildCrash`): every
+    /// backend ends with FATAL 57P02, then everything stops as in an immediate shutdown,
+    /// writing nothing; the next start recovers from the WAL.
+    ///
+    /// # Errors
+    /// As [`Node::stop`].
+    pub async fn crash_stop(self) -> Result<(), NodeError> {
+        for e in self.registry.list() {
+            if e.backend_type.is_auxiliary() {
+                continue;
+            }
+            let mut fatal = ErrorFields::fatal(
+                walstream_protocol::wire::sqlstate::CRASH_SHUTDOWN,
+                "terminating connection because of crash of another server process",
+            );
+            fatal.detail = Some(
+                "The postmaster has commanded this server process to roll back the current \
+                 transaction and exit, because another server process exited abnormally and \
+                 possibly corrupted shared memory."
+                    .into(),
+            );
+            fatal.hint = Some(
+                "In a moment you should be able to reconnect to the database and repeat your \
+                 command."
+                    .into(),
+            );
+            e.terminate_with(fatal);
+        }
+        let gone = async {
+            self.registry.wait_until_none(BackendType::ClientBackend).await;
+            self.registry.wait_until_none(BackendType::WalSender).await;
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gone).await;
+        self.stop(ShutdownMode::Immediate).await?;
+        tracing::info!("all server processes terminated; reinitializing");
+        Ok(())
     }
 
     /// Set when the node must stop (a promotion that failed halfway): the reason.
@@ -702,6 +791,7 @@ impl Node {
         if let Some(p) = self.promoter {
             let _ = p.await;
         }
+        self.roles.supervisor.stop().await;
         if let Err(e) = self.slots.flush_dirty() {
             tracing::warn!("could not save replication slots: {e}");
         }
@@ -728,12 +818,6 @@ impl Node {
                 Ok(())
             }
             Role::Primary(p) => {
-                for task in &p.background {
-                    task.abort();
-                }
-                for task in p.background {
-                    let _ = task.await;
-                }
                 if mode != ShutdownMode::Immediate {
                     tracing::info!("shutting down");
                     let retention = tasks::RetentionSource {

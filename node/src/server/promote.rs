@@ -160,6 +160,7 @@ impl Promoter {
                 begin: Begin::Promotion,
             },
             &self.registry,
+            &self.roles.supervisor,
         )
         .await?;
         *self.roles.current.write() = Current {
@@ -167,6 +168,7 @@ impl Promoter {
             timeline: new_tli,
         };
         self.engine.set_read_only(false);
+        self.roles.production.send_replace(true);
         if let Some(source) = &self.roles.source {
             source.switch(mem as Arc<dyn WalSource>);
         }

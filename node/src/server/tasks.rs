@@ -65,7 +65,8 @@ pub(super) async fn checkpointer(
     retention: RetentionSource,
     mut requests: mpsc::Receiver<CheckpointRequest>,
     wal: Arc<MemWalSource>,
-) {
+    failpoints: crate::bgworker::Failpoints,
+) -> Result<(), String> {
     let mut last_start = SystemTime::now();
     let mut last_redo = cp.control().await.redo();
     loop {
@@ -73,13 +74,16 @@ pub(super) async fn checkpointer(
         let (cause, reply) = tokio::select! {
             req = requests.recv() => match req {
                 Some(r) => (Some(r.cause), Some(r.reply)),
-                None => return,
+                None => return Ok(()),
             },
             () = tokio::time::sleep(wait) => {
                 let now = SystemTime::now();
                 (schedule.due(now, last_start, last_redo, writer.insert_position()), None)
             }
         };
+        if failpoints.take("checkpointer") {
+            return Err("failed as a test asked".into());
+        }
         let Some(cause) = cause else { continue };
         let now = SystemTime::now();
         tracing::debug!("checkpoint starting: {}", cause.log_words());
@@ -110,11 +114,18 @@ pub(super) async fn checkpointer(
 
 /// The WAL writer task: every `delay`, flushes what was written and not yet flushed
 /// (`walwriter.c`), which is what makes `synchronous_commit = off` durable soon after.
-pub(super) async fn wal_writer(writer: Arc<WalWriter>, delay: Duration) {
+pub(super) async fn wal_writer(
+    writer: Arc<WalWriter>,
+    delay: Duration,
+    failpoints: crate::bgworker::Failpoints,
+) -> Result<(), String> {
     let mut tick = tokio::time::interval(delay.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if failpoints.take("walwriter") {
+            return Err("failed as a test asked".into());
+        }
         if writer.flush_position() < writer.insert_position() {
             writer.request_flush();
         }
