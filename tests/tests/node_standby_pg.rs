@@ -222,3 +222,84 @@ fn a_reloaded_primary_conninfo_moves_a_standby_without_a_restart() {
     wait_replayed(&s2, &primary);
     assert_eq!(psql(&s2, "SELECT count(*) FROM t").unwrap(), "100");
 }
+
+fn follow_as(dir: &NodeDir, name: &str) {
+    let auto = dir.data_dir().join("postgresql.auto.conf");
+    let text = std::fs::read_to_string(&auto).unwrap();
+    let text = text
+        .replace("primary_conninfo = '", &format!("primary_conninfo = 'application_name={name} "));
+    std::fs::write(&auto, text).unwrap();
+}
+
+fn states(primary: &NodeProcess) -> String {
+    let rows = psql(
+        primary,
+        "SELECT application_name, sync_state, sync_priority FROM pg_stat_replication \
+         ORDER BY application_name",
+    )
+    .unwrap();
+    rows.lines().map(|l| l.replace('|', ":")).collect::<Vec<_>>().join(",")
+}
+
+/// Commits with `synchronous_commit = on` finish within `limit`.
+fn commits_go_on(primary: &NodeProcess, k: i32) -> bool {
+    let conninfo = primary.conninfo("postgres");
+    let mut child = Command::new(pg_bin("psql"))
+        .args(["-X", "-At", "-d", &conninfo, "-c", &format!("INSERT INTO t VALUES ({k}, 'z')")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// `FIRST 2 (s1, s2, s3)` and `ANY 2 (s1, s2, s3)` with three node standbys: the states and
+/// priorities pg_stat_replication shows (PostgreSQL's: FIRST gives the first two listed
+/// `sync` and the third `potential`; ANY gives all three `quorum` with priority 1), a
+/// potential standby taking over when a synchronous one goes, and commits waiting while
+/// fewer standbys than the number asked for are there.
+#[test]
+fn first_and_any_with_three_node_standbys() {
+    let pdir = NodeDir::init(bin(), 1).unwrap();
+    let primary = pdir.start(&[]).unwrap();
+    psql(&primary, "CREATE TABLE t (k int PRIMARY KEY, v text)").unwrap();
+    let dirs: Vec<NodeDir> = (1..=3).map(|_| basebackup(&primary, &[])).collect();
+    for (i, d) in dirs.iter().enumerate() {
+        follow_as(d, &format!("s{}", i + 1));
+    }
+    let mut standbys: Vec<Option<NodeProcess>> =
+        dirs.iter().map(|d| Some(d.start(&[]).unwrap())).collect();
+    let set = |names: &str| {
+        psql(&primary, &format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'")).unwrap();
+        psql(&primary, "SELECT pg_reload_conf()").unwrap();
+    };
+    set("FIRST 2 (s1, s2, s3)");
+    wait_until("FIRST 2 states", || states(&primary) == "s1:sync:1,s2:sync:2,s3:potential:3");
+    assert!(commits_go_on(&primary, 1));
+    // s2 goes: s3 takes its place and commits go on.
+    let s2port = standbys[1].as_ref().unwrap().port();
+    standbys[1].take().unwrap().stop().unwrap();
+    wait_until("s3 sync", || states(&primary) == "s1:sync:1,s3:sync:3");
+    assert!(commits_go_on(&primary, 2));
+
+    set("ANY 2 (s1, s2, s3)");
+    wait_until("ANY 2 states", || states(&primary) == "s1:quorum:1,s3:quorum:1");
+    assert!(commits_go_on(&primary, 3));
+    // Only one standby left of the two needed: commits wait until a second is back.
+    standbys[2].take().unwrap().stop().unwrap();
+    wait_until("one standby", || states(&primary) == "s1:quorum:1");
+    assert!(!commits_go_on(&primary, 4), "a commit did not wait for the quorum");
+    standbys[1] = Some(dirs[1].start_on(s2port, &[]).unwrap());
+    wait_until("s2 back", || states(&primary) == "s1:quorum:1,s2:quorum:1");
+    assert!(commits_go_on(&primary, 5));
+    assert_eq!(psql(&primary, "SELECT count(*) FROM t WHERE k = 4").unwrap(), "1");
+}
