@@ -37,6 +37,10 @@ Parts (--only 1,2,3,4; default all):
     load minus the one after the CHECKPOINT), time from spawn to the first accepted
     connection (the node's includes its end-of-recovery checkpoint) and, for PostgreSQL,
     the `redo done ... elapsed` of its log; MB/s.
+  5 synchronous replication: a standby of each (pg_basebackup -R, application_name s1),
+    synchronous_standby_names = 's1', part 1's pgbench at synchronous_commit remote_write,
+    on and remote_apply (PGOPTIONS), -c 1 and -c 8, --rounds alternating rounds; TPS and
+    p50/p99, medians, node/PG ratios.
   4 base backup of the rows of part 3: `pg_basebackup -D ... -X stream -c fast` from each,
     --bb-runs alternating runs; wall s, the client's CPU s (user+sys), the server's CPU s
     (the node process; PostgreSQL's postmaster with its live and reaped children), the
@@ -149,9 +153,10 @@ class Server:
             sys.exit(f"{self.name}: {q[:200]}: {out.stderr.strip()[-1000:]}")
         return out.stdout.strip()
 
-    def pgbench(self, args):
+    def pgbench(self, args, env=None):
         out = subprocess.run([f"{BIN}/pgbench", "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                              "postgres"] + args + ["postgres"], capture_output=True, text=True)
+                              "postgres"] + args + ["postgres"], capture_output=True, text=True,
+                             env={**os.environ, **(env or {})})
         if out.returncode != 0:
             sys.exit(f"{self.name}: pgbench {' '.join(args)}: {out.stderr[-2000:]}")
         return out
@@ -289,11 +294,11 @@ def make_kv(server, rows):
                    f"{min(rows, lo + step - 1)}) g")
 
 
-def pgbench_run(server, script, clients, secs, work):
+def pgbench_run(server, script, clients, secs, work, env=None):
     logdir = tempfile.mkdtemp(prefix="pgblog.", dir=work)
     out = server.pgbench(["-n", "-M", "prepared", "-f", script, "-c", str(clients), "-j",
                           str(min(clients, 2)), "-T", str(secs), "-l",
-                          f"--log-prefix={logdir}/tx"])
+                          f"--log-prefix={logdir}/tx"], env=env)
     lat = []
     for name in os.listdir(logdir):
         with open(os.path.join(logdir, name)) as f:
@@ -559,6 +564,72 @@ def part_basebackup(servers, args, work):
           f"{(n[1] + n[2]) / (p[1] + p[2]):.2f}x", flush=True)
 
 
+# ---------------------------------------------------------------- part 5
+
+
+def sync_standby(primary, work, name):
+    """A standby of `primary` by pg_basebackup -R, named s1 for synchronous_standby_names."""
+    if isinstance(primary, Pg):
+        st = Pg(work, name)
+    else:
+        st = Node(primary.walstream, work, name, ["fsync=on"])
+    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U",
+           "postgres", "-c", "fast", "-X", "stream", "-R", "-D", st.data],
+          stdout=subprocess.DEVNULL)
+    with open(os.path.join(st.data, "postgresql.auto.conf"), "a") as f:
+        f.write(f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=postgres "
+                "application_name=s1'\n")
+    st.name = f"{primary.name} standby"
+    st.start()
+    primary.sql("ALTER SYSTEM SET synchronous_standby_names = 's1'")
+    primary.sql("SELECT pg_reload_conf()")
+    t0 = time.perf_counter()
+    while primary.sql("SELECT sync_state FROM pg_stat_replication", check=False) != "sync":
+        if time.perf_counter() - t0 > 60:
+            sys.exit(f"{st.name} did not become synchronous")
+        time.sleep(0.05)
+    return st
+
+
+def part_syncrep(servers, script, args, work):
+    levels = ("remote_write", "on", "remote_apply")
+    print(f"5. one synchronous standby (pg_basebackup -R, application_name s1, "
+          f"synchronous_standby_names = 's1'): pgbench -n -M prepared, upsert + read by key, "
+          f"-T {args.secs}, synchronous_commit by PGOPTIONS, {args.rounds} alternating rounds; "
+          f"{load_note()}", flush=True)
+    standbys = [sync_standby(s, work, f"sync-{s.name}") for s in servers]
+    res = {(s.name, lv, c): [] for s in servers for lv in levels for c in (1, 8)}
+    try:
+        for r in range(args.rounds):
+            order = servers if r % 2 == 0 else servers[::-1]
+            for lv in levels:
+                for c in (1, 8):
+                    for s in order:
+                        env = {"PGOPTIONS": f"-c synchronous_commit={lv}"}
+                        tps, p50, p99 = pgbench_run(s, script, c, args.secs, work, env)
+                        res[(s.name, lv, c)].append((tps, p50, p99))
+                        print(f"  round {r + 1} {s.name:<8} {lv:<12} -c {c}: {tps:8.0f} tps, "
+                              f"p50 {p50:6d} us, p99 {p99:6d} us; {load_note()}", flush=True)
+        for lv in levels:
+            for c in (1, 8):
+                med = {s.name: [median(x[i] for x in res[(s.name, lv, c)]) for i in range(3)]
+                       for s in servers}
+                for s in servers:
+                    t, p50, p99 = med[s.name]
+                    print(f"  median {lv:<12} -c {c} {s.name:<8} {t:8.0f} tps, p50 {p50:7.0f} us,"
+                          f" p99 {p99:7.0f} us")
+                n, p = med["node"], med["postgres"]
+                print(f"  {lv} -c {c} node/postgres: TPS {n[0] / p[0]:.2f}x (goal >= 1.5x), "
+                      f"p50 {n[1] / p[1]:.2f}x, p99 {n[2] / p[2]:.2f}x", flush=True)
+    finally:
+        for s in servers:
+            s.sql("ALTER SYSTEM RESET synchronous_standby_names", check=False)
+            s.sql("SELECT pg_reload_conf()", check=False)
+        for st in standbys:
+            st.stop()
+            shutil.rmtree(st.data, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -597,7 +668,7 @@ def main():
             s.start()
         print(f"node: {walstream}; postgres: {pg.sql('SELECT version()')[:40]}; "
               f"{os.cpu_count()} cores; {load_note()}", flush=True)
-        if parts & {1, 2}:
+        if parts & {1, 2, 5}:
             for s in servers:
                 make_kv(s, args.rows)
         if 1 in parts:
@@ -608,6 +679,8 @@ def main():
             part_recovery(servers, args)
         if 4 in parts:
             part_basebackup(servers, args, work)
+        if 5 in parts:
+            part_syncrep(servers, script, args, work)
     finally:
         for s in servers:
             try:

@@ -585,6 +585,12 @@ impl<A: Apply> Receiver<A> {
                     || reply_now
                     || timers.last_flush.elapsed() >= CATCHUP_FLUSH_INTERVAL);
             if flush_now {
+                // walreceiver.c: XLogWalRcvSendReply, then XLogWalRcvFlush — the primary
+                // learns what was written before the fsync (remote_write commits need no
+                // more), and what was flushed right after it.
+                if self.writer.written_out() > self.reported.write {
+                    self.send_status(conn, false).await?;
+                }
                 self.flush_and_apply()?;
                 timers.last_flush = Instant::now();
             }

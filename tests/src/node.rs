@@ -128,6 +128,11 @@ impl NodeProcess {
         }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the node process.
+    pub fn signal(&mut self, signal: libc::c_int) {
+        self.child.signal(signal);
+    }
+
     /// Its stderr so far.
     pub fn log(&self) -> String {
         self.child.stderr_text()

@@ -303,3 +303,56 @@ fn first_and_any_with_three_node_standbys() {
     assert!(commits_go_on(&primary, 5));
     assert_eq!(psql(&primary, "SELECT count(*) FROM t WHERE k = 4").unwrap(), "1");
 }
+
+/// Each `synchronous_commit` level against a synchronous node standby that is paused
+/// (SIGSTOP): `off` and `local` commit, `remote_write`, `on` and `remote_apply` wait (the
+/// node is one process, so the pause stops its receive, flush and apply at once), and all
+/// of them finish once it goes on (SIGCONT).
+#[test]
+fn a_paused_synchronous_standby_holds_exactly_the_levels_that_need_it() {
+    let pdir = NodeDir::init(bin(), 1).unwrap();
+    let primary = pdir.start(&["synchronous_standby_names=s1"]).unwrap();
+    psql(&primary, "SET synchronous_commit = local; CREATE TABLE t (k int PRIMARY KEY, v text)")
+        .unwrap();
+    let sdir = basebackup(&primary, &[]);
+    follow_as(&sdir, "s1");
+    let mut standby = sdir.start(&[]).unwrap();
+    wait_until("s1 sync", || states(&primary) == "s1:sync:1");
+    standby.signal(libc::SIGSTOP);
+    let conninfo = primary.conninfo("postgres");
+    let mut waiting = Vec::new();
+    for (k, level) in ["off", "local", "remote_write", "on", "remote_apply"].iter().enumerate() {
+        let sql = format!("SET synchronous_commit = {level}; INSERT INTO t VALUES ({k}, 'x')");
+        let mut child = Command::new(pg_bin("psql"))
+            .args(["-X", "-At", "-d", &conninfo, "-c", &sql])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let mut done = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let needs_standby = k >= 2;
+        assert_eq!(done, !needs_standby, "synchronous_commit = {level}");
+        if !done {
+            waiting.push(child);
+        }
+    }
+    assert_eq!(
+        psql(&primary, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+            .unwrap(),
+        "3"
+    );
+    standby.signal(libc::SIGCONT);
+    for mut c in waiting {
+        assert!(c.wait().unwrap().success());
+    }
+    wait_replayed(&standby, &primary);
+    assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), "5");
+}
