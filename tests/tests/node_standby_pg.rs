@@ -340,9 +340,7 @@ fn a_paused_synchronous_standby_holds_exactly_the_levels_that_need_it() {
         }
         let needs_standby = k >= 2;
         assert_eq!(done, !needs_standby, "synchronous_commit = {level}");
-        if !done {
-            waiting.push(child);
-        }
+        waiting.push(child);
     }
     assert_eq!(
         psql(&primary, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
