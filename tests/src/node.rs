@@ -128,6 +128,14 @@ impl NodeProcess {
         }
     }
 
+    /// Waits up to `timeout` for the node to exit on its own: its exit status, or `None`.
+    ///
+    /// # Errors
+    /// If waiting fails.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        self.child.wait_timeout(timeout)
+    }
+
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the node process.
     pub fn signal(&mut self, signal: libc::c_int) {
         self.child.signal(signal);

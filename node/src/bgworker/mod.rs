@@ -129,17 +129,22 @@ pub fn next_after(exit: &WorkerExit, restart: Restart) -> Next {
 /// Test-only failures: names of tasks asked to fail at their next check
 /// (`walstream_fail_task(name)`, a SQL function of debug builds).
 #[derive(Debug, Clone, Default)]
-pub struct Failpoints(Arc<Mutex<HashSet<String>>>);
+pub struct Failpoints(Arc<(std::sync::atomic::AtomicBool, Mutex<HashSet<String>>)>);
 
 impl Failpoints {
     /// Asks task or worker `name` to fail.
     pub fn arm(&self, name: &str) {
-        self.0.lock().insert(name.to_string());
+        self.0 .1.lock().insert(name.to_string());
+        self.0 .0.store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Whether `name` was asked to fail (once).
+    /// Whether `name` was asked to fail (once). Nearly free while none is armed: it is
+    /// checked on hot paths (every replayed record).
     pub fn take(&self, name: &str) -> bool {
-        self.0.lock().remove(name)
+        if !self.0 .0.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        self.0 .1.lock().remove(name)
     }
 }
 

@@ -260,8 +260,8 @@ impl ServerContext for NodeContext {
             "pg_drop_replication_slot" => scalar(vec![NAME], SqlType::Void),
             "pg_cancel_backend" => scalar(vec![SqlType::Int4], SqlType::Bool),
             "pg_reload_conf" => scalar(vec![], SqlType::Bool),
-            // Test builds only: makes a task ("walwriter", "checkpointer") or a background
-            // worker (by name) fail at its next check.
+            // Test builds only: makes a task ("walwriter", "checkpointer", "startup") or a
+            // background worker (by name) fail at its next check.
             "walstream_fail_task" if cfg!(debug_assertions) => scalar(vec![TEXT], SqlType::Bool),
             "pg_promote" => Some(ServerFunction {
                 args: vec![SqlType::Bool, SqlType::Int4],

@@ -378,6 +378,7 @@ impl Node {
         );
         let retention = tasks::RetentionSource { settings: settings.clone(), slots: slots.clone() };
         let registry = Registry::new();
+        let fatal = watch::Sender::new(None);
         let failpoints = Failpoints::default();
         let production = watch::Sender::new(!standby);
         let supervisor =
@@ -443,10 +444,12 @@ impl Node {
                 (end, rec.end.last_record),
                 crate::standby::restartpoint_policy(&settings, retention.now()),
                 crate::standby::wall_clock,
-            );
+            )
+            .with_failpoints(failpoints.clone());
             let cancel = CancellationToken::new();
             let observer = Arc::new(CascadeObserver(dir_source.clone()));
-            let (receiver, task) = start_walreceiver(opts, at, applier, observer, cancel.clone())?;
+            let (receiver, task) =
+                start_walreceiver(opts, at, applier, observer, cancel.clone(), fatal.clone())?;
             let switch = SwitchSource::new(dir_source as Arc<dyn WalSource>);
             let aux = [BackendType::Startup, BackendType::Checkpointer, BackendType::WalReceiver]
                 .iter()
@@ -503,7 +506,7 @@ impl Node {
             current: current.clone(),
             source: switch,
             promote_requests: promote_requests.clone(),
-            fatal: watch::Sender::new(None),
+            fatal,
             supervisor: supervisor.clone(),
             production,
         });

@@ -66,6 +66,8 @@ pub struct StandbyApplier {
     status: watch::Sender<ReplayStatus>,
     /// Records replayed per resource manager (`--metrics`).
     rmgrs: Arc<RmgrCounts>,
+    /// Test builds: `walstream_fail_task('startup')` makes the next record fail.
+    failpoints: crate::bgworker::Failpoints,
 }
 
 impl std::fmt::Debug for StandbyApplier {
@@ -100,7 +102,14 @@ impl StandbyApplier {
             last_record,
             status: watch::Sender::new(status),
             rmgrs: Arc::default(),
+            failpoints: crate::bgworker::Failpoints::default(),
         }
+    }
+
+    /// Where test builds ask replay to fail.
+    pub fn with_failpoints(mut self, failpoints: crate::bgworker::Failpoints) -> Self {
+        self.failpoints = failpoints;
+        self
     }
 
     /// Records replayed per resource manager, readable while it runs.
@@ -158,6 +167,9 @@ impl StandbyApplier {
 impl Apply for StandbyApplier {
     fn apply(&mut self, view: &RecordView<'_>) -> Result<(), ApplyError> {
         let failed = |message: String| ApplyError::Failed { lsn: view.lsn, message };
+        if self.failpoints.take("startup") {
+            return Err(failed("failed as a test asked".into()));
+        }
         let record = NodeRecord::decode(view).map_err(|e| failed(e.to_string()))?;
         let replayed = self.replay.apply(view.lsn, &record).map_err(|e| failed(e.to_string()))?;
         self.rmgrs.count(view.header.rmid);

@@ -139,6 +139,7 @@ pub fn start_walreceiver(
     applier: StandbyApplier,
     observer: Arc<dyn WalObserver>,
     cancel: CancellationToken,
+    fatal: watch::Sender<Option<String>>,
 ) -> Result<(WalReceiverHandle, JoinHandle<StandbyApplier>), NodeError> {
     let writer = SegmentWriter::open(&at.wal_dir, at.seg_size, WriterOptions { sync: opts.fsync })
         .map_err(|e| NodeError::State(format!("could not open pg_wal for streaming: {e}")))?;
@@ -184,6 +185,19 @@ pub fn start_walreceiver(
                 }
             };
             if cancel.is_cancelled() {
+                break;
+            }
+            if let Err(walstream_receiver::stream::ReceiverError::Apply(
+                e @ walstream_receiver::apply::ApplyError::Failed { .. },
+            )) = &result
+            {
+                // A record that does not replay ends the startup process, and with it the
+                // server (postmaster.c: "shutting down due to startup process failure").
+                tracing::error!("FATAL:  {e}");
+                tracing::info!("startup process exited with exit code 1");
+                tracing::info!("terminating any other active server processes");
+                tracing::info!("shutting down due to startup process failure");
+                fatal.send_replace(Some(format!("startup process failed: {e}")));
                 break;
             }
             let why = match result {
