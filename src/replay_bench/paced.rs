@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 use walstream_sender::walsource::{WalEnd, WalSource, WalSourceError};
@@ -99,21 +98,30 @@ impl PacedWalSource {
     /// Publishes each scheduled position at `t0` plus its offset, until the last or
     /// until cancelled. Returns when each entry of `plan` was published, as offsets from
     /// `t0` (entries not reached are left out).
-    pub async fn run(
-        self: Arc<Self>,
-        t0: Instant,
-        plan: Vec<(Duration, Lsn)>,
-        cancel: CancellationToken,
+    ///
+    /// Blocking: run it on a thread of its own (`spawn_blocking`), so that its timing
+    /// does not wait for the runtime's workers, which serve the walsender and the
+    /// sampler; `thread::sleep` also wakes to well under tokio's 1 ms timer tick.
+    pub fn run_blocking(
+        &self,
+        t0: std::time::Instant,
+        plan: &[(Duration, Lsn)],
+        cancel: &CancellationToken,
     ) -> Vec<Duration> {
+        /// The longest sleep between looks at `cancel`.
+        const CANCEL_CHECK: Duration = Duration::from_millis(20);
         let mut published = Vec::with_capacity(plan.len());
         while let Some(next) = plan.get(published.len()) {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep_until(t0 + next.0) => {}
+            if cancel.is_cancelled() {
+                break;
+            }
+            let wait = next.0.saturating_sub(t0.elapsed());
+            if !wait.is_zero() {
+                std::thread::sleep(wait.min(CANCEL_CHECK));
+                continue;
             }
             let now = t0.elapsed();
-            let (upto, n) = due(&plan, published.len(), now);
+            let (upto, n) = due(plan, published.len(), now);
             published.resize(published.len() + n, now);
             if let Some(upto) = upto {
                 self.end_tx.send_modify(|e| e.flushed = e.flushed.max(upto));
@@ -148,6 +156,18 @@ pub struct PacingAccuracy {
     /// `max_offset_error_seconds / original_seconds`: the worst commit's error relative
     /// to the capture's duration.
     pub max_relative_error: f64,
+    /// The part of the error that is the pacer's own: the largest delay of a publication
+    /// after its scheduled time, in original seconds (timer wake-ups on a busy machine).
+    pub max_late_seconds: f64,
+    /// The original offset of the commit published that late, in seconds.
+    pub max_late_at_seconds: f64,
+    /// The part that is the capture's: commits whose `xact_time` is earlier than that of
+    /// a commit before them in the WAL (a backend took its commit time, then inserted its
+    /// record after another's); their WAL cannot be made available before what precedes
+    /// it, so they are scheduled with the latest before them.
+    pub out_of_order_commits: u64,
+    /// The largest such difference, in seconds.
+    pub max_out_of_order_seconds: f64,
 }
 
 /// Compares when commits were published (`published[i]`, offsets from the run's start,
@@ -174,6 +194,19 @@ pub fn accuracy(
     let errors = pairs.iter().map(|(orig, publ)| (publ - orig).abs());
     let p = super::report::Percentiles::of(errors);
     let rel = |x: f64| if original_seconds > 0.0 { x / original_seconds } else { 0.0 };
+    // The schedule: each commit at its original offset, never before one earlier in the WAL.
+    let (mut latest, mut late, mut late_at) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut out_of_order, mut behind) = (0, 0.0f64);
+    for (orig, publ) in &pairs {
+        if *orig < latest {
+            out_of_order += 1;
+            behind = behind.max(latest - orig);
+        }
+        latest = latest.max(*orig);
+        if publ - latest > late {
+            (late, late_at) = (publ - latest, *orig);
+        }
+    }
     Some(PacingAccuracy {
         original_seconds,
         replayed_seconds,
@@ -181,6 +214,10 @@ pub fn accuracy(
         max_offset_error_seconds: p.max,
         p99_offset_error_seconds: p.p99,
         max_relative_error: rel(p.max),
+        max_late_seconds: late,
+        max_late_at_seconds: late_at,
+        out_of_order_commits: out_of_order,
+        max_out_of_order_seconds: behind,
     })
 }
 
@@ -279,6 +316,18 @@ mod tests {
         assert!((a.max_offset_error_seconds - 0.1).abs() < 1e-9, "{a:?}");
         assert!((a.max_relative_error - 0.01).abs() < 1e-9, "{a:?}");
         assert!((a.duration_error + 0.005).abs() < 1e-9, "{a:?}");
+        assert!((a.max_late_seconds - 0.1).abs() < 1e-9, "{a:?}");
+        assert_eq!(a.max_late_at_seconds, 2.0);
+        assert_eq!(a.out_of_order_commits, 0);
+        // a commit whose time is before the one ahead of it in the WAL waits for it: an
+        // error of the capture's order, not the pacer's lateness
+        let swapped = [c(10, 0), c(20, 2_000_000), c(30, 1_900_000), c(40, 10_000_000)];
+        let on_time = [ms(0), ms(1000), ms(1000), ms(5000)];
+        let a = accuracy(&swapped, Lsn(50), Pace::Scaled(2.0), &on_time).unwrap();
+        assert_eq!(a.out_of_order_commits, 1);
+        assert!((a.max_out_of_order_seconds - 0.1).abs() < 1e-9, "{a:?}");
+        assert!((a.max_offset_error_seconds - 0.1).abs() < 1e-9, "{a:?}");
+        assert!(a.max_late_seconds.abs() < 1e-9, "{a:?}");
         // commits past the end, `max`, no commits, nothing published: nothing to say
         let a = accuracy(&commits, Lsn(25), Pace::Scaled(1.0), &[ms(0), ms(1000)]).unwrap();
         assert_eq!(a.original_seconds, 1.0);

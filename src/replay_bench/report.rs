@@ -123,6 +123,8 @@ pub struct ConfigSummary {
     pub pacing_max_relative_error: Option<f64>,
     /// At a paced run: the largest of the runs' `|duration_error|`.
     pub pacing_duration_error: Option<f64>,
+    /// At a paced run: the largest of the runs' `max_late_seconds` (the pacer's own part).
+    pub pacing_max_late_seconds: Option<f64>,
     /// `seconds_to_end` divided by the first config's.
     pub time_ratio: f64,
     /// `mb_per_second` divided by the first config's.
@@ -150,6 +152,7 @@ pub fn compare(configs: &[(String, Vec<RunSummary>)]) -> Vec<ConfigSummary> {
                 startup_cpu_seconds_per_gb: (!cpu.is_empty()).then(|| median(&cpu)),
                 pacing_max_relative_error: worst(|p| p.max_relative_error),
                 pacing_duration_error: worst(|p| p.duration_error.abs()),
+                pacing_max_late_seconds: worst(|p| p.max_late_seconds),
                 time_ratio: 1.0,
                 speed_ratio: 1.0,
             }
@@ -167,8 +170,9 @@ pub fn compare(configs: &[(String, Vec<RunSummary>)]) -> Vec<ConfigSummary> {
 
 /// The terminal table: one line per config.
 pub fn table(rows: &[ConfigSummary]) -> String {
+    let w = rows.iter().map(|r| r.config.chars().count()).max().unwrap_or(0).max(16);
     let mut s = format!(
-        "{:<16} {:>4} {:>10} {:>9} {:>11} {:>11} {:>12} {:>10} {:>7} {:>7}\n",
+        "{:<w$} {:>4} {:>10} {:>9} {:>11} {:>11} {:>12} {:>10} {:>7} {:>7}\n",
         "config",
         "runs",
         "time (s)",
@@ -183,7 +187,7 @@ pub fn table(rows: &[ConfigSummary]) -> String {
     for r in rows {
         let cpu = r.startup_cpu_seconds_per_gb.map_or("-".to_string(), |c| format!("{c:.2}"));
         s.push_str(&format!(
-            "{:<16} {:>4} {:>10.3} {:>9.1} {:>11.0} {:>11.3} {:>12.2} {:>10} {:>7.3} {:>7.3}\n",
+            "{:<w$} {:>4} {:>10.3} {:>9.1} {:>11.0} {:>11.3} {:>12.2} {:>10} {:>7.3} {:>7.3}\n",
             r.config,
             r.runs,
             r.seconds_to_end,
@@ -197,11 +201,14 @@ pub fn table(rows: &[ConfigSummary]) -> String {
         ));
     }
     for r in rows {
-        if let (Some(e), Some(d)) = (r.pacing_max_relative_error, r.pacing_duration_error) {
+        if let (Some(e), Some(d), Some(l)) =
+            (r.pacing_max_relative_error, r.pacing_duration_error, r.pacing_max_late_seconds)
+        {
             s.push_str(&format!(
-                "{}: commits made available within {:.3}% of the capture's duration of their original times; duration off by {:.3}%\n",
+                "{}: commits made available within {:.3}% of the capture's duration of their original times (the pacer at most {:.1} ms late); duration off by {:.3}%\n",
                 r.config,
                 e * 100.0,
+                l * 1000.0,
                 d * 100.0
             ));
         }
@@ -264,6 +271,12 @@ mod tests {
         assert_eq!(rows[1].speed_ratio, 0.5);
         assert!(table(&rows).contains("speed×"));
         assert!(!table(&rows).contains("made available"));
+        // a long name widens the name column; the numbers stay aligned
+        let long =
+            compare(&[("a".into(), vec![run(1.0)]), ("a-rather-long-name".into(), vec![run(1.0)])]);
+        let t = table(&long);
+        let ends: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{t}");
     }
 
     #[test]
@@ -272,6 +285,7 @@ mod tests {
             pacing: Some(PacingAccuracy {
                 max_relative_error: rel,
                 duration_error: dur,
+                max_late_seconds: 0.003,
                 ..Default::default()
             }),
             ..summarize(&[], 1.0, 1, 1)
@@ -282,6 +296,7 @@ mod tests {
         let t = table(&rows);
         assert!(t.contains("within 0.200% of the capture's duration"), "{t}");
         assert!(t.contains("duration off by 0.400%"), "{t}");
+        assert!(t.contains("at most 3.0 ms late"), "{t}");
     }
 
     proptest! {

@@ -267,7 +267,9 @@ async fn one_run(
     let pace_cancel = cancel.child_token();
     let pacer = match &feed {
         Feed::Walstream { paced, .. } => {
-            Some(tokio::spawn(paced.clone().run(t0, releases.clone(), pace_cancel.clone())))
+            let (paced, plan, stop) = (paced.clone(), releases.clone(), pace_cancel.clone());
+            let t0 = t0.into_std();
+            Some(tokio::task::spawn_blocking(move || paced.run_blocking(t0, &plan, &stop)))
         }
         Feed::Server(_) => None,
     };
