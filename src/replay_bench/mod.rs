@@ -1,10 +1,12 @@
 //! `walstream replay-bench`: how fast does a standby replay this WAL?
 //!
 //! # Layout
-//! - [`record`]: a capture from a running PostgreSQL 15 (base backup + WAL streamed alongside).
+//! - [`record`]: a capture from a running PostgreSQL 15 or walstream node (base backup + WAL
+//!   streamed alongside).
 //! - [`capture`]: the capture on disk, its manifest, the checks that its parts match, the WAL scan.
 //! - [`parse`]: the file formats read (manifest, backup_label, pg_control, /proc stat), no I/O.
-//! - [`paced`]: the capture's WAL made available all at once or at its original pace.
+//! - [`paced`]: the capture's WAL made available all at once or at its original pace, and
+//!   how closely a run kept the original times.
 //! - [`standby`]: a throwaway standby (real PostgreSQL or a walstream node) made from the
 //!   capture's base backup.
 //! - [`sample`]: the standby sampled every 100 ms (SQL and `/proc`).
@@ -51,8 +53,8 @@ pub struct ReplayBenchArgs {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
-    /// Record a capture: a base backup of a running PostgreSQL 15 and its WAL while the
-    /// workload runs, until ctrl-c or --seconds.
+    /// Record a capture: a base backup of a running PostgreSQL 15 (or walstream node) and
+    /// its WAL while the workload runs, until ctrl-c or --seconds.
     Record(RecordArgs),
     /// Replay a capture on throwaway standbys (PostgreSQL or walstream node) and measure it.
     Run(RunArgs),

@@ -1,5 +1,6 @@
 //! `--pace`: a [`WalSource`] wrapper that makes the capture's WAL available as it first
-//! arrived — each commit record's end at its original `xact_time`, scaled — or all at once.
+//! arrived — each commit record's end at its original `xact_time`, scaled — or all at once;
+//! and how closely a run kept to the original times ([`accuracy`]).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -83,7 +84,8 @@ pub struct PacedWalSource {
 }
 
 impl PacedWalSource {
-    /// Wraps `inner`, publishing `initial` as its end until [`PacedWalSource::run`] moves it.
+    /// Wraps `inner`, publishing `initial` as its end until
+    /// [`PacedWalSource::run_blocking`] moves it.
     pub fn new(inner: Arc<dyn WalSource>, initial: Lsn) -> Arc<PacedWalSource> {
         let tli = inner.end().borrow().tli;
         let (end_tx, _) = watch::channel(WalEnd { tli, flushed: initial });
