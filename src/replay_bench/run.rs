@@ -177,6 +177,9 @@ impl Sender {
     }
 }
 
+/// The pacer's thread; it answers when each release was published.
+type Pacer = tokio::task::JoinHandle<Vec<Duration>>;
+
 /// Where a run's standby streams from.
 enum Feed {
     /// walstream's sender serving the capture, paced.
@@ -215,6 +218,28 @@ impl Feed {
         }
     }
 
+    /// The schedule of releases from `t0` (a server's: everything at once), and the
+    /// pacer publishing it on a thread of its own, which answers when each was published.
+    fn pace(
+        &self,
+        cap: &Capture,
+        pace: Pace,
+        t0: Instant,
+        cancel: &CancellationToken,
+    ) -> (Vec<(Duration, Lsn)>, Option<Pacer>) {
+        match self {
+            Feed::Walstream { paced, .. } => {
+                let releases = schedule(&cap.scan.commits, cap.end, pace);
+                let (paced, plan, stop) = (paced.clone(), releases.clone(), cancel.clone());
+                let t0 = t0.into_std();
+                let pacer =
+                    tokio::task::spawn_blocking(move || paced.run_blocking(t0, &plan, &stop));
+                (releases, Some(pacer))
+            }
+            Feed::Server(_) => (schedule(&cap.scan.commits, cap.end, Pace::Max), None),
+        }
+    }
+
     /// The end made available so far (a server has all of it from the start).
     fn available(&self, cap: &Capture) -> Lsn {
         match self {
@@ -230,6 +255,27 @@ impl Feed {
     }
 }
 
+/// A standby of `config` made from the capture's base backup, streaming from `feed` (a
+/// node standby gets the start's segment, see [`Capture::start_segment`]).
+async fn start_standby(
+    cap: &Capture,
+    plan: &RunPlan,
+    config: &BenchConfig,
+    feed: &Feed,
+) -> Result<Standby> {
+    let seed = match plan.target {
+        Target::Node(_) => Some(cap.start_segment()?),
+        Target::Pg(_) => None,
+    };
+    let (target, base, settings, conninfo) =
+        (plan.target.clone(), cap.base_dir(), config.settings.clone(), feed.primary_conninfo());
+    tokio::task::spawn_blocking(move || {
+        Standby::start(&target, &base, &settings, &conninfo, seed.as_ref())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the standby: {e}"))?
+}
+
 async fn one_run(
     cap: &Capture,
     plan: &RunPlan,
@@ -237,42 +283,17 @@ async fn one_run(
     run: usize,
     cancel: &CancellationToken,
 ) -> Result<RunRecord> {
-    let seed = match plan.target {
-        Target::Node(_) => Some(cap.start_segment()?),
-        Target::Pg(_) => None,
-    };
     let feed = Feed::start(cap, plan, config).await?;
-    let (target, base, settings, conninfo) =
-        (plan.target.clone(), cap.base_dir(), config.settings.clone(), feed.primary_conninfo());
-    let started = tokio::task::spawn_blocking(move || {
-        Standby::start(&target, &base, &settings, &conninfo, seed.as_ref())
-    })
-    .await;
-    let mut standby = match started {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
+    let mut standby = match start_standby(cap, plan, config, &feed).await {
+        Ok(s) => s,
+        Err(e) => {
             feed.stop().await;
             return Err(e);
         }
-        Err(e) => {
-            feed.stop().await;
-            bail!("starting the standby: {e}");
-        }
     };
     let t0 = Instant::now();
-    let releases = match &feed {
-        Feed::Walstream { .. } => schedule(&cap.scan.commits, cap.end, plan.pace),
-        Feed::Server(_) => schedule(&cap.scan.commits, cap.end, Pace::Max),
-    };
     let pace_cancel = cancel.child_token();
-    let pacer = match &feed {
-        Feed::Walstream { paced, .. } => {
-            let (paced, plan, stop) = (paced.clone(), releases.clone(), pace_cancel.clone());
-            let t0 = t0.into_std();
-            Some(tokio::task::spawn_blocking(move || paced.run_blocking(t0, &plan, &stop)))
-        }
-        Feed::Server(_) => None,
-    };
+    let (releases, pacer) = feed.pace(cap, plan.pace, t0, &pace_cancel);
     let bar = progress_bar(plan.progress, cap, &format!("{} #{run}", config.name));
     let result =
         sample_until_end(cap, plan, &mut standby, &feed, &releases, t0, &bar, cancel).await;
