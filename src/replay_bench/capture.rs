@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
+use walstream_node::xlog::control::{ControlFile, CONTROL_FILE_NAME as NODE_CONTROL_FILE};
 use walstream_protocol::lsn::segment_file_name;
 
 use super::parse::{self, parse_manifest, CheckedManifest};
@@ -182,11 +183,21 @@ fn count(scan: &mut WalScan, rec: &walstream_protocol::wal::DecodedRecord, next:
     }
 }
 
-/// The system identifier in a data directory's `global/pg_control`.
+/// The system identifier in a data directory's `global/pg_control` (a node's: in
+/// `global/walstream_control`).
 ///
 /// # Errors
 /// A missing or short file.
 pub fn control_system_id(data: &Path) -> Result<u64> {
+    let node = data.join("global").join(NODE_CONTROL_FILE);
+    if node.is_file() {
+        // A walstream node's base backup: its own control file.
+        let bytes = std::fs::read(&node)
+            .with_context(|| format!("could not read \"{}\"", node.display()))?;
+        let control = ControlFile::decode(&bytes)
+            .with_context(|| format!("could not read \"{}\"", node.display()))?;
+        return Ok(control.system_identifier);
+    }
     let path = data.join("global").join("pg_control");
     let bytes =
         std::fs::read(&path).with_context(|| format!("could not read \"{}\"", path.display()))?;
@@ -218,6 +229,8 @@ pub struct Capture {
     pub end: Lsn,
     /// The WAL scanned from start to end.
     pub scan: WalScan,
+    /// The WAL segment size.
+    pub seg_size: WalSegSize,
 }
 
 impl Capture {
@@ -229,6 +242,24 @@ impl Capture {
     /// The WAL directory.
     pub fn wal_dir(&self) -> PathBuf {
         self.dir.join(WAL_DIR)
+    }
+
+    /// The segment holding the start as a standby that streams from the start has it:
+    /// its name, and its bytes up to the start with zeros after (a walstream node
+    /// standby wants a segment in `pg_wal`; the zeros end its local WAL there).
+    ///
+    /// # Errors
+    /// The segment cannot be read.
+    pub fn start_segment(&self) -> Result<(String, Vec<u8>)> {
+        let tli = TimeLineId(self.manifest.timeline);
+        let name = segment_file_name(tli, self.start.segno(self.seg_size), self.seg_size);
+        let path = self.wal_dir().join(&name);
+        let mut bytes = std::fs::read(&path)
+            .with_context(|| format!("could not read \"{}\"", path.display()))?;
+        bytes.resize(self.seg_size.bytes() as usize, 0);
+        let keep = self.start.segment_offset(self.seg_size) as usize;
+        bytes[keep..].fill(0);
+        Ok((name, bytes))
     }
 
     /// Opens `dir` and checks it: the manifest, the base backup's system identifier and
@@ -261,7 +292,7 @@ impl Capture {
             ),
             _ => {}
         }
-        Ok(Capture { dir: dir.to_path_buf(), manifest, start, end, scan })
+        Ok(Capture { dir: dir.to_path_buf(), manifest, start, end, scan, seg_size })
     }
 }
 

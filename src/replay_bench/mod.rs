@@ -1,11 +1,14 @@
 //! `walstream replay-bench`: how fast does a standby replay this WAL?
 //!
 //! # Layout
-//! - [`record`]: a capture from a running PostgreSQL 15 (base backup + WAL streamed alongside).
+//! - [`record`]: a capture from a running PostgreSQL 15 or walstream node (base backup + WAL
+//!   streamed alongside).
 //! - [`capture`]: the capture on disk, its manifest, the checks that its parts match, the WAL scan.
 //! - [`parse`]: the file formats read (manifest, backup_label, pg_control, /proc stat), no I/O.
-//! - [`paced`]: the capture's WAL made available all at once or at its original pace.
-//! - [`standby`]: a throwaway real PostgreSQL standby made from the capture's base backup.
+//! - [`paced`]: the capture's WAL made available all at once or at its original pace, and
+//!   how closely a run kept the original times.
+//! - [`standby`]: a throwaway standby (real PostgreSQL or a walstream node) made from the
+//!   capture's base backup.
 //! - [`sample`]: the standby sampled every 100 ms (SQL and `/proc`).
 //! - [`run`]: the runs, config by config, alternately.
 //! - [`report`]: the numbers: percentiles, medians, ratios.
@@ -27,17 +30,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
-use clap::{Args, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use walstream_protocol::wire::ReplicationMode;
 use walstream_receiver::conninfo::ConnInfo;
 
 use self::capture::Capture;
 use self::paced::Pace;
 use self::report::ConfigSummary;
 use self::run::{BenchConfig, RunPlan, RunRecord};
-use self::standby::PgBin;
+use self::standby::{PgBin, Target};
 
 /// Arguments of `walstream replay-bench`.
 #[derive(Args, Debug)]
@@ -49,10 +53,10 @@ pub struct ReplayBenchArgs {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
-    /// Record a capture: a base backup of a running PostgreSQL 15 and its WAL while the
-    /// workload runs, until ctrl-c or --seconds.
+    /// Record a capture: a base backup of a running PostgreSQL 15 (or walstream node) and
+    /// its WAL while the workload runs, until ctrl-c or --seconds.
     Record(RecordArgs),
-    /// Replay a capture on throwaway PostgreSQL standbys and measure it.
+    /// Replay a capture on throwaway standbys (PostgreSQL or walstream node) and measure it.
     Run(RunArgs),
 }
 
@@ -92,6 +96,15 @@ struct RunArgs {
     /// The directory of the PostgreSQL 15 programs.
     #[arg(long = "pg-bin", value_name = "DIR", default_value = "/usr/lib/postgresql/15/bin")]
     pg_bin: PathBuf,
+    /// What the standbys are: real PostgreSQL 15 (`pg`), or walstream node standbys
+    /// (`node`, for a capture recorded from a node primary).
+    #[arg(long, value_enum, default_value_t = TargetKind::Pg)]
+    target: TargetKind,
+    /// `CONFIG=CONNSTR`: that config's standbys stream from this server (a primary that
+    /// still has the capture's WAL) instead of walstream's sender, to compare the two;
+    /// `--pace max` only.
+    #[arg(long = "source", value_name = "CONFIG=CONNSTR")]
+    sources: Vec<String>,
     /// The longest one run may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     timeout: u64,
@@ -100,6 +113,15 @@ struct RunArgs {
     verify_sql: Vec<String>,
     #[command(flatten)]
     metrics: crate::metrics::MetricsArgs,
+}
+
+/// `--target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetKind {
+    /// Real PostgreSQL 15.
+    Pg,
+    /// A walstream node standby.
+    Node,
 }
 
 /// Runs `walstream replay-bench`.
@@ -113,6 +135,52 @@ pub fn main(args: ReplayBenchArgs) -> ExitCode {
             BenchCommand::Run(a) => run_main(a, &cancel).await,
         }
     })
+}
+
+/// `--source CONFIG=CONNSTR`s, each naming a config, at `max` pace only.
+fn parse_sources(
+    given: &[String],
+    configs: &[&str],
+    pace: Pace,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for s in given {
+        let Some((name, conninfo)) = s.split_once('=').map(|(n, c)| (n.trim(), c.trim())) else {
+            bail!("invalid --source \"{s}\": expected CONFIG=CONNSTR");
+        };
+        if !configs.contains(&name) {
+            bail!("--source names config \"{name}\", which no --config gives");
+        }
+        if out.insert(name.to_string(), conninfo.to_string()).is_some() {
+            bail!("config \"{name}\" is given two sources");
+        }
+    }
+    if !out.is_empty() && pace != Pace::Max {
+        bail!("--source streams from a server, which cannot be paced: use --pace max");
+    }
+    Ok(out)
+}
+
+/// Checks that the server `conninfo` answers replication commands and is the capture's
+/// system.
+async fn check_source(config: &str, conninfo: &str, system_id: u64) -> Result<()> {
+    let info = ConnInfo::parse(conninfo)?;
+    let what = || format!("the source of config \"{config}\"");
+    let mut conn =
+        walstream_receiver::conn::ReplicationConn::connect(&info, ReplicationMode::Physical)
+            .await
+            .with_context(what)?;
+    let ident = conn.simple_query("IDENTIFY_SYSTEM").await.with_context(what)?;
+    conn.terminate().await;
+    let id: Option<u64> = ident.get_text(0, 0).and_then(|s| s.parse().ok());
+    if id != Some(system_id) {
+        bail!(
+            "{} is another system: its system identifier is {}, the capture's {system_id}",
+            what(),
+            id.map_or("unknown".to_string(), |i| i.to_string())
+        );
+    }
+    Ok(())
 }
 
 async fn record_main(args: RecordArgs, cancel: &CancellationToken) -> Result<()> {
@@ -148,7 +216,10 @@ struct BenchOutput<'a> {
 
 async fn run_main(args: RunArgs, cancel: &CancellationToken) -> Result<()> {
     // Everything is checked before anything is made.
-    let pg_bin = PgBin::new(&args.pg_bin)?;
+    let target = match args.target {
+        TargetKind::Pg => Target::Pg(PgBin::new(&args.pg_bin)?),
+        TargetKind::Node => Target::Node(std::env::current_exe()?),
+    };
     let cap_dir = args.capture.clone();
     let cap = tokio::task::spawn_blocking(move || Capture::open(&cap_dir)).await??;
     let mut configs = args.configs.clone();
@@ -159,6 +230,10 @@ async fn run_main(args: RunArgs, cancel: &CancellationToken) -> Result<()> {
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         bail!("config \"{}\" is given twice", w[0]);
+    }
+    let sources = parse_sources(&args.sources, &names, args.pace)?;
+    for (name, conninfo) in &sources {
+        check_source(name, conninfo, cap.manifest.system_id).await?;
     }
     let output = args.output.clone().unwrap_or_else(|| run::default_output(&args.capture));
     // One backend table for every run's sender, so /metrics shows the walsender serving
@@ -171,7 +246,8 @@ async fn run_main(args: RunArgs, cancel: &CancellationToken) -> Result<()> {
         configs: configs.clone(),
         runs: args.runs as usize,
         pace: args.pace,
-        pg_bin,
+        target,
+        sources,
         timeout: Duration::from_secs(args.timeout),
         verify_sql: args.verify_sql.clone(),
         progress: std::io::stderr().is_terminal(),
@@ -221,4 +297,29 @@ fn plot_line(r: &RunRecord) -> plot::PlotLine {
         }
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_name_configs_at_max_pace() {
+        let names = ["walstream", "primary"];
+        let s = |v: &[&str], pace| {
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            parse_sources(&v, &names, pace).map_err(|e| e.to_string())
+        };
+        let got = s(&["primary=host=127.0.0.1 port=5 user=postgres"], Pace::Max).unwrap();
+        assert_eq!(got["primary"], "host=127.0.0.1 port=5 user=postgres");
+        assert!(s(&[], Pace::Scaled(1.0)).unwrap().is_empty());
+        let e = s(&["other=host=x"], Pace::Max).unwrap_err();
+        assert!(e.contains("no --config gives"), "{e}");
+        let e = s(&["primary"], Pace::Max).unwrap_err();
+        assert!(e.contains("expected CONFIG=CONNSTR"), "{e}");
+        let e = s(&["primary=host=a", "primary=host=b"], Pace::Max).unwrap_err();
+        assert!(e.contains("two sources"), "{e}");
+        let e = s(&["primary=host=a"], Pace::Scaled(2.0)).unwrap_err();
+        assert!(e.contains("use --pace max"), "{e}");
+    }
 }

@@ -1,5 +1,5 @@
-//! `replay-bench record`: a base backup of a running PostgreSQL 15 and its WAL streamed
-//! alongside from before the backup's start, into a self-contained capture.
+//! `replay-bench record`: a base backup of a running PostgreSQL 15 (or walstream node) and
+//! its WAL streamed alongside from before the backup's start, into a self-contained capture.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,8 +1,10 @@
 //! What a run measured, in numbers: replay speed, time to the end, lag percentiles, the
-//! startup process's CPU per GB; and per config medians and ratios against the first.
+//! startup process's CPU per GB, how closely a paced run kept the original times; and
+//! per config medians and ratios against the first.
 
 use serde::{Deserialize, Serialize};
 
+use super::paced::PacingAccuracy;
 use super::sample::Sample;
 
 /// Percentiles of one series.
@@ -56,6 +58,9 @@ pub struct RunSummary {
     pub lag_seconds: Percentiles,
     /// The startup process's CPU seconds per GB (2^30 bytes) replayed.
     pub startup_cpu_seconds_per_gb: Option<f64>,
+    /// At a paced run: when commits were made available against their original times.
+    #[serde(default)]
+    pub pacing: Option<PacingAccuracy>,
 }
 
 /// Summarises a run that replayed `bytes` bytes and `records` records in
@@ -75,6 +80,7 @@ pub fn summarize(samples: &[Sample], seconds_to_end: f64, bytes: u64, records: u
         startup_cpu_seconds_per_gb: cpu
             .filter(|_| bytes > 0)
             .map(|c| c / (bytes as f64 / 1_073_741_824.0)),
+        pacing: None,
     }
 }
 
@@ -112,6 +118,13 @@ pub struct ConfigSummary {
     pub lag_bytes_p99: f64,
     /// Median CPU seconds per GB.
     pub startup_cpu_seconds_per_gb: Option<f64>,
+    /// At a paced run: the largest of the runs' worst commit errors relative to the
+    /// capture's duration ([`PacingAccuracy::max_relative_error`]).
+    pub pacing_max_relative_error: Option<f64>,
+    /// At a paced run: the largest of the runs' `|duration_error|`.
+    pub pacing_duration_error: Option<f64>,
+    /// At a paced run: the largest of the runs' `max_late_seconds` (the pacer's own part).
+    pub pacing_max_late_seconds: Option<f64>,
     /// `seconds_to_end` divided by the first config's.
     pub time_ratio: f64,
     /// `mb_per_second` divided by the first config's.
@@ -125,6 +138,9 @@ pub fn compare(configs: &[(String, Vec<RunSummary>)]) -> Vec<ConfigSummary> {
         .map(|(name, runs)| {
             let m = |f: fn(&RunSummary) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
             let cpu: Vec<f64> = runs.iter().filter_map(|r| r.startup_cpu_seconds_per_gb).collect();
+            let worst = |f: fn(&PacingAccuracy) -> f64| {
+                runs.iter().filter_map(|r| r.pacing.as_ref().map(f)).reduce(f64::max)
+            };
             ConfigSummary {
                 config: name.clone(),
                 runs: runs.len(),
@@ -134,6 +150,9 @@ pub fn compare(configs: &[(String, Vec<RunSummary>)]) -> Vec<ConfigSummary> {
                 lag_seconds_p99: m(|r| r.lag_seconds.p99),
                 lag_bytes_p99: m(|r| r.lag_bytes.p99),
                 startup_cpu_seconds_per_gb: (!cpu.is_empty()).then(|| median(&cpu)),
+                pacing_max_relative_error: worst(|p| p.max_relative_error),
+                pacing_duration_error: worst(|p| p.duration_error.abs()),
+                pacing_max_late_seconds: worst(|p| p.max_late_seconds),
                 time_ratio: 1.0,
                 speed_ratio: 1.0,
             }
@@ -151,8 +170,9 @@ pub fn compare(configs: &[(String, Vec<RunSummary>)]) -> Vec<ConfigSummary> {
 
 /// The terminal table: one line per config.
 pub fn table(rows: &[ConfigSummary]) -> String {
+    let w = rows.iter().map(|r| r.config.chars().count()).max().unwrap_or(0).max(16);
     let mut s = format!(
-        "{:<16} {:>4} {:>10} {:>9} {:>11} {:>11} {:>12} {:>10} {:>7} {:>7}\n",
+        "{:<w$} {:>4} {:>10} {:>9} {:>11} {:>11} {:>12} {:>10} {:>7} {:>7}\n",
         "config",
         "runs",
         "time (s)",
@@ -167,7 +187,7 @@ pub fn table(rows: &[ConfigSummary]) -> String {
     for r in rows {
         let cpu = r.startup_cpu_seconds_per_gb.map_or("-".to_string(), |c| format!("{c:.2}"));
         s.push_str(&format!(
-            "{:<16} {:>4} {:>10.3} {:>9.1} {:>11.0} {:>11.3} {:>12.2} {:>10} {:>7.3} {:>7.3}\n",
+            "{:<w$} {:>4} {:>10.3} {:>9.1} {:>11.0} {:>11.3} {:>12.2} {:>10} {:>7.3} {:>7.3}\n",
             r.config,
             r.runs,
             r.seconds_to_end,
@@ -179,6 +199,19 @@ pub fn table(rows: &[ConfigSummary]) -> String {
             r.time_ratio,
             r.speed_ratio
         ));
+    }
+    for r in rows {
+        if let (Some(e), Some(d), Some(l)) =
+            (r.pacing_max_relative_error, r.pacing_duration_error, r.pacing_max_late_seconds)
+        {
+            s.push_str(&format!(
+                "{}: commits made available within {:.3}% of the capture's duration of their original times (the pacer at most {:.1} ms late); duration off by {:.3}%\n",
+                r.config,
+                e * 100.0,
+                l * 1000.0,
+                d * 100.0
+            ));
+        }
     }
     s
 }
@@ -237,6 +270,33 @@ mod tests {
         assert_eq!(rows[1].time_ratio, 2.0);
         assert_eq!(rows[1].speed_ratio, 0.5);
         assert!(table(&rows).contains("speed×"));
+        assert!(!table(&rows).contains("made available"));
+        // a long name widens the name column; the numbers stay aligned
+        let long =
+            compare(&[("a".into(), vec![run(1.0)]), ("a-rather-long-name".into(), vec![run(1.0)])]);
+        let t = table(&long);
+        let ends: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{t}");
+    }
+
+    #[test]
+    fn pacing_worst_of_the_runs() {
+        let run = |rel: f64, dur: f64| RunSummary {
+            pacing: Some(PacingAccuracy {
+                max_relative_error: rel,
+                duration_error: dur,
+                max_late_seconds: 0.003,
+                ..Default::default()
+            }),
+            ..summarize(&[], 1.0, 1, 1)
+        };
+        let rows = compare(&[("a".into(), vec![run(0.002, -0.004), run(0.001, 0.001)])]);
+        assert_eq!(rows[0].pacing_max_relative_error, Some(0.002));
+        assert_eq!(rows[0].pacing_duration_error, Some(0.004));
+        let t = table(&rows);
+        assert!(t.contains("within 0.200% of the capture's duration"), "{t}");
+        assert!(t.contains("duration off by 0.400%"), "{t}");
+        assert!(t.contains("at most 3.0 ms late"), "{t}");
     }
 
     proptest! {

@@ -1,7 +1,9 @@
 //! `replay-bench run`: for each run, a throwaway standby from the capture's base backup,
-//! walstream's sender serving the capture's WAL at the chosen pace, samples every 100 ms
-//! until the standby has replayed the end; then the numbers, the JSON and the plot.
+//! walstream's sender serving the capture's WAL at the chosen pace (or, for a config given
+//! a `--source`, a real primary that still has that WAL), samples every 100 ms until the
+//! standby has replayed the end; then the numbers, the JSON and the plot.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,10 +25,10 @@ use walstream_sender::slots::SlotStore;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
 use super::capture::Capture;
-use super::paced::{schedule, Pace, PacedWalSource};
+use super::paced::{accuracy, schedule, Pace, PacedWalSource};
 use super::report::{summarize, RunSummary};
 use super::sample::{self, Sample};
-use super::standby::{PgBin, Standby};
+use super::standby::{Standby, Target};
 
 /// How often the standby is sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -75,8 +77,11 @@ pub struct RunPlan {
     pub runs: usize,
     /// The pace.
     pub pace: Pace,
-    /// The PostgreSQL programs.
-    pub pg_bin: PgBin,
+    /// What the standbys are.
+    pub target: Target,
+    /// Configs whose standbys stream from a server (a libpq connection string) instead
+    /// of walstream's sender; at `max` pace only.
+    pub sources: BTreeMap<String, String>,
     /// The longest a run may take.
     pub timeout: Duration,
     /// SQL run on each standby once it replayed the end (results in the JSON).
@@ -172,6 +177,105 @@ impl Sender {
     }
 }
 
+/// The pacer's thread; it answers when each release was published.
+type Pacer = tokio::task::JoinHandle<Vec<Duration>>;
+
+/// Where a run's standby streams from.
+enum Feed {
+    /// walstream's sender serving the capture, paced.
+    Walstream { sender: Sender, paced: Arc<PacedWalSource> },
+    /// A server given by `--source`.
+    Server(String),
+}
+
+impl Feed {
+    async fn start(cap: &Capture, plan: &RunPlan, config: &BenchConfig) -> Result<Feed> {
+        if let Some(conninfo) = plan.sources.get(&config.name) {
+            return Ok(Feed::Server(conninfo.clone()));
+        }
+        let dir = DirWalSource::open(&cap.wal_dir(), DirWalSourceOptions::default()).with_context(
+            || format!("could not open the capture's WAL \"{}\"", cap.wal_dir().display()),
+        )?;
+        let served = dir.current_end().flushed;
+        if served < cap.end {
+            bail!(
+                "the capture's WAL can be served up to {served} only, before its end {}",
+                cap.end
+            );
+        }
+        let paced = PacedWalSource::new(dir, cap.start);
+        let sender = start_sender(paced.clone(), plan.registry.clone()).await?;
+        Ok(Feed::Walstream { sender, paced })
+    }
+
+    fn primary_conninfo(&self) -> String {
+        match self {
+            Feed::Walstream { sender, .. } => format!(
+                "host=127.0.0.1 port={} user=postgres application_name=replay-bench",
+                sender.port
+            ),
+            Feed::Server(c) => c.clone(),
+        }
+    }
+
+    /// The schedule of releases from `t0` (a server's: everything at once), and the
+    /// pacer publishing it on a thread of its own, which answers when each was published.
+    fn pace(
+        &self,
+        cap: &Capture,
+        pace: Pace,
+        t0: Instant,
+        cancel: &CancellationToken,
+    ) -> (Vec<(Duration, Lsn)>, Option<Pacer>) {
+        match self {
+            Feed::Walstream { paced, .. } => {
+                let releases = schedule(&cap.scan.commits, cap.end, pace);
+                let (paced, plan, stop) = (paced.clone(), releases.clone(), cancel.clone());
+                let t0 = t0.into_std();
+                let pacer =
+                    tokio::task::spawn_blocking(move || paced.run_blocking(t0, &plan, &stop));
+                (releases, Some(pacer))
+            }
+            Feed::Server(_) => (schedule(&cap.scan.commits, cap.end, Pace::Max), None),
+        }
+    }
+
+    /// The end made available so far (a server has all of it from the start).
+    fn available(&self, cap: &Capture) -> Lsn {
+        match self {
+            Feed::Walstream { paced, .. } => paced.available(),
+            Feed::Server(_) => cap.end,
+        }
+    }
+
+    async fn stop(self) {
+        if let Feed::Walstream { sender, .. } = self {
+            sender.stop().await;
+        }
+    }
+}
+
+/// A standby of `config` made from the capture's base backup, streaming from `feed` (a
+/// node standby gets the start's segment, see [`Capture::start_segment`]).
+async fn start_standby(
+    cap: &Capture,
+    plan: &RunPlan,
+    config: &BenchConfig,
+    feed: &Feed,
+) -> Result<Standby> {
+    let seed = match plan.target {
+        Target::Node(_) => Some(cap.start_segment()?),
+        Target::Pg(_) => None,
+    };
+    let (target, base, settings, conninfo) =
+        (plan.target.clone(), cap.base_dir(), config.settings.clone(), feed.primary_conninfo());
+    tokio::task::spawn_blocking(move || {
+        Standby::start(&target, &base, &settings, &conninfo, seed.as_ref())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the standby: {e}"))?
+}
+
 async fn one_run(
     cap: &Capture,
     plan: &RunPlan,
@@ -179,41 +283,26 @@ async fn one_run(
     run: usize,
     cancel: &CancellationToken,
 ) -> Result<RunRecord> {
-    let dir =
-        DirWalSource::open(&cap.wal_dir(), DirWalSourceOptions::default()).with_context(|| {
-            format!("could not open the capture's WAL \"{}\"", cap.wal_dir().display())
-        })?;
-    let served = dir.current_end().flushed;
-    if served < cap.end {
-        bail!("the capture's WAL can be served up to {served} only, before its end {}", cap.end);
-    }
-    let paced = PacedWalSource::new(dir, cap.start);
-    let sender = start_sender(paced.clone(), plan.registry.clone()).await?;
-    let (bin, base, settings, port) =
-        (plan.pg_bin.clone(), cap.base_dir(), config.settings.clone(), sender.port);
-    let started =
-        tokio::task::spawn_blocking(move || Standby::start(&bin, &base, &settings, port)).await;
-    let mut standby = match started {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            sender.stop().await;
-            return Err(e);
-        }
+    let feed = Feed::start(cap, plan, config).await?;
+    let mut standby = match start_standby(cap, plan, config, &feed).await {
+        Ok(s) => s,
         Err(e) => {
-            sender.stop().await;
-            bail!("starting the standby: {e}");
+            feed.stop().await;
+            return Err(e);
         }
     };
     let t0 = Instant::now();
-    let releases = schedule(&cap.scan.commits, cap.end, plan.pace);
     let pace_cancel = cancel.child_token();
-    let pacer = tokio::spawn(paced.clone().run(t0, releases.clone(), pace_cancel.clone()));
+    let (releases, pacer) = feed.pace(cap, plan.pace, t0, &pace_cancel);
     let bar = progress_bar(plan.progress, cap, &format!("{} #{run}", config.name));
     let result =
-        sample_until_end(cap, plan, &mut standby, &paced, &releases, t0, &bar, cancel).await;
+        sample_until_end(cap, plan, &mut standby, &feed, &releases, t0, &bar, cancel).await;
     bar.finish_and_clear();
     pace_cancel.cancel();
-    let _ = pacer.await;
+    let published = match pacer {
+        Some(p) => p.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     let result = match result {
         Ok((samples, secs, client)) => {
             let verify = verify(&client, &plan.verify_sql).await;
@@ -222,10 +311,11 @@ async fn one_run(
         Err(e) => Err(e),
     };
     let _ = tokio::task::spawn_blocking(move || standby.stop()).await;
-    sender.stop().await;
+    feed.stop().await;
     let (samples, secs, verify) = result?;
     let bytes = cap.end.0.saturating_sub(cap.start.0);
-    let summary = summarize(&samples, secs, bytes, cap.manifest.total_records());
+    let mut summary = summarize(&samples, secs, bytes, cap.manifest.total_records());
+    summary.pacing = accuracy(&cap.scan.commits, cap.end, plan.pace, &published);
     Ok(RunRecord { config: config.name.clone(), run, summary, verify, samples })
 }
 
@@ -258,7 +348,7 @@ async fn sample_until_end(
     cap: &Capture,
     plan: &RunPlan,
     standby: &mut Standby,
-    paced: &PacedWalSource,
+    feed: &Feed,
     releases: &[(Duration, Lsn)],
     t0: Instant,
     bar: &ProgressBar,
@@ -295,15 +385,20 @@ async fn sample_until_end(
         }
         let mut replay = (None, None);
         if let Some(c) = &client {
-            match tokio::time::timeout(Duration::from_secs(2), sample::query_replay(c)).await {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                sample::query_replay(c, standby.is_node()),
+            )
+            .await
+            {
                 Ok(Ok(r)) => replay = r,
                 _ => client = None,
             }
         }
         if startup.is_none() {
-            startup = standby.pid().and_then(|pm| sample::startup_pid(proc, pm));
+            startup = standby.replay_pid(proc);
         }
-        let available = paced.available();
+        let available = feed.available(cap);
         let (lsn, ts) = replay;
         let s = Sample {
             t,

@@ -35,19 +35,44 @@ pub struct Sample {
 pub const SAMPLE_SQL: &str = "SELECT pg_last_wal_replay_lsn()::text, \
      extract(epoch FROM pg_last_xact_replay_timestamp())::float8";
 
-/// Runs [`SAMPLE_SQL`]: the replay position and last replayed commit time.
+/// The SQL a sample runs on a walstream node, which has no `extract`: the commit time
+/// as text, parsed by [`timestamp_seconds`].
+pub const NODE_SAMPLE_SQL: &str =
+    "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text";
+
+/// Runs [`SAMPLE_SQL`] (on a node: [`NODE_SAMPLE_SQL`]): the replay position and last
+/// replayed commit time.
 ///
 /// # Errors
 /// The query fails or its answer does not parse.
-pub async fn query_replay(client: &tokio_postgres::Client) -> Result<(Option<Lsn>, Option<f64>)> {
-    let row = client.query_one(SAMPLE_SQL, &[]).await?;
+pub async fn query_replay(
+    client: &tokio_postgres::Client,
+    node: bool,
+) -> Result<(Option<Lsn>, Option<f64>)> {
+    let row = client.query_one(if node { NODE_SAMPLE_SQL } else { SAMPLE_SQL }, &[]).await?;
     let lsn: Option<String> = row.try_get(0)?;
-    let ts: Option<f64> = row.try_get(1)?;
+    let ts: Option<f64> = if node {
+        match row.try_get::<_, Option<String>>(1)? {
+            Some(t) => Some(
+                timestamp_seconds(&t).ok_or_else(|| anyhow::anyhow!("bad timestamp \"{t}\""))?,
+            ),
+            None => None,
+        }
+    } else {
+        row.try_get(1)?
+    };
     let lsn = match lsn {
         Some(t) => Some(t.parse::<Lsn>().map_err(|_| anyhow::anyhow!("bad LSN \"{t}\""))?),
         None => None,
     };
     Ok((lsn, ts))
+}
+
+/// Seconds since the Unix epoch of a `timestamptz` in PostgreSQL's ISO text
+/// (`2026-12-07 12:05:03.817076+00`).
+pub fn timestamp_seconds(text: &str) -> Option<f64> {
+    let t: jiff::Timestamp = text.trim().parse().ok()?;
+    Some(t.as_microsecond() as f64 / 1e6)
 }
 
 /// Connects to the standby on `port` as `postgres`.
@@ -106,6 +131,14 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso_timestamps_parse() {
+        assert_eq!(timestamp_seconds("1970-01-01 00:00:01.5+00"), Some(1.5));
+        assert_eq!(timestamp_seconds("1970-01-01 01:00:02+01"), Some(2.0));
+        assert_eq!(timestamp_seconds("1970-01-01 00:00:00-00:30"), Some(1800.0));
+        assert_eq!(timestamp_seconds("yesterday"), None);
+    }
 
     #[test]
     fn our_own_cpu_is_readable() {

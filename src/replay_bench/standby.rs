@@ -1,7 +1,8 @@
-//! A throwaway real PostgreSQL standby: a copy of the capture's base backup in a fresh
-//! temporary directory, configured to stream from walstream's sender, run as `postgres`
-//! when we are root on a free loopback port, and stopped and removed when dropped (on
-//! success, on error and on ctrl-c alike).
+//! A throwaway standby: a copy of the capture's base backup in a fresh temporary
+//! directory, configured to stream from walstream's sender (or a real primary), on a free
+//! loopback port, and stopped and removed when dropped (on success, on error and on ctrl-c
+//! alike). Real PostgreSQL 15 runs as `postgres` when we are root; a walstream node
+//! standby runs as we do.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -45,6 +46,19 @@ impl PgBin {
     }
 }
 
+/// What a run's standby is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Real PostgreSQL 15 (`postgres` from these programs).
+    Pg(PgBin),
+    /// A walstream node standby (`walstream node`, this program).
+    Node(PathBuf),
+}
+
+/// A WAL segment to put in the standby's `pg_wal` before it starts: its file name and
+/// bytes.
+pub type Seed = (String, Vec<u8>);
+
 /// The user PostgreSQL runs as when we are root.
 #[derive(Debug, Clone, Copy)]
 struct RunAs {
@@ -73,6 +87,7 @@ pub struct Standby {
     dir: Option<tempfile::TempDir>,
     child: Option<Child>,
     port: u16,
+    node: bool,
 }
 
 /// A loopback port nobody listens on now.
@@ -88,29 +103,39 @@ fn quote(v: &str) -> String {
 }
 
 impl Standby {
-    /// Copies `base` into a new temporary directory, configures it as a standby of the
-    /// sender on `sender_port` with `settings` over the backup's own, and starts it.
+    /// Copies `base` into a new temporary directory (and `seed` into its `pg_wal`),
+    /// configures it as a standby streaming from `primary_conninfo` with `settings` over
+    /// the backup's own, and starts it.
     ///
     /// # Errors
-    /// Copying fails, or `postgres` cannot be started.
+    /// Copying fails, or the server cannot be started.
     pub fn start(
-        bin: &PgBin,
+        target: &Target,
         base: &Path,
         settings: &[(String, String)],
-        sender_port: u16,
+        primary_conninfo: &str,
+        seed: Option<&Seed>,
     ) -> Result<Standby> {
-        let owner = run_as()?;
+        let owner = match target {
+            Target::Pg(_) => run_as()?,
+            Target::Node(_) => None,
+        };
         let tmp = tempfile::Builder::new()
             .prefix("walstream-replay-bench.")
             .tempdir()
             .context("could not create a temporary directory")?;
-        let mut standby = Standby { dir: Some(tmp), child: None, port: free_port()? };
+        let node = matches!(target, Target::Node(_));
+        let mut standby = Standby { dir: Some(tmp), child: None, port: free_port()?, node };
         let root = standby.root().to_path_buf();
         let data = standby.data_dir();
         copy_tree(base, &data)
             .with_context(|| format!("could not copy the base backup \"{}\"", base.display()))?;
         fs::set_permissions(&data, fs::Permissions::from_mode(0o700))?;
-        standby.configure(settings, sender_port)?;
+        if let Some((name, bytes)) = seed {
+            fs::create_dir_all(data.join("pg_wal"))?;
+            fs::write(data.join("pg_wal").join(name), bytes)?;
+        }
+        standby.configure(settings, primary_conninfo)?;
         if let Some(o) = owner {
             chown_tree(&root, o)?;
         }
@@ -118,42 +143,54 @@ impl Standby {
         if let Some(o) = owner {
             std::os::unix::fs::chown(standby.log_path(), Some(o.uid), Some(o.gid))?;
         }
-        let mut cmd = Command::new(bin.postgres());
-        cmd.arg("-D").arg(&data).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let (program, mut cmd) = match target {
+            Target::Pg(bin) => {
+                let mut cmd = Command::new(bin.postgres());
+                cmd.arg("-D").arg(&data);
+                (bin.postgres(), cmd)
+            }
+            Target::Node(exe) => {
+                let mut cmd = Command::new(exe);
+                cmd.arg("node").arg("-D").arg(&data);
+                cmd.arg("--listen").arg(format!("127.0.0.1:{}", standby.port));
+                (exe.clone(), cmd)
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // Its own process group: a ctrl-c on the terminal is ours to handle.
         cmd.process_group(0);
         if let Some(o) = owner {
             cmd.uid(o.uid).gid(o.gid).env("USER", "postgres").env("LOGNAME", "postgres");
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("could not start \"{}\"", bin.postgres().display()))?;
+        let child =
+            cmd.spawn().with_context(|| format!("could not start \"{}\"", program.display()))?;
         standby.child = Some(child);
         Ok(standby)
     }
 
-    fn configure(&self, settings: &[(String, String)], sender_port: u16) -> Result<()> {
+    fn configure(&self, settings: &[(String, String)], primary_conninfo: &str) -> Result<()> {
         let data = self.data_dir();
         let root = self.root().display().to_string();
         let mut conf = String::from("\n# walstream replay-bench\n");
-        let fixed = [
-            ("port", self.port.to_string()),
-            ("listen_addresses", "127.0.0.1".into()),
-            ("unix_socket_directories", root),
-            (
-                "primary_conninfo",
-                format!(
-                    "host=127.0.0.1 port={sender_port} user=postgres application_name=replay-bench"
-                ),
-            ),
-            ("primary_slot_name", String::new()),
-            ("restore_command", String::new()),
-            ("archive_mode", "off".into()),
-            ("hot_standby", "on".into()),
-            ("wal_retrieve_retry_interval", "500ms".into()),
-            ("logging_collector", "off".into()),
-            ("log_destination", "stderr".into()),
-        ];
+        let conninfo = ("primary_conninfo", primary_conninfo.to_string());
+        let fixed: Vec<(&str, String)> = if self.node {
+            // The node knows fewer settings; it listens where --listen says.
+            vec![conninfo, ("wal_retrieve_retry_interval", "500ms".into())]
+        } else {
+            vec![
+                ("port", self.port.to_string()),
+                ("listen_addresses", "127.0.0.1".into()),
+                ("unix_socket_directories", root),
+                conninfo,
+                ("primary_slot_name", String::new()),
+                ("restore_command", String::new()),
+                ("archive_mode", "off".into()),
+                ("hot_standby", "on".into()),
+                ("wal_retrieve_retry_interval", "500ms".into()),
+                ("logging_collector", "off".into()),
+                ("log_destination", "stderr".into()),
+            ]
+        };
         for (k, v) in
             fixed.iter().map(|(k, v)| (k.to_string(), v.clone())).chain(settings.iter().cloned())
         {
@@ -165,11 +202,13 @@ impl Standby {
             .append(true)
             .open(data.join("postgresql.auto.conf"))?
             .write_all(conf.as_bytes())?;
-        // Only we connect, over loopback.
-        fs::write(
-            data.join("pg_hba.conf"),
-            "local all all trust\nhost all all 127.0.0.1/32 trust\n",
-        )?;
+        if !self.node {
+            // Only we connect, over loopback (the node's initdb already says so).
+            fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+            )?;
+        }
         fs::write(data.join("standby.signal"), "")?;
         Ok(())
     }
@@ -193,9 +232,25 @@ impl Standby {
         self.port
     }
 
-    /// The postmaster's pid.
+    /// Whether this is a walstream node standby.
+    pub fn is_node(&self) -> bool {
+        self.node
+    }
+
+    /// The postmaster's (or the node's) pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The process that replays, looked up in `proc`: PostgreSQL's startup process, or
+    /// the node itself (its redo is one of its threads).
+    pub fn replay_pid(&self, proc: &Path) -> Option<u32> {
+        let pid = self.pid()?;
+        if self.node {
+            Some(pid)
+        } else {
+            super::sample::startup_pid(proc, pid)
+        }
     }
 
     /// The last lines of the server log.
