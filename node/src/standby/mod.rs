@@ -172,52 +172,63 @@ pub fn start_walreceiver(
     let mut conninfo = handle.conninfo.subscribe();
     let retry = opts.retry_interval;
     let wal_dir = at.wal_dir.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            state_tx.send_replace(WalReceiverState::Streaming);
-            let result = tokio::select! {
-                r = receiver.run(&cancel) => r,
-                Ok(()) = conninfo.changed() => {
-                    // xlogrecovery.c: StartupRequestWalReceiverRestart.
-                    tracing::info!("wal receiver process shutdown requested");
-                    receiver.set_conninfo(conninfo.borrow_and_update().clone());
-                    continue;
+    // The walreceiver and replay run on a thread of their own with their own runtime, as
+    // PostgreSQL's walreceiver and startup processes are their own processes: applying a
+    // large transaction or making a restartpoint never holds up the threads that serve
+    // queries, so a hot standby answers while it catches up.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("walreceiver")
+        .build()
+        .map_err(|e| NodeError::State(format!("could not start the walreceiver: {e}")))?;
+    let task = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            loop {
+                state_tx.send_replace(WalReceiverState::Streaming);
+                let result = tokio::select! {
+                    r = receiver.run(&cancel) => r,
+                    Ok(()) = conninfo.changed() => {
+                        // xlogrecovery.c: StartupRequestWalReceiverRestart.
+                        tracing::info!("wal receiver process shutdown requested");
+                        receiver.set_conninfo(conninfo.borrow_and_update().clone());
+                        continue;
+                    }
+                };
+                if cancel.is_cancelled() {
+                    break;
                 }
-            };
-            if cancel.is_cancelled() {
-                break;
+                if let Err(walstream_receiver::stream::ReceiverError::Apply(
+                    e @ walstream_receiver::apply::ApplyError::Failed { .. },
+                )) = &result
+                {
+                    // A record that does not replay ends the startup process, and with it the
+                    // server (postmaster.c: "shutting down due to startup process failure").
+                    tracing::error!("FATAL:  {e}");
+                    tracing::info!("startup process exited with exit code 1");
+                    tracing::info!("terminating any other active server processes");
+                    tracing::info!("shutting down due to startup process failure");
+                    fatal.send_replace(Some(format!("startup process failed: {e}")));
+                    break;
+                }
+                let why = match result {
+                    Ok(end) => format!("streaming ended: {end:?}"),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!("walreceiver: {why}");
+                let tli = receiver.positions().borrow().tli;
+                let replayed = receiver.applier().status().borrow().replayed;
+                if let Some(line) = forked_before(&wal_dir, tli, replayed) {
+                    tracing::info!("{line}");
+                }
+                state_tx.send_replace(WalReceiverState::Waiting(why));
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(retry) => {}
+                }
             }
-            if let Err(walstream_receiver::stream::ReceiverError::Apply(
-                e @ walstream_receiver::apply::ApplyError::Failed { .. },
-            )) = &result
-            {
-                // A record that does not replay ends the startup process, and with it the
-                // server (postmaster.c: "shutting down due to startup process failure").
-                tracing::error!("FATAL:  {e}");
-                tracing::info!("startup process exited with exit code 1");
-                tracing::info!("terminating any other active server processes");
-                tracing::info!("shutting down due to startup process failure");
-                fatal.send_replace(Some(format!("startup process failed: {e}")));
-                break;
-            }
-            let why = match result {
-                Ok(end) => format!("streaming ended: {end:?}"),
-                Err(e) => e.to_string(),
-            };
-            tracing::warn!("walreceiver: {why}");
-            let tli = receiver.positions().borrow().tli;
-            let replayed = receiver.applier().status().borrow().replayed;
-            if let Some(line) = forked_before(&wal_dir, tli, replayed) {
-                tracing::info!("{line}");
-            }
-            state_tx.send_replace(WalReceiverState::Waiting(why));
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(retry) => {}
-            }
-        }
-        state_tx.send_replace(WalReceiverState::Stopped);
-        receiver.into_applier()
+            state_tx.send_replace(WalReceiverState::Stopped);
+            receiver.into_applier()
+        })
     });
     Ok((handle, task))
 }
