@@ -354,3 +354,34 @@ fn a_paused_synchronous_standby_holds_exactly_the_levels_that_need_it() {
     wait_replayed(&standby, &primary);
     assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), "5");
 }
+
+/// A hot standby answers while it replays a backlog (PostgreSQL's startup process runs
+/// beside the backends): during the replay of a large transaction a query returns at once
+/// with a replay position short of the end.
+#[test]
+fn a_standby_answers_queries_while_it_catches_up() {
+    let pdir = NodeDir::init(bin(), 16).unwrap();
+    let primary = pdir.start(&[]).unwrap();
+    psql(&primary, "CREATE TABLE t (k int PRIMARY KEY, v text)").unwrap();
+    let sdir = basebackup(&primary, &[]);
+    psql(&primary, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 400000) g")
+        .unwrap();
+    let end: walstream_protocol::Lsn =
+        psql(&primary, "SELECT pg_current_wal_flush_lsn()").unwrap().parse().unwrap();
+    let standby = sdir.start(&[]).unwrap();
+    let mut short_of_end = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let asked = Instant::now();
+        let got: walstream_protocol::Lsn =
+            psql(&standby, "SELECT pg_last_wal_replay_lsn()").unwrap().parse().unwrap();
+        if got >= end {
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(2), "a query waited for replay");
+        short_of_end += 1;
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+    }
+    assert!(short_of_end > 0, "no answer came before the end of the backlog");
+    assert_eq!(psql(&standby, "SELECT count(*) FROM t").unwrap(), "400000");
+}
