@@ -79,6 +79,9 @@ pub struct Postmaster {
     listener: TcpListener,
     server: Arc<Server>,
     tracker: TaskTracker,
+    /// Whether [`Postmaster::run`] logs "database system is shut down" at its end (not
+    /// when its owner still has a shutdown checkpoint to write and says it then).
+    logs_shut_down: bool,
 }
 
 /// What [`Postmaster::bind`] needs besides the address.
@@ -126,7 +129,7 @@ impl Postmaster {
             shutting_down: watch::Sender::new(false),
             stop_walsenders,
         });
-        Ok(Postmaster { listener, server, tracker: TaskTracker::new() })
+        Ok(Postmaster { listener, server, tracker: TaskTracker::new(), logs_shut_down: true })
     }
 
     /// The bound address (the port, when bound to port 0).
@@ -140,6 +143,13 @@ impl Postmaster {
     /// The shared server state (registry, settings).
     pub fn server(&self) -> &Arc<Server> {
         &self.server
+    }
+
+    /// Leaves "database system is shut down" to the owner, which logs it after its own
+    /// shutdown work (a node's shutdown checkpoint).
+    pub fn owner_logs_shut_down(mut self) -> Self {
+        self.logs_shut_down = false;
+        self
     }
 
     /// Accepts connections until `shutdown` names a mode, then shuts down in that mode.
@@ -223,7 +233,9 @@ impl Postmaster {
             } => {}
         }
         refusing.abort();
-        info!("database system is shut down");
+        if self.logs_shut_down {
+            info!("database system is shut down");
+        }
     }
 }
 

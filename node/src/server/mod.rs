@@ -593,7 +593,7 @@ impl Node {
             source,
         })?;
         let (shutdown, shutdown_rx) = watch::channel(None);
-        let postmaster = tokio::spawn(postmaster.run(shutdown_rx));
+        let postmaster = tokio::spawn(postmaster.owner_logs_shut_down().run(shutdown_rx));
 
         Ok(Node {
             dir,
@@ -669,7 +669,7 @@ impl Node {
             self.registry.wait_until_none(BackendType::WalSender).await;
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), gone).await;
-        self.stop(ShutdownMode::Immediate).await?;
+        self.stop_quietly(ShutdownMode::Immediate).await?;
         tracing::info!("all server processes terminated; reinitializing");
         Ok(())
     }
@@ -785,6 +785,13 @@ impl Node {
     /// # Errors
     /// The shutdown checkpoint or the WAL writer failed.
     pub async fn stop(self, mode: ShutdownMode) -> Result<(), NodeError> {
+        self.stop_quietly(mode).await?;
+        tracing::info!("database system is shut down");
+        Ok(())
+    }
+
+    /// [`Node::stop`] without its last log line (the crash-restart cycle goes on).
+    async fn stop_quietly(self, mode: ShutdownMode) -> Result<(), NodeError> {
         self.shutdown.send_replace(Some(mode));
         self.reloader.abort();
         if let Some(p) = &self.promoter {
@@ -830,7 +837,6 @@ impl Node {
                     p.checkpointer
                         .checkpoint(CheckpointKind::Shutdown, SystemTime::now(), retention.now())
                         .await?;
-                    tracing::info!("database system is shut down");
                 }
                 let writer = p.writer;
                 tokio::task::spawn_blocking(move || writer.shutdown())
