@@ -1229,8 +1229,12 @@ impl Session {
         }
     }
 
-    async fn pre_calls(&self, pre: &[PreCall], cx: &EvalCtx<'_>) -> SqlResult<Vec<Value>> {
+    /// Evaluates the statement's server calls; returns their values and the seconds its
+    /// `pg_sleep` calls ask for, for the caller to sleep (per row of a SELECT, as
+    /// PostgreSQL evaluates its target list once per row).
+    async fn pre_calls(&self, pre: &[PreCall], cx: &EvalCtx<'_>) -> SqlResult<(Vec<Value>, f64)> {
         let mut out = Vec::with_capacity(pre.len());
+        let mut sleep = 0.0;
         for p in pre {
             let cx2 = EvalCtx {
                 pid: cx.pid,
@@ -1259,14 +1263,13 @@ impl Session {
                     }
                     let secs = x.eval(&[], &cx2)?.as_f64().unwrap_or(0.0);
                     if secs > 0.0 && secs.is_finite() {
-                        tokio::time::sleep(std::time::Duration::from_secs_f64(secs.min(86_400.0)))
-                            .await;
+                        sleep += secs;
                     }
                     out.push(Value::Text(String::new()));
                 }
             }
         }
-        Ok(out)
+        Ok((out, sleep))
     }
 
     async fn exec(
@@ -1281,7 +1284,16 @@ impl Session {
         let settings = Arc::clone(&self.settings);
         let pid = self.info.pid;
         let cx0 = EvalCtx { params, pre: &[], txn_start, stmt_start, settings: &settings, pid };
-        let pre_vals = self.pre_calls(pre, &cx0).await?;
+        let (pre_vals, sleep) = self.pre_calls(pre, &cx0).await?;
+        let pause = |times: usize| async move {
+            let secs = (sleep * times as f64).min(86_400.0);
+            if secs > 0.0 {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+            }
+        };
+        if !matches!(plan, Plan::Select(_)) {
+            pause(1).await;
+        }
         let cx =
             EvalCtx { params, pre: &pre_vals, txn_start, stmt_start, settings: &settings, pid };
         let server = Arc::clone(&self.server);
@@ -1305,6 +1317,7 @@ impl Session {
             }
             Plan::Select(p) => {
                 let rows = p.run(txn, server.as_ref(), &cx).await?;
+                pause(rows.len()).await;
                 let tag = format!("SELECT {}", rows.len());
                 rows_out(p.columns.clone(), rows, tag)
             }

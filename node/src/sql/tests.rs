@@ -390,6 +390,25 @@ async fn a_canceled_statement_fails_its_block() {
     assert_eq!(one(&mut s, "SELECT count(*) FROM t").await, "SELECT 1: 0");
 }
 
+/// PostgreSQL evaluates a target list once per row: `pg_sleep` in it sleeps per row
+/// (checked on PostgreSQL 15: `SELECT pg_sleep(1) FROM generate_series(1, 3)` takes 3 s).
+#[tokio::test(start_paused = true)]
+async fn pg_sleep_sleeps_once_per_row() {
+    let (e, srv) = setup();
+    let mut s = session(&e, &srv);
+    one(&mut s, "CREATE TABLE t (k int PRIMARY KEY)").await;
+    one(&mut s, "INSERT INTO t VALUES (1), (2), (3), (4)").await;
+    let t0 = tokio::time::Instant::now();
+    one(&mut s, "SELECT k, pg_sleep(0.5) FROM t").await;
+    assert_eq!(t0.elapsed(), std::time::Duration::from_secs(2));
+    let t0 = tokio::time::Instant::now();
+    one(&mut s, "SELECT pg_sleep(0.5) FROM t WHERE k > 10").await;
+    assert_eq!(t0.elapsed(), std::time::Duration::ZERO);
+    let t0 = tokio::time::Instant::now();
+    one(&mut s, "SELECT pg_sleep(0.5)").await;
+    assert_eq!(t0.elapsed(), std::time::Duration::from_millis(500));
+}
+
 #[test]
 fn deep_and_wide_statements_do_not_overflow() {
     let deep = |n: usize| format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n));
