@@ -155,6 +155,7 @@ impl Postmaster {
     /// Accepts connections until `shutdown` names a mode, then shuts down in that mode.
     pub async fn run(self, mut shutdown: watch::Receiver<Option<ShutdownMode>>) {
         info!("database system is ready to accept connections");
+        let mut accept_failures = AcceptFailures::default();
         let mode = loop {
             tokio::select! {
                 biased;
@@ -168,9 +169,21 @@ impl Postmaster {
                 accepted = self.listener.accept() => match accepted {
                     Ok((socket, peer)) => {
                         let server = self.server.clone();
-                        self.tracker.spawn(async move { serve_connection(server, socket, peer).await });
+                        // postmaster.c: canAcceptConnections, CAC_TOOMANY — past the limit a
+                        // connection only gets its startup packet read (as PostgreSQL's
+                        // dead-end backend) and "sorry, too many clients already".
+                        let too_many = self.tracker.len() >= live_children_limit(&server.settings);
+                        self.tracker.spawn(async move {
+                            serve_connection(server, socket, peer, too_many).await
+                        });
                     }
-                    Err(e) => warn!("could not accept new connection: {e}"),
+                    Err(e) => {
+                        // pqcomm.c: StreamConnection sleeps 100 ms after a failed accept
+                        // (at the descriptor limit the socket stays readable, and an
+                        // immediate retry would spin); the log line is rate-limited.
+                        accept_failures.failed(&e, std::time::Instant::now());
+                        tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                    }
                 },
             }
         };
@@ -192,7 +205,8 @@ impl Postmaster {
             tokio::spawn(async move {
                 while let Ok((socket, peer)) = listener.accept().await {
                     let server = server.clone();
-                    tracker.spawn(async move { serve_connection(server, socket, peer).await });
+                    tracker
+                        .spawn(async move { serve_connection(server, socket, peer, false).await });
                 }
             })
         };
@@ -240,14 +254,65 @@ impl Postmaster {
 }
 
 /// One connection, from the first byte to the end.
-async fn serve_connection(server: Arc<Server>, socket: TcpStream, peer: SocketAddr) {
+/// The wait after a failed `accept` (`pqcomm.c: StreamConnection`'s `pg_usleep(100000L)`).
+const ACCEPT_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// At most one "could not accept new connection" line per this interval.
+const ACCEPT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `postmaster.c: MaxLivePostmasterChildren`: connections alive at once, those still in
+/// startup included (twice the backends that may exist, as PostgreSQL allows).
+fn live_children_limit(settings: &Settings) -> usize {
+    2 * (settings.max_connections as usize + settings.max_wal_senders as usize)
+}
+
+/// Failed `accept`s, logged at most once per [`ACCEPT_LOG_INTERVAL`] with a count of the
+/// ones not logged.
+#[derive(Debug, Default)]
+struct AcceptFailures {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    /// Records a failure at `now`; returns the line to log, if one is due.
+    fn note(&mut self, e: &std::io::Error, now: std::time::Instant) -> Option<String> {
+        let due = self.last_logged.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL);
+        if !due {
+            self.unlogged += 1;
+            return None;
+        }
+        let more = std::mem::take(&mut self.unlogged);
+        self.last_logged = Some(now);
+        Some(match more {
+            0 => format!("could not accept new connection: {e}"),
+            n => format!(
+                "could not accept new connection: {e} ({n} more since the last such message)"
+            ),
+        })
+    }
+
+    fn failed(&mut self, e: &std::io::Error, now: std::time::Instant) {
+        if let Some(line) = self.note(e, now) {
+            warn!("{line}");
+        }
+    }
+}
+
+async fn serve_connection(
+    server: Arc<Server>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    too_many: bool,
+) {
     let _ = socket.set_nodelay(true);
     let (rd, wr) = socket.into_split();
     let mut reader = PqReader::new(rd, MessageLimits::default());
     let mut writer = PqWriter::new(wr);
     let timeout = server.settings.authentication_timeout;
     let started =
-        tokio::time::timeout(timeout, startup(&server, &mut reader, &mut writer, peer)).await;
+        tokio::time::timeout(timeout, startup(&server, &mut reader, &mut writer, peer, too_many))
+            .await;
     let (startup_msg, handle) = match started {
         Ok(Ok(Some(s))) => s,
         Ok(Ok(None)) => return,
@@ -323,6 +388,7 @@ async fn startup<R, W>(
     reader: &mut PqReader<R>,
     writer: &mut PqWriter<W>,
     peer: SocketAddr,
+    too_many: bool,
 ) -> Result<Option<(StartupMessage, crate::registry::BackendHandle)>, StartupError>
 where
     R: AsyncRead + Unpin,
@@ -392,8 +458,9 @@ where
         BackendType::WalSender
     };
     // proc.c: InitProcess
-    if backend_type == BackendType::ClientBackend
-        && server.registry.count(backend_type) >= server.settings.max_connections as usize
+    if too_many
+        || (backend_type == BackendType::ClientBackend
+            && server.registry.count(backend_type) >= server.settings.max_connections as usize)
     {
         return Err(Some(ErrorFields::fatal(
             sqlstate::TOO_MANY_CONNECTIONS,
@@ -550,4 +617,29 @@ fn greet<W: AsyncWrite + Unpin>(
         writer.send(&BackendMessage::ParameterStatus { name: name.to_string(), value });
     }
     writer.send(&BackendMessage::BackendKeyData { pid: entry.pid, secret_key: entry.cancel_key });
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_are_logged_once_per_interval_with_a_count() {
+        let mut f = AcceptFailures::default();
+        let e = std::io::Error::from_raw_os_error(24);
+        let t0 = std::time::Instant::now();
+        let first = f.note(&e, t0).unwrap();
+        assert!(first.starts_with("could not accept new connection: Too many open files"));
+        for i in 1..=1000 {
+            assert_eq!(f.note(&e, t0 + std::time::Duration::from_millis(i)), None);
+        }
+        let next = f.note(&e, t0 + ACCEPT_LOG_INTERVAL).unwrap();
+        assert!(next.ends_with("(1000 more since the last such message)"), "{next}");
+    }
+
+    #[test]
+    fn the_live_connection_limit_is_twice_the_backends() {
+        let s = Settings::default();
+        assert_eq!(live_children_limit(&s), 2 * (100 + 10));
+    }
 }
