@@ -69,10 +69,48 @@ where
     match runtime.block_on(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{prefix}{e:#}");
+            eprintln!("{prefix}{}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as one line, in PostgreSQL's manner: a cause already in the
+/// text before it is not repeated (an I/O error's message names its OS error, and the
+/// chain would name it again), and OS errors read as `strerror` does, without Rust's
+/// ` (os error N)`.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    strip_os_error_numbers(&out)
+}
+
+/// `Permission denied (os error 13)` → `Permission denied`.
+fn strip_os_error_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = &rest[at + " (os error ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A server's signals, as the postmaster takes them: SIGTERM smart shutdown, SIGINT fast,
@@ -104,4 +142,26 @@ pub fn cancel_on_interrupt(cancel: CancellationToken) {
             cancel.cancel();
         }
     });
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not open \"{path}\": {source}")]
+    struct Open {
+        path: String,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_os_error_is_named_once_and_as_strerror_does() {
+        let io = std::io::Error::from_raw_os_error(13);
+        let e = anyhow::Error::new(Open { path: "x".into(), source: io });
+        assert_eq!(error_text(&e), "could not open \"x\": Permission denied");
+        let e = anyhow::anyhow!("plain").context("outer");
+        assert_eq!(error_text(&e), "outer: plain");
+        assert_eq!(strip_os_error_numbers("a (os error x) b"), "a (os error x) b");
+    }
 }

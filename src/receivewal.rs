@@ -120,8 +120,9 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     if args.drop_slot || args.create_slot {
         return slot_command(&args, &info).await;
     }
-    std::fs::create_dir_all(&args.directory)
-        .with_context(|| format!("could not create directory \"{}\"", args.directory.display()))?;
+    // pg_receivewal.c: get_destination_dir — the directory must exist; it is not made.
+    std::fs::read_dir(&args.directory)
+        .with_context(|| format!("could not open directory \"{}\"", args.directory.display()))?;
     // The segment size: from the server (pg_receivewal: RetrieveWalSegSize).
     let mut conn = ReplicationConn::connect(&info, ReplicationMode::Physical).await?;
     let seg_size = show_seg_size(&mut conn).await?;

@@ -119,3 +119,34 @@ fn slot_flags_create_and_drop_slots() -> anyhow::Result<()> {
     ensure!(!missing.status.success() && text.contains("does not exist"), "{text}");
     Ok(())
 }
+
+/// `-D` naming a directory that does not exist: refused before connecting, with
+/// pg_receivewal's text, and the directory is not made (issue 11 §2, "Messages").
+#[test]
+fn a_missing_directory_is_refused_as_pg_receivewal_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let run = |program: &Path, name: &str| {
+        let out = walstream_tests::pg_command(program)
+            .args(if name == "walstream" { vec!["receivewal"] } else { vec![] })
+            .args(["-h", "127.0.0.1", "-p", "1", "-U", "postgres", "-n", "-D"])
+            .arg(&missing)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let prefix = format!("{name}: ");
+        let prefix = if name == "walstream" { "walstream receivewal: " } else { &prefix };
+        err.strip_prefix(prefix).unwrap_or(&err).to_string()
+    };
+    let want = run(&walstream_tests::pg_bin("pg_receivewal"), "pg_receivewal");
+    assert_eq!(
+        want,
+        format!(
+            "error: could not open directory \"{}\": No such file or directory",
+            missing.display()
+        )
+    );
+    assert_eq!(run(Path::new(WALSTREAM), "walstream"), want);
+    assert!(!missing.exists());
+}
