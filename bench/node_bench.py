@@ -39,7 +39,7 @@ Parts (--only 1,2,3,4; default all):
     the `redo done ... elapsed` of its log; MB/s.
   5 synchronous replication: a standby of each (pg_basebackup -R, application_name s1),
     synchronous_standby_names = 's1', part 1's pgbench at synchronous_commit remote_write,
-    on and remote_apply (PGOPTIONS), -c 1 and -c 8, --rounds alternating rounds; TPS and
+    on and remote_apply (ALTER SYSTEM + pg_reload_conf()), -c 1 and -c 8, --rounds alternating rounds; TPS and
     p50/p99, medians, node/PG ratios.
   4 base backup of the rows of part 3: `pg_basebackup -D ... -X stream -c fast` from each,
     --bb-runs alternating runs; wall s, the client's CPU s (user+sys), the server's CPU s
@@ -595,7 +595,7 @@ def part_syncrep(servers, script, args, work):
     levels = ("remote_write", "on", "remote_apply")
     print(f"5. one synchronous standby (pg_basebackup -R, application_name s1, "
           f"synchronous_standby_names = 's1'): pgbench -n -M prepared, upsert + read by key, "
-          f"-T {args.secs}, synchronous_commit by PGOPTIONS, {args.rounds} alternating rounds; "
+          f"-T {args.secs}, synchronous_commit by ALTER SYSTEM, {args.rounds} alternating rounds; "
           f"{load_note()}", flush=True)
     standbys = [sync_standby(s, work, f"sync-{s.name}") for s in servers]
     res = {(s.name, lv, c): [] for s in servers for lv in levels for c in (1, 8)}
@@ -605,8 +605,16 @@ def part_syncrep(servers, script, args, work):
             for lv in levels:
                 for c in (1, 8):
                     for s in order:
-                        env = {"PGOPTIONS": f"-c synchronous_commit={lv}"}
-                        tps, p50, p99 = pgbench_run(s, script, c, args.secs, work, env)
+                        # ALTER SYSTEM, not PGOPTIONS: the node ignores startup-packet
+                        # settings (a run that used PGOPTIONS measured the node at `on`).
+                        s.sql(f"ALTER SYSTEM SET synchronous_commit = '{lv}'")
+                        s.sql("SELECT pg_reload_conf()")
+                        t0 = time.perf_counter()
+                        while s.sql("SHOW synchronous_commit") != lv:
+                            if time.perf_counter() - t0 > 10:
+                                sys.exit(f"{s.name}: synchronous_commit did not become {lv}")
+                            time.sleep(0.05)
+                        tps, p50, p99 = pgbench_run(s, script, c, args.secs, work)
                         res[(s.name, lv, c)].append((tps, p50, p99))
                         print(f"  round {r + 1} {s.name:<8} {lv:<12} -c {c}: {tps:8.0f} tps, "
                               f"p50 {p50:6d} us, p99 {p99:6d} us; {load_note()}", flush=True)
@@ -624,6 +632,7 @@ def part_syncrep(servers, script, args, work):
     finally:
         for s in servers:
             s.sql("ALTER SYSTEM RESET synchronous_standby_names", check=False)
+            s.sql("ALTER SYSTEM RESET synchronous_commit", check=False)
             s.sql("SELECT pg_reload_conf()", check=False)
         for st in standbys:
             st.stop()
@@ -653,8 +662,9 @@ def main():
     work = tempfile.mkdtemp(prefix="walstream-nbench.")
     if os.geteuid() == 0:
         shutil.chown(work, "postgres", "postgres")
-    settings = ["checkpoint_timeout=1h", "max_wal_size=10GB", "synchronous_commit=on",
-                "fsync=on"]
+    # synchronous_commit is on by default; not set with -c, which would outrank part 5's
+    # ALTER SYSTEM (as in PostgreSQL).
+    settings = ["checkpoint_timeout=1h", "max_wal_size=10GB", "fsync=on"]
     node = Node(walstream, work, "node", settings)
     pg = Pg(work)
     servers = [node, pg]

@@ -114,6 +114,7 @@ async fn corpus_agrees_with_postgresql() {
         user: "postgres".into(),
         database: "postgres".into(),
         application_name: String::new(),
+        settings: Vec::new(),
     };
     let mut session = Session::new(engine, server, info);
     let mut mismatches = Vec::new();
@@ -151,6 +152,7 @@ async fn describe_agrees_with_postgresql() {
         user: "postgres".into(),
         database: "postgres".into(),
         application_name: String::new(),
+        settings: Vec::new(),
     };
     let mut session = Session::new(engine, server, info);
     let setup = "CREATE TABLE d (k bigint PRIMARY KEY, i int, s smallint, t text, v varchar(10), f float8, b bool, ts timestamptz, y bytea)";

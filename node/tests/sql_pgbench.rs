@@ -91,6 +91,7 @@ async fn pgbench_in_every_protocol_mode_agrees_with_the_tables() {
             user: "postgres".into(),
             database: "postgres".into(),
             application_name: String::new(),
+            settings: Vec::new(),
         },
     );
     let r = setup

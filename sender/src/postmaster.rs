@@ -336,6 +336,7 @@ async fn serve_connection(
             user: st.user.clone(),
             database: st.database.clone(),
             application_name: st.application_name.clone(),
+            settings: startup_msg.session_settings(),
         }
     };
     let mode = match replication {
@@ -488,6 +489,16 @@ where
         )));
     }
     writer.send(&BackendMessage::Authentication(Authentication::Ok));
+    // postinit.c: process_startup_options, after authentication (a bad one is a FATAL
+    // after AuthenticationOk, as PostgreSQL sends it).
+    if replication != ReplicationMode::Physical {
+        if let Err(e) = server.handler.check_startup_settings(&msg.session_settings()) {
+            let mut fatal = ErrorFields::fatal(&e.code, e.message);
+            fatal.detail = e.detail;
+            fatal.hint = e.hint;
+            return Err(Some(fatal));
+        }
+    }
     greet(writer, &msg, handle.entry(), &user, role.superuser);
     Ok(Some((msg, handle)))
 }

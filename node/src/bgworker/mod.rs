@@ -275,6 +275,7 @@ impl Supervisor {
                 user: superuser.clone(),
                 database: "postgres".into(),
                 application_name: String::new(),
+                settings: Vec::new(),
             };
             let ctx = WorkerContext {
                 pid,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use walstream_protocol::wire::ErrorFields;
 use walstream_sender::backend::query::{QueryHandler, QuerySession, SessionInfo};
 
 use super::server::ServerContext;
@@ -31,5 +32,13 @@ impl std::fmt::Debug for SqlHandler {
 impl QueryHandler for SqlHandler {
     fn session(&self, info: &SessionInfo) -> Box<dyn QuerySession> {
         Box::new(Session::new(Arc::clone(&self.engine), Arc::clone(&self.server), info.clone()))
+    }
+
+    fn check_startup_settings(&self, settings: &[(String, String)]) -> Result<(), ErrorFields> {
+        let mut s = super::guc::SessionSettings::new(self.server.settings(), "");
+        for (name, value) in settings {
+            s.set(name, value)?;
+        }
+        Ok(())
     }
 }

@@ -50,6 +50,7 @@ pub fn fuzz_sql(data: &[u8]) {
             user: "postgres".into(),
             database: "postgres".into(),
             application_name: "fuzz".into(),
+            settings: Vec::new(),
         };
         let server: Arc<dyn ServerContext> = TestServer::new();
         let mut s = Session::new(engine, server, info);

@@ -465,7 +465,12 @@ impl Session {
     pub fn new(engine: Arc<Engine>, server: Arc<dyn ServerContext>, info: SessionInfo) -> Session {
         // The generation first: a reload in between only makes the first command rebase.
         let settings_generation = server.settings_generation();
-        let settings = Arc::new(SessionSettings::new(server.settings(), &info.application_name));
+        let mut settings = SessionSettings::new(server.settings(), &info.application_name);
+        // The startup packet's settings (checked before the session was made).
+        for (name, value) in &info.settings {
+            let _ = settings.set(name, value);
+        }
+        let settings = Arc::new(settings);
         Session {
             engine,
             server,

@@ -15,6 +15,7 @@ fn info(pid: i32) -> SessionInfo {
         user: "postgres".into(),
         database: "postgres".into(),
         application_name: "t".into(),
+        settings: Vec::new(),
     }
 }
 

@@ -87,6 +87,33 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
+/// `postinit.c: pg_split_opts`: words separated by unescaped whitespace, `\\x` is `x`.
+fn split_opts(options: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = options.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(char::is_ascii_whitespace) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return words;
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                c if c.is_ascii_whitespace() => break,
+                '\\' => {
+                    if let Some(n) = chars.next() {
+                        word.push(n);
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+        words.push(word);
+    }
+}
+
 /// Parses the first packet of a connection off the front of `buf`.
 ///
 /// `Ok(None)` when the packet is not complete yet. This is the fuzz entry point for the
@@ -223,6 +250,32 @@ impl StartupMessage {
             .map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// The run-time parameters a session starts with (`postinit.c:
+    /// process_startup_options`): those of `options` — `-c name=value`, `-cname=value` or `--name=value`,
+    /// split at unescaped whitespace with `\\` escaping the next character
+    /// (`pg_split_opts`); other switches are ignored — then the packet's own (as
+    /// [`StartupMessage::guc_options`]), which win.
+    pub fn session_settings(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let words = split_opts(self.options().unwrap_or(""));
+        let mut words = words.iter();
+        while let Some(w) = words.next() {
+            let pair = if w == "-c" {
+                words.next().map(String::as_str)
+            } else if let Some(rest) = w.strip_prefix("--") {
+                Some(rest)
+            } else {
+                w.strip_prefix("-c")
+            };
+            if let Some((name, value)) = pair.and_then(|p| p.split_once('=')) {
+                out.push((name.replace('-', "_"), value.to_string()));
+            }
+        }
+        // The packet's own parameters come after the switches, so they win.
+        out.extend(self.guc_options().map(|(n, v)| (n.to_string(), v.to_string())));
+        out
+    }
+
     /// The NegotiateProtocolVersion a PostgreSQL 15 server sends for this message: when the
     /// minor version is above 0 or `_pq_.` options were sent (`postmaster.c: SendNegotiateProtocolVersion`).
     pub fn negotiate_protocol_version(&self) -> Option<BackendMessage> {
@@ -280,6 +333,28 @@ pub fn encode_v2_error_response(severity: Severity, message: &str, buf: &mut Byt
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn session_settings_come_from_the_packet_and_its_options() {
+        let msg = StartupMessage::new(vec![
+            ("user".into(), "u".into()),
+            ("database".into(), "d".into()),
+            ("application_name".into(), "app".into()),
+            ("options".into(), r"-c search_path=a\ b --work-mem=4MB -cgeqo=off -x".into()),
+            ("replication".into(), "false".into()),
+        ]);
+        let want: Vec<(String, String)> = [
+            ("search_path", "a b"),
+            ("work_mem", "4MB"),
+            ("geqo", "off"),
+            ("application_name", "app"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(msg.session_settings(), want);
+        assert_eq!(split_opts("  a\\ b  c "), vec!["a b".to_string(), "c".to_string()]);
+    }
     use super::*;
 
     fn parse(bytes: &[u8]) -> Result<Option<StartupPacket>, WireError> {

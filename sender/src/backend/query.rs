@@ -27,12 +27,25 @@ pub struct SessionInfo {
     pub database: String,
     /// `application_name`.
     pub application_name: String,
+    /// Run-time parameters of the startup packet and of its `options` (`-c name=value`),
+    /// in order, applied as the session's own settings.
+    pub settings: Vec<(String, String)>,
 }
 
 /// Makes one [`QuerySession`] per connection.
 pub trait QueryHandler: Send + Sync + 'static {
     /// A new session for a connection that finished its startup.
     fn session(&self, info: &SessionInfo) -> Box<dyn QuerySession>;
+
+    /// Checks the startup packet's run-time parameters (`postinit.c:
+    /// process_startup_options`): the FATAL for one that is unknown or invalid. The
+    /// default accepts everything.
+    ///
+    /// # Errors
+    /// The FATAL the connection ends with.
+    fn check_startup_settings(&self, _settings: &[(String, String)]) -> Result<(), ErrorFields> {
+        Ok(())
+    }
 }
 
 /// The SQL side of one connection.
