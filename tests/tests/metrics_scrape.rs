@@ -118,7 +118,12 @@ fn metrics_move_as_wal_flows_and_pass_promtool() -> anyhow::Result<()> {
         let text = scrape(metrics_port)?;
         let sent = value(&text, SENT).unwrap_or(0.0);
         let received = value(&text, RECEIVED).unwrap_or(0.0);
-        Ok((sent > sent0 && received > received0.unwrap_or(0.0) + 1_000_000.0).then_some(text))
+        // The relay's walsender sends what its receiver got a moment later: wait for both.
+        let sent_bytes = value(&text, "walstream_walsender_sent_bytes_total").unwrap_or(0.0);
+        Ok((sent > sent0
+            && received > received0.unwrap_or(0.0) + 1_000_000.0
+            && sent_bytes > 1_000_000.0)
+            .then_some(text))
     })
     .with_context(|| relay_proc.stderr_text())?;
     promtool_check(&moved)?;
