@@ -162,11 +162,8 @@ impl Replay {
         let engine = Arc::clone(&self.engine);
         if let RedoRecord::Commit { xid, .. } = r {
             // A hot standby's readers of a table this commit drops or truncates give it up
-            // first (standby.c: ResolveRecoveryConflictWithLock).
-            let oids = engine.redo_conflicting_tables(xid);
-            if !oids.is_empty() {
-                engine.resolve_recovery_conflicts(&oids);
-            }
+            // first.
+            engine.resolve_recovery_conflicts(xid);
         }
         let mut batch = engine.redo_batch();
         self.apply_one(&mut batch, r)

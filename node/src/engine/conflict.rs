@@ -59,6 +59,12 @@ impl RelationLocks {
         h.holders.entry(id).or_insert_with(|| (handler.clone(), HashSet::new())).1.insert(oid);
     }
 
+    /// Whether any standby transaction holds a table (replay checks its commits for
+    /// conflicts only then).
+    pub(crate) fn any(&self) -> bool {
+        !self.held.lock().holders.is_empty()
+    }
+
     /// Holder `id`'s transaction ended.
     pub(crate) fn release(&self, id: u64) {
         let mut h = self.held.lock();

@@ -198,10 +198,16 @@ impl Engine {
         *self.standby_delay.lock() = delay;
     }
 
-    /// Tables the replayed transaction `xid` drops or truncates at its commit.
-    pub fn redo_conflicting_tables(&self, xid: Xid) -> Vec<Oid> {
-        let st = self.state.read();
-        st.redo.get(&xid).map_or_else(Vec::new, |changes| {
+    /// Before the replayed commit of `xid`: the standby transactions holding a table it
+    /// drops or truncates give it up (`standby.c: ResolveRecoveryConflictWithLock`),
+    /// cancelled after `max_standby_streaming_delay`; returns how many were asked.
+    /// Nothing is looked at while no standby transaction holds a table. Blocks the
+    /// thread (the tokio worker is handed over while it does).
+    pub fn resolve_recovery_conflicts(&self, xid: Xid) -> usize {
+        if !self.relation_locks.any() {
+            return 0;
+        }
+        let oids: Vec<Oid> = self.state.read().redo.get(&xid).map_or_else(Vec::new, |changes| {
             changes
                 .iter()
                 .filter_map(|c| match c {
@@ -209,20 +215,17 @@ impl Engine {
                     _ => None,
                 })
                 .collect()
-        })
-    }
-
-    /// Waits until no standby transaction holds any of `oids`, cancelling holders after
-    /// `max_standby_streaming_delay`; returns how many were asked to give up. Blocks the
-    /// thread (the tokio worker is handed over while it does).
-    pub fn resolve_recovery_conflicts(&self, oids: &[Oid]) -> usize {
+        });
+        if oids.is_empty() {
+            return 0;
+        }
         let delay = *self.standby_delay.lock();
         let multi = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if multi {
-            tokio::task::block_in_place(|| self.relation_locks.resolve(oids, delay))
+            tokio::task::block_in_place(|| self.relation_locks.resolve(&oids, delay))
         } else {
-            self.relation_locks.resolve(oids, delay)
+            self.relation_locks.resolve(&oids, delay)
         }
     }
 

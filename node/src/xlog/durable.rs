@@ -17,6 +17,15 @@ use super::XlogError;
 /// # Errors
 /// [`XlogError::Io`] naming the file and the step that failed.
 pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), XlogError> {
+    write_file_sized(dir, name, bytes, bytes.len() as u64)
+}
+
+/// [`write_file`] of a file `len` bytes long: `bytes`, then zeros up to `len` (a new
+/// timeline's first segment, its old timeline's prefix and zeros after it).
+///
+/// # Errors
+/// As [`write_file`].
+pub fn write_file_sized(dir: &Path, name: &str, bytes: &[u8], len: u64) -> Result<(), XlogError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     let mut f = OpenOptions::new()
@@ -26,6 +35,9 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), XlogError>
         .open(&tmp)
         .map_err(XlogError::io("create", &tmp))?;
     f.write_all(bytes).map_err(XlogError::io("write", &tmp))?;
+    if len > bytes.len() as u64 {
+        f.set_len(len).map_err(XlogError::io("extend", &tmp))?;
+    }
     f.sync_all().map_err(XlogError::io("fsync", &tmp))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(XlogError::io("rename", &path))?;

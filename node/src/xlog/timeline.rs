@@ -4,15 +4,15 @@
 //! timeline's history file and the first segment of the new timeline, copied from the old
 //! one up to the switch point.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 
 use walstream_protocol::lsn::{history_file_name, segment_file_name};
 use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
-use super::durable::{fsync_dir, write_file};
+use super::durable::{write_file, write_file_sized};
 use super::XlogError;
 
 /// The reason PostgreSQL 15 writes in the history file when a standby is promoted with no
@@ -145,20 +145,7 @@ pub fn init_new_timeline(
         .and_then(|mut f| f.read_exact(&mut prefix))
         .map_err(XlogError::io("read", &from))?;
     let name = segment_file_name(new_tli, segno, seg_size);
-    let tmp = wal_dir.join(format!("{name}.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(XlogError::io("create", &tmp))?;
-    f.write_all(&prefix).map_err(XlogError::io("write", &tmp))?;
-    f.set_len(u64::from(seg_size.bytes())).map_err(XlogError::io("extend", &tmp))?;
-    f.sync_all().map_err(XlogError::io("fsync", &tmp))?;
-    drop(f);
-    let path = wal_dir.join(&name);
-    std::fs::rename(&tmp, &path).map_err(XlogError::io("rename", &path))?;
-    fsync_dir(wal_dir)
+    write_file_sized(wal_dir, &name, &prefix, u64::from(seg_size.bytes()))
 }
 
 #[cfg(test)]
