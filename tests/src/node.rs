@@ -40,6 +40,23 @@ impl NodeDir {
         Ok(NodeDir { bin: bin.to_path_buf(), tmp })
     }
 
+    /// A standby of the server on `port`, made with `pg_basebackup -R -X stream -c fast`
+    /// (and `extra` arguments), run with `bin`.
+    ///
+    /// # Errors
+    /// If pg_basebackup fails.
+    pub fn basebackup(bin: &Path, port: u16, extra: &[&str]) -> Result<NodeDir> {
+        let tmp = tempfile::Builder::new().prefix("walstream-nodebb.").tempdir()?;
+        run_ok(
+            Command::new(crate::pg_bin("pg_basebackup"))
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R"])
+                .args(["-p", &port.to_string(), "-D"])
+                .arg(tmp.path().join("data"))
+                .args(extra),
+        )?;
+        Ok(NodeDir::adopt(bin, tmp))
+    }
+
     /// A data directory another program made at `tmp/data` (e.g. `pg_basebackup`), run
     /// with `bin`.
     pub fn adopt(bin: &Path, tmp: tempfile::TempDir) -> NodeDir {

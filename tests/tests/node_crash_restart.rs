@@ -157,16 +157,7 @@ fn a_replay_failure_shuts_the_standby_down() {
     let pdir = NodeDir::init(bin(), 1).unwrap();
     let primary = pdir.start(&[]).unwrap();
     primary.psql("CREATE TABLE t (k int PRIMARY KEY)").unwrap();
-    let tmp = tempfile::Builder::new().prefix("walstream-nodebb.").tempdir().unwrap();
-    walstream_tests::run_ok(
-        std::process::Command::new(walstream_tests::pg_bin("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-p"])
-            .arg(primary.port().to_string())
-            .arg("-D")
-            .arg(tmp.path().join("data")),
-    )
-    .unwrap();
-    let sdir = NodeDir::adopt(bin(), tmp);
+    let sdir = NodeDir::basebackup(bin(), primary.port(), &[]).unwrap();
     let mut standby = sdir.start(&[]).unwrap();
     assert_eq!(standby.psql("SELECT walstream_fail_task('startup')").unwrap(), "t");
     primary.psql("INSERT INTO t VALUES (1)").unwrap();

@@ -23,16 +23,7 @@ fn bin() -> &'static std::path::Path {
 }
 
 fn basebackup(from_port: u16) -> NodeDir {
-    let tmp = tempfile::Builder::new().prefix("walstream-nodebb.").tempdir().unwrap();
-    run_ok(
-        Command::new(pg_bin("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-p"])
-            .arg(from_port.to_string())
-            .arg("-D")
-            .arg(tmp.path().join("data")),
-    )
-    .unwrap();
-    NodeDir::adopt(bin(), tmp)
+    NodeDir::basebackup(bin(), from_port, &[]).unwrap()
 }
 
 /// Points the standby in `dir` at `port` as `application_name`.

@@ -5,12 +5,12 @@
 //! (FATAL 40001 "terminating connection due to conflict with recovery"), with
 //! PostgreSQL's DETAIL and HINT; then the table is gone on the standby too.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use walstream_tests::cluster::{PgCluster, PgConfig};
 use walstream_tests::node::NodeDir;
-use walstream_tests::{pg_bin, pg_command, run_ok};
+use walstream_tests::{pg_bin, pg_command};
 
 fn bin() -> &'static std::path::Path {
     env!("CARGO_BIN_EXE_walstream").as_ref()
@@ -100,16 +100,7 @@ fn replay_cancels_the_standby_sessions_holding_a_dropped_table_as_postgresql_doe
 
     let pdir = NodeDir::init(bin(), 1).unwrap();
     let node = pdir.start(&[]).unwrap();
-    let tmp = tempfile::Builder::new().prefix("walstream-nodebb.").tempdir().unwrap();
-    run_ok(
-        Command::new(pg_bin("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-p"])
-            .arg(node.port().to_string())
-            .arg("-D")
-            .arg(tmp.path().join("data")),
-    )
-    .unwrap();
-    let sdir = NodeDir::adopt(bin(), tmp);
+    let sdir = NodeDir::basebackup(bin(), node.port(), &[]).unwrap();
     let node_standby = sdir.start(&["max_standby_streaming_delay=500ms"]).unwrap();
     let got = run_cases(node.port(), node_standby.port());
 

@@ -19,18 +19,7 @@ fn psql(node: &NodeProcess, sql: &str) -> Result<String, String> {
 }
 
 fn basebackup(from: &NodeProcess, extra: &[&str]) -> NodeDir {
-    let tmp = tempfile::Builder::new().prefix("walstream-nodebb.").tempdir().unwrap();
-    let data = tmp.path().join("data");
-    run_ok(
-        Command::new(pg_bin("pg_basebackup"))
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-c", "fast", "-X", "stream", "-R", "-p"])
-            .arg(from.port().to_string())
-            .arg("-D")
-            .arg(&data)
-            .args(extra),
-    )
-    .unwrap();
-    NodeDir::adopt(bin(), tmp)
+    NodeDir::basebackup(bin(), from.port(), extra).unwrap()
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -242,24 +231,37 @@ fn states(primary: &NodeProcess) -> String {
 }
 
 /// Commits with `synchronous_commit = on` finish within `limit`.
-fn commits_go_on(primary: &NodeProcess, k: i32) -> bool {
-    let conninfo = primary.conninfo("postgres");
-    let mut child = Command::new(pg_bin("psql"))
-        .args(["-X", "-At", "-d", &conninfo, "-c", &format!("INSERT INTO t VALUES ({k}, 'z')")])
+/// `sql` run by psql on `node`, in the background.
+fn spawn_psql(node: &NodeProcess, sql: &str) -> std::process::Child {
+    Command::new(pg_bin("psql"))
+        .args(["-X", "-At", "-d", &node.conninfo("postgres"), "-c", sql])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
+        .unwrap()
+}
+
+/// Whether `child` exits within `limit`.
+fn finishes_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if child.try_wait().unwrap().is_some() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let _ = child.wait();
     false
+}
+
+/// Commits with `synchronous_commit = on` finish within 2 s.
+fn commits_go_on(primary: &NodeProcess, k: i32) -> bool {
+    let mut child = spawn_psql(primary, &format!("INSERT INTO t VALUES ({k}, 'z')"));
+    let done = finishes_within(&mut child, Duration::from_secs(2));
+    if !done {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    done
 }
 
 /// `FIRST 2 (s1, s2, s3)` and `ANY 2 (s1, s2, s3)` with three node standbys: the states and
@@ -319,25 +321,11 @@ fn a_paused_synchronous_standby_holds_exactly_the_levels_that_need_it() {
     let mut standby = sdir.start(&[]).unwrap();
     wait_until("s1 sync", || states(&primary) == "s1:sync:1");
     standby.signal(libc::SIGSTOP);
-    let conninfo = primary.conninfo("postgres");
     let mut waiting = Vec::new();
     for (k, level) in ["off", "local", "remote_write", "on", "remote_apply"].iter().enumerate() {
         let sql = format!("SET synchronous_commit = {level}; INSERT INTO t VALUES ({k}, 'x')");
-        let mut child = Command::new(pg_bin("psql"))
-            .args(["-X", "-At", "-d", &conninfo, "-c", &sql])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(1500);
-        let mut done = false;
-        while Instant::now() < deadline {
-            if child.try_wait().unwrap().is_some() {
-                done = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = spawn_psql(&primary, &sql);
+        let done = finishes_within(&mut child, Duration::from_millis(1500));
         let needs_standby = k >= 2;
         assert_eq!(done, !needs_standby, "synchronous_commit = {level}");
         waiting.push(child);
