@@ -59,7 +59,7 @@ import tempfile
 import threading
 import time
 
-from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int, run_timed
+from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int, run_timed, walstream_binary
 
 SCRIPT = """\\set k random(1, {rows})
 \\set v random(1, 1000000000)
@@ -430,11 +430,17 @@ def lag_probe(primary, standby, script, secs):
         print("  pg_stat_replication.replay_lag: NULL in every sample", flush=True)
 
 
+def basebackup(primary, data):
+    """A standby's data directory `data` from `primary`: pg_basebackup -R -X stream -c fast."""
+    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U",
+           "postgres", "-c", "fast", "-X", "stream", "-R", "-D", data],
+          stdout=subprocess.DEVNULL)
+
+
 def pg_standby_probe(pg, script, args, work):
     """The same probe against a PostgreSQL standby of the PostgreSQL primary."""
     st = Pg(work, "pgstandby")
-    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
-           "-c", "fast", "-X", "stream", "-R", "-D", st.data], stdout=subprocess.DEVNULL)
+    basebackup(pg, st.data)
     st.name = "postgres standby"
     st.start()
     try:
@@ -573,9 +579,7 @@ def sync_standby(primary, work, name):
         st = Pg(work, name)
     else:
         st = Node(primary.walstream, work, name, ["fsync=on"])
-    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U",
-           "postgres", "-c", "fast", "-X", "stream", "-R", "-D", st.data],
-          stdout=subprocess.DEVNULL)
+    basebackup(primary, st.data)
     with open(os.path.join(st.data, "postgresql.auto.conf"), "a") as f:
         f.write(f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=postgres "
                 "application_name=s1'\n")
@@ -652,12 +656,7 @@ def main():
     args = ap.parse_args()
     parts = {int(p) for p in args.only.split(",")}
 
-    walstream = os.environ.get("WALSTREAM")
-    if not walstream:
-        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT,
-                       check=True)
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-        walstream = os.path.join(target, "release", "walstream")
+    walstream = walstream_binary()
 
     work = tempfile.mkdtemp(prefix="walstream-nbench.")
     if os.geteuid() == 0:

@@ -42,3 +42,14 @@ def run_timed(cmd):
     cpu0, t0 = children_cpu(), time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True)
     return out, time.perf_counter() - t0, children_cpu() - cpu0
+
+
+def walstream_binary():
+    """$WALSTREAM, or the release `walstream` built now (`cargo build --release`)."""
+    walstream = os.environ.get("WALSTREAM")
+    if walstream:
+        return walstream
+    subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT,
+                   check=True)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "walstream")

@@ -19,20 +19,15 @@ for PostgreSQL and for the node (alternating which goes first):
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from node_bench import BIN, ROOT, Node, Pg, Session, as_pg, load_note, median, wait_replayed  # noqa: E402
-
-
-def basebackup(primary, data):
-    as_pg([f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U",
-           "postgres", "-c", "fast", "-X", "stream", "-R", "-D", data],
-          stdout=subprocess.DEVNULL)
+from node_bench import (Node, Pg, Session, basebackup, load_note, median,  # noqa: E402
+                        wait_replayed)
+from pgutil import walstream_binary  # noqa: E402
 
 
 def point_at(data, port):
@@ -115,12 +110,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rows", type=int, default=100_000)
     args = ap.parse_args()
-    walstream = os.environ.get("WALSTREAM")
-    if not walstream:
-        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT,
-                       check=True)
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-        walstream = os.path.join(target, "release", "walstream")
+    walstream = walstream_binary()
     work = tempfile.mkdtemp(prefix="walstream-promote.")
     if os.geteuid() == 0:
         shutil.chown(work, "postgres", "postgres")

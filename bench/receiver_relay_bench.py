@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 
-from pgutil import BIN, ROOT, as_pg, children_cpu, free_port, lsn_to_int, run_timed
+from pgutil import (BIN, ROOT, as_pg, children_cpu, free_port, lsn_to_int, run_timed,
+                    walstream_binary)
 
 SEG = 16 * 1024 * 1024
 
@@ -375,10 +376,7 @@ def main():
         sys.exit("setup needs --keep DIR")
     walstream = os.environ.get("WALSTREAM")
     if not walstream and args.cmd != "setup":
-        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT,
-                       check=True)
-        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-        walstream = os.path.join(target, "release", "walstream")
+        walstream = walstream_binary()
 
     work = args.keep or tempfile.mkdtemp(prefix="walstream-rbench.")
     os.makedirs(work, exist_ok=True)

@@ -87,7 +87,7 @@ async fn run(args: NodeArgs) -> Result<()> {
         if first {
             // The metrics follow the first run's backends and WAL writer.
             let backends = node.registry().clone();
-            let writer = node.wal_writer();
+            let writer = node.writer();
             let replayed = node.replay_rmgr_counts();
             crate::metrics::start(&args.metrics, cancel.clone(), |m| {
                 m.add_backends(backends);

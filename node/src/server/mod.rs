@@ -733,11 +733,6 @@ impl Node {
         &self.registry
     }
 
-    /// A primary's WAL writer, to read its positions and fsync count (`None` on a standby).
-    pub fn wal_writer(&self) -> Option<Arc<WalWriter>> {
-        self.writer()
-    }
-
     /// What crash recovery did at start.
     pub fn recovery(&self) -> &RecoveryReport {
         &self.recovery
