@@ -3,19 +3,15 @@
 //! shows its type in pg_stat_activity while it runs, and a crashed one (a panic) asks for
 //! the crash-restart cycle.
 
-use std::path::Path;
+mod common;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use common::{init, opts};
 use walstream_node::bgworker::{BgWorker, BgWorkerStart, Restart, WorkerContext, WorkerFuture};
-use walstream_node::initdb::{initdb, InitdbOptions};
-use walstream_node::server::{Node, NodeOptions};
+use walstream_node::server::Node;
 use walstream_sender::postmaster::ShutdownMode;
-
-fn opts(dir: &Path) -> NodeOptions {
-    let overrides = vec![("fsync".to_string(), "off".to_string())];
-    NodeOptions { dir: dir.into(), listen: Some("127.0.0.1:0".parse().unwrap()), overrides }
-}
 
 type Runs = Arc<Mutex<Vec<Instant>>>;
 
@@ -42,8 +38,7 @@ fn worker(
 async fn workers_restart_by_their_rules_and_a_crash_asks_for_the_cycle() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let init = InitdbOptions { dir: dir.clone(), wal_segsize_mb: 1, superuser: "postgres".into() };
-    initdb(&init, SystemTime::now()).unwrap();
+    init(&dir);
     let (flaky, never, done, sleeper): (Runs, Runs, Runs, Runs) = Default::default();
     let every = Restart::After(Duration::from_millis(200));
     let workers = vec![
@@ -60,7 +55,7 @@ async fn workers_restart_by_their_rules_and_a_crash_asks_for_the_cycle() {
             })
         }),
     ];
-    let node = Node::start_with_workers(opts(&dir), workers).await.unwrap();
+    let node = Node::start_with_workers(opts(&dir, &[]), workers).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while flaky.lock().unwrap().len() < 4 {
         assert!(Instant::now() < deadline, "the failing worker was not restarted");
@@ -83,7 +78,7 @@ async fn workers_restart_by_their_rules_and_a_crash_asks_for_the_cycle() {
     let crashing: Runs = Runs::default();
     let w =
         worker("crasher", Restart::Never, &crashing, |_| Box::pin(async { panic!("worker bug") }));
-    let node = Node::start_with_workers(opts(&dir), vec![w]).await.unwrap();
+    let node = Node::start_with_workers(opts(&dir, &[]), vec![w]).await.unwrap();
     let mut crashed = node.crashed();
     tokio::time::timeout(Duration::from_secs(10), crashed.wait_for(|c| c.is_some()))
         .await
@@ -93,7 +88,7 @@ async fn workers_restart_by_their_rules_and_a_crash_asks_for_the_cycle() {
     assert!(why.starts_with("background worker \"crasher\" (PID "), "{why}");
     node.crash_stop().await.unwrap();
     // The cycle's start: crash recovery, and the table is there.
-    let node = Node::start(opts(&dir)).await.unwrap();
+    let node = Node::start(opts(&dir, &[])).await.unwrap();
     assert!(node.engine().begin().table("w").is_ok());
     node.stop(ShutdownMode::Fast).await.unwrap();
 }

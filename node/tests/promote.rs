@@ -5,50 +5,17 @@
 //! follow it: its WAL and rows stay as they were, and its next start stops with
 //! PostgreSQL's FATAL.
 
-use std::ops::{Bound, Range};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+mod common;
 
-use walstream_node::engine::{ColumnDef, Oid, Row, SqlType, TableDef, Value};
-use walstream_node::initdb::{initdb, InitdbOptions};
-use walstream_node::server::{Node, NodeOptions, NodeRole};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{copy_dir, create_t, init, insert, make_standby, opts, rows};
+use walstream_node::engine::Value;
+use walstream_node::server::{Node, NodeRole};
 use walstream_node::xlog::{ControlFile, DbState};
 use walstream_protocol::{Lsn, TimeLineId};
 use walstream_sender::postmaster::ShutdownMode;
-
-fn opts(dir: &Path) -> NodeOptions {
-    let overrides = vec![("fsync".to_string(), "off".to_string())];
-    NodeOptions { dir: dir.into(), listen: Some("127.0.0.1:0".parse().unwrap()), overrides }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
-    assert!(st.success());
-}
-
-fn make_standby(dir: &Path, port: u16) {
-    std::fs::write(dir.join("standby.signal"), "").unwrap();
-    let auto = format!(
-        "primary_conninfo = 'host=127.0.0.1 port={port} user=postgres application_name=s'\n\
-         wal_retrieve_retry_interval = '100ms'\n"
-    );
-    std::fs::write(dir.join("postgresql.auto.conf"), auto).unwrap();
-}
-
-async fn insert(node: &Node, oid: Oid, ks: Range<i64>) {
-    let mut t = node.engine().begin();
-    for k in ks {
-        t.insert(oid, vec![Value::Int8(k), Value::Text(format!("v{k}"))]).await.unwrap();
-    }
-    t.end_statement().unwrap();
-    t.commit(SystemTime::now()).await.unwrap();
-}
-
-fn rows(node: &Node) -> Vec<Row> {
-    let t = node.engine().begin();
-    let Ok(def) = t.table("t") else { return Vec::new() };
-    t.scan(def.oid, (Bound::Unbounded, Bound::Unbounded)).unwrap()
-}
 
 async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -84,31 +51,20 @@ async fn a_promoted_standby_writes_on_timeline_2_and_its_cascade_follows() {
     let pdir: PathBuf = tmp.path().join("primary");
     let sdir: PathBuf = tmp.path().join("standby");
     let cdir: PathBuf = tmp.path().join("cascade");
-    let init = InitdbOptions { dir: pdir.clone(), wal_segsize_mb: 1, superuser: "postgres".into() };
-    initdb(&init, SystemTime::now()).unwrap();
+    init(&pdir);
 
-    let primary = Node::start(opts(&pdir)).await.unwrap();
-    let mut t = primary.engine().begin();
-    let col = |n: &str, ty| ColumnDef { name: n.into(), ty, not_null: false, default: None };
-    let def = TableDef {
-        oid: 0,
-        name: "t".into(),
-        columns: vec![col("k", SqlType::Int8), col("v", SqlType::Text)],
-        pkey: vec![0],
-    };
-    let oid = t.create_table(def, false).await.unwrap().unwrap().oid;
-    t.end_statement().unwrap();
-    t.commit(SystemTime::now()).await.unwrap();
+    let primary = Node::start(opts(&pdir, &[])).await.unwrap();
+    let oid = create_t(&primary).await;
     insert(&primary, oid, 0..300).await;
     primary.stop(ShutdownMode::Fast).await.unwrap();
     copy_dir(&pdir, &sdir);
     copy_dir(&pdir, &cdir);
 
-    let primary = Node::start(opts(&pdir)).await.unwrap();
+    let primary = Node::start(opts(&pdir, &[])).await.unwrap();
     make_standby(&sdir, primary.local_addr().port());
-    let standby = Node::start(opts(&sdir)).await.unwrap();
+    let standby = Node::start(opts(&sdir, &[])).await.unwrap();
     make_standby(&cdir, standby.local_addr().port());
-    let cascade = Node::start(opts(&cdir)).await.unwrap();
+    let cascade = Node::start(opts(&cdir, &[])).await.unwrap();
     for round in 1..8 {
         insert(&primary, oid, round * 1000..round * 1000 + 400).await;
     }
@@ -160,14 +116,14 @@ async fn a_promoted_standby_writes_on_timeline_2_and_its_cascade_follows() {
     // A clean restart and a crash restart: still timeline 2, nothing lost.
     let written = rows(&standby);
     standby.stop(ShutdownMode::Fast).await.unwrap();
-    let standby = Node::start(opts(&sdir)).await.unwrap();
+    let standby = Node::start(opts(&sdir, &[])).await.unwrap();
     assert_eq!(standby.role(), NodeRole::Primary);
     assert_eq!(standby.timeline(), TimeLineId(2));
     assert_eq!(rows(&standby), written);
     insert(&standby, oid, 30_000..30_100).await;
     let written = rows(&standby);
     standby.stop(ShutdownMode::Immediate).await.unwrap();
-    let standby = Node::start(opts(&sdir)).await.unwrap();
+    let standby = Node::start(opts(&sdir, &[])).await.unwrap();
     assert_eq!(standby.timeline(), TimeLineId(2));
     assert_eq!(rows(&standby), written);
 
@@ -178,7 +134,7 @@ async fn a_promoted_standby_writes_on_timeline_2_and_its_cascade_follows() {
     let diverged = rows(&primary);
     primary.stop(ShutdownMode::Fast).await.unwrap();
     make_standby(&pdir, standby.local_addr().port());
-    let old = Node::start(opts(&pdir)).await.unwrap();
+    let old = Node::start(opts(&pdir, &[])).await.unwrap();
     let history = pdir.join("pg_wal/00000002.history");
     wait_until("the history file fetched", || history.exists()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -186,7 +142,7 @@ async fn a_promoted_standby_writes_on_timeline_2_and_its_cascade_follows() {
     assert_eq!(old.role(), NodeRole::Standby);
     assert_eq!(segments(&pdir, 2), Vec::<String>::new());
     old.stop(ShutdownMode::Fast).await.unwrap();
-    let e = Node::start(opts(&pdir)).await.unwrap_err().to_string();
+    let e = Node::start(opts(&pdir, &[])).await.unwrap_err().to_string();
     assert!(
         e.starts_with("requested timeline 2 is not a child of this server's history\nDETAIL:  Latest checkpoint is at "),
         "{e}"

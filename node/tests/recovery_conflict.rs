@@ -1,28 +1,22 @@
 //! Replay of a dropped table waits for the standby transactions holding it, up to
 //! `max_standby_streaming_delay`, then asks them to give up.
 
-use std::path::Path;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::{init, opts};
 use walstream_node::engine::{ColumnDef, ConflictHandler, SqlType, TableDef};
-use walstream_node::initdb::{initdb, InitdbOptions};
-use walstream_node::server::{Node, NodeOptions};
+use walstream_node::server::Node;
 use walstream_sender::postmaster::ShutdownMode;
-
-fn opts(dir: &Path, extra: &[(&str, &str)]) -> NodeOptions {
-    let mut overrides = vec![("fsync".to_string(), "off".to_string())];
-    overrides.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    NodeOptions { dir: dir.into(), listen: Some("127.0.0.1:0".parse().unwrap()), overrides }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_of_a_drop_waits_the_delay_then_asks_the_holder_to_give_up() {
     let tmp = tempfile::tempdir().unwrap();
     let (pdir, sdir) = (tmp.path().join("p"), tmp.path().join("s"));
-    let init = InitdbOptions { dir: pdir.clone(), wal_segsize_mb: 1, superuser: "postgres".into() };
-    initdb(&init, SystemTime::now()).unwrap();
+    init(&pdir);
     let primary = Node::start(opts(&pdir, &[])).await.unwrap();
     let mut t = primary.engine().begin();
     let col = ColumnDef { name: "k".into(), ty: SqlType::Int8, not_null: false, default: None };
