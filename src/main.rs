@@ -10,6 +10,7 @@ mod basebackup;
 mod cli;
 mod connargs;
 mod demo;
+mod failover;
 mod initdb;
 mod logfmt;
 mod metrics;
@@ -59,6 +60,7 @@ enum Command {
     ReplayBench(replay_bench::ReplayBenchArgs),
     /// Run a primary and a standby node with clients writing, and check they agree.
     Demo(demo::DemoArgs),
+    Failover(failover::FailoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +77,6 @@ fn main() -> ExitCode {
         Command::Promote(args) => promote::main(args),
         Command::ReplayBench(args) => replay_bench::main(args),
         Command::Demo(args) => demo::main(args),
+        Command::Failover(args) => failover::main(args),
     }
 }

@@ -78,6 +78,11 @@ impl Metrics {
         self.sources.push(Box::new(ReplayedRecords(rmgrs)));
     }
 
+    /// A failover manager's view of its nodes (`walstream failover`).
+    pub fn add_failover(&mut self, snapshots: watch::Receiver<crate::failover::status::Snapshot>) {
+        self.sources.push(Box::new(FailoverCollector(snapshots)));
+    }
+
     /// A node primary's WAL writer: fsyncs and positions.
     pub fn add_wal_writer(&mut self, writer: Arc<WalWriter>) {
         self.sources.push(Box::new(WriterCollector(writer)));
@@ -528,6 +533,67 @@ impl Collect for WriterCollector {
             "WAL flushed up to here (LSN).",
             &none,
             self.0.flush_position().0 as f64,
+        );
+    }
+}
+
+/// `walstream failover`: per node up, primary, replication delay; failovers performed;
+/// whether this manager leads.
+struct FailoverCollector(watch::Receiver<crate::failover::status::Snapshot>);
+
+impl Collect for FailoverCollector {
+    fn collect(&self, scrape: &Scrape) {
+        use crate::failover::state::{Role, Status};
+        let s = self.0.borrow().clone();
+        for n in &s.nodes {
+            let labels: Labels = vec![
+                ("node_id", n.node_id.to_string()),
+                ("hostname", n.hostname.clone()),
+                ("port", n.port.to_string()),
+            ];
+            let up = if n.status == Status::Up { 1.0 } else { 0.0 };
+            scrape.gauge(
+                "walstream_failover_node_up",
+                "Whether the node answers its health checks.",
+                &labels,
+                up,
+            );
+            let primary = if n.role == Role::Primary { 1.0 } else { 0.0 };
+            scrape.gauge(
+                "walstream_failover_node_primary",
+                "Whether the node is the primary.",
+                &labels,
+                primary,
+            );
+            if let Some(d) = n.replication_delay {
+                #[allow(clippy::cast_precision_loss)]
+                scrape.gauge(
+                    "walstream_failover_replication_delay_bytes",
+                    "WAL bytes the standby has not replayed yet.",
+                    &labels,
+                    d as f64,
+                );
+            }
+            if let Some(d) = n.replication_delay_seconds {
+                scrape.gauge(
+                    "walstream_failover_replication_delay_seconds",
+                    "The standby's replay lag (pg_stat_replication.replay_lag).",
+                    &labels,
+                    d,
+                );
+            }
+        }
+        scrape.counter(
+            "walstream_failover_failovers_total",
+            "Failovers this manager performed.",
+            &vec![],
+            s.failovers,
+        );
+        scrape.gauge(
+            "walstream_failover_leader",
+            "Whether this manager acts (it holds the lease, or runs alone).",
+            &vec![],
+            if s.leader { 1.0 } else { 0.0 },
         );
     }
 }

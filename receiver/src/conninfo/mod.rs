@@ -262,6 +262,44 @@ impl fmt::Debug for ConnInfo {
     }
 }
 
+/// `conninfo` pointed at another server: its keywords as given (nothing filled in from
+/// this process's environment), without `host`, `hostaddr` and `port`, then `host` and
+/// `port` — what a failover manager writes into a standby's `primary_conninfo` so it
+/// keeps its user, password file and `application_name`.
+///
+/// # Errors
+/// libpq's syntax errors for `conninfo`.
+pub fn retarget(conninfo: &str, host: &str, port: u16) -> Result<String, ConnInfoError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (key, value) in lexer::split(conninfo)? {
+        if matches!(key.as_str(), "host" | "hostaddr" | "port") {
+            continue;
+        }
+        match pairs.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => pairs.push((key, value)),
+        }
+    }
+    pairs.push(("host".into(), host.into()));
+    pairs.push(("port".into(), port.to_string()));
+    let mut out = String::new();
+    for (key, value) in pairs {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&key);
+        out.push_str("='");
+        for c in value.chars() {
+            if matches!(c, '\'' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('\'');
+    }
+    Ok(out)
+}
+
 impl fmt::Display for ConnInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let port = self.port.to_string();

@@ -173,3 +173,35 @@ proptest! {
         fuzz_conninfo(&data);
     }
 }
+
+#[test]
+fn retarget_keeps_everything_but_the_server() {
+    let got = retarget(
+        "user=replicator passfile='/var/lib/pg/.pgpass' host=10.0.0.1 port=5432 application_name=s1 hostaddr=10.0.0.1",
+        "127.0.0.1",
+        6000,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        "user='replicator' passfile='/var/lib/pg/.pgpass' application_name='s1' host='127.0.0.1' port='6000'"
+    );
+    let uri = retarget("postgresql://u@old:1/db?application_name=it's", "new", 2).unwrap();
+    let back = parse(&uri).unwrap();
+    assert_eq!((back.host.as_str(), back.port, back.user.as_str()), ("new", 2, "u"));
+    assert_eq!(back.application_name.as_deref(), Some("it's"));
+    assert!(retarget("host='unterminated", "h", 1).is_err());
+}
+
+proptest! {
+    #[test]
+    fn retargeted_strings_parse_back(app in "[ -~]{0,20}", user in "[a-z]{1,8}", port in 1u16..) {
+        let original = format!("user={user} application_name='{}'", app.replace('\\', "\\\\").replace('\'', "\\'"));
+        let got = retarget(&original, "127.0.0.1", port).unwrap();
+        let back = parse(&got).unwrap();
+        prop_assert_eq!(back.port, port);
+        prop_assert_eq!(back.host.as_str(), "127.0.0.1");
+        prop_assert_eq!(back.user, user);
+        prop_assert_eq!(back.application_name.unwrap_or_default(), app);
+    }
+}
