@@ -356,7 +356,13 @@ impl Node {
         workers: Vec<BgWorker>,
     ) -> Result<Node, NodeError> {
         let dir = DataDir::open(&opts.dir)?;
-        let settings = load_settings(dir.path(), &opts.overrides)?;
+        // `SHOW port` tells the port really listened on, as PostgreSQL's does: a
+        // `--listen` port counts as `-c port=N` (and so survives reloads).
+        let mut overrides = opts.overrides.clone();
+        if let Some(a) = opts.listen.filter(|a| a.port() != 0) {
+            overrides.push(("port".to_string(), a.port().to_string()));
+        }
+        let settings = load_settings(dir.path(), &overrides)?;
         let listen = match opts.listen {
             Some(a) => a,
             None => listen_from_settings(&settings)?,
@@ -518,7 +524,7 @@ impl Node {
         let reloader = tokio::spawn(
             reload::Reloader {
                 dir: dir.path().to_path_buf(),
-                overrides: opts.overrides.clone(),
+                overrides,
                 settings: session_settings.clone(),
                 registry: registry.clone(),
                 current: current.clone(),
