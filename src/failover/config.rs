@@ -87,7 +87,8 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// The replication check.
     pub sr_check: SrCheck,
-    /// `delay_threshold`: bytes of lag above which a standby is reported as behind.
+    /// `delay_threshold`: bytes of replay lag above which a standby is logged as behind at
+    /// each replication check (0: never).
     pub delay_threshold: u64,
     /// `failover_command` (empty: none).
     pub failover_command: String,

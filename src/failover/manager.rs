@@ -83,11 +83,13 @@ pub struct Manager {
     target: watch::Sender<Option<Target>>,
     snapshot: watch::Sender<Snapshot>,
     leader: Leadership,
+    hint: watch::Receiver<Option<usize>>,
 }
 
 impl Manager {
-    /// A manager for `config`; `leader` says when it may act.
-    pub fn new(config: Config, leader: Leadership) -> Self {
+    /// A manager for `config`; `leader` says when it may act; `hint` is the primary as
+    /// other managers last recorded it (etcd), taken when this one has seen none.
+    pub fn new(config: Config, leader: Leadership, hint: watch::Receiver<Option<usize>>) -> Self {
         let n = config.backends.len();
         let now = status::now_secs();
         let (target, _) = watch::channel(None);
@@ -105,6 +107,7 @@ impl Manager {
             target,
             snapshot,
             leader,
+            hint,
             config,
         }
     }
@@ -174,6 +177,15 @@ impl Manager {
                             tracing::warn!("could not find the primary node within {} seconds", timeout.as_secs());
                         }
                     }
+                }
+            }
+            if self.primary.is_none() {
+                // A manager that never saw the primary (it started after it died) takes
+                // the one recorded by the managers before it.
+                let hinted = *self.hint.borrow();
+                if let Some(h) = hinted.filter(|h| self.index(*h).is_some()) {
+                    tracing::info!("node {h} is the primary, as recorded in the DCS");
+                    self.set_primary(h);
                 }
             }
             if self.primary_down() && *self.leader.borrow() {
@@ -311,6 +323,7 @@ impl Manager {
                 Some(_) => Role::Standby,
             };
         }
+        self.log_delays(found.primary);
         match found.primary {
             Some(p) if self.primary != Some(p) => {
                 // A known, living primary is only replaced by a failover or a node the
@@ -326,6 +339,23 @@ impl Manager {
             }
             Some(p) if self.target.borrow().is_none() => self.set_primary(p),
             Some(_) | None => {}
+        }
+    }
+
+    /// Pgpool-II's line for each standby more than `delay_threshold` bytes behind.
+    fn log_delays(&self, primary: Option<usize>) {
+        let Some(p) = primary else { return };
+        let Some(current) = self.index(p).and_then(|i| self.probes[i].as_ref()?.current_lsn) else {
+            return;
+        };
+        for (b, probe) in self.config.backends.iter().zip(&self.probes) {
+            let replayed = probe.as_ref().filter(|p| p.in_recovery).and_then(|p| p.replay_lsn);
+            if let Some(lag) = state::behind(current, replayed, self.config.delay_threshold) {
+                tracing::info!(
+                    "Replication of node: {} is behind {lag} bytes from the primary server (node: {p})",
+                    b.id
+                );
+            }
         }
     }
 

@@ -13,9 +13,11 @@
 //! - [`probe`]: the queries to a node;
 //! - [`manager`]: the loop that owns the state and acts;
 //! - [`proxy`]: the `--listen` forwarder;
-//! - [`status`]: the status file and its table.
+//! - [`status`]: the status file and its table;
+//! - [`dcs`]: `--dcs etcd://...`, the leader lease among several managers.
 
 pub mod config;
+pub mod dcs;
 pub mod manager;
 pub mod probe;
 pub mod proxy;
@@ -65,6 +67,19 @@ struct RunArgs {
     /// Forward client connections arriving here to the current primary.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
+    /// Coordinate with other managers through etcd: etcd://HOST:PORT[,HOST:PORT...]
+    /// (without it, this manager runs alone and always acts).
+    #[arg(long, value_name = "URL")]
+    dcs: Option<String>,
+    /// The key prefix in etcd is /walstream/failover/SCOPE.
+    #[arg(long, value_name = "SCOPE", default_value = "walstream")]
+    dcs_scope: String,
+    /// This manager's name in etcd (default: hostname:pid).
+    #[arg(long, value_name = "NAME")]
+    dcs_name: Option<String>,
+    /// Seconds the leader lease lasts without renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    dcs_ttl: u64,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
@@ -97,14 +112,28 @@ async fn run(args: RunArgs) -> Result<()> {
     let cancel = CancellationToken::new();
     cli::cancel_on_interrupt(cancel.clone());
     terminate_on_sigterm(cancel.clone());
-    let (_leader_tx, leader) = watch::channel(true);
-    let manager = manager::Manager::new(config, leader);
+    let dcs = match &args.dcs {
+        Some(url) => Some(dcs::DcsConfig {
+            endpoints: dcs::parse_endpoints(url)?,
+            prefix: format!("/walstream/failover/{}", args.dcs_scope),
+            name: args.dcs_name.clone().unwrap_or_else(dcs::default_name),
+            ttl: std::time::Duration::from_secs(args.dcs_ttl.max(3)),
+        }),
+        None => None,
+    };
+    // Alone, a manager always acts; with etcd, only while it holds the lease.
+    let (leader_tx, leader) = watch::channel(dcs.is_none());
+    let (hint_tx, hint) = watch::channel(None);
+    let manager = manager::Manager::new(config, leader, hint);
     let (events, rx) = mpsc::channel(1024);
     if let Some(addr) = args.listen {
         proxy::start(addr, manager.targets(), events.clone(), cancel.clone()).await?;
     }
     let snapshots = manager.snapshots();
     crate::metrics::start(&args.metrics, cancel.clone(), |m| m.add_failover(snapshots)).await?;
+    if let Some(dcs) = dcs {
+        tokio::spawn(dcs::run(dcs, leader_tx, hint_tx, manager.snapshots(), cancel.clone()));
+    }
     manager.run(events, rx, cancel).await;
     Ok(())
 }

@@ -229,6 +229,13 @@ pub fn choose(candidates: &[Candidate]) -> Option<usize> {
         .map(|c| c.id)
 }
 
+/// The bytes a standby that replayed up to `replayed` is behind `primary`, when that is
+/// more than `threshold` (`delay_threshold`; 0: never).
+pub fn behind(primary: Lsn, replayed: Option<Lsn>, threshold: u64) -> Option<u64> {
+    let lag = primary.0.saturating_sub(replayed?.0);
+    (threshold > 0 && lag > threshold).then_some(lag)
+}
+
 /// What `failover_command` and `follow_primary_command` placeholders stand for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placeholders {
@@ -375,6 +382,15 @@ mod tests {
         assert_eq!(choose(&[c(2, Some(20), 1.0), c(1, Some(20), 1.0)]), Some(1));
         assert_eq!(choose(&[c(1, None, 9.0), c(2, Some(1), 0.0)]), Some(2));
         assert_eq!(choose(&[]), None);
+    }
+
+    #[test]
+    fn a_standby_is_behind_only_past_the_threshold() {
+        assert_eq!(behind(Lsn(1000), Some(Lsn(100)), 500), Some(900));
+        assert_eq!(behind(Lsn(1000), Some(Lsn(600)), 500), None);
+        assert_eq!(behind(Lsn(1000), Some(Lsn(0)), 0), None, "0 turns it off");
+        assert_eq!(behind(Lsn(1000), None, 1), None);
+        assert_eq!(behind(Lsn(10), Some(Lsn(20)), 1), None);
     }
 
     #[test]

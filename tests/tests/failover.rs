@@ -104,6 +104,7 @@ impl Manager {
         apps: &[&str],
         t: &Timing,
         extra: &str,
+        args: &[&str],
     ) -> Manager {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("failover_command.out");
@@ -143,7 +144,8 @@ impl Manager {
                 .args(["failover", "-c"])
                 .arg(&conf_path)
                 .args(["--listen", &format!("127.0.0.1:{listen}")])
-                .args(["--metrics", &format!("127.0.0.1:{metrics}")]),
+                .args(["--metrics", &format!("127.0.0.1:{metrics}")])
+                .args(args),
             "walstream failover",
         )
         .unwrap();
@@ -259,7 +261,7 @@ fn kill_the_primary(mut servers: Vec<Server>, dirs: Vec<PathBuf>, extra: &str) {
             .then_some(())
     });
     let refs: Vec<&Server> = servers.iter().collect();
-    let m = Manager::start(&refs, &dirs, &["primary", "s1", "s2"], &FAST, extra);
+    let m = Manager::start(&refs, &dirs, &["primary", "s1", "s2"], &FAST, extra, &[]);
     m.wait_ready(3);
     let table = m.status_table();
     assert!(table.contains(" primary "), "{table}");
@@ -441,7 +443,7 @@ fn a_slow_primary_is_not_failed_over_and_a_stopped_standby_is_marked_down() {
     // Window: 4 checks of up to 2 s with 1 s between: about 11 s; the pause is 3 s.
     let t = Timing { period: 1, timeout: 2, retries: 3, retry_delay: 1 };
     let refs: Vec<&Server> = servers.iter().collect();
-    let m = Manager::start(&refs, &dirs, &["primary", "s1", "s2"], &t, "");
+    let m = Manager::start(&refs, &dirs, &["primary", "s1", "s2"], &t, "", &[]);
     m.wait_ready(3);
 
     let pid = postmaster_pid(&dirs[0]);
@@ -491,4 +493,125 @@ fn a_slow_primary_is_not_failed_over_and_a_stopped_standby_is_marked_down() {
         (m.node(2, "status").as_deref() == Some("up")).then_some(())
     });
     assert_eq!(m.failovers(), 0);
+}
+
+/// A three-member etcd cluster on loopback, stopped (by pid) on drop.
+struct Etcd {
+    members: Vec<ChildGuard>,
+    clients: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let etcd = Path::new("/usr/bin/etcd");
+        assert!(etcd.exists(), "etcd is not installed (Debian: apt-get install etcd-server)");
+        let dir = tempfile::tempdir().unwrap();
+        let clients: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
+        let peers: Vec<u16> = (0..3).map(|_| free_port().unwrap()).collect();
+        let cluster: Vec<String> =
+            peers.iter().enumerate().map(|(i, p)| format!("e{i}=http://127.0.0.1:{p}")).collect();
+        let members = (0..3)
+            .map(|i| {
+                ChildGuard::spawn_captured(
+                    Command::new(etcd)
+                        .args(["--name", &format!("e{i}"), "--data-dir"])
+                        .arg(dir.path().join(format!("e{i}")))
+                        .args(["--listen-client-urls", &format!("http://127.0.0.1:{}", clients[i])])
+                        .args([
+                            "--advertise-client-urls",
+                            &format!("http://127.0.0.1:{}", clients[i]),
+                        ])
+                        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{}", peers[i])])
+                        .args([
+                            "--initial-advertise-peer-urls",
+                            &format!("http://127.0.0.1:{}", peers[i]),
+                        ])
+                        .args(["--initial-cluster", &cluster.join(",")])
+                        .args([
+                            "--initial-cluster-state",
+                            "new",
+                            "--initial-cluster-token",
+                            "walstream-test",
+                        ])
+                        .args(["--log-level", "warn"]),
+                    &format!("etcd e{i}"),
+                )
+                .unwrap()
+            })
+            .collect();
+        Etcd { members, clients, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self.clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("etcd://{}", hosts.join(","))
+    }
+
+    fn stop(&mut self) {
+        for m in &mut self.members {
+            m.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Manager {
+    fn leads(&self) -> bool {
+        self.snapshot().is_some_and(|s| s["leader"].as_bool() == Some(true))
+    }
+}
+
+#[test]
+fn two_managers_on_etcd_fail_over_exactly_once_and_never_without_the_lease() {
+    let (mut servers, dirs) = pg_cluster();
+    let mut etcd = Etcd::start();
+    let shared = tempfile::tempdir().unwrap();
+    let ran = shared.path().join("ran");
+    let extra = format!(
+        "failover_command = 'echo \"%d %m\" >> {}'\nfailover_on_backend_error = off",
+        ran.display()
+    );
+    let url = etcd.url();
+    let refs: Vec<&Server> = servers.iter().collect();
+    let apps = ["primary", "s1", "s2"];
+    let dcs = |name: &'static str| ["--dcs", url.as_str(), "--dcs-name", name, "--dcs-ttl", "3"];
+    let mut a = Manager::start(&refs, &dirs, &apps, &FAST, &extra, &dcs("a"));
+    wait_until("manager a to lead", Duration::from_secs(60), || a.leads().then_some(()));
+    let b = Manager::start(&refs, &dirs, &apps, &FAST, &extra, &dcs("b"));
+    b.wait_ready(3);
+    assert!(!b.leads(), "b must not lead while a does");
+
+    // The leading manager dies; b takes the lease once it expires.
+    a.child.signal(libc::SIGKILL);
+    wait_until("manager b to lead", Duration::from_secs(30), || b.leads().then_some(()));
+
+    // Then the primary dies: b fails over, once.
+    servers[0].kill9();
+    let new =
+        wait_until("a new primary", Duration::from_secs(60), || b.primary().filter(|p| *p != 0));
+    let new = usize::try_from(new).unwrap();
+    assert_eq!(servers[new].sql("SELECT pg_is_in_recovery()").unwrap(), "f");
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = std::fs::read_to_string(&ran).unwrap();
+    assert_eq!(lines, format!("0 {new}\n"), "failover_command ran exactly once\n{}", b.log());
+    let other = if new == 1 { 2 } else { 1 };
+    assert_eq!(servers[other].sql("SELECT pg_is_in_recovery()").unwrap(), "t");
+
+    // With etcd gone, no manager acts: the new primary dies and nothing is promoted.
+    wait_until("the other standby to follow", Duration::from_secs(60), || {
+        let port = servers[new].port();
+        let r = servers[other]
+            .sql("SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'")
+            .ok()?;
+        (r == port.to_string()).then_some(())
+    });
+    etcd.stop();
+    wait_until("manager b to give up the lead", Duration::from_secs(30), || {
+        (!b.leads()).then_some(())
+    });
+    servers[new].kill9();
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(servers[other].sql("SELECT pg_is_in_recovery()").unwrap(), "t", "{}", b.log());
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), format!("0 {new}\n"));
+    assert!(b.log().contains("does not hold the leader lease"), "{}", b.log());
 }
