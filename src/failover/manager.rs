@@ -534,6 +534,15 @@ impl Manager {
                 still.push(told);
                 continue;
             }
+            if told.done && !self.config.follow_primary_command.is_empty() {
+                // The user's command ran and said it succeeded; it is not run twice.
+                tracing::warn!(
+                    "node {} does not stream from the new primary node {new} {} s after follow_primary_command",
+                    told.id,
+                    FOLLOW_GRACE.as_secs()
+                );
+                continue;
+            }
             if told.done {
                 tracing::warn!(
                     "node {} does not stream from the new primary yet; telling it again",
@@ -565,10 +574,7 @@ impl Manager {
                 }
             }
             told.at = Instant::now();
-            // A command says nothing about streaming: trust it once it succeeded.
-            if !told.done || self.config.follow_primary_command.is_empty() {
-                still.push(told);
-            }
+            still.push(told);
         }
         self.following = still;
     }

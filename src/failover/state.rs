@@ -38,6 +38,7 @@ pub enum Role {
     /// In recovery.
     Standby,
     /// Not in recovery, but not the primary: a node that must not be followed.
+    #[serde(rename = "false primary")]
     FalsePrimary,
 }
 
@@ -382,6 +383,16 @@ mod tests {
         assert_eq!(choose(&[c(2, Some(20), 1.0), c(1, Some(20), 1.0)]), Some(1));
         assert_eq!(choose(&[c(1, None, 9.0), c(2, Some(1), 0.0)]), Some(2));
         assert_eq!(choose(&[]), None);
+    }
+
+    #[test]
+    fn the_status_file_spells_roles_and_statuses_as_shown() {
+        for r in [Role::Unknown, Role::Primary, Role::Standby, Role::FalsePrimary] {
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{}\"", r.as_str()));
+        }
+        for s in [Status::Waiting, Status::Up, Status::Down] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
     }
 
     #[test]

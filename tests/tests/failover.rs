@@ -20,6 +20,8 @@ fn bin() -> &'static Path {
 enum Server {
     Pg(PgCluster),
     Node(NodeProcess),
+    /// A PostgreSQL cluster whose postmaster was killed; its directory is kept.
+    Killed(PgCluster),
     Gone,
 }
 
@@ -28,6 +30,7 @@ impl Server {
         match self {
             Server::Pg(c) => c.port(),
             Server::Node(n) => n.port(),
+            Server::Killed(c) => c.port(),
             Server::Gone => 0,
         }
     }
@@ -36,7 +39,7 @@ impl Server {
         match self {
             Server::Pg(c) => c.psql(sql).map_err(|e| format!("{e:#}")),
             Server::Node(n) => n.psql(sql),
-            Server::Gone => Err("gone".into()),
+            Server::Killed(_) | Server::Gone => Err("gone".into()),
         }
     }
 
@@ -53,11 +56,28 @@ impl Server {
                     assert!(Instant::now() < deadline, "postmaster still answers");
                     std::thread::sleep(Duration::from_millis(50));
                 }
+                *self = Server::Killed(c);
             }
             Server::Node(n) => {
                 n.kill9();
             }
-            Server::Gone => {}
+            Server::Killed(_) | Server::Gone => {}
+        }
+    }
+
+    /// Starts a killed PostgreSQL server again (crash recovery, then what it was).
+    fn restart(&mut self) {
+        if let Server::Killed(c) = self {
+            // The killed postmaster's pid may linger (a zombie nobody reaps in a
+            // container), and pg_ctl would take it for a running server: the lock file
+            // goes, as an operator would remove it.
+            let _ = std::fs::remove_file(c.data_dir().join("postmaster.pid"));
+            wait_until("the old primary to start", Duration::from_secs(30), || {
+                c.start_server().ok()
+            });
+        }
+        if let Server::Killed(c) = std::mem::replace(self, Server::Gone) {
+            *self = Server::Pg(c);
         }
     }
 }
@@ -126,7 +146,7 @@ impl Manager {
             "health_check_period = {}\nhealth_check_timeout = {}\nhealth_check_max_retries = {}\n\
              health_check_retry_delay = {}\nconnect_timeout = 2000\nhealth_check_user = 'postgres'\n\
              sr_check_period = 1\nsr_check_user = 'postgres'\nsearch_primary_node_timeout = 30\n\
-             failover_command = 'echo \"%d %h %p %D %m %H %M %P %r %R %N %S %%\" >> {}'\n\
+             failover_command = 'echo \"%d %h %p %D %m %H %M %P %r %R %N %S %%\" >> {}; exit 3'\n\
              work_dir = '{}'\nnum_init_children = 32\n{extra}\n",
             t.period,
             t.timeout,
@@ -361,8 +381,28 @@ fn kill_the_primary(mut servers: Vec<Server>, dirs: Vec<PathBuf>, extra: &str) {
     assert_eq!(String::from_utf8_lossy(&via.stdout).trim(), format!("f|{new_port}"));
 
     bench.stop(Duration::from_secs(5));
+    if matches!(servers[0], Server::Killed(_)) {
+        // The old primary starts again, as a primary on the old timeline: reported as a
+        // false primary, never followed, and clients still go to the new one.
+        servers[0].restart();
+        wait_until("node 0 reported as a false primary", Duration::from_secs(30), || {
+            (m.node(0, "role").as_deref() == Some("false primary")).then_some(())
+        });
+        assert_eq!(m.primary(), Some(new as u64));
+        assert_eq!(m.failovers(), 1);
+        assert!(m
+            .log()
+            .contains("node 0 is not in recovery but is not the primary (a false primary)"));
+        let via = Command::new(pg_bin("psql"))
+            .args(["-XAt", "-h", "127.0.0.1", "-U", "postgres", "-p", &m.listen.to_string()])
+            .args(["-d", "postgres", "-c", "SELECT current_setting('port')"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&via.stdout).trim(), new_port.to_string());
+    }
     let log = m.log();
     assert!(log.contains("node 0 is down"), "{log}");
+    assert!(log.contains("failover_command failed: exit status: 3"), "{log}");
     assert!(log.contains(&format!("promoting node {new}")), "{log}");
     assert!(
         log.contains(&format!("node {other} follows the new primary node {new}")) || {
@@ -434,7 +474,25 @@ fn node_primary_killed_the_most_advanced_standby_takes_over() {
             == "2")
             .then_some(())
     });
-    kill_the_primary(servers, dirs, "failover_on_backend_error = off");
+    // The follower is told by follow_primary_command (psql with Pgpool-II's
+    // placeholders), not natively.
+    let out = tempfile::tempdir().unwrap();
+    let followed = out.path().join("followed");
+    let psql = pg_bin("psql");
+    let extra = format!(
+        "failover_on_backend_error = off\n\
+         follow_primary_command = '{} -XAtq -h %h -p %p -U postgres -d postgres \
+         -c \"ALTER SYSTEM SET primary_conninfo = ''host=%H port=%r user=postgres application_name=s%d''\" \
+         -c \"SELECT pg_reload_conf()\" && echo \"%d %h %p %m %H %r %M %P %N %S\" >> {}'",
+        psql.display(),
+        followed.display()
+    );
+    let ports: Vec<u16> = servers.iter().map(Server::port).collect();
+    kill_the_primary(servers, dirs, &extra);
+    assert_eq!(
+        std::fs::read_to_string(&followed).unwrap(),
+        format!("1 127.0.0.1 {} 2 127.0.0.1 {} 0 0 127.0.0.1 {}\n", ports[1], ports[2], ports[0])
+    );
 }
 
 #[test]
@@ -493,6 +551,30 @@ fn a_slow_primary_is_not_failed_over_and_a_stopped_standby_is_marked_down() {
         (m.node(2, "status").as_deref() == Some("up")).then_some(())
     });
     assert_eq!(m.failovers(), 0);
+
+    // No standby to promote: the manager says so and keeps trying; a standby that
+    // comes back is promoted.
+    for i in [1, 2] {
+        let Server::Pg(s) = &mut servers[i] else { unreachable!() };
+        s.stop("fast").unwrap();
+    }
+    wait_until("both standbys down", Duration::from_secs(30), || {
+        (m.node(1, "status").as_deref() == Some("down")
+            && m.node(2, "status").as_deref() == Some("down"))
+        .then_some(())
+    });
+    servers[0].kill9();
+    wait_until("the manager to find no standby", Duration::from_secs(30), || {
+        m.log().contains("failover failed: no standby to promote; trying again").then_some(())
+    });
+    assert_eq!(m.failovers(), 0);
+    let Server::Pg(s1) = &mut servers[1] else { unreachable!() };
+    s1.start_server().unwrap();
+    wait_until("node 1 promoted", Duration::from_secs(60), || {
+        (m.primary() == Some(1)).then_some(())
+    });
+    assert_eq!(servers[1].sql("SELECT pg_is_in_recovery()").unwrap(), "f");
+    assert_eq!(m.failovers(), 1);
 }
 
 /// A three-member etcd cluster on loopback, stopped (by pid) on drop.
