@@ -380,7 +380,16 @@ fn kill_the_primary(mut servers: Vec<Server>, dirs: Vec<PathBuf>, extra: &str) {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&via.stdout).trim(), format!("f|{new_port}"));
 
+    // pgbench's clients aborted when the primary died; before that they committed.
+    let _ = bench.wait_timeout(Duration::from_secs(30));
     bench.stop(Duration::from_secs(5));
+    let report = bench.stdout_text();
+    let processed = report
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|n| n.split('/').next()?.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(processed > 0, "pgbench through --listen: {report}{}", bench.stderr_text());
     if matches!(servers[0], Server::Killed(_)) {
         // The old primary starts again, as a primary on the old timeline: reported as a
         // false primary, never followed, and clients still go to the new one.
