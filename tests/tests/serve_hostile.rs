@@ -330,3 +330,37 @@ fn ssl_and_gss_requests_are_answered_as_postgresql_15() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn long_identifiers_get_the_truncation_notice_of_postgresql() -> Result<()> {
+    let p = pair()?;
+    let long = "a".repeat(70);
+    let quoted = format!("\"{}é\"", "B".repeat(64));
+    let queries = [
+        format!("CREATE_REPLICATION_SLOT {long} PHYSICAL"),
+        format!("READ_REPLICATION_SLOT {long}"),
+        format!("DROP_REPLICATION_SLOT {quoted}"),
+        format!("DROP_REPLICATION_SLOT {long}"),
+        format!("SHOW {}", "y".repeat(64)),
+        format!("START_REPLICATION SLOT {long} PHYSICAL 0/0 TIMELINE 0"),
+    ];
+    let mut seen = Vec::new();
+    for port in [p.pg.port(), p.serve.port()] {
+        let mut raw = Raw::connect(port)?;
+        raw.send(&startup(&[("user", b"postgres"), ("replication", b"true")]))?;
+        raw.messages(Duration::from_millis(300))?;
+        let mut lines = Vec::new();
+        for q in &queries {
+            raw.send(&message(b'Q', format!("{q}\0").as_bytes()))?;
+            lines.push(raw.messages(Duration::from_millis(400))?);
+        }
+        seen.push(lines);
+    }
+    assert_eq!(seen[1], seen[0], "walstream (left), PostgreSQL (right)");
+    let notice = format!(
+        "N NOTICE | 42622 | identifier \"{long}\" will be truncated to \"{}\"",
+        "a".repeat(63)
+    );
+    assert_eq!(seen[1][0].first(), Some(&notice));
+    Ok(())
+}
