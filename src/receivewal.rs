@@ -153,7 +153,7 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| spawn_progress(receiver.positions(), cancel.clone()));
-    let result = receiver.run(&cancel).await;
+    let result = stream_log(&mut receiver, &cancel, args.no_loop).await;
     cancel.cancel();
     if let Some(p) = progress {
         let _ = p.await;
@@ -167,6 +167,41 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
         eprintln!("walstream receivewal: stopped log streaming at {at}");
     }
     Ok(())
+}
+
+/// pg_receivewal.c: RECONNECT_SLEEP_TIME, the wait after a local file error.
+const RECONNECT_SLEEP_TIME: Duration = Duration::from_secs(5);
+
+/// Streams until done (pg_receivewal.c: main's loop around `StreamLog`). A local file
+/// error (read-only directory, a `.partial` removed, disk full) is logged as
+/// pg_receivewal logs it and, unless `no_loop`, retried after
+/// [`RECONNECT_SLEEP_TIME`] from what is on disk; with `no_loop` it ends the run with
+/// pg_receivewal's "disconnected". The receiver itself retries connection failures.
+async fn stream_log(
+    receiver: &mut Receiver<VerifyingApplier>,
+    cancel: &CancellationToken,
+    no_loop: bool,
+) -> Result<StreamEnd> {
+    loop {
+        match receiver.run(cancel).await {
+            Err(e) if e.is_retried_file_error() => {
+                eprintln!("walstream receivewal: error: {}", cli::error_text(&e.into()));
+                if no_loop {
+                    bail!("disconnected");
+                }
+                eprintln!(
+                    "walstream receivewal: disconnected; waiting {} seconds to try again",
+                    RECONNECT_SLEEP_TIME.as_secs()
+                );
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(StreamEnd::Stopped),
+                    _ = tokio::time::sleep(RECONNECT_SLEEP_TIME) => {}
+                }
+                receiver.restart_from_disk()?;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// `--create-slot` / `--drop-slot`, then exit (pg_receivewal.c).

@@ -92,7 +92,8 @@ pub fn server_parts(
             other => show_settings.show(other),
         }),
         registry.clone(),
-    );
+    )
+    .with_settings(settings.clone());
     ServerParts {
         settings,
         hba,

@@ -130,6 +130,12 @@ impl ReceiverError {
         matches!(self, ReceiverError::Conn(e) if e.server_fields().is_some())
     }
 
+    /// Whether this is a failed local file operation that pg_receivewal logs and retries
+    /// after a new connection ([`crate::segments::SegmentError::is_retried_file_error`]).
+    pub fn is_retried_file_error(&self) -> bool {
+        matches!(self, ReceiverError::Segments(e) if e.is_retried_file_error())
+    }
+
     /// Whether a new connection may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -270,6 +276,28 @@ impl<A: Apply> Receiver<A> {
     /// The applier, to change (a standby's last restartpoint after streaming stopped).
     pub fn applier_mut(&mut self) -> &mut A {
         &mut self.applier
+    }
+
+    /// Forgets what was open, after a local file error: the next [`Receiver::run`]
+    /// starts with a fresh writer where the files on disk end, as a new process would
+    /// (pg_receivewal's next `StreamLog`: `FindStreamingStart`) — but no later than the
+    /// segment of the last flush, so that a segment whose file was removed under the
+    /// writer is streamed again rather than skipped. The decoder keeps its place and
+    /// skips the WAL streamed again.
+    ///
+    /// # Errors
+    /// [`ReceiverError::Segments`] when the directory cannot be opened or read again.
+    pub fn restart_from_disk(&mut self) -> Result<(), ReceiverError> {
+        let flushed = self.writer.flushed();
+        self.writer.reopen()?;
+        let seg = self.writer.seg_size();
+        let on_disk = self.writer.resume_point()?.map(|r| (r.tli, r.start));
+        let streamed = flushed.is_valid().then(|| (self.writing_tli, flushed.segment_start(seg)));
+        self.next = match (on_disk, streamed) {
+            (Some(disk), Some(flush)) => Some(if flush.1 < disk.1 { flush } else { disk }),
+            (disk, flush) => disk.or(flush),
+        };
+        Ok(())
     }
 
     /// The applier, once streaming is over (a standby being promoted goes on from it).

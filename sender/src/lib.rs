@@ -3,6 +3,8 @@
 //! # Layout
 //! The modules follow a connection's life, from accept to streaming:
 //! - [`config`]: the settings, by PostgreSQL's GUC names and units (`-c name=value`).
+//! - [`guc`]: PostgreSQL 15's parameter names and when each may be set, for a startup
+//!   packet's settings.
 //! - [`postmaster`]: the accept loop; SSLRequest/GSSENCRequest, the startup packet,
 //!   CancelRequest, the connection caps, shutdown.
 //! - [`hba`] and [`auth`]: `pg_hba.conf` rules, roles and their verifiers, and the
@@ -39,6 +41,7 @@ pub mod backend;
 pub mod basebackup;
 pub mod config;
 pub mod conn;
+pub mod guc;
 pub mod hba;
 pub mod lag;
 pub mod postmaster;

@@ -476,6 +476,11 @@ where
         st.application_name = msg.param("application_name").unwrap_or_default().to_string();
     }
     let role = authenticate(server, reader, writer, peer, &user, &database, replication).await?;
+    // What follows fails after AuthenticationOk, as in PostgreSQL, whose checks of the
+    // role, the startup options and the walsender slot come after authentication.
+    writer.send(&BackendMessage::Authentication(Authentication::Ok));
+    let role = authorize_role(server, role, &user, replication)?;
+    check_startup_settings(server, &msg, role.superuser)?;
     // walsender.c: InitWalSenderSlot (this backend is already counted)
     let max_wal_senders = server.settings.max_wal_senders;
     if backend_type == BackendType::WalSender
@@ -488,23 +493,12 @@ where
             ),
         )));
     }
-    writer.send(&BackendMessage::Authentication(Authentication::Ok));
-    // postinit.c: process_startup_options, after authentication (a bad one is a FATAL
-    // after AuthenticationOk, as PostgreSQL sends it).
-    if replication != ReplicationMode::Physical {
-        if let Err(e) = server.handler.check_startup_settings(&msg.session_settings()) {
-            let mut fatal = ErrorFields::fatal(&e.code, e.message);
-            fatal.detail = e.detail;
-            fatal.hint = e.hint;
-            return Err(Some(fatal));
-        }
-    }
     greet(writer, &msg, handle.entry(), &user, role.superuser);
     Ok(Some((msg, handle)))
 }
 
-/// Finds the hba rule and runs its method (`auth.c: ClientAuthentication`); then checks
-/// the role may log in. Returns the role.
+/// Finds the hba rule and runs its method (`auth.c: ClientAuthentication`). Returns the
+/// role, if there is one of that name.
 async fn authenticate<R, W>(
     server: &Arc<Server>,
     reader: &mut PqReader<R>,
@@ -513,7 +507,7 @@ async fn authenticate<R, W>(
     user: &str,
     database: &str,
     replication: ReplicationMode,
-) -> Result<crate::auth::Role, StartupError>
+) -> Result<Option<crate::auth::Role>, StartupError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -561,12 +555,45 @@ where
             }
         }
     }
-    // miscinit.c: InitializeSessionUserId; postinit.c: InitPostgres
+    Ok(role)
+}
+
+/// After AuthenticationOk, as PostgreSQL checks it (miscinit.c:
+/// InitializeSessionUserId; postinit.c: InitPostgres): the role exists and may log in,
+/// and a walsender's role may replicate. Returns the role.
+fn authorize_role(
+    server: &Server,
+    role: Option<crate::auth::Role>,
+    user: &str,
+    replication: ReplicationMode,
+) -> Result<crate::auth::Role, StartupError> {
     authorize(role.as_ref(), user, replication != ReplicationMode::Off).map_err(|e| {
-        failed(AuthFailure::NotPermitted);
+        server.registry.count_auth_failure(AuthFailure::NotPermitted);
         Some(*e.fields)
     })?;
     Ok(role.unwrap_or_else(|| crate::auth::Role::new(user)))
+}
+
+/// postinit.c: process_startup_options — each run-time parameter of the packet (and of
+/// its `options`) is set as PostgreSQL sets it, physical walsenders included: names and
+/// contexts as PostgreSQL 15 checks them ([`crate::guc`]), then the values the handler
+/// knows.
+fn check_startup_settings(
+    server: &Server,
+    msg: &StartupMessage,
+    superuser: bool,
+) -> Result<(), StartupError> {
+    let settings = msg.session_settings();
+    let checked = settings
+        .iter()
+        .try_for_each(|(name, _)| crate::guc::check_startup_setting(name, superuser))
+        .and_then(|()| server.handler.check_startup_settings(&settings));
+    checked.map_err(|e| {
+        let mut fatal = ErrorFields::fatal(&e.code, e.message);
+        fatal.detail = e.detail;
+        fatal.hint = e.hint;
+        Some(fatal)
+    })
 }
 
 /// Logs what PostgreSQL logs for a failed authentication, and gives the client's FATAL.

@@ -14,6 +14,7 @@ use crate::backend::query::{
     Column, Datum, DatumType, HandlerFuture, Param, QueryHandler, QueryOutput, QuerySession,
     SessionInfo, SimpleQueryResult, StatementDescription,
 };
+use crate::config::Settings;
 use crate::registry::Registry;
 use crate::views::View;
 
@@ -25,18 +26,41 @@ pub type ShowFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct ServeHandler {
     show: ShowFn,
     registry: Arc<Registry>,
+    /// The server's settings, to check a startup packet's values against.
+    settings: Option<Settings>,
 }
 
 impl ServeHandler {
     /// A handler whose `SHOW` asks `show` and whose signalling functions act on `registry`.
     pub fn new(show: ShowFn, registry: Arc<Registry>) -> ServeHandler {
-        ServeHandler { show, registry }
+        ServeHandler { show, registry, settings: None }
+    }
+
+    /// Checks the values a startup packet gives the settings serve has (the names and
+    /// contexts are checked before, as PostgreSQL's).
+    pub fn with_settings(mut self, settings: Settings) -> ServeHandler {
+        self.settings = Some(settings);
+        self
     }
 }
 
 impl QueryHandler for ServeHandler {
     fn session(&self, _info: &SessionInfo) -> Box<dyn QuerySession> {
         Box::new(self.clone())
+    }
+
+    /// The values of the settings serve has must parse (`22023 invalid value for
+    /// parameter`); the other parameters PostgreSQL has are accepted as given.
+    fn check_startup_settings(&self, settings: &[(String, String)]) -> Result<(), ErrorFields> {
+        let Some(server) = &self.settings else { return Ok(()) };
+        let mut scratch = server.clone();
+        for (name, value) in settings {
+            match scratch.set(name, value) {
+                Err(e) if e.fields.code != sqlstate::UNDEFINED_OBJECT => return Err(e.fields),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

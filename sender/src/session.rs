@@ -52,6 +52,11 @@ pub enum WalSenderExit {
     /// (`walsender.c: WalSndDone`).
     #[error("walsender stopped at shutdown: all WAL was replicated")]
     ShutdownDone,
+    /// The standby sent a CopyData of a type other than `r` and `h`: PostgreSQL logs it
+    /// (COMMERROR) and exits without a word to the client (`walsender.c:
+    /// ProcessStandbyMessage`).
+    #[error("unexpected message type \"{}\"", char::from(*.0))]
+    UnexpectedMessageType(u8),
 }
 
 /// The FATAL a terminated backend sends (`postgres.c: ProcessInterrupts`).
@@ -80,6 +85,10 @@ mod tests {
         assert_eq!(
             WalSenderExit::ShutdownDone.to_string(),
             "walsender stopped at shutdown: all WAL was replicated"
+        );
+        assert_eq!(
+            WalSenderExit::UnexpectedMessageType(b'z').to_string(),
+            "unexpected message type \"z\""
         );
     }
 }

@@ -33,6 +33,12 @@ fn startup_options_set_the_session_or_end_it_as_postgresql() {
         ("--application-name=x\\ y", "SHOW application_name"),
         ("-c statement_timeout=5s -c lock_timeout=2s", "SHOW statement_timeout"),
         ("-c nosuch=1", "SELECT 1"),
+        ("-c NoSuch=1", "SELECT 1"),
+        ("-c my.custom=1", "SELECT 1"),
+        ("-c my.=1", "SELECT 1"),
+        ("-c wal_level=minimal", "SELECT 1"),
+        ("-c wal_receiver_status_interval=1", "SELECT 1"),
+        ("-c server_version=1", "SELECT 1"),
     ];
     for (options, sql) in cases {
         let want = psql(pg.port(), options, sql);

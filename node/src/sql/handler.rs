@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use walstream_protocol::wire::ErrorFields;
+use walstream_protocol::wire::{sqlstate, ErrorFields};
 use walstream_sender::backend::query::{QueryHandler, QuerySession, SessionInfo};
 
 use super::server::ServerContext;
@@ -37,7 +37,12 @@ impl QueryHandler for SqlHandler {
     fn check_startup_settings(&self, settings: &[(String, String)]) -> Result<(), ErrorFields> {
         let mut s = super::guc::SessionSettings::new(self.server.settings(), "");
         for (name, value) in settings {
-            s.set(name, value)?;
+            match s.set(name, value) {
+                // guc.c: a custom name (`a.b`, checked before) the node does not have
+                // becomes a placeholder, as in PostgreSQL.
+                Err(e) if e.code == sqlstate::UNDEFINED_OBJECT && name.contains('.') => {}
+                other => other?,
+            }
         }
         Ok(())
     }

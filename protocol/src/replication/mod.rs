@@ -48,7 +48,7 @@ pub use options::{
     parse_bool, parse_create_slot_options, CreateSlotOptions, OptionError, SnapshotAction,
     MAX_RATE_LOWER, MAX_RATE_UPPER,
 };
-pub use scanner::is_replication_command;
+pub use scanner::{is_replication_command, truncated_identifiers, TruncatedIdentifier};
 pub use syntax::{quote_ident, quote_literal, ReplicationParseError};
 pub use time::{TimestampTz, POSTGRES_EPOCH_UNIX_SECS};
 

@@ -141,7 +141,8 @@ fn strtoul_u32(digits: &str, radix: u32) -> u32 {
 }
 
 /// Clips an identifier to [`MAX_IDENTIFIER_LEN`] bytes at a character boundary
-/// (`scansup.c: truncate_identifier`; PostgreSQL also sends a NOTICE, which is not kept).
+/// (`scansup.c: truncate_identifier`; the NOTICE PostgreSQL sends for it comes from
+/// [`truncated_identifiers`]).
 pub fn truncate_identifier(mut ident: String) -> String {
     if ident.len() > MAX_IDENTIFIER_LEN {
         let mut end = MAX_IDENTIFIER_LEN;
@@ -151,6 +152,48 @@ pub fn truncate_identifier(mut ident: String) -> String {
         ident.truncate(end);
     }
     ident
+}
+
+/// An identifier the scanner truncated (`scansup.c: truncate_identifier` with `warn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncatedIdentifier {
+    /// As written (folded to lower case unless quoted).
+    pub original: String,
+    /// What it became.
+    pub truncated: String,
+}
+
+impl TruncatedIdentifier {
+    /// The text of PostgreSQL's `NOTICE 42622` for it.
+    pub fn message(&self) -> String {
+        format!("identifier \"{}\" will be truncated to \"{}\"", self.original, self.truncated)
+    }
+}
+
+/// The identifiers of `query` longer than [`MAX_IDENTIFIER_LEN`] bytes, in order, as the
+/// scanner reads them up to the end or the first token it cannot read: PostgreSQL sends a
+/// NOTICE for each as it scans the command.
+pub fn truncated_identifiers(query: &str) -> Vec<TruncatedIdentifier> {
+    let mut out = Vec::new();
+    let mut rest = query;
+    loop {
+        let start = &rest[run_len(rest.as_bytes(), is_space)..];
+        let (after, token) = match next_token(rest) {
+            Ok((_, Token::Eof)) | Err(_) => return out,
+            Ok(next) => next,
+        };
+        if let Token::Ident(truncated) = token {
+            let text = &start[..start.len() - after.len()];
+            let original = match text.strip_prefix('"') {
+                Some(quoted) => quoted.strip_suffix('"').unwrap_or(quoted).to_string(),
+                None => text.to_ascii_lowercase(),
+            };
+            if original.len() > truncated.len() {
+                out.push(TruncatedIdentifier { original, truncated });
+            }
+        }
+        rest = after;
+    }
 }
 
 fn unterminated<T>() -> IResult<&'static str, T, PErr> {
@@ -288,6 +331,24 @@ mod tests {
         assert_eq!(lex("99999999999999999999999"), vec![Token::UConst(u32::MAX)]);
         assert_eq!(lex("100000000/0"), vec![Token::RecPtr(Lsn(0))]);
         assert_eq!(lex("0/FFFFFFFFFFFFFFFFFFFFF"), vec![Token::RecPtr(Lsn(0xFFFF_FFFF))]);
+    }
+
+    #[test]
+    fn truncated_identifiers_are_listed_for_their_notices() {
+        let long = "A".repeat(70);
+        let quoted = format!("{}é", "B".repeat(63));
+        let q = format!("DROP_REPLICATION_SLOT {long} \"{quoted}\" short");
+        let got = truncated_identifiers(&q);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].original, "a".repeat(70));
+        assert_eq!(got[0].truncated, "a".repeat(63));
+        // Seen live on 15.18: the multibyte character is not cut in half.
+        assert_eq!(
+            got[1].message(),
+            format!("identifier \"{quoted}\" will be truncated to \"{}\"", "B".repeat(63))
+        );
+        assert!(truncated_identifiers(&format!("SHOW {}", "x".repeat(63))).is_empty());
+        assert!(truncated_identifiers("SHOW \"unterminated").is_empty());
     }
 
     #[test]

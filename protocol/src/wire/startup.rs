@@ -121,8 +121,8 @@ fn split_opts(options: &str) -> Vec<String> {
 ///
 /// # Errors
 /// In PostgreSQL's order: [`WireError::InvalidStartupLength`] (length word below 8 or
-/// body above 10000 bytes), [`WireError::InvalidRequestLength`] (a cancel, SSL or GSS
-/// request of the wrong size), [`WireError::UnsupportedProtocol`] (major version not 3),
+/// body above 10000 bytes), [`WireError::InvalidRequestLength`] (a cancel request of
+/// the wrong size), [`WireError::UnsupportedProtocol`] (major version not 3),
 /// [`WireError::InvalidReplicationParameter`], [`WireError::StartupLayout`] (no
 /// terminator as last byte), [`WireError::InvalidUtf8`] and [`WireError::NoUserName`].
 pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, WireError> {
@@ -152,12 +152,11 @@ pub fn parse_startup(buf: &mut BytesMut) -> Result<Option<StartupPacket>, WireEr
             request_len("cancel request", 16)?;
             Ok(Some(StartupPacket::CancelRequest { pid: body.get_i32(), key: body.get_u32() }))
         }
-        NEGOTIATE_SSL_CODE => {
-            request_len("SSL request", 8).map(|()| Some(StartupPacket::SslRequest))
-        }
-        NEGOTIATE_GSS_CODE => {
-            request_len("GSSAPI encryption request", 8).map(|()| Some(StartupPacket::GssEncRequest))
-        }
+        // postmaster.c: ProcessStartupPacket looks only at the code of these two; bytes
+        // after it inside the packet are read and ignored (checked live: an SSLRequest
+        // of 12 or 16 bytes is answered `N` and the startup goes on).
+        NEGOTIATE_SSL_CODE => Ok(Some(StartupPacket::SslRequest)),
+        NEGOTIATE_GSS_CODE => Ok(Some(StartupPacket::GssEncRequest)),
         version => parse_startup_message(version, body).map(|m| Some(StartupPacket::Startup(m))),
     }
 }
@@ -186,12 +185,19 @@ fn parse_params(body: Bytes) -> Result<Vec<(String, String)>, WireError> {
         }
         let value = r.cstr_bytes().map_err(|_| WireError::StartupLayout)?;
         let name = utf8(name)?;
-        let value = utf8(value)?;
+        // guc.c: check_application_name — any bytes, each outside printable ASCII
+        // replaced by `?` (pg_clean_ascii), valid UTF-8 or not.
+        let value = if name == "application_name" { clean_ascii(&value) } else { utf8(value)? };
         if name == "replication" {
             ReplicationMode::from_param(&value)?;
         }
         params.push((name, value));
     }
+}
+
+/// `string.c: pg_clean_ascii` (PostgreSQL 15): every byte outside 32..=126 becomes `?`.
+pub fn clean_ascii(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| if (32..=126).contains(&b) { char::from(b) } else { '?' }).collect()
 }
 
 fn utf8(bytes: Bytes) -> Result<String, WireError> {
@@ -413,6 +419,28 @@ mod tests {
             parse(&cancel),
             Err(WireError::InvalidRequestLength { request: "cancel request", len: 12 })
         );
+    }
+
+    #[test]
+    fn longer_ssl_and_gss_requests_are_taken_whole() {
+        let mut buf = BytesMut::from(&startup(NEGOTIATE_SSL_CODE, b"abcd")[..]);
+        buf.extend_from_slice(b"next");
+        assert_eq!(parse_startup(&mut buf), Ok(Some(StartupPacket::SslRequest)));
+        assert_eq!(&buf[..], b"next");
+        let gss = startup(NEGOTIATE_GSS_CODE, &[0; 8]);
+        assert_eq!(parse(&gss), Ok(Some(StartupPacket::GssEncRequest)));
+    }
+
+    #[test]
+    fn application_name_takes_any_bytes_as_postgresql_cleans_them() {
+        let body = b"user\0u\0application_name\0ab\xff\xfec\xc3\xa9\0\0";
+        let Ok(Some(StartupPacket::Startup(m))) = parse(&startup(PROTOCOL_3_0, body)) else {
+            panic!("not a startup message")
+        };
+        // Seen live on 15.18: ParameterStatus application_name "ab??c??".
+        assert_eq!(m.param("application_name"), Some("ab??c??"));
+        let bad_user = startup(PROTOCOL_3_0, b"user\0\xff\0\0");
+        assert_eq!(parse(&bad_user), Err(WireError::InvalidUtf8 { tag: 0 }));
     }
 
     #[test]

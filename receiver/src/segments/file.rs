@@ -11,7 +11,11 @@ use walstream_protocol::lsn::parse_segment_file_name;
 use walstream_protocol::{Lsn, TimeLineId, XLogSegNo};
 
 use super::io::SegFile;
-use super::{SegmentError, SegmentWriter};
+use super::{SegmentError, SegmentWriter, FSYNC_FILE};
+
+/// pg_receivewal's words for a segment it could not create or pad
+/// (`receivelog.c: open_walfile`).
+const OPEN_SEGMENT: &str = "open write-ahead log file";
 
 /// The suffix of a segment being written.
 pub(super) const PARTIAL: &str = ".partial";
@@ -57,7 +61,8 @@ impl OpenSegment {
         if file_len(&partial).is_some() {
             let file = open_rw(&partial)?;
             if file_len(&partial) != Some(size) {
-                file.set_len(size).map_err(SegmentError::io("resize", &partial))?;
+                file.set_len(size)
+                    .map_err(SegmentError::io("extend write-ahead log file", &partial))?;
             }
             return Ok(seg(file, partial, Some(final_path), false));
         }
@@ -98,13 +103,13 @@ pub(super) fn prepare_mid_segment(
         .ok_or_else(missing)?;
     let len = start.segment_offset(w.seg_size) as usize;
     let mut prefix = vec![0u8; len];
-    let src = File::open(&source).map_err(SegmentError::io("open", &source))?;
+    let src = File::open(&source).map_err(SegmentError::io("open file", &source))?;
     src.read_exact_at(&mut prefix, 0).map_err(|_| missing())?;
     let path = &own[1];
     let file = create_partial(w, path)?;
-    file.write_all_at(&prefix, 0).map_err(SegmentError::io("write to", path))?;
+    file.write_all_at(&prefix, 0).map_err(SegmentError::io("write to file", path))?;
     if w.opts.sync {
-        file.sync_data().map_err(SegmentError::io("fsync", path))?;
+        file.sync_data().map_err(SegmentError::io(FSYNC_FILE, path))?;
     }
     Ok(())
 }
@@ -138,7 +143,7 @@ fn create_partial(w: &SegmentWriter, path: &Path) -> Result<File, SegmentError> 
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(SegmentError::io("create", path))?;
+        .map_err(SegmentError::io(OPEN_SEGMENT, path))?;
     let size = u64::from(w.seg_size.bytes());
     // SAFETY: fallocate on a descriptor this File owns; it takes no pointers.
     if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) } != 0 {
@@ -149,18 +154,22 @@ fn create_partial(w: &SegmentWriter, path: &Path) -> Result<File, SegmentError> 
             // No space for the segment: no half-made file is left (walmethods.c).
             drop(file);
             let _ = fs::remove_file(path);
-            return Err(SegmentError::io("preallocate", path)(e));
+            return Err(SegmentError::io(OPEN_SEGMENT, path)(e));
         }
     }
     if w.opts.sync {
-        file.sync_all().map_err(SegmentError::io("fsync", path))?;
+        file.sync_all().map_err(SegmentError::io(FSYNC_FILE, path))?;
         fsync_dir(&w.dir)?;
     }
     Ok(file)
 }
 
 fn open_rw(path: &Path) -> Result<File, SegmentError> {
-    File::options().read(true).write(true).open(path).map_err(SegmentError::io("open", path))
+    File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(SegmentError::io("open existing write-ahead log file", path))
 }
 
 /// The length of a regular file, `None` if there is none.
@@ -170,5 +179,7 @@ pub(super) fn file_len(path: &Path) -> Option<u64> {
 
 /// fsyncs a directory, so renames and creations in it are durable.
 pub(super) fn fsync_dir(dir: &Path) -> Result<(), SegmentError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(SegmentError::io("fsync directory", dir))
+    // file_utils.c: fsync_fname, whose texts say "file" for a directory too.
+    let d = File::open(dir).map_err(SegmentError::io("open file", dir))?;
+    d.sync_all().map_err(SegmentError::io(FSYNC_FILE, dir))
 }

@@ -313,16 +313,7 @@ impl Io {
     fn check(&self) -> Result<(), SegmentError> {
         match &self.failed {
             None => Ok(()),
-            Some(SegmentError::Io { op, path, source }) => Err(SegmentError::Io {
-                op,
-                path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
-            }),
-            Some(other) => Err(SegmentError::Io {
-                op: "write WAL",
-                path: PathBuf::new(),
-                source: io::Error::other(other.to_string()),
-            }),
+            Some(e) => Err(e.duplicate()),
         }
     }
 
@@ -395,17 +386,22 @@ fn timed_sync(file: &std::fs::File) -> std::io::Result<()> {
 /// Does one job.
 fn run(job: Job) -> Done {
     match job {
-        Job::Write { file, buf, range, base, end } => match file.write(&buf, range, base) {
-            Ok(()) => Done::Written { buf, end },
-            Err(source) => {
-                Done::Failed(SegmentError::Io { op: "write to", path: file.path.clone(), source })
+        Job::Write { file, buf, range, base, end } => {
+            let len = range.len();
+            match file.write(&buf, range, base) {
+                Ok(()) => Done::Written { buf, end },
+                Err(source) => {
+                    Done::Failed(SegmentError::Write { len, path: file.path.clone(), source })
+                }
             }
-        },
+        }
         Job::Sync { file } => match timed_sync(&file.file) {
             Ok(()) => Done::Synced,
-            Err(source) => {
-                Done::Failed(SegmentError::Io { op: "fsync", path: file.path.clone(), source })
-            }
+            Err(source) => Done::Failed(SegmentError::Io {
+                op: super::FSYNC_FILE,
+                path: file.path.clone(),
+                source,
+            }),
         },
     }
 }

@@ -27,13 +27,37 @@ use io::{Io, Stage, BLOCK};
 /// Errors of the segment layer.
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    /// A file system call failed.
+    /// A file system call failed; the text is pg_receivewal's for the same call
+    /// (`receivelog.c`, `walmethods.c`, `file_utils.c`).
     #[error("could not {op} \"{path}\": {source}")]
     Io {
-        /// What was attempted (`open`, `write to`, `fsync`, ...).
+        /// What was attempted, as PostgreSQL words it (`open write-ahead log file`,
+        /// `fsync file`, ...).
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing streamed WAL into a segment failed (`receivelog.c: ProcessXLogDataMsg`).
+    #[error("could not write {len} bytes to WAL file \"{path}\": {source}")]
+    Write {
+        /// How many bytes were to be written.
+        len: usize,
+        /// The segment file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rename failed (`file_utils.c: durable_rename`).
+    #[error("could not rename file \"{from}\" to \"{to}\": {source}")]
+    Rename {
+        /// The file's name before.
+        from: PathBuf,
+        /// The name it was to get.
+        to: PathBuf,
         /// The error.
         #[source]
         source: std::io::Error,
@@ -69,10 +93,58 @@ pub enum SegmentError {
     },
 }
 
+/// `op` of an fsync failure ([`SegmentError::is_retried_file_error`]).
+pub(crate) const FSYNC_FILE: &str = "fsync file";
+
 impl SegmentError {
     fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SegmentError {
         let path = path.to_path_buf();
         move |source| SegmentError::Io { op, path, source }
+    }
+
+    fn rename(from: &Path, to: &Path) -> impl FnOnce(std::io::Error) -> SegmentError {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        move |source| SegmentError::Rename { from, to, source }
+    }
+
+    /// A local file operation failed that pg_receivewal logs and retries after a new
+    /// connection: any but an fsync, whose failure it never retries, as what was written
+    /// may be lost (`receivelog.c`: `pg_fatal("could not fsync file ...")`).
+    pub fn is_retried_file_error(&self) -> bool {
+        match self {
+            SegmentError::Io { op, .. } => *op != FSYNC_FILE,
+            SegmentError::Write { .. } | SegmentError::Rename { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A copy of this error (the I/O thread's first failure is returned by every later
+    /// call).
+    pub(crate) fn duplicate(&self) -> SegmentError {
+        let copy = |e: &std::io::Error| match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        match self {
+            SegmentError::Io { op, path, source } => {
+                SegmentError::Io { op, path: path.clone(), source: copy(source) }
+            }
+            SegmentError::Write { len, path, source } => {
+                SegmentError::Write { len: *len, path: path.clone(), source: copy(source) }
+            }
+            SegmentError::Rename { from, to, source } => {
+                SegmentError::Rename { from: from.clone(), to: to.clone(), source: copy(source) }
+            }
+            SegmentError::NotContiguous { got, expected } => {
+                SegmentError::NotContiguous { got: *got, expected: *expected }
+            }
+            SegmentError::MidSegmentStart { tli, start, segment } => {
+                SegmentError::MidSegmentStart { tli: *tli, start: *start, segment: segment.clone() }
+            }
+            SegmentError::Overflow { start, len } => {
+                SegmentError::Overflow { start: *start, len: *len }
+            }
+        }
     }
 }
 
@@ -142,6 +214,20 @@ impl SegmentWriter {
         })
     }
 
+    /// Drops what is open and staged (staged bytes are not written: they come again
+    /// with the stream) and starts over as a writer newly opened on the same directory,
+    /// with a new I/O thread: how writing resumes after a failed file operation.
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::open`].
+    pub fn reopen(&mut self) -> Result<(), SegmentError> {
+        let mut fresh = SegmentWriter::open(&self.dir, self.seg_size, self.opts)?;
+        fresh.collect_ready = self.collect_ready;
+        self.stage = None;
+        drop(std::mem::replace(self, fresh));
+        Ok(())
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -175,10 +261,10 @@ impl SegmentWriter {
             }
             let path = entry.path();
             if segno > first {
-                std::fs::remove_file(&path).map_err(SegmentError::io("remove", &path))?;
+                std::fs::remove_file(&path).map_err(SegmentError::io("remove file", &path))?;
             } else if !name.ends_with(file::PARTIAL) {
                 let partial = self.dir.join(format!("{name}{}", file::PARTIAL));
-                std::fs::rename(&path, &partial).map_err(SegmentError::io("rename", &path))?;
+                std::fs::rename(&path, &partial).map_err(SegmentError::rename(&path, &partial))?;
             }
         }
         fsync_dir(&self.dir)?;
@@ -345,13 +431,15 @@ impl SegmentWriter {
         let name = history_file_name(tli);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let f = File::create(&tmp).map_err(SegmentError::io("create", &tmp))?;
-        f.write_all_at(content, 0).map_err(SegmentError::io("write to", &tmp))?;
+        let f =
+            File::create(&tmp).map_err(SegmentError::io("create timeline history file", &tmp))?;
+        f.write_all_at(content, 0)
+            .map_err(SegmentError::io("write timeline history file", &tmp))?;
         if self.opts.sync {
-            f.sync_all().map_err(SegmentError::io("fsync", &tmp))?;
+            f.sync_all().map_err(SegmentError::io(FSYNC_FILE, &tmp))?;
         }
         drop(f);
-        std::fs::rename(&tmp, &path).map_err(SegmentError::io("rename", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(SegmentError::rename(&tmp, &path))?;
         self.sync_dir()
     }
 
@@ -402,7 +490,7 @@ impl SegmentWriter {
         self.io.wait_all()?;
         if let Some(final_path) = cur.final_path() {
             std::fs::rename(cur.path(), &final_path)
-                .map_err(SegmentError::io("rename", cur.path()))?;
+                .map_err(SegmentError::rename(cur.path(), &final_path))?;
             self.sync_dir()?;
         }
         if self.opts.sync {
@@ -503,7 +591,7 @@ pub fn adopt_partial_segments(dir: &Path) -> Result<(), SegmentError> {
         let target = dir.join(segment);
         if segment.len() == 24 && !target.exists() {
             std::fs::rename(entry.path(), &target)
-                .map_err(SegmentError::io("rename", &entry.path()))?;
+                .map_err(SegmentError::rename(&entry.path(), &target))?;
         }
     }
     Ok(())

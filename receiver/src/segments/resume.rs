@@ -83,7 +83,7 @@ pub(super) fn find(dir: &Path, seg_size: WalSegSize) -> Result<Option<ResumePoin
     let name = |segno| walstream_protocol::lsn::segment_file_name(tli, segno, seg_size);
     if let Some(p) = partial {
         let path = dir.join(format!("{}{PARTIAL}", name(p)));
-        let bytes = fs::read(&path).map_err(SegmentError::io("read", &path))?;
+        let bytes = fs::read(&path).map_err(SegmentError::io("read file", &path))?;
         let check = validate_partial(Bytes::from(bytes), tli, p, seg_size);
         let seg_end = p.next().start_lsn(seg_size);
         let start =

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use walstream_protocol::replication::{parse_command, ReplicationCommand};
+use walstream_protocol::replication::{parse_command, truncated_identifiers, ReplicationCommand};
 use walstream_protocol::timeline::TimelineHistory;
 use walstream_protocol::wire::{
-    sqlstate, BackendMessage, ErrorFields, FieldDescription, ReplicationMode,
+    sqlstate, BackendMessage, ErrorFields, FieldDescription, ReplicationMode, Severity,
 };
 use walstream_protocol::TimeLineId;
 
@@ -84,6 +84,12 @@ impl WalSender {
                 sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "cannot execute new commands while WAL sender is in stopping mode",
             ));
+        }
+        // repl_scanner.l: each identifier over NAMEDATALEN - 1 bytes gets a NOTICE as it is
+        // scanned, before the command runs or its syntax error.
+        for t in truncated_identifiers(sql) {
+            let notice = ErrorFields::new(Severity::Notice, sqlstate::NAME_TOO_LONG, t.message());
+            conn.writer.send(&BackendMessage::NoticeResponse(notice));
         }
         let command =
             parse_command(sql).map_err(|e| ErrorFields::error(e.sqlstate(), e.to_string()))?;

@@ -3,7 +3,7 @@
 
 use tokio::io::AsyncRead;
 use tokio::sync::mpsc;
-use walstream_protocol::replication::{parse_client_copy_data, ClientCopyData};
+use walstream_protocol::replication::{parse_client_copy_data, ClientCopyData, CopyDataError};
 use walstream_protocol::wire::{sqlstate, ErrorFields, FrontendMessage, Severity, WireError};
 
 use crate::conn::{ConnError, PqReader};
@@ -21,6 +21,10 @@ pub(super) enum Reply {
     Eof,
     /// A FATAL error to send.
     Fatal(Box<ErrorFields>),
+    /// An ERROR to send: streaming ends and the connection goes back to command mode.
+    Error(Box<ErrorFields>),
+    /// A CopyData of an unknown type: the connection ends without a word.
+    Unexpected(u8),
     /// The socket failed.
     Io(std::io::Error),
 }
@@ -45,9 +49,12 @@ pub(super) async fn read_replies<R: AsyncRead + Unpin>(
             Ok(Some(Ok(FrontendMessage::CopyData(payload)))) => {
                 match parse_client_copy_data(payload) {
                     Ok(data) => Reply::Data(data),
-                    // walsender.c: ProcessStandbyMessage, "unexpected message type" ends it
+                    // walsender.c: ProcessStandbyMessage, "unexpected message type" is a
+                    // COMMERROR followed by proc_exit: logged, nothing sent.
+                    Err(CopyDataError::UnexpectedMessageType(tag)) => Reply::Unexpected(tag),
+                    // A short message: pqformat.c's ERROR; the walsender stays usable.
                     Err(e) => {
-                        Reply::Fatal(Box::new(ErrorFields::fatal(e.sqlstate(), e.to_string())))
+                        Reply::Error(Box::new(ErrorFields::error(e.sqlstate(), e.to_string())))
                     }
                 }
             }

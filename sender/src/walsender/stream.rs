@@ -473,6 +473,10 @@ impl Streamer {
                 Some(StreamEnd::Exit(BackendEnd::Eof))
             }
             Reply::Fatal(fields) => Some(self.fatal(w, *fields).await),
+            Reply::Error(fields) => Some(StreamEnd::Error(fields)),
+            Reply::Unexpected(tag) => Some(StreamEnd::Exit(BackendEnd::WalSenderExit(
+                WalSenderExit::UnexpectedMessageType(tag),
+            ))),
             Reply::Io(e) => Some(StreamEnd::Exit(BackendEnd::Io(e))),
         }
     }
