@@ -2,13 +2,20 @@
 """Side-by-side: `walstream waldump --stats` vs `pg_waldump --stats` on the same WAL.
 
     python3 bench/waldump_vs_pg_waldump.py [--gb 1.0] [--runs 5] [--scale 60] [--keep DIR]
+                                           [--workload oltp|bulk]
 
-Makes a throwaway PostgreSQL 15 cluster (16 MB segments) on a free loopback port, runs
-pgbench (init, then transactions) until at least --gb GB of WAL exist, stops the server,
+Makes a throwaway PostgreSQL 15 cluster (16 MB segments) on a free loopback port, makes
+WAL until at least --gb GB exist, stops the server,
 then times both tools alternately on the same segments (same start and end LSN), --runs
 times each, and prints records, wall seconds, CPU seconds and records per second (median),
-and the ratio walstream / pg_waldump. Every run of both must print the same statistics,
-byte for byte.
+and the ratio walstream / pg_waldump; walstream runs twice per round, on both cores and
+pinned to one (`taskset -c 0`), for the per-core ratio. Every run of all must print the
+same statistics, byte for byte.
+
+Workloads: `oltp` (default): pgbench -i, then pgbench transactions (small records, one
+full-page image per page after each checkpoint); `bulk`: what loads make — COPY
+(`pgbench -i`'s multi-insert records), CREATE INDEX (whole index pages logged), a
+checkpoint then an UPDATE of every row (a full-page image per heap page), repeated.
 The cluster is stopped and removed at the end (or kept in --keep for reuse).
 """
 import argparse
@@ -20,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 
-from pgutil import BIN, ROOT, as_pg, free_port, lsn_to_int, run_timed
+from pgutil import BIN, as_pg, free_port, lsn_to_int, run_timed, walstream_binary
 
 
 
@@ -30,7 +37,21 @@ def sql(port, q):
     return out.stdout.strip()
 
 
-def make_wal(work, gb, scale):
+def bulk_rounds(port, gb, start, scale):
+    """COPY, CREATE INDEX, CHECKPOINT + UPDATE everything: large, page-crossing records and
+    full-page images, until gb GB of WAL exist (bounded: at most 40 rounds)."""
+    pgbench = [f"{BIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+    for _ in range(40):
+        done = lsn_to_int(sql(port, "SELECT pg_current_wal_lsn()")) - lsn_to_int(start)
+        if done >= gb * 1e9:
+            break
+        as_pg(pgbench + ["-i", "-q", "-s", str(scale), "postgres"], capture_output=True)
+        sql(port, "CREATE INDEX ON pgbench_accounts (abalance, aid)")
+        sql(port, "CHECKPOINT")
+        sql(port, "UPDATE pgbench_accounts SET abalance = abalance + 1")
+
+
+def make_wal(work, gb, scale, workload="oltp"):
     data = os.path.join(work, "data")
     as_pg([f"{BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
           stdout=subprocess.DEVNULL)
@@ -44,8 +65,11 @@ def make_wal(work, gb, scale):
     try:
         start = sql(port, "SELECT pg_current_wal_lsn()")
         pgbench = [f"{BIN}/pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
-        as_pg(pgbench + ["-i", "-q", "-s", str(scale), "postgres"], capture_output=True)
-        for _ in range(40):  # bounded: at most 40 x 30 s
+        if workload == "bulk":
+            bulk_rounds(port, gb, start, scale)
+        else:
+            as_pg(pgbench + ["-i", "-q", "-s", str(scale), "postgres"], capture_output=True)
+        for _ in range(40 if workload == "oltp" else 0):  # bounded: at most 40 x 30 s
             done = lsn_to_int(sql(port, "SELECT pg_current_wal_lsn()")) - lsn_to_int(start)
             if done >= gb * 1e9:
                 break
@@ -71,14 +95,13 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", type=int, default=60, help="pgbench -i scale before the transactions")
     ap.add_argument("--keep", help="keep (or reuse) the generated WAL in this directory")
+    ap.add_argument("--workload", choices=["oltp", "bulk"], default="oltp")
     ap.add_argument("--generate-only", action="store_true", help="only make the WAL (needs --keep)")
     args = ap.parse_args()
     if args.generate_only and not args.keep:
         sys.exit("--generate-only needs --keep DIR")
 
-    if not args.generate_only:
-        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "walstream"], cwd=ROOT, check=True)
-    walstream = os.path.join(ROOT, "target", "release", "walstream")
+    walstream = None if args.generate_only else walstream_binary()
 
     meta = os.path.join(args.keep, "range") if args.keep else None
     work = None
@@ -90,7 +113,7 @@ def main():
         os.makedirs(work, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(work, "postgres", "postgres")
-        waldir, start, end = make_wal(work, args.gb, args.scale)
+        waldir, start, end = make_wal(work, args.gb, args.scale, args.workload)
         if meta:
             open(meta, "w").write(f"{start} {end}\n")
     if args.generate_only:
@@ -99,22 +122,28 @@ def main():
     try:
         size = lsn_to_int(end) - lsn_to_int(start)
         common = ["-p", waldir, "-s", start, "-e", end, "--stats"]
-        results = {"pg_waldump": [], "walstream": []}
-        for _ in range(args.runs):  # alternate so both see the same cache state
+        results = {"pg_waldump": [], "walstream": [], "walstream 1 core": []}
+        for _ in range(args.runs):  # alternate so all see the same cache state
             results["pg_waldump"].append(timed([f"{BIN}/pg_waldump"] + common))
             results["walstream"].append(timed([walstream, "waldump"] + common))
-        outputs = {k: {r[3] for r in v} for k, v in results.items()}
-        if len(outputs["pg_waldump"] | outputs["walstream"]) != 1:
-            sys.exit("the two tools' --stats output differs")
-        print(f"WAL: {size / 1e9:.2f} GB, {start} .. {end}, {args.runs} runs each, median")
-        print(f"{'tool':<12} {'records':>10} {'wall s':>8} {'cpu s':>8} {'records/s':>12} {'MB/s':>8}")
+            results["walstream 1 core"].append(timed(["taskset", "-c", "0", walstream, "waldump"] + common))
+        outputs = set()
+        for v in results.values():
+            outputs |= {r[3] for r in v}
+        if len(outputs) != 1:
+            sys.exit("the tools' --stats output differs")
+        print(f"WAL ({args.workload}): {size / 1e9:.2f} GB, {start} .. {end}, {args.runs} runs each, median")
+        for k, v in results.items():
+            print(f"  {k} wall s per run: " + " ".join(f"{r[1]:.2f}" for r in v))
+        print(f"{'tool':<16} {'records':>10} {'wall s':>8} {'cpu s':>8} {'records/s':>12} {'MB/s':>8}")
         rate = {}
         for k, v in results.items():
             wall = statistics.median(r[1] for r in v)
             cpu = statistics.median(r[2] for r in v)
             rate[k] = v[0][0] / wall
-            print(f"{k:<12} {v[0][0]:>10} {wall:>8.2f} {cpu:>8.2f} {rate[k]:>12.0f} {size / 1e6 / wall:>8.0f}")
+            print(f"{k:<16} {v[0][0]:>10} {wall:>8.2f} {cpu:>8.2f} {rate[k]:>12.0f} {size / 1e6 / wall:>8.0f}")
         print(f"ratio walstream/pg_waldump records per second: {rate['walstream'] / rate['pg_waldump']:.2f}x")
+        print(f"per core (walstream pinned to one core): {rate['walstream 1 core'] / rate['pg_waldump']:.2f}x")
     finally:
         if work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
