@@ -1,6 +1,8 @@
-//! Decode + CRC throughput, owned (`poll`) and borrowed (`poll_ref`), over a few MB of
-//! encoder-made WAL: records of 50-300 bytes with block references, and some 8 kB
-//! full-page images.
+//! Decode + CRC throughput, owned (`poll`) and borrowed (`poll_ref`), over 8 MB of
+//! encoder-made WAL of two shapes: `oltp`, records of 50-300 bytes with a block reference
+//! each and an 8 kB full-page image every 50th; `bulk`, what loads write — records of
+//! 3-24 kB that cross one to three page boundaries (multi-insert-like block data), each
+//! second one also carrying an 8 kB full-page image.
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -9,7 +11,13 @@ use walstream_protocol::wal::{
 };
 use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
-fn wal() -> (Lsn, Bytes) {
+#[derive(Clone, Copy)]
+enum Shape {
+    Oltp,
+    Bulk,
+}
+
+fn wal(shape: Shape) -> (Lsn, Bytes) {
     let seg_size = WalSegSize::new(1 << 20).unwrap();
     let cfg = EncoderConfig { system_id: 1, timeline: TimeLineId(1), seg_size };
     let start = Lsn(0x0100_0000);
@@ -18,13 +26,21 @@ fn wal() -> (Lsn, Bytes) {
     let mut i = 0u32;
     while enc.position() - start < 8 << 20 {
         i += 1;
-        let image = (i % 50 == 0).then(|| BlockImage {
+        let with_image = match shape {
+            Shape::Oltp => i % 50 == 0,
+            Shape::Bulk => i % 2 == 0,
+        };
+        let image = with_image.then(|| BlockImage {
             bimg_info: 0x02,
             hole_offset: 0,
             hole_length: 0,
             data: Bytes::from(vec![(i % 251) as u8; 8192]),
         });
-        let len = 20 + (i as usize * 37) % 250;
+        let len = match shape {
+            Shape::Oltp => 20 + (i as usize * 37) % 250,
+            // Block data is at most 65535 bytes; half goes to the main data.
+            Shape::Bulk => 3000 + (i as usize * 7919) % 21000,
+        };
         let block = BlockRef {
             id: 0,
             fork_flags: 0,
@@ -48,37 +64,39 @@ fn wal() -> (Lsn, Bytes) {
 }
 
 fn decode(c: &mut Criterion) {
-    let (start, bytes) = wal();
-    let seg_size = WalSegSize::new(1 << 20).unwrap();
-    let mut g = c.benchmark_group("wal");
-    g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("owned_poll_8MB_in_128kB_chunks", |b| {
-        b.iter(|| {
-            let mut d = WalDecoder::new(start, seg_size);
-            let mut n = 0usize;
-            for off in (0..bytes.len()).step_by(128 * 1024) {
-                d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
-                while let Ok(Some(r)) = d.poll() {
-                    n += r.blocks.len();
+    for (name, shape) in [("oltp", Shape::Oltp), ("bulk", Shape::Bulk)] {
+        let (start, bytes) = wal(shape);
+        let seg_size = WalSegSize::new(1 << 20).unwrap();
+        let mut g = c.benchmark_group(format!("wal_{name}"));
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function("owned_poll_8MB_in_128kB_chunks", |b| {
+            b.iter(|| {
+                let mut d = WalDecoder::new(start, seg_size);
+                let mut n = 0usize;
+                for off in (0..bytes.len()).step_by(128 * 1024) {
+                    d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
+                    while let Ok(Some(r)) = d.poll() {
+                        n += r.blocks.len();
+                    }
                 }
-            }
-            n
-        })
-    });
-    g.bench_function("borrowed_poll_ref_8MB_in_128kB_chunks", |b| {
-        b.iter(|| {
-            let mut d = WalDecoder::new(start, seg_size);
-            let mut n = 0usize;
-            for off in (0..bytes.len()).step_by(128 * 1024) {
-                d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
-                while let Ok(Some(r)) = d.poll_ref() {
-                    n += r.block_count() + r.main_data().len();
+                n
+            })
+        });
+        g.bench_function("borrowed_poll_ref_8MB_in_128kB_chunks", |b| {
+            b.iter(|| {
+                let mut d = WalDecoder::new(start, seg_size);
+                let mut n = 0usize;
+                for off in (0..bytes.len()).step_by(128 * 1024) {
+                    d.feed(bytes.slice(off..(off + 128 * 1024).min(bytes.len())));
+                    while let Ok(Some(r)) = d.poll_ref() {
+                        n += r.block_count() + r.main_data().len();
+                    }
                 }
-            }
-            n
-        })
-    });
-    g.finish();
+                n
+            })
+        });
+        g.finish();
+    }
 }
 
 criterion_group!(benches, decode);
