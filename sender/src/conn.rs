@@ -5,6 +5,8 @@
 //! reader's buffer, so it can sit in a `select!` next to other work.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::walsource::FileRange;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use walstream_protocol::wire::{
     parse_frontend, parse_startup, BackendMessage, ErrorFields, FrontendMessage, MessageLimits,
@@ -125,12 +127,93 @@ pub struct PqWriter<W> {
     /// An ErrorResponse or NoticeResponse is queued: `elog.c: send_message_to_frontend`
     /// flushes those at once.
     urgent: bool,
+    /// The plain TCP socket under `io`, when there is one: file ranges can then go to it
+    /// with `sendfile` ([`PqWriter::write_with_files`]).
+    tcp_of: Option<fn(&W) -> &tokio::net::TcpStream>,
 }
 
 impl<W: AsyncWrite + Unpin> PqWriter<W> {
     /// Wraps a writing half.
     pub fn new(io: W) -> Self {
-        PqWriter { io, buf: BytesMut::with_capacity(PQ_SEND_BUFFER_SIZE), urgent: false }
+        PqWriter {
+            io,
+            buf: BytesMut::with_capacity(PQ_SEND_BUFFER_SIZE),
+            urgent: false,
+            tcp_of: None,
+        }
+    }
+
+    /// Wraps a writing half that is a plain TCP socket, `tcp_of` giving the socket (e.g.
+    /// `OwnedWriteHalf::as_ref`): WAL in files can then be sent without passing through
+    /// user space.
+    pub fn with_socket(io: W, tcp_of: fn(&W) -> &tokio::net::TcpStream) -> Self {
+        PqWriter { tcp_of: Some(tcp_of), ..PqWriter::new(io) }
+    }
+
+    /// Whether [`PqWriter::write_with_files`] can be used.
+    pub fn sends_files(&self) -> bool {
+        self.tcp_of.is_some()
+    }
+
+    /// Writes everything queued (corked with `MSG_MORE`), then `ranges` of files straight
+    /// from the page cache to the socket with `sendfile(2)`: how XLogData goes out when its
+    /// WAL is in a segment file.
+    ///
+    /// # Errors
+    /// The socket failed; [`std::io::ErrorKind::Unsupported`] without a plain socket;
+    /// [`std::io::ErrorKind::UnexpectedEof`] when a file holds fewer bytes than its range
+    /// says (the message on the wire is then incomplete: the connection must end).
+    pub async fn write_with_files(&mut self, ranges: &[FileRange]) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        use tokio::io::Interest;
+        let Some(tcp_of) = self.tcp_of else {
+            return Err(std::io::ErrorKind::Unsupported.into());
+        };
+        self.urgent = false;
+        let tcp = tcp_of(&self.io);
+        let sock = tcp.as_raw_fd();
+        while !self.buf.is_empty() {
+            let head = &self.buf;
+            let n = tcp
+                .async_io(Interest::WRITABLE, || {
+                    // SAFETY: send(2) reads `head.len()` bytes of a live buffer.
+                    let r = unsafe {
+                        libc::send(
+                            sock,
+                            head.as_ptr().cast(),
+                            head.len(),
+                            libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    usize::try_from(r).map_err(|_| std::io::Error::last_os_error())
+                })
+                .await?;
+            bytes::Buf::advance(&mut self.buf, n);
+        }
+        for range in ranges {
+            let file = range.file.as_raw_fd();
+            let mut offset = libc::off_t::try_from(range.offset)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            let mut left = range.len;
+            while left > 0 {
+                let n = tcp
+                    .async_io(Interest::WRITABLE, || {
+                        // SAFETY: sendfile(2) between two open descriptors; `offset` is a
+                        // live local it advances.
+                        let r = unsafe { libc::sendfile(sock, file, &mut offset, left) };
+                        usize::try_from(r).map_err(|_| std::io::Error::last_os_error())
+                    })
+                    .await?;
+                if n == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "WAL segment file ended before the range sent",
+                    ));
+                }
+                left -= n;
+            }
+        }
+        Ok(())
     }
 
     /// Queues one message.

@@ -308,7 +308,7 @@ async fn serve_connection(
     let _ = socket.set_nodelay(true);
     let (rd, wr) = socket.into_split();
     let mut reader = PqReader::new(rd, MessageLimits::default());
-    let mut writer = PqWriter::new(wr);
+    let mut writer = PqWriter::with_socket(wr, tokio::net::tcp::OwnedWriteHalf::as_ref);
     let timeout = server.settings.authentication_timeout;
     let started =
         tokio::time::timeout(timeout, startup(&server, &mut reader, &mut writer, peer, too_many))

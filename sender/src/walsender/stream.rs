@@ -30,6 +30,7 @@ use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext}
 use crate::conn::PqWriter;
 use crate::registry::{BackendEntry, WalSndState};
 use crate::session::{admin_shutdown, query_canceled, BackendEnd, Connection, WalSenderExit};
+use crate::walsource::FileRange;
 
 /// Which timeline is streamed, and where it ends (`sendTimeLine*`).
 #[derive(Debug, Clone, Copy)]
@@ -368,18 +369,75 @@ impl Streamer {
             endptr = Lsn(endptr.0 - endptr.0 % u64::from(XLOG_BLCKSZ));
             self.caught_up = false;
         }
-        let pieces = self.read_wal(start, endptr).map_err(|e| StreamEnd::Error(Box::new(e)))?;
-        let n: usize = pieces.iter().map(Bytes::len).sum();
-        let buf = w.buffer();
-        encode_copy_data_header(XLOGDATA_HEADER_LEN + n, buf);
-        XLogData::encode_header(start, send_rqst, now_tz(), buf);
-        w.write_with_payload(&pieces).await.map_err(|e| StreamEnd::Exit(BackendEnd::Io(e)))?;
+        let files = if w.sends_files() {
+            self.wal_files(start, endptr).map_err(|e| StreamEnd::Error(Box::new(e)))?
+        } else {
+            None
+        };
+        let n = if let Some(ranges) = files {
+            // From the page cache to the socket, as the file holds it.
+            let n: usize = ranges.iter().map(|r| r.len).sum();
+            let buf = w.buffer();
+            encode_copy_data_header(XLOGDATA_HEADER_LEN + n, buf);
+            XLogData::encode_header(start, send_rqst, now_tz(), buf);
+            w.write_with_files(&ranges).await.map_err(|e| StreamEnd::Exit(BackendEnd::Io(e)))?;
+            n
+        } else {
+            let pieces = self.read_wal(start, endptr).map_err(|e| StreamEnd::Error(Box::new(e)))?;
+            let n: usize = pieces.iter().map(Bytes::len).sum();
+            let buf = w.buffer();
+            encode_copy_data_header(XLOGDATA_HEADER_LEN + n, buf);
+            XLogData::encode_header(start, send_rqst, now_tz(), buf);
+            w.write_with_payload(&pieces).await.map_err(|e| StreamEnd::Exit(BackendEnd::Io(e)))?;
+            n
+        };
         // Seen by the command's `--metrics` recorder, if one is installed.
         metrics::counter!("walstream_walsender_sent_bytes_total").increment(n as u64);
         metrics::counter!("walstream_walsender_messages_sent_total").increment(1);
         self.sent = endptr;
         self.sent_update();
         Ok(())
+    }
+
+    /// The segment file of the segment holding `cur` (`WalSndSegmentOpen`): the switch
+    /// point's segment is read from the next timeline's file.
+    fn file_tli(&self, cur: Lsn) -> TimeLineId {
+        let seg_size = self.ctx.source.seg_size();
+        match self.send.historic {
+            Some((upto, next)) if cur.segno(seg_size) == upto.segno(seg_size) => next,
+            _ => self.send.tli,
+        }
+    }
+
+    /// `[start, end)` as ranges of segment files, when the source has all of it in files
+    /// (else `None`: [`Streamer::read_wal`] reads it, from memory where it is recent).
+    fn wal_files(&self, start: Lsn, end: Lsn) -> Result<Option<Vec<FileRange>>, ErrorFields> {
+        let seg_size = self.ctx.source.seg_size();
+        let mut ranges = Vec::with_capacity(2);
+        let mut cur = start;
+        while cur < end {
+            let seg_end = Lsn(cur.segment_start(seg_size).0 + u64::from(seg_size.bytes()));
+            let want = (end.min(seg_end).0 - cur.0) as usize;
+            let file_tli = self.file_tli(cur);
+            let Some(range) =
+                self.ctx.source.file_range(file_tli, cur, want).map_err(source_error)?
+            else {
+                return Ok(None);
+            };
+            if range.len == 0 {
+                let segment = segment_file_name(file_tli, cur.segno(seg_size), seg_size);
+                return Err(ErrorFields::error(
+                    sqlstate::INTERNAL_ERROR,
+                    format!(
+                        "could not read from log segment {segment}, offset {}: read 0 of {want}",
+                        cur.segment_offset(seg_size)
+                    ),
+                ));
+            }
+            cur = Lsn(cur.0 + range.len as u64);
+            ranges.push(range);
+        }
+        Ok(Some(ranges))
     }
 
     /// The bytes of `[start, end)`, one piece per segment file (`WALRead`).
@@ -390,12 +448,7 @@ impl Streamer {
         while cur < end {
             let seg_end = Lsn(cur.segment_start(seg_size).0 + u64::from(seg_size.bytes()));
             let piece_end = end.min(seg_end);
-            // walsender.c: WalSndSegmentOpen reads the segment holding the switch point
-            // from the next timeline's file.
-            let file_tli = match self.send.historic {
-                Some((upto, next)) if cur.segno(seg_size) == upto.segno(seg_size) => next,
-                _ => self.send.tli,
-            };
+            let file_tli = self.file_tli(cur);
             let want = (piece_end.0 - cur.0) as usize;
             let bytes = self.ctx.source.read(file_tli, cur, want).map_err(source_error)?;
             if bytes.is_empty() {

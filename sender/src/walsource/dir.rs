@@ -202,4 +202,13 @@ impl WalSource for DirWalSource {
     fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError> {
         self.files.read(file_tli, start, len)
     }
+
+    fn file_range(
+        &self,
+        file_tli: TimeLineId,
+        start: Lsn,
+        len: usize,
+    ) -> Result<Option<super::FileRange>, WalSourceError> {
+        self.files.file_range(file_tli, start, len).map(Some)
+    }
 }

@@ -191,6 +191,21 @@ impl WalSource for MemWalSource {
         self.misses.fetch_add(1, Ordering::Relaxed);
         self.files.read(file_tli, start, len)
     }
+
+    fn file_range(
+        &self,
+        file_tli: TimeLineId,
+        start: Lsn,
+        len: usize,
+    ) -> Result<Option<super::FileRange>, WalSourceError> {
+        let room = (self.seg_size.bytes() - start.segment_offset(self.seg_size)) as usize;
+        if self.read_cached(file_tli, start, len.min(room)).is_some() {
+            // `read` serves it from memory (and counts the hit).
+            return Ok(None);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        self.files.file_range(file_tli, start, len.min(room)).map(Some)
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +257,33 @@ mod tests {
         std::fs::write(dir.path().join(&name), vec![5u8; 4096]).unwrap();
         let src = source(dir.path(), 1000);
         assert_eq!(src.read(TimeLineId(1), Lsn(0x100_0010), 4).unwrap().as_ref(), &[5u8; 4]);
+    }
+
+    #[test]
+    fn file_ranges_are_offered_only_for_wal_not_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), 1000);
+        src.append(Lsn(0x100_0000), Bytes::from(vec![7u8; 600]));
+        src.append(Lsn(0x100_0258), Bytes::from(vec![8u8; 600]));
+        let name = segment_name(&src, 1, Lsn(0x100_0000));
+        std::fs::write(dir.path().join(&name), vec![9u8; 4096]).unwrap();
+        // Recent: from memory, so no file range.
+        assert!(src.file_range(TimeLineId(1), Lsn(0x100_0258), 16).unwrap().is_none());
+        // Evicted: the file's bytes, as `read` would give them.
+        let r = src.file_range(TimeLineId(1), Lsn(0x100_0010), 16).unwrap().unwrap();
+        assert_eq!((r.offset, r.len), (0x10, 16));
+        let mut buf = [0u8; 16];
+        std::os::unix::fs::FileExt::read_exact_at(&*r.file, &mut buf, r.offset).unwrap();
+        assert_eq!(buf, [9u8; 16]);
+        // Never more than the file holds, nor past the segment's end.
+        let r = src.file_range(TimeLineId(1), Lsn(0x100_0F00), 1 << 20).unwrap().unwrap();
+        assert_eq!(r.len, 4096 - 0xF00);
+        let r = src.file_range(TimeLineId(1), Lsn(0x100_2000), 16).unwrap().unwrap();
+        assert_eq!(r.len, 0);
+        assert!(matches!(
+            src.file_range(TimeLineId(1), Lsn(0x200_0000), 16),
+            Err(WalSourceError::SegmentRemoved { .. })
+        ));
     }
 
     #[test]

@@ -15,6 +15,9 @@ mod segfile;
 pub use dir::{DirWalSource, DirWalSourceOptions};
 pub use mem::MemWalSource;
 
+use std::fs::File;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tokio::sync::watch;
 use walstream_protocol::wire::sqlstate;
@@ -56,6 +59,35 @@ pub trait WalSource: Send + Sync + 'static {
     /// # Errors
     /// [`WalSourceError::SegmentRemoved`] when the segment file is gone; I/O errors.
     fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError>;
+
+    /// What [`WalSource::read`] would return, as a range of an open segment file, when the
+    /// source would read it from a file: the walsender then sends it from the page cache
+    /// to the socket (`sendfile`) without copying it through user space. `None`: use
+    /// `read` (WAL served from memory).
+    ///
+    /// # Errors
+    /// As [`WalSource::read`].
+    fn file_range(
+        &self,
+        file_tli: TimeLineId,
+        start: Lsn,
+        len: usize,
+    ) -> Result<Option<FileRange>, WalSourceError> {
+        let _ = (file_tli, start, len);
+        Ok(None)
+    }
+}
+
+/// Bytes of an open segment file (see [`WalSource::file_range`]); `len` is never more than
+/// the file holds at `offset` when it was made.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// The open file.
+    pub file: Arc<File>,
+    /// Where the bytes start in it.
+    pub offset: u64,
+    /// How many.
+    pub len: usize,
 }
 
 /// Why WAL could not be read.

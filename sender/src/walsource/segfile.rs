@@ -66,6 +66,26 @@ impl SegmentFiles {
         })
     }
 
+    /// As [`SegmentFiles::read`], as a range of the open file: fewer bytes when the file is
+    /// shorter (its size is read now).
+    pub(crate) fn file_range(
+        &self,
+        tli: TimeLineId,
+        start: Lsn,
+        len: usize,
+    ) -> Result<super::FileRange, WalSourceError> {
+        let segno = start.segno(self.seg_size);
+        let off = u64::from(start.segment_offset(self.seg_size));
+        let len = len.min((u64::from(self.seg_size.bytes()) - off) as usize);
+        let file = self.segment_file(tli, segno)?;
+        let size = file.metadata().map_err(|source| WalSourceError::Io {
+            path: segment_file_name(tli, segno, self.seg_size),
+            source,
+        })?;
+        let len = len.min(size.len().saturating_sub(off) as usize);
+        Ok(super::FileRange { file, offset: off, len })
+    }
+
     /// Closes segment `segno` of `tli` if it is the open one (before removing it).
     pub(crate) fn forget(&self, tli: TimeLineId, segno: XLogSegNo) {
         let mut open = lock(&self.open);
