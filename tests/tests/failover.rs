@@ -424,6 +424,13 @@ fn kill_the_primary(mut servers: Vec<Server>, dirs: Vec<PathBuf>, extra: &str) {
     );
 }
 
+fn wait_both_streaming(primary: &Server) {
+    wait_until("both standbys streaming", Duration::from_secs(60), || {
+        let n = primary.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'");
+        (n.ok()? == "2").then_some(())
+    });
+}
+
 fn pg_cluster() -> (Vec<Server>, Vec<PathBuf>) {
     let cfg = PgConfig::default()
         .set("synchronous_standby_names", "ANY 1 (s1, s2)")
@@ -439,13 +446,7 @@ fn pg_cluster() -> (Vec<Server>, Vec<PathBuf>) {
         servers.push(Server::Pg(standby));
     }
     servers.insert(0, Server::Pg(primary));
-    wait_until("both standbys streaming", Duration::from_secs(60), || {
-        (servers[0]
-            .sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            .ok()?
-            == "2")
-            .then_some(())
-    });
+    wait_both_streaming(&servers[0]);
     (servers, dirs)
 }
 
@@ -476,13 +477,7 @@ fn node_primary_killed_the_most_advanced_standby_takes_over() {
         dirs.push(d.data_dir());
     }
     servers.insert(0, Server::Node(primary));
-    wait_until("both standbys streaming", Duration::from_secs(60), || {
-        (servers[0]
-            .sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-            .ok()?
-            == "2")
-            .then_some(())
-    });
+    wait_both_streaming(&servers[0]);
     // The follower is told by follow_primary_command (psql with Pgpool-II's
     // placeholders), not natively.
     let out = tempfile::tempdir().unwrap();

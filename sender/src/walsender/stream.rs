@@ -23,7 +23,7 @@ use walstream_protocol::wire::{
     backend::encode_copy_data_header, sqlstate, BackendMessage, CopyResponse, ErrorFields,
     FieldDescription,
 };
-use walstream_protocol::{Lsn, TimeLineId};
+use walstream_protocol::{Lsn, TimeLineId, WalSegSize};
 
 use super::replies::{read_replies, Reply};
 use super::{source_error, text_col, CommandOutcome, WalSender, WalSenderContext};
@@ -425,14 +425,7 @@ impl Streamer {
                 return Ok(None);
             };
             if range.len == 0 {
-                let segment = segment_file_name(file_tli, cur.segno(seg_size), seg_size);
-                return Err(ErrorFields::error(
-                    sqlstate::INTERNAL_ERROR,
-                    format!(
-                        "could not read from log segment {segment}, offset {}: read 0 of {want}",
-                        cur.segment_offset(seg_size)
-                    ),
-                ));
+                return Err(read_nothing(file_tli, cur, want, seg_size));
             }
             cur = Lsn(cur.0 + range.len as u64);
             ranges.push(range);
@@ -452,14 +445,7 @@ impl Streamer {
             let want = (piece_end.0 - cur.0) as usize;
             let bytes = self.ctx.source.read(file_tli, cur, want).map_err(source_error)?;
             if bytes.is_empty() {
-                let segment = segment_file_name(file_tli, cur.segno(seg_size), seg_size);
-                return Err(ErrorFields::error(
-                    sqlstate::INTERNAL_ERROR,
-                    format!(
-                        "could not read from log segment {segment}, offset {}: read 0 of {want}",
-                        cur.segment_offset(seg_size)
-                    ),
-                ));
+                return Err(read_nothing(file_tli, cur, want, seg_size));
             }
             cur = Lsn(cur.0 + bytes.len() as u64);
             pieces.push(bytes);
@@ -623,4 +609,16 @@ impl Streamer {
 /// The reader future never finishes on its own (it parks after its last message).
 fn unreachable_end() -> StreamEnd {
     StreamEnd::Exit(BackendEnd::Eof)
+}
+
+/// `WALRead`'s error when a segment file holds nothing at a flushed position.
+fn read_nothing(file_tli: TimeLineId, at: Lsn, want: usize, seg_size: WalSegSize) -> ErrorFields {
+    let segment = segment_file_name(file_tli, at.segno(seg_size), seg_size);
+    ErrorFields::error(
+        sqlstate::INTERNAL_ERROR,
+        format!(
+            "could not read from log segment {segment}, offset {}: read 0 of {want}",
+            at.segment_offset(seg_size)
+        ),
+    )
 }
