@@ -43,10 +43,12 @@ fn every_fuzz_target_is_replayed_here() {
         .filter_map(|l| l.strip_prefix("name = \""))
         .filter_map(|l| l.strip_suffix('"'))
         .filter(|n| *n != "walstream-fuzz")
-        // The sender's, receiver's, node's and replay-bench's targets are replayed by their
-        // own crates' tests.
+        // The sender's, receiver's, node's, replay-bench's and failover's targets are
+        // replayed by their own crates' tests.
         .filter(|n| {
-            !["sender_", "receiver_", "node_", "replaybench_"].iter().any(|p| n.starts_with(p))
+            !["sender_", "receiver_", "node_", "replaybench_", "failover_"]
+                .iter()
+                .any(|p| n.starts_with(p))
         })
         .collect();
     let mut replayed: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
