@@ -127,8 +127,11 @@ async fn run(args: ReceivewalArgs) -> Result<()> {
     let mut conn = ReplicationConn::connect(&info, ReplicationMode::Physical).await?;
     let seg_size = show_seg_size(&mut conn).await?;
     conn.terminate().await;
-    let writer =
-        SegmentWriter::open(&args.directory, seg_size, WriterOptions { sync: !args.no_sync })?;
+    let writer = SegmentWriter::open(
+        &args.directory,
+        seg_size,
+        WriterOptions { sync: !args.no_sync, ..WriterOptions::default() },
+    )?;
     let opts = StreamOptions {
         conninfo: info,
         slot: args.slot.clone(),

@@ -616,7 +616,7 @@ impl<A: Apply> Receiver<A> {
                 // walreceiver.c: XLogWalRcvSendReply, then XLogWalRcvFlush — the primary
                 // learns what was written before the fsync (remote_write commits need no
                 // more), and what was flushed right after it.
-                if self.writer.written_out() > self.reported.write {
+                if self.writer.write_out()? > self.reported.write {
                     self.send_status(conn, false).await?;
                 }
                 self.flush_and_apply()?;

@@ -117,7 +117,7 @@ proptest! {
         let (start, stream, names) = shapes();
         let stream = &stream[..3 << 20];
         let tmp = tempfile::tempdir().unwrap();
-        let opts = WriterOptions { sync: false };
+        let opts = WriterOptions { sync: false, ..WriterOptions::default() };
         let mut w = SegmentWriter::open(tmp.path(), seg_size(), opts).unwrap();
         write_chunked(&mut w, TLI1, start, &stream[..upto], &sizes);
         prop_assert_eq!(w.written(), start + upto as u64);
@@ -212,7 +212,7 @@ proptest! {
         let stream = &stream[..3 << 20];
         let recs = records(start, stream);
         let tmp = tempfile::tempdir().unwrap();
-        let opts = WriterOptions { sync: false };
+        let opts = WriterOptions { sync: false, ..WriterOptions::default() };
         let mut w = SegmentWriter::open(tmp.path(), seg_size(), opts).unwrap();
         write_chunked(&mut w, TLI1, start, &stream[..upto], &sizes);
         drop(w);

@@ -58,7 +58,7 @@ pub async fn record(
         .context("IDENTIFY_SYSTEM gave no system identifier")?;
     conn.terminate().await;
 
-    let writer = SegmentWriter::open(&wal, seg_size, WriterOptions { sync: true })?;
+    let writer = SegmentWriter::open(&wal, seg_size, WriterOptions::default())?;
     let opts = StreamOptions {
         conninfo: info.clone(),
         slot: None,

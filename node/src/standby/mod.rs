@@ -141,8 +141,12 @@ pub fn start_walreceiver(
     cancel: CancellationToken,
     fatal: watch::Sender<Option<String>>,
 ) -> Result<(WalReceiverHandle, JoinHandle<StandbyApplier>), NodeError> {
-    let writer = SegmentWriter::open(&at.wal_dir, at.seg_size, WriterOptions { sync: opts.fsync })
-        .map_err(|e| NodeError::State(format!("could not open pg_wal for streaming: {e}")))?;
+    let writer = SegmentWriter::open(
+        &at.wal_dir,
+        at.seg_size,
+        WriterOptions { sync: opts.fsync, direct: false },
+    )
+    .map_err(|e| NodeError::State(format!("could not open pg_wal for streaming: {e}")))?;
     let stream_opts = StreamOptions {
         conninfo: opts.conninfo.clone(),
         slot: opts.slot.clone(),

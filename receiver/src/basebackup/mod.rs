@@ -257,8 +257,12 @@ fn start_streamer(
     cancel: &CancellationToken,
 ) -> Result<Streamer, BackupError> {
     let wal_dir = dir.join("pg_wal");
-    let writer = SegmentWriter::open(&wal_dir, seg_size, WriterOptions { sync: opts.sync })
-        .map_err(|e| BackupError::Stream(e.into()))?;
+    let writer = SegmentWriter::open(
+        &wal_dir,
+        seg_size,
+        WriterOptions { sync: opts.sync, ..WriterOptions::default() },
+    )
+    .map_err(|e| BackupError::Stream(e.into()))?;
     let stream_opts = StreamOptions {
         conninfo: info.clone(),
         slot: opts.slot.clone(),

@@ -50,7 +50,7 @@ impl OpenSegment {
         let seg = |file, path, final_path, fresh| OpenSegment {
             tli,
             segno,
-            file: SegFile::new(file, path, fresh),
+            file: SegFile::new(file, path, fresh && w.opts.direct),
             final_path,
             dirty: false,
         };

@@ -154,11 +154,17 @@ pub struct WriterOptions {
     /// fdatasync segments and fsync the directory (pg_receivewal's default; `--no-sync`
     /// turns it off, and then [`SegmentWriter::flush`] reports what was written).
     pub sync: bool,
+    /// Write new segments with `O_DIRECT` (WAL that is only stored need not fill the page
+    /// cache). Off, WAL goes through the page cache as PostgreSQL's walreceiver writes it:
+    /// a write is then done in microseconds and can be reported before its fsync (what
+    /// `synchronous_commit = remote_write` waits for), and a standby that replays the WAL
+    /// reads it back from memory.
+    pub direct: bool,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { sync: true }
+        WriterOptions { sync: true, direct: true }
     }
 }
 
@@ -300,6 +306,18 @@ impl SegmentWriter {
         // A failure shows at the next write or flush.
         let _ = self.io.collect();
         self.io.written_out.min(self.written).max(self.flushed)
+    }
+
+    /// Writes what is staged into the kernel now (on this thread when the I/O thread is
+    /// idle), without syncing: what a status update may then report as written before
+    /// [`SegmentWriter::flush`] syncs it.
+    ///
+    /// # Errors
+    /// [`SegmentError::Io`].
+    pub fn write_out(&mut self) -> Result<Lsn, SegmentError> {
+        self.io.collect()?;
+        self.submit(true, true)?;
+        Ok(self.written_out())
     }
 
     /// The end of what is known to be on disk (0/0 before the first write).

@@ -11,7 +11,12 @@ const TLI: TimeLineId = TimeLineId(1);
 #[test]
 fn a_new_partial_reads_as_zeros_beyond_what_was_written() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    let mut w = SegmentWriter::open(
+        tmp.path(),
+        seg(),
+        WriterOptions { sync: false, ..WriterOptions::default() },
+    )
+    .unwrap();
     w.write(TLI, Lsn(0x70_0000), b"abc").unwrap();
     assert_eq!(w.written(), Lsn(0x70_0003));
     assert_eq!(w.flush().unwrap(), Lsn(0x70_0003));
@@ -55,7 +60,12 @@ fn a_complete_segment_is_renamed_and_flushed() {
 #[test]
 fn a_timeline_switch_mid_segment_copies_the_segment_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    let mut w = SegmentWriter::open(
+        tmp.path(),
+        seg(),
+        WriterOptions { sync: false, ..WriterOptions::default() },
+    )
+    .unwrap();
     w.write(TLI, Lsn(0x70_0000), b"old timeline").unwrap();
     w.write(TimeLineId(2), Lsn(0x70_0004), b" new").unwrap();
     w.flush().unwrap();
@@ -90,7 +100,12 @@ fn fuzz_resume_survives_odd_inputs() {
 #[test]
 fn a_complete_segment_written_again_is_overwritten_in_place() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    let mut w = SegmentWriter::open(
+        tmp.path(),
+        seg(),
+        WriterOptions { sync: false, ..WriterOptions::default() },
+    )
+    .unwrap();
     w.write(TLI, Lsn(0x70_0000), &vec![1u8; 1 << 20]).unwrap();
     w.write(TLI, Lsn(0x70_0000), b"22").unwrap();
     w.flush().unwrap();
@@ -102,7 +117,12 @@ fn a_complete_segment_written_again_is_overwritten_in_place() {
 #[test]
 fn stale_partials_before_the_last_complete_segment_are_ignored() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    let mut w = SegmentWriter::open(
+        tmp.path(),
+        seg(),
+        WriterOptions { sync: false, ..WriterOptions::default() },
+    )
+    .unwrap();
     w.write(TLI, Lsn(0x70_0000), b"x").unwrap();
     w.write(TLI, Lsn(0x80_0000), &vec![0u8; 1 << 20]).unwrap();
     let r = w.resume_point().unwrap().unwrap();
@@ -128,7 +148,12 @@ fn a_block_flushed_half_full_is_completed_in_place() {
 #[test]
 fn dropping_the_writer_writes_what_was_staged() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions { sync: false }).unwrap();
+    let mut w = SegmentWriter::open(
+        tmp.path(),
+        seg(),
+        WriterOptions { sync: false, ..WriterOptions::default() },
+    )
+    .unwrap();
     w.write(TLI, Lsn(0x70_0000), b"staged").unwrap();
     drop(w);
     let bytes = std::fs::read(tmp.path().join("000000010000000000000007.partial")).unwrap();
