@@ -1,6 +1,9 @@
 //! A loopback TCP proxy between a replication client and a PostgreSQL server that
 //! corrupts the WAL it relays: in the server's CopyData `'w'` (XLogData) messages the
-//! byte at one chosen WAL position is flipped, every time that position passes.
+//! byte at one chosen WAL position is flipped, every time that position passes — or,
+//! started with a list of positions ([`CorruptingProxy::start_targets`]), each position
+//! once, in order, the next one only after the previous was flipped (a campaign of many
+//! corruptions against a client that stops at each and starts again).
 //!
 //! The client's bytes go to the server untouched. The server's bytes are parsed as
 //! FE/BE messages (1-byte type, 4-byte big-endian length that counts itself), except the
@@ -43,6 +46,8 @@ struct Shared {
     relayed_end: AtomicU64,
     /// Every socket the proxy holds, shut down when it stops.
     sockets: Mutex<Vec<TcpStream>>,
+    /// Positions still to flip once each, in order.
+    targets: Mutex<std::collections::VecDeque<u64>>,
 }
 
 /// A running corrupting proxy on a free loopback port; stopped (listener closed, every
@@ -66,6 +71,29 @@ impl CorruptingProxy {
         let s = shared.clone();
         let accept = std::thread::spawn(move || accept_loop(&listener, upstream, corruption, &s));
         Ok(CorruptingProxy { port, shared, accept: Some(accept) })
+    }
+
+    /// Starts a proxy to 127.0.0.1:`upstream` that flips the byte at each of `targets`
+    /// (ascending) once: the first XLogData covering the front target gets it flipped and
+    /// the target is used up; until then the later ones wait (choose targets the client's
+    /// stream will reach).
+    ///
+    /// # Errors
+    /// If no port can be bound.
+    pub fn start_targets(upstream: u16, targets: Vec<Lsn>) -> Result<Self> {
+        let proxy = Self::start(
+            upstream,
+            Corruption { at: Lsn(u64::MAX), delay_per_xlogdata: Duration::ZERO },
+        )?;
+        if let Ok(mut t) = proxy.shared.targets.lock() {
+            t.extend(targets.iter().map(|l| l.0));
+        }
+        Ok(proxy)
+    }
+
+    /// How many targets of [`CorruptingProxy::start_targets`] are still to flip.
+    pub fn targets_left(&self) -> usize {
+        self.shared.targets.lock().map_or(0, |t| t.len())
     }
 
     /// The port clients connect to.
@@ -185,6 +213,8 @@ fn relay_server(
 ) -> Result<()> {
     let mut from = BufReader::with_capacity(256 << 10, server);
     let mut to = client;
+    // One target per connection: a client reading ahead must not use up the next one.
+    let mut flipped_target = false;
     loop {
         let mut head = [0u8; 5];
         from.read_exact(&mut head)?;
@@ -193,7 +223,7 @@ fn relay_server(
         let mut body = vec![0u8; n - 4];
         from.read_exact(&mut body)?;
         if head[0] == b'd' && body.first() == Some(&b'w') {
-            corrupt_xlogdata(&mut body, corruption, s);
+            corrupt_xlogdata(&mut body, corruption, s, &mut flipped_target);
             if !corruption.delay_per_xlogdata.is_zero() {
                 std::thread::sleep(corruption.delay_per_xlogdata);
             }
@@ -204,8 +234,14 @@ fn relay_server(
 }
 
 /// In an XLogData body (`'w'`, u64 start, u64 walEnd, i64 sendTime, data), flips the
-/// byte at `corruption.at` if the data covers it.
-fn corrupt_xlogdata(body: &mut [u8], corruption: Corruption, s: &Shared) {
+/// byte at `corruption.at` if the data covers it, and the front target of the list unless
+/// this connection has had one (`flipped_target`).
+fn corrupt_xlogdata(
+    body: &mut [u8],
+    corruption: Corruption,
+    s: &Shared,
+    flipped_target: &mut bool,
+) {
     const HEADER: usize = 25;
     let Some(start) = body.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()) else { return };
     let start = u64::from_be_bytes(start);
@@ -216,6 +252,22 @@ fn corrupt_xlogdata(body: &mut [u8], corruption: Corruption, s: &Shared) {
         if let Some(b) = usize::try_from(at - start).ok().and_then(|o| body.get_mut(HEADER + o)) {
             *b ^= 0xFF;
             s.flips.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    if *flipped_target {
+        return;
+    }
+    if let Ok(mut targets) = s.targets.lock() {
+        if let Some(&at) = targets.front() {
+            if at >= start && at < start + len {
+                let o = usize::try_from(at - start).ok();
+                if let Some(b) = o.and_then(|o| body.get_mut(HEADER + o)) {
+                    *b ^= 0xFF;
+                    s.flips.fetch_add(1, Ordering::SeqCst);
+                    targets.pop_front();
+                    *flipped_target = true;
+                }
+            }
         }
     }
 }
@@ -237,15 +289,43 @@ mod tests {
     }
 
     #[test]
+    fn targets_are_flipped_once_each_in_order() {
+        let s = Shared::default();
+        s.targets.lock().unwrap().extend([0x1001, 0x1003]);
+        let none = corruption(u64::MAX);
+        let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
+        corrupt_xlogdata(&mut body, none, &s, &mut false);
+        assert_eq!(&body[25..], &[1, 2 ^ 0xFF, 3, 4], "one target per message");
+        // The client stops and streams the same bytes again: now the next target.
+        let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
+        corrupt_xlogdata(&mut body, none, &s, &mut false);
+        assert_eq!(&body[25..], &[1, 2, 3, 4 ^ 0xFF]);
+        let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
+        corrupt_xlogdata(&mut body, none, &s, &mut false);
+        assert_eq!(&body[25..], &[1, 2, 3, 4]);
+        assert!(s.targets.lock().unwrap().is_empty());
+        assert_eq!(s.flips.load(Ordering::SeqCst), 2);
+        // Within one connection, one target: the client stops at it before the next.
+        s.targets.lock().unwrap().extend([0x2000, 0x2010]);
+        let mut used = false;
+        let mut body = xlogdata(0x2000, &[0; 4]);
+        corrupt_xlogdata(&mut body, none, &s, &mut used);
+        let mut body = xlogdata(0x2010, &[0; 4]);
+        corrupt_xlogdata(&mut body, none, &s, &mut used);
+        assert_eq!(&body[25..], &[0; 4]);
+        assert_eq!(s.targets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
     fn flips_only_the_chosen_byte_when_covered() {
         let s = Shared::default();
         let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
-        corrupt_xlogdata(&mut body, corruption(0x1002), &s);
+        corrupt_xlogdata(&mut body, corruption(0x1002), &s, &mut false);
         assert_eq!(&body[25..], &[1, 2, 3 ^ 0xFF, 4]);
         assert_eq!(s.flips.load(Ordering::SeqCst), 1);
         assert_eq!(s.relayed_end.load(Ordering::SeqCst), 0x1004);
         let mut body = xlogdata(0x1000, &[1, 2, 3, 4]);
-        corrupt_xlogdata(&mut body, corruption(0x1004), &s);
+        corrupt_xlogdata(&mut body, corruption(0x1004), &s, &mut false);
         assert_eq!(&body[25..], &[1, 2, 3, 4]);
         assert_eq!(s.flips.load(Ordering::SeqCst), 1);
     }
@@ -257,7 +337,7 @@ mod tests {
             let mut body = xlogdata(0, &[]);
             body.truncate(n);
             let before = body.clone();
-            corrupt_xlogdata(&mut body, corruption(0), &s);
+            corrupt_xlogdata(&mut body, corruption(0), &s, &mut false);
             assert_eq!(body, before);
         }
         assert_eq!(s.flips.load(Ordering::SeqCst), 0);
