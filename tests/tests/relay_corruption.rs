@@ -176,7 +176,7 @@ fn every_corruption_between_primary_and_relay_is_caught_before_it_is_served() ->
     let last = segment_file_name(TimeLineId(1), Lsn(end.0 - 1).segno(seg), seg);
     for (dir, who) in [(relay_dir.path(), &r), (client_dir.path(), &client)] {
         wait_for(&format!("{last} in {}", dir.display()), Duration::from_secs(60), || {
-            Ok(complete_wal_files(dir)?.iter().any(|f| *f == last).then_some(()))
+            Ok(complete_wal_files(dir)?.contains(&last).then_some(()))
         })
         .with_context(|| who.stderr_text())?;
     }
