@@ -21,6 +21,7 @@
 //! the child's pid is the program's own), in a directory that user owns.
 
 pub mod cluster;
+pub mod faults;
 pub mod fuzz;
 pub mod node;
 pub mod process;

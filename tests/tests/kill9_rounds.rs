@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use walstream_protocol::lsn::segment_file_name;
+use walstream_tests::faults::Rng;
 use walstream_tests::walcheck::assert_gapless_copy;
 use walstream_tests::{
     complete_wal_files, free_port, scenario, wait_for, ChildGuard, Lsn, PgCluster, TimeLineId,
@@ -22,30 +23,6 @@ const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
 fn rounds() -> usize {
     std::env::var("KILL9_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
-}
-
-/// A small xorshift generator: the kill moments, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Self {
-        let seed =
-            std::env::var("KILL9_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-                    | 1
-            });
-        eprintln!("KILL9_SEED={seed}");
-        Rng(seed)
-    }
-
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        lo + self.0 % (hi - lo)
-    }
 }
 
 /// Waits until something accepts connections on `port`, or `child` exits.
@@ -102,7 +79,7 @@ fn wait_for_segment(dir: &Path, last: &str, who: &ChildGuard) -> Result<()> {
 #[test]
 fn relay_killed_at_random_moments_loses_nothing() -> Result<()> {
     let t0 = Instant::now();
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("KILL9_SEED");
     let seg = scenario::seg_size();
     let primary = PgCluster::start(&scenario::source_config())?;
     primary.pgbench(&["-i", "-s", "1", "-q"])?;
@@ -162,7 +139,7 @@ fn relay_killed_at_random_moments_loses_nothing() -> Result<()> {
 #[test]
 fn serve_killed_at_random_moments_loses_nothing() -> Result<()> {
     let t0 = Instant::now();
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("KILL9_SEED");
     let seg = scenario::seg_size();
     let mut source = scenario::Source::pgbench()?;
     let first = source.first_segment()?;

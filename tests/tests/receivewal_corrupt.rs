@@ -11,9 +11,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use walstream_tests::faults::{lsns_in, waldump_records, Record};
 use walstream_tests::proxy::{CorruptingProxy, Corruption};
 use walstream_tests::walcheck::{assert_gapless_copy, end_equal_to_primary};
-use walstream_tests::{pg_bin, pg_command, run_ok, scenario, ChildGuard, Lsn, PgCluster};
+use walstream_tests::{scenario, ChildGuard, Lsn, PgCluster};
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
@@ -27,41 +28,9 @@ fn receivewal(port: u16, dir: &Path, name: &str, extra: &[&str]) -> anyhow::Resu
     walstream_tests::standby::spawn_receivewal(WALSTREAM.as_ref(), &conninfo, dir, extra)
 }
 
-/// A record of the primary's WAL, from pg_waldump.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    lsn: Lsn,
-    tot_len: u64,
-}
-
 /// pg_waldump's records of the primary's pg_wal from `from` (at most 5000).
 fn waldump(primary: &PgCluster, from: Lsn, to: Lsn) -> anyhow::Result<Vec<Record>> {
-    let out = run_ok(pg_command(pg_bin("pg_waldump")).arg("-p").arg(primary.wal_dir()).args([
-        "-n",
-        "5000",
-        "-s",
-        &from.to_string(),
-        "-e",
-        &to.to_string(),
-    ]))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut records = Vec::new();
-    for line in text.lines() {
-        // rmgr: Heap len (rec/tot): 59/ 59, tx: 738, lsn: 0/0191D0D8, prev 0/..., desc: ...
-        let tot = line
-            .split_once("len (rec/tot):")
-            .and_then(|(_, r)| r.split_once('/'))
-            .and_then(|(_, r)| r.split(',').next())
-            .and_then(|t| t.trim().parse().ok());
-        let lsn = line
-            .split_once(" lsn: ")
-            .and_then(|(_, r)| r.split(',').next())
-            .and_then(|t| t.trim().parse().ok());
-        if let (Some(tot_len), Some(lsn)) = (tot, lsn) {
-            records.push(Record { lsn, tot_len });
-        }
-    }
-    Ok(records)
+    waldump_records(&primary.wal_dir(), from, to, 5000)
 }
 
 /// Where in a record the flipped byte lies.
@@ -143,14 +112,6 @@ fn restart_lsn(primary: &PgCluster, slot: &str) -> anyhow::Result<Lsn> {
         "SELECT coalesce(restart_lsn, '0/0') FROM pg_replication_slots WHERE slot_name = '{slot}'"
     ))?;
     Ok(text.parse()?)
-}
-
-/// Every LSN (`X/X`) written in `text`.
-fn lsns_in(text: &str) -> Vec<Lsn> {
-    text.split(|c: char| !(c.is_ascii_hexdigit() || c == '/'))
-        .filter(|t| t.contains('/'))
-        .filter_map(|t| t.parse().ok())
-        .collect()
 }
 
 /// What one corrupted run did.

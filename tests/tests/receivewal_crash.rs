@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use walstream_tests::faults::Rng;
 use walstream_tests::walcheck::{assert_gapless_copy, end_equal_to_primary};
 use walstream_tests::{pg_bin, pg_command, scenario, wait_for, ChildGuard, Lsn, PgCluster};
 
@@ -29,30 +30,6 @@ fn receivewal(port: u16, dir: &Path) -> anyhow::Result<ChildGuard> {
         .args(["-S", "s", "-v"])
         .env("RUST_BACKTRACE", "1");
     ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
-}
-
-/// xorshift64*: kill moments reproducible from a printed seed, without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env() -> Self {
-        let seed =
-            std::env::var("RFAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("RFAULT_SEED={seed}");
-        Rng(seed.max(1))
-    }
-
-    /// Uniform-ish in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        lo + self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo + 1)
-    }
 }
 
 /// The slot's restart_lsn and whether it is active.
@@ -118,7 +95,7 @@ fn receivewal_killed_at_random_moments_never_reports_past_its_disk_and_resumes(
     let t0 = Instant::now();
     let rounds: usize =
         std::env::var("RFAULT_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
-    let mut rng = Rng::from_env();
+    let mut rng = Rng::from_env("RFAULT_SEED");
     let seg = scenario::seg_size();
     let primary = PgCluster::start(&scenario::source_config())?;
     primary.pgbench(&["-i", "-s", "1", "-q"])?;

@@ -16,49 +16,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use walstream_protocol::lsn::segment_file_name;
+use walstream_tests::faults::{lsns_in, waldump_records};
 use walstream_tests::proxy::CorruptingProxy;
 use walstream_tests::walcheck::assert_gapless_copy;
 use walstream_tests::{
-    complete_wal_files, free_port, pg_bin, pg_command, run_ok, scenario, wait_for, ChildGuard, Lsn,
-    PgCluster, TimeLineId,
+    complete_wal_files, free_port, scenario, wait_for, ChildGuard, Lsn, PgCluster, TimeLineId,
 };
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 const PAGE: u64 = 8192;
-
-/// A record of the primary's WAL, from pg_waldump: its position and length.
-fn records(primary: &PgCluster, from: Lsn, to: Lsn) -> Result<Vec<(Lsn, u64)>> {
-    let out = run_ok(pg_command(pg_bin("pg_waldump")).arg("-p").arg(primary.wal_dir()).args([
-        "-s",
-        &from.to_string(),
-        "-e",
-        &to.to_string(),
-    ]))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let tot = line
-                .split_once("len (rec/tot):")
-                .and_then(|(_, r)| r.split_once('/'))
-                .and_then(|(_, r)| r.split(',').next())
-                .and_then(|t| t.trim().parse().ok())?;
-            let lsn = line
-                .split_once(" lsn: ")
-                .and_then(|(_, r)| r.split(',').next())
-                .and_then(|t| t.trim().parse().ok())?;
-            Some((lsn, tot))
-        })
-        .collect())
-}
-
-/// Every LSN (`X/X`) written in `text`.
-fn lsns_in(text: &str) -> Vec<Lsn> {
-    text.split(|c: char| !(c.is_ascii_hexdigit() || c == '/'))
-        .filter(|t| t.contains('/'))
-        .filter_map(|t| t.parse().ok())
-        .collect()
-}
 
 fn relay(dir: &Path, upstream: u16, port: u16) -> Result<ChildGuard> {
     let mut cmd = Command::new(WALSTREAM);
@@ -96,8 +62,9 @@ fn every_corruption_between_primary_and_relay_is_caught_before_it_is_served() ->
     let mut end = primary.switch_wal()?;
     let mut candidates = Vec::new();
     for _ in 0..20 {
-        candidates = records(&primary, start + 40, end)?
+        candidates = waldump_records(&primary.wal_dir(), start + 40, end, usize::MAX)?
             .into_iter()
+            .map(|r| (r.lsn, r.tot_len))
             .filter(|(lsn, tot)| *tot >= 64 && lsn.0 % PAGE + tot <= PAGE)
             .collect();
         if candidates.len() >= n * 4 {
