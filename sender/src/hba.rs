@@ -2,9 +2,9 @@
 //!
 //! [`HbaFile::parse`] reads PostgreSQL's syntax (`libpq/hba.c: tokenize_auth_file`,
 //! `parse_hba_line`) and [`HbaFile::find`] picks the first matching rule as `check_hba`
-//! does. walstream has neither TLS, GSSAPI nor Unix sockets, so:
-//! - `host`, `hostnossl` and `hostnogssenc` rules match TCP connections; `hostssl`,
-//!   `hostgssenc` and `local` rules are read but never match.
+//! does. walstream has neither GSSAPI nor Unix sockets, so:
+//! - `host` and `hostnogssenc` rules match every TCP connection, `hostssl` encrypted ones
+//!   and `hostnossl` plain ones; `hostgssenc` and `local` rules are read but never match.
 //! - Methods other than `trust`, `reject`, `password`, `md5` and `scram-sha-256` are
 //!   refused with PostgreSQL's text for a build without them
 //!   (`invalid authentication method "ldap": not supported by this build`).
@@ -74,7 +74,7 @@ pub enum ConnType {
     Local,
     /// `host`: any TCP connection.
     Host,
-    /// `hostssl`: TLS connections (never matches: no TLS).
+    /// `hostssl`: TLS connections.
     HostSsl,
     /// `hostnossl`: TCP without TLS.
     HostNoSsl,
@@ -85,9 +85,38 @@ pub enum ConnType {
 }
 
 impl ConnType {
-    /// Whether a plain TCP connection (no TLS, no GSSAPI encryption) can match.
-    fn matches_plain_tcp(self) -> bool {
-        matches!(self, ConnType::Host | ConnType::HostNoSsl | ConnType::HostNoGssEnc)
+    /// Whether a TCP connection, encrypted by TLS or not, can match (`hba.c: check_hba`).
+    fn matches_tcp(self, ssl: bool) -> bool {
+        match self {
+            ConnType::Host | ConnType::HostNoGssEnc => true,
+            ConnType::HostSsl => ssl,
+            ConnType::HostNoSsl => !ssl,
+            ConnType::Local | ConnType::HostGssEnc => false,
+        }
+    }
+}
+
+/// What a connection asking for a rule is: who, to what, and whether encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The database name.
+    pub database: &'a str,
+    /// A physical replication connection (`replication=true`).
+    pub replication: bool,
+    /// Encrypted by TLS.
+    pub ssl: bool,
+}
+
+impl ConnInfo<'_> {
+    /// What PostgreSQL's messages say of the encryption (`auth.c: ClientAuthentication`).
+    fn encryption(&self) -> &'static str {
+        if self.ssl {
+            "SSL encryption"
+        } else {
+            "no encryption"
+        }
     }
 }
 
@@ -150,9 +179,11 @@ pub struct HbaRule {
 }
 
 impl HbaRule {
-    /// Whether this rule applies to a TCP connection from `client` (`hba.c: check_hba`).
-    pub fn matches(&self, client: IpAddr, user: &str, database: &str, replication: bool) -> bool {
-        self.conn_type.matches_plain_tcp()
+    /// Whether this rule applies to a TCP connection from `client`, encrypted when `ssl`
+    /// (`hba.c: check_hba`).
+    pub fn matches(&self, client: IpAddr, conn: &ConnInfo<'_>) -> bool {
+        let ConnInfo { user, database, replication, ssl } = *conn;
+        self.conn_type.matches_tcp(ssl)
             && self.address.is_some_and(|a| a.matches(canonical(client)))
             && check_db(&self.databases, database, user, replication)
             && check_role(&self.users, user)
@@ -284,50 +315,41 @@ impl HbaFile {
     }
 
     /// The first rule matching a TCP connection (`hba.c: check_hba`); `None` is an implicit
-    /// reject (answer with [`no_entry_error`]). `replication` means a physical replication
-    /// connection (`replication=true`); a `replication=database` connection passes `false`
-    /// and its database name.
-    pub fn find(
-        &self,
-        client: IpAddr,
-        user: &str,
-        database: &str,
-        replication: bool,
-    ) -> Option<&HbaRule> {
-        self.rules.iter().find(|r| r.matches(client, user, database, replication))
+    /// reject (answer with [`no_entry_error`]). `conn.replication` means a physical
+    /// replication connection (`replication=true`); a `replication=database` connection
+    /// passes `false` and its database name.
+    pub fn find(&self, client: IpAddr, conn: &ConnInfo<'_>) -> Option<&HbaRule> {
+        self.rules.iter().find(|r| r.matches(client, conn))
     }
 }
 
 /// The FATAL for a connection no rule matches (`auth.c: ClientAuthentication`, uaImplicitReject).
-pub fn no_entry_error(
-    client: IpAddr,
-    user: &str,
-    database: &str,
-    replication: bool,
-) -> ErrorFields {
+pub fn no_entry_error(client: IpAddr, conn: &ConnInfo<'_>) -> ErrorFields {
     let host = canonical(client);
-    let message = if replication {
+    let (user, database, enc) = (conn.user, conn.database, conn.encryption());
+    let message = if conn.replication {
         format!(
-            "no pg_hba.conf entry for replication connection from host \"{host}\", user \"{user}\", no encryption"
+            "no pg_hba.conf entry for replication connection from host \"{host}\", user \"{user}\", {enc}"
         )
     } else {
         format!(
-            "no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", no encryption"
+            "no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {enc}"
         )
     };
     ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, message)
 }
 
 /// The FATAL for a connection whose rule is `reject` (`auth.c: ClientAuthentication`, uaReject).
-pub fn reject_error(client: IpAddr, user: &str, database: &str, replication: bool) -> ErrorFields {
+pub fn reject_error(client: IpAddr, conn: &ConnInfo<'_>) -> ErrorFields {
     let host = canonical(client);
-    let message = if replication {
+    let (user, database, enc) = (conn.user, conn.database, conn.encryption());
+    let message = if conn.replication {
         format!(
-            "pg_hba.conf rejects replication connection for host \"{host}\", user \"{user}\", no encryption"
+            "pg_hba.conf rejects replication connection for host \"{host}\", user \"{user}\", {enc}"
         )
     } else {
         format!(
-            "pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", no encryption"
+            "pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {enc}"
         )
     };
     ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, message)
@@ -340,7 +362,11 @@ pub fn fuzz_hba(data: &[u8]) {
     if let Ok(file) = HbaFile::parse(&text) {
         for client in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
             for replication in [false, true] {
-                let _ = file.find(client, "postgres", "postgres", replication);
+                for ssl in [false, true] {
+                    let conn =
+                        ConnInfo { user: "postgres", database: "postgres", replication, ssl };
+                    let _ = file.find(client, &conn);
+                }
             }
         }
     }

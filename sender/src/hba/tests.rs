@@ -14,8 +14,12 @@ fn line_error(text: &str) -> (usize, String) {
     }
 }
 
+fn conn<'a>(user: &'a str, database: &'a str, replication: bool) -> ConnInfo<'a> {
+    ConnInfo { user, database, replication, ssl: false }
+}
+
 fn method(file: &HbaFile, client: &str, user: &str, db: &str, repl: bool) -> Option<AuthMethod> {
-    file.find(ip(client), user, db, repl).map(|r| r.method)
+    file.find(ip(client), &conn(user, db, repl)).map(|r| r.method)
 }
 
 #[test]
@@ -113,7 +117,12 @@ fn first_match_and_connection_types() {
     assert_eq!(method(&file, "10.1.2.3", "replicator", "x", true), Some(AuthMethod::Password));
     assert_eq!(method(&file, "10.1.2.3", "other", "x", true), None);
     assert_eq!(method(&file, "10.2.0.1", "replicator", "x", true), None);
-    assert_eq!(file.find(ip("127.0.0.1"), "u", "db1", false).unwrap().line_number, 5);
+    assert_eq!(file.find(ip("127.0.0.1"), &conn("u", "db1", false)).unwrap().line_number, 5);
+    // Over TLS, hostssl matches and hostnossl does not.
+    let tls = ConnInfo { ssl: true, ..conn("u", "db1", false) };
+    assert_eq!(file.find(ip("127.0.0.1"), &tls).unwrap().line_number, 2);
+    let file = HbaFile::parse("hostnossl all all all trust\nhost all all all md5\n").unwrap();
+    assert_eq!(file.find(ip("127.0.0.1"), &tls).unwrap().method, AuthMethod::Md5);
 }
 
 #[test]
@@ -193,7 +202,7 @@ fn loopback_trust_default() {
 
 #[test]
 fn fatal_texts() {
-    let e = no_entry_error(ip("127.0.0.1"), "postgres", "replication", true);
+    let e = no_entry_error(ip("127.0.0.1"), &conn("postgres", "replication", true));
     assert_eq!(e.code, "28000");
     assert_eq!(e.severity, "FATAL");
     assert_eq!(
@@ -201,19 +210,24 @@ fn fatal_texts() {
         "no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"postgres\", no encryption"
     );
     assert_eq!(
-        no_entry_error(ip("::1"), "u", "d", false).message,
+        no_entry_error(ip("::1"), &conn("u", "d", false)).message,
         "no pg_hba.conf entry for host \"::1\", user \"u\", database \"d\", no encryption"
     );
     assert_eq!(
-        reject_error(ip("::ffff:10.0.0.1"), "u", "d", false).message,
+        reject_error(ip("::ffff:10.0.0.1"), &conn("u", "d", false)).message,
         "pg_hba.conf rejects connection for host \"10.0.0.1\", user \"u\", database \"d\", no encryption"
     );
-    let r = reject_error(ip("127.0.0.1"), "u", "d", true);
+    let r = reject_error(ip("127.0.0.1"), &conn("u", "d", true));
     assert_eq!(
         r.message,
         "pg_hba.conf rejects replication connection for host \"127.0.0.1\", user \"u\", no encryption"
     );
     assert_eq!(r.code, "28000");
+    let tls = ConnInfo { ssl: true, ..conn("u", "d", false) };
+    assert_eq!(
+        no_entry_error(ip("127.0.0.1"), &tls).message,
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", SSL encryption"
+    );
 }
 
 fn word() -> impl Strategy<Value = String> {

@@ -1,0 +1,140 @@
+//! What PostgreSQL reports of an encrypted connection (`be-secure-openssl.c`:
+//! `be_tls_get_version`, `_cipher`, `_cipher_bits`, `_peer_subject_name`,
+//! `_peer_issuer_name`, `_peer_serial`, `be_tls_get_certificate_hash`), read from a rustls
+//! connection and X.509 certificates, in OpenSSL's spellings.
+
+use sha2::Digest;
+use tokio_rustls::rustls::{self, pki_types::CertificateDer, CipherSuite, ProtocolVersion};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// One encrypted connection, as `pg_stat_ssl` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SslStatus {
+    /// `TLSv1.3`.
+    pub version: String,
+    /// OpenSSL's name of the cipher suite (`TLS_AES_256_GCM_SHA384`).
+    pub cipher: String,
+    /// The cipher's key bits.
+    pub bits: i32,
+    /// The client certificate's subject (`/CN=alice`), when one was sent.
+    pub client_dn: Option<String>,
+    /// Its serial number in decimal.
+    pub client_serial: Option<String>,
+    /// Its issuer.
+    pub issuer_dn: Option<String>,
+    /// Its subject's common name (what `cert` authentication and `clientcert=verify-full`
+    /// compare with the user name).
+    pub client_cn: Option<String>,
+}
+
+impl SslStatus {
+    /// What a rustls server connection negotiated.
+    pub fn of(conn: &rustls::ServerConnection) -> SslStatus {
+        let version = match conn.protocol_version() {
+            Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "",
+        };
+        let (cipher, bits) = conn
+            .negotiated_cipher_suite()
+            .map_or((String::new(), 0), |s| openssl_cipher(s.suite()));
+        let mut status =
+            SslStatus { version: version.to_string(), cipher, bits, ..SslStatus::default() };
+        if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+            if let Ok((_, x)) = X509Certificate::from_der(cert.as_ref()) {
+                status.client_dn = Some(name_to_cstring(x.subject()));
+                status.issuer_dn = Some(name_to_cstring(x.issuer()));
+                status.client_serial = Some(x.serial.to_string());
+                status.client_cn = x
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|cn| cn.as_str().ok())
+                    .map(str::to_string);
+            }
+        }
+        status
+    }
+}
+
+/// OpenSSL's name and key bits of a cipher suite (`SSL_get_cipher`, `SSL_get_cipher_bits`).
+fn openssl_cipher(suite: CipherSuite) -> (String, i32) {
+    let (name, bits) = match suite {
+        CipherSuite::TLS13_AES_256_GCM_SHA384 => ("TLS_AES_256_GCM_SHA384", 256),
+        CipherSuite::TLS13_AES_128_GCM_SHA256 => ("TLS_AES_128_GCM_SHA256", 128),
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => ("TLS_CHACHA20_POLY1305_SHA256", 256),
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => {
+            ("ECDHE-ECDSA-AES256-GCM-SHA384", 256)
+        }
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => {
+            ("ECDHE-ECDSA-AES128-GCM-SHA256", 128)
+        }
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            ("ECDHE-ECDSA-CHACHA20-POLY1305", 256)
+        }
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => ("ECDHE-RSA-AES256-GCM-SHA384", 256),
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => ("ECDHE-RSA-AES128-GCM-SHA256", 128),
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            ("ECDHE-RSA-CHACHA20-POLY1305", 256)
+        }
+        other => return (format!("{other:?}"), 0),
+    };
+    (name.to_string(), bits)
+}
+
+/// `X509_NAME_to_cstring`: `/SN=value` for each entry, values escaped as RFC 2253 escapes
+/// them.
+pub fn name_to_cstring(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut out = String::new();
+    for rdn in name.iter() {
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            let short = x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+                .map(str::to_string)
+                .unwrap_or_else(|_| oid.to_id_string());
+            out.push('/');
+            out.push_str(&short);
+            out.push('=');
+            let value = attr.as_str().unwrap_or_default();
+            let n = value.chars().count();
+            for (i, c) in value.chars().enumerate() {
+                let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+                    || (i == 0 && (c == '#' || c == ' '))
+                    || (i + 1 == n && c == ' ');
+                if special {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// `be_tls_get_certificate_hash`: the certificate hashed with the hash of its signature
+/// algorithm, SHA-256 in place of MD5 and SHA-1 (RFC 5929 `tls-server-end-point`); `None`
+/// for an algorithm without one (Ed25519), as PostgreSQL then cannot bind.
+pub fn end_point_hash(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let (_, x) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let oid = x.signature_algorithm.algorithm.to_id_string();
+    let hash = match oid.as_str() {
+        // md5WithRSA, sha1WithRSA, sha256WithRSA, ecdsa-with-SHA1, ecdsa-with-SHA256,
+        // RSASSA-PSS (taken as SHA-256, its usual parameter)
+        "1.2.840.113549.1.1.4"
+        | "1.2.840.113549.1.1.5"
+        | "1.2.840.113549.1.1.11"
+        | "1.2.840.10045.4.1"
+        | "1.2.840.10045.4.3.2"
+        | "1.2.840.113549.1.1.10" => sha2::Sha256::digest(cert.as_ref()).to_vec(),
+        // sha384WithRSA, ecdsa-with-SHA384
+        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => {
+            sha2::Sha384::digest(cert.as_ref()).to_vec()
+        }
+        // sha512WithRSA, ecdsa-with-SHA512
+        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => {
+            sha2::Sha512::digest(cert.as_ref()).to_vec()
+        }
+        _ => return None,
+    };
+    Some(hash)
+}

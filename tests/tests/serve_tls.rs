@@ -1,0 +1,252 @@
+//! TLS on walstream's servers (issue 11 §1): psql and pg_receivewal with
+//! `sslmode=verify-full` against `walstream serve` and `walstream relay` (certificates from
+//! a test root made with rcgen), what `pg_stat_ssl` shows compared with a real PostgreSQL
+//! 15 with `ssl=on`, and `hostssl` / `hostnossl` rules refusing connections with
+//! PostgreSQL's own FATAL, compared line for line with the real server's on the same rules.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use walstream_protocol::lsn::segment_file_name;
+use walstream_tests::certs::ServerPki;
+use walstream_tests::{
+    assert_same_wal_files, free_port, pg_bin, pg_command, run_bounded, scenario, wait_for,
+    ChildGuard, Lsn, PgCluster, ReceiveWal, ServeProcess, TimeLineId,
+};
+
+const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
+
+/// libpq's environment for `sslmode=verify-full` against `root`.
+fn verify_full(root: &Path) -> Vec<(&'static str, String)> {
+    vec![("PGSSLMODE", "verify-full".to_string()), ("PGSSLROOTCERT", root.display().to_string())]
+}
+
+/// psql to `host=localhost hostaddr=127.0.0.1 port=P` with `conninfo`, one command.
+fn psql(port: u16, conninfo: &str, env: &[(&str, String)], command: &str) -> Output {
+    let mut cmd = pg_command(pg_bin("psql"));
+    cmd.args(["-XAt", "-w", "-d"])
+        .arg(format!("host=localhost hostaddr=127.0.0.1 port={port} {conninfo}"))
+        .arg("-c")
+        .arg(command);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_bounded(&mut cmd, Duration::from_secs(30)).unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// stderr with the port made neutral.
+fn stderr(out: &Output, port: u16) -> String {
+    String::from_utf8_lossy(&out.stderr).replace(&format!("port {port}"), "port P")
+}
+
+/// A primary with `ssl=on` and the test root's server certificate.
+fn ssl_primary(pki: &ServerPki, hba: &[&str]) -> anyhow::Result<PgCluster> {
+    let mut cfg = scenario::source_config()
+        .set("ssl", "on")
+        .set("ssl_cert_file", &pki.dir.path().join("server.crt").display().to_string())
+        .set("ssl_key_file", &pki.dir.path().join("server.key").display().to_string());
+    if !hba.is_empty() {
+        cfg = cfg.hba_lines(hba);
+    }
+    PgCluster::start(&cfg)
+}
+
+#[test]
+fn psql_and_pg_receivewal_stream_from_serve_with_verify_full() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let pg = ssl_primary(&pki, &[])?;
+    pg.psql("SELECT pg_switch_wal()")?;
+    let end = pg.switch_wal()?;
+    let first = scenario::first_segment(&pg)?;
+    let wal = scenario::copy_pg_wal(&pg)?;
+    // server.crt and server.key in the served directory: the settings' default names.
+    pki.install(wal.path(), false)?;
+    let serve = ServeProcess::start(WALSTREAM.as_ref(), wal.path(), &["-c", "ssl=on"])?;
+    let env = verify_full(&pki.root());
+
+    // What pg_stat_ssl shows of psql's own connection, as PostgreSQL shows it.
+    let query =
+        "SELECT ssl, version, cipher, bits, client_dn, client_serial, issuer_dn FROM pg_stat_ssl";
+    let real = psql(pg.port(), "user=postgres dbname=postgres", &env, query);
+    let ours = psql(serve.port(), "user=postgres dbname=postgres", &env, query);
+    ensure!(real.status.success(), "PostgreSQL: {real:?}");
+    ensure!(ours.status.success(), "walstream: {ours:?}\n{}", serve.log());
+    ensure!(stdout(&real).starts_with("t|TLSv1.3|"), "{real:?}");
+    ensure!(stdout(&ours) == stdout(&real), "pg_stat_ssl: {ours:?} vs PostgreSQL {real:?}");
+
+    // pg_receivewal with verify-full receives every segment, byte for byte.
+    let recv = ReceiveWal::new()?;
+    recv.seed_partial(&first, scenario::seg_size())?;
+    let mut cmd = recv.command(serve.port(), &["-E", &Lsn(end.0 - 1).to_string(), "-n"]);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let out = run_bounded(&mut cmd, Duration::from_secs(60))?;
+    ensure!(
+        out.status.success(),
+        "pg_receivewal: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        serve.log()
+    );
+    assert_same_wal_files(recv.dir(), wal.path())?;
+
+    // A client that trusts another root is refused by libpq before a word is said.
+    let other = walstream_tests::certs::TestCa::new("another root")?;
+    let other_root = pki.dir.write("other.crt", &other.pem(), false)?;
+    let out =
+        psql(serve.port(), "user=postgres dbname=postgres", &verify_full(&other_root), "SELECT 1");
+    ensure!(!out.status.success(), "{out:?}");
+    ensure!(stderr(&out, serve.port()).contains("certificate verify failed"), "{out:?}");
+    Ok(())
+}
+
+/// Starts `walstream relay` from `upstream_port` into `dir` with `extra` arguments.
+fn relay(upstream_port: u16, dir: &Path, extra: &[&str]) -> anyhow::Result<(ChildGuard, u16)> {
+    let port = free_port()?;
+    let mut cmd = Command::new(WALSTREAM);
+    cmd.arg("relay")
+        .arg("-D")
+        .arg(dir)
+        .arg("--upstream")
+        .arg(format!("host=127.0.0.1 port={upstream_port} user=postgres"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
+        .env("RUST_BACKTRACE", "1");
+    let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
+    wait_for("walstream relay listening", Duration::from_secs(10), || {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("walstream relay exited with {status}: {}", child.stderr_text());
+        }
+        Ok(TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()))
+    })?;
+    Ok((child, port))
+}
+
+#[test]
+fn pg_receivewal_streams_through_a_relay_with_verify_full() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let primary = PgCluster::start(&scenario::source_config())?;
+    let start = primary.current_lsn()?;
+    let dir = tempfile::tempdir()?;
+    // Absolute file names this time.
+    let cert = format!("ssl_cert_file={}", pki.dir.path().join("server.crt").display());
+    let key_path = dir.path().join("relay.key");
+    walstream_tests::certs::write_pem(&key_path, &pki.server_key, true)?;
+    let key = format!("ssl_key_file={}", key_path.display());
+    let (relay_proc, relay_port) =
+        relay(primary.port(), dir.path(), &["-c", "ssl=on", "-c", &cert, "-c", &key])?;
+    primary.pgbench(&["-i", "-s", "1", "-q"])?;
+    let end = primary.switch_wal()?;
+    let seg_size = scenario::seg_size();
+    let first = segment_file_name(TimeLineId(1), start.segno(seg_size), seg_size);
+    let recv = ReceiveWal::new()?;
+    recv.seed_partial(&first, seg_size)?;
+    let mut cmd = recv.command(relay_port, &["-E", &Lsn(end.0 - 1).to_string(), "-n"]);
+    for (k, v) in verify_full(&pki.root()) {
+        cmd.env(k, v);
+    }
+    let out = run_bounded(&mut cmd, Duration::from_secs(90))?;
+    ensure!(
+        out.status.success(),
+        "pg_receivewal through the relay: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        relay_proc.stderr_text()
+    );
+    let got = assert_same_wal_files(recv.dir(), &primary.wal_dir())?;
+    ensure!(!got.is_empty(), "nothing received");
+    // The relay's walsender was encrypted.
+    let env = verify_full(&pki.root());
+    let shown = psql(
+        relay_port,
+        "user=postgres dbname=postgres",
+        &env,
+        "SELECT ssl, version FROM pg_stat_ssl",
+    );
+    ensure!(stdout(&shown) == "t|TLSv1.3", "{shown:?}");
+    Ok(())
+}
+
+/// hostssl for `postgres` and replication, hostnossl for `template1`.
+const HBA: &[&str] = &[
+    "local all all trust",
+    "hostssl postgres all 127.0.0.1/32 trust",
+    "hostssl replication all 127.0.0.1/32 trust",
+    "hostnossl template1 all 127.0.0.1/32 trust",
+];
+
+/// conninfo, command, and the FATAL PostgreSQL gives (empty: it succeeds).
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "user=postgres dbname=postgres sslmode=disable",
+        "SELECT 1",
+        "FATAL:  no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption",
+    ),
+    ("user=postgres dbname=postgres sslmode=require", "SELECT 1", ""),
+    (
+        "user=postgres replication=true sslmode=disable",
+        "IDENTIFY_SYSTEM",
+        "FATAL:  no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"postgres\", no encryption",
+    ),
+    ("user=postgres replication=true sslmode=require", "IDENTIFY_SYSTEM", ""),
+    (
+        "user=postgres dbname=template1 sslmode=require",
+        "SELECT 1",
+        "FATAL:  no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"template1\", SSL encryption",
+    ),
+    ("user=postgres dbname=template1 sslmode=disable", "SELECT 1", ""),
+    // allow: plain first, refused, then again over TLS.
+    ("user=postgres dbname=postgres sslmode=allow", "SELECT 1", ""),
+];
+
+#[test]
+fn hostssl_and_hostnossl_refuse_as_postgresql_does() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let pg = ssl_primary(&pki, HBA)?;
+    pg.switch_wal()?;
+    let wal = scenario::copy_pg_wal(&pg)?;
+    let conf = tempfile::tempdir()?;
+    let hba_path = conf.path().join("pg_hba.conf");
+    std::fs::write(&hba_path, HBA.join("\n") + "\n")?;
+    pki.install(wal.path(), false)?;
+    let serve = ServeProcess::start(
+        WALSTREAM.as_ref(),
+        wal.path(),
+        &["--hba", hba_path.to_str().context("path")?, "-c", "ssl=on"],
+    )?;
+    let mut report = Vec::new();
+    for &(conninfo, command, fatal) in CASES {
+        let ok = fatal.is_empty();
+        let real = psql(pg.port(), conninfo, &[], command);
+        let ours = psql(serve.port(), conninfo, &[], command);
+        let (real_err, our_err) = (stderr(&real, pg.port()), stderr(&ours, serve.port()));
+        ensure!(real.status.success() == ok, "{conninfo}: PostgreSQL {real:?}");
+        ensure!(real_err.contains(fatal), "{conninfo}: PostgreSQL says {real_err}");
+        if ours.status.success() != ok || real_err != our_err {
+            report.push(format!("{conninfo}:\n  PostgreSQL: {real_err}  walstream:  {our_err}"));
+        }
+    }
+    ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
+    Ok(())
+}
+
+#[test]
+fn serve_refuses_to_start_without_its_certificate_as_postgresql_does() -> anyhow::Result<()> {
+    let wal = tempfile::tempdir()?;
+    let err = ServeProcess::start(WALSTREAM.as_ref(), wal.path(), &["-c", "ssl=on"]).unwrap_err();
+    // postgres -c ssl=on in a data directory without server.crt says the same.
+    ensure!(
+        format!("{err:#}").contains(
+            "could not load server certificate file \"server.crt\": No such file or directory"
+        ),
+        "{err:#}"
+    );
+    Ok(())
+}
