@@ -7,6 +7,8 @@ use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::{self, Stream};
 use walstream_protocol::wire::password::{password, sasl_response};
 use walstream_protocol::wire::{
     Authentication, BackendMessage, SaslInitialResponse, StartupMessage, StartupPacket,
@@ -24,12 +26,14 @@ impl ReplicationConn {
     /// `mode` picks the `replication` startup parameter: `true` for
     /// [`ReplicationMode::Physical`] (database `replication` unless `dbname` is given, as
     /// pg_receivewal sends), `database` for [`ReplicationMode::Logical`], none for `Off`.
-    /// TLS is not implemented: `sslmode=prefer` falls back to a plain connection when the
-    /// server offers TLS, `require` and stricter fail.
+    /// TLS follows `sslmode` as libpq does: `prefer` tries TLS and, when the handshake or
+    /// the authentication over it fails, once more without; `allow` tries without and,
+    /// when the server refuses, once more with TLS; `require` and stricter insist.
     ///
     /// # Errors
     /// [`ConnError::Connect`] when the TCP connection fails, [`ConnError::Timeout`],
-    /// [`ConnError::Config`] when TLS is required, [`ConnError::Server`] for the server's
+    /// [`ConnError::Config`] when TLS is required and the server has none,
+    /// [`ConnError::Tls`] for a handshake or certificate that fails, [`ConnError::Server`] for the server's
     /// FATAL (e.g. 28P01 wrong password), [`ConnError::Auth`] (`fe_sendauth: no password
     /// supplied`, unsupported methods, a SCRAM server proof that does not verify),
     /// [`ConnError::Protocol`] for unexpected messages, [`ConnError::Io`], [`ConnError::Closed`].
@@ -50,15 +54,49 @@ impl ReplicationConn {
         info: &ConnInfo,
         mode: ReplicationMode,
     ) -> Result<ReplicationConn, ConnError> {
-        let stream = open_negotiated(info).await?;
+        // fe-connect.c: PQconnectPoll's allow_ssl_try / wait_ssl_try.
+        let first_tls = !matches!(info.sslmode, SslMode::Disable | SslMode::Allow);
+        match Self::attempt(info, mode, first_tls).await {
+            Ok(conn) => Ok(conn),
+            Err(failed) => {
+                let retry = match info.sslmode {
+                    SslMode::Prefer => failed.in_tls,
+                    SslMode::Allow => failed.refused_in_auth,
+                    _ => false,
+                };
+                if !retry {
+                    return Err(failed.error);
+                }
+                tracing::debug!("{}; trying again with sslmode toggled", failed.error);
+                Self::attempt(info, mode, !first_tls).await.map_err(|f| f.error)
+            }
+        }
+    }
+
+    /// One connection attempt, with TLS when `tls` (and the server offers it).
+    async fn attempt(
+        info: &ConnInfo,
+        mode: ReplicationMode,
+        tls: bool,
+    ) -> Result<ReplicationConn, Failed> {
+        let plain = |error| Failed { error, in_tls: false, refused_in_auth: false };
+        let stream = open_negotiated(info, tls).await.map_err(|(error, in_tls)| Failed {
+            error,
+            in_tls,
+            refused_in_auth: false,
+        })?;
+        let in_tls = stream.is_tls();
         let mut conn = ReplicationConn::new(stream);
         let startup = startup_message(info, mode);
         let database = startup.param("database").unwrap_or_default().to_string();
         conn.write_buf.clear();
         StartupPacket::Startup(startup).encode(&mut conn.write_buf);
-        conn.flush_write_buf().await?;
-        conn.authenticate(info, &database).await?;
-        conn.read_until_ready().await?;
+        conn.flush_write_buf().await.map_err(plain)?;
+        if let Err(error) = conn.authenticate(info, &database).await {
+            let refused_in_auth = matches!(error, ConnError::Server(_));
+            return Err(Failed { in_tls: in_tls && refused_in_auth, refused_in_auth, error });
+        }
+        conn.read_until_ready().await.map_err(plain)?;
         Ok(conn)
     }
 
@@ -131,6 +169,16 @@ impl ReplicationConn {
             }
         }
     }
+}
+
+/// A failed attempt, and what libpq's retry rules look at.
+struct Failed {
+    error: ConnError,
+    /// Failed in the TLS handshake, or refused by the server over TLS.
+    in_tls: bool,
+    /// The server refused during authentication (an ErrorResponse before
+    /// AuthenticationOk).
+    refused_in_auth: bool,
 }
 
 /// A SCRAM exchange in progress; `verified` once the server's proof checked out.
@@ -212,31 +260,38 @@ fn startup_message(info: &ConnInfo, mode: ReplicationMode) -> StartupMessage {
     StartupMessage::new(params.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
 }
 
-/// A TCP connection that went through SSL negotiation as `sslmode` asks.
-async fn open_negotiated(info: &ConnInfo) -> Result<TcpStream, ConnError> {
-    match info.sslmode {
-        SslMode::Disable | SslMode::Allow => open_tcp(info).await,
-        SslMode::Prefer => {
-            let mut stream = open_tcp(info).await?;
-            if request_ssl(&mut stream).await? {
-                // Offered TLS, which we cannot do: start over in plain text, as a libpq
-                // without SSL support would have connected in the first place.
-                tracing::debug!("server offers SSL; reconnecting without it");
-                drop(stream);
-                return open_tcp(info).await;
-            }
-            Ok(stream)
+/// A TCP connection that went through SSL negotiation (when `tls`) as `sslmode` asks.
+/// The error comes with whether it failed in the TLS handshake.
+async fn open_negotiated(info: &ConnInfo, tls: bool) -> Result<Stream, (ConnError, bool)> {
+    let mut stream = open_tcp(info).await.map_err(|e| (e, false))?;
+    if !tls {
+        return Ok(Stream::Plain(stream));
+    }
+    if !request_ssl(&mut stream).await.map_err(|e| (e, false))? {
+        if info.sslmode.requires_tls() {
+            let e = ConnError::Config("server does not support SSL, but SSL was required".into());
+            return Err((e, false));
         }
-        mode => {
-            let mut stream = open_tcp(info).await?;
-            if request_ssl(&mut stream).await? {
-                Err(ConnError::Config(format!(
-                    "sslmode value \"{mode}\" invalid when SSL support is not compiled in"
-                )))
-            } else {
-                Err(ConnError::Config("server does not support SSL, but SSL was required".into()))
-            }
+        return Ok(Stream::Plain(stream));
+    }
+    let at = server_identity(info, &stream);
+    tls::handshake(info, stream).await.map_err(|message| (ConnError::Tls { at, message }, true))
+}
+
+/// The host to connect to: `hostaddr` when given, else `host`.
+fn connect_host(info: &ConnInfo) -> &str {
+    info.option("hostaddr").filter(|a| !a.is_empty()).unwrap_or(&info.host)
+}
+
+/// The server as libpq's messages name it (`fe-connect.c: emitHostIdentityInfo`):
+/// `"localhost" (127.0.0.1), port 5432`, the address only when it differs from the name.
+fn server_identity(info: &ConnInfo, stream: &TcpStream) -> String {
+    let shown = connect_host(info);
+    match stream.peer_addr() {
+        Ok(addr) if addr.ip().to_string() != shown => {
+            format!("\"{shown}\" ({}), port {}", addr.ip(), info.port)
         }
+        _ => format!("\"{shown}\", port {}", info.port),
     }
 }
 
@@ -244,7 +299,7 @@ async fn open_tcp(info: &ConnInfo) -> Result<TcpStream, ConnError> {
     let connect_error =
         |source| ConnError::Connect { host: info.host.clone(), port: info.port, source };
     let stream =
-        TcpStream::connect((info.host.as_str(), info.port)).await.map_err(connect_error)?;
+        TcpStream::connect((connect_host(info), info.port)).await.map_err(connect_error)?;
     stream.set_nodelay(true)?;
     Ok(stream)
 }

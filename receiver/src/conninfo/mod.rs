@@ -422,6 +422,11 @@ fn parse_c_int(s: &str) -> Option<i32> {
     s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')).parse().ok()
 }
 
+/// The home directory libpq looks in for `.pgpass` and `.postgresql/` (`pqGetHomeDirectory`).
+pub(crate) fn home_dir() -> Option<String> {
+    os_env("HOME")
+}
+
 /// The process environment, with `USER` and `HOME` from the password database first,
 /// as libpq's `pg_fe_getauthname` and `pqGetHomeDirectory` do.
 fn os_env(name: &str) -> Option<String> {
