@@ -148,7 +148,7 @@ impl Authenticator {
         let log_detail = missing_password_detail(user, role);
         let mut auth = Authenticator { user: user.to_owned(), state: State::Done, log_detail };
         let request = match (method, verifier) {
-            (AuthMethod::Trust, _) => Authentication::Ok,
+            (AuthMethod::Trust | AuthMethod::Cert, _) => Authentication::Ok,
             (AuthMethod::Reject, _) => auth.set(State::Cleartext { verifier: None }),
             (AuthMethod::Password, verifier) => auth.set(State::Cleartext { verifier }),
             (AuthMethod::Md5, Some(Verifier::Md5(stored))) => {

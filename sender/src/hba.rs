@@ -5,12 +5,14 @@
 //! does. walstream has neither GSSAPI nor Unix sockets, so:
 //! - `host` and `hostnogssenc` rules match every TCP connection, `hostssl` encrypted ones
 //!   and `hostnossl` plain ones; `hostgssenc` and `local` rules are read but never match.
-//! - Methods other than `trust`, `reject`, `password`, `md5` and `scram-sha-256` are
-//!   refused with PostgreSQL's text for a build without them
+//! - Methods other than `trust`, `reject`, `password`, `md5`, `scram-sha-256` and `cert`
+//!   are refused with PostgreSQL's text for a build without them
 //!   (`invalid authentication method "ldap": not supported by this build`).
 //! - Options after the method (`name=value`) are checked as PostgreSQL checks them for these
-//!   methods (name known, valid for the method, `clientcert` only on `hostssl`), kept in
-//!   [`HbaRule::options`] and not acted on.
+//!   methods (name known, valid for the method, `clientcert` and `clientname` only on
+//!   `hostssl`) and kept in [`HbaRule::options`]; `clientcert` and `clientname` are acted
+//!   on ([`HbaRule::clientcert`], [`HbaRule::clientname_dn`]). `map` (pg_ident.conf) is
+//!   refused.
 //! - Addresses are IP addresses with a CIDR suffix or a separate netmask column; host
 //!   names are refused (`invalid IP address "db.example": host names are not supported`).
 //!   `samehost` and `samenet` match loopback clients only (knowing the host's own
@@ -46,6 +48,8 @@ pub enum AuthMethod {
     Md5,
     /// SCRAM-SHA-256.
     ScramSha256,
+    /// The client certificate's name is the user name (`hostssl` only).
+    Cert,
 }
 
 impl AuthMethod {
@@ -57,6 +61,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Cert => "cert",
         }
     }
 }
@@ -120,6 +125,18 @@ impl ConnInfo<'_> {
     }
 }
 
+/// The `clientcert` option (`hba.c: ClientCertMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCert {
+    /// No certificate needed.
+    #[default]
+    Off,
+    /// A certificate that chains to `ssl_ca_file`.
+    VerifyCa,
+    /// That, and its name is the user's (as `cert` checks it).
+    VerifyFull,
+}
+
 /// The address column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddrMatch {
@@ -174,8 +191,12 @@ pub struct HbaRule {
     pub address: Option<AddrMatch>,
     /// The method.
     pub method: AuthMethod,
-    /// `name=value` options after the method, not acted on.
+    /// `name=value` options after the method, as written.
     pub options: Vec<(String, String)>,
+    /// `clientcert` (`verify-full` for `cert`).
+    pub clientcert: ClientCert,
+    /// `clientname=DN`: the certificate's whole subject (RFC 2253) is the name, not its CN.
+    pub clientname_dn: bool,
 }
 
 impl HbaRule {

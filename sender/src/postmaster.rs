@@ -544,7 +544,7 @@ async fn authenticate<R, W>(
     writer: &mut PqWriter<W>,
     peer: SocketAddr,
     conn: &hba::ConnInfo<'_>,
-    _ssl: Option<&SslStatus>,
+    ssl: Option<&SslStatus>,
 ) -> Result<Option<crate::auth::Role>, StartupError>
 where
     R: AsyncRead + Unpin,
@@ -558,12 +558,14 @@ where
         Some(hba::no_entry_error(ip, conn))
     })?;
     let role = server.roles.get(user);
+    check_client_cert(server, rule, ssl)?;
     match rule.method {
         AuthMethod::Reject => {
             failed(AuthFailure::Rejected);
             return Err(Some(hba::reject_error(ip, conn)));
         }
         AuthMethod::Trust => {}
+        AuthMethod::Cert => {}
         method => {
             let (mut auth, first) = Authenticator::start(method, user, role.as_ref());
             writer.send(&BackendMessage::Authentication(first));
@@ -593,7 +595,78 @@ where
             }
         }
     }
+    // auth.c: ClientAuthentication, after the method: clientcert=verify-full, and cert.
+    if rule.clientcert == hba::ClientCert::VerifyFull {
+        if let Err(e) = cert_name_matches(rule, ssl, user) {
+            failed(AuthFailure::Password);
+            return Err(auth_failed(e, user));
+        }
+    }
     Ok(role)
+}
+
+/// `auth.c: ClientAuthentication`: a rule with `clientcert` needs a root store and a
+/// client certificate that verified against it (rustls refused the handshake otherwise).
+fn check_client_cert(
+    server: &Server,
+    rule: &hba::HbaRule,
+    ssl: Option<&SslStatus>,
+) -> Result<(), StartupError> {
+    if rule.clientcert == hba::ClientCert::Off {
+        return Ok(());
+    }
+    if !server.tls.as_ref().is_some_and(|t| t.has_ca) {
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::CONFIG_FILE_ERROR,
+            "client certificates can only be checked if a root certificate store is available",
+        )));
+    }
+    if ssl.and_then(|s| s.client_cn.as_ref().or(s.client_dn.as_ref())).is_none() {
+        server.registry.count_auth_failure(AuthFailure::Password);
+        return Err(Some(ErrorFields::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            "connection requires a valid client certificate",
+        )));
+    }
+    Ok(())
+}
+
+/// `auth.c: CheckCertAuth`: the certificate's CN (or DN, `clientname=DN`) is the user
+/// name. The error is the method's (`auth.c: auth_failed`), its log line PostgreSQL's.
+fn cert_name_matches(
+    rule: &hba::HbaRule,
+    ssl: Option<&SslStatus>,
+    user: &str,
+) -> Result<(), crate::auth::AuthError> {
+    let name = ssl.and_then(|s| {
+        if rule.clientname_dn {
+            s.client_dn_rfc2253.as_deref()
+        } else {
+            s.client_cn.as_deref()
+        }
+    });
+    let log_detail = match name {
+        None | Some("") => Some("client certificate contains no user name".to_string()),
+        Some(name) if name == user => return Ok(()),
+        Some(name) => Some(format!(
+            "provided user name ({user}) and authenticated user name ({name}) do not match"
+        )),
+    };
+    let (code, message) = match rule.method {
+        AuthMethod::Cert => (
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("certificate authentication failed for user \"{user}\""),
+        ),
+        AuthMethod::Password | AuthMethod::Md5 | AuthMethod::ScramSha256 => (
+            sqlstate::INVALID_PASSWORD,
+            format!("password authentication failed for user \"{user}\""),
+        ),
+        AuthMethod::Trust | AuthMethod::Reject => (
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            format!("authentication failed for user \"{user}\": invalid authentication method"),
+        ),
+    };
+    Err(crate::auth::AuthError { fields: Box::new(ErrorFields::fatal(code, message)), log_detail })
 }
 
 /// After AuthenticationOk, as PostgreSQL checks it (miscinit.c:

@@ -46,6 +46,9 @@ pub struct ServerTls {
     /// `be_tls_get_certificate_hash`: the server certificate hashed with its signature's
     /// hash (SHA-256 for MD5 and SHA-1).
     pub cert_hash: Option<Vec<u8>>,
+    /// `ssl_ca_file` was loaded: client certificates can be checked
+    /// (`secure_loaded_verify_locations`).
+    pub has_ca: bool,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -124,7 +127,9 @@ impl ServerTls {
                 settings.key_file
             )),
         })?;
-        Ok(Some(Arc::new(ServerTls { acceptor: TlsAcceptor::from(Arc::new(config)), cert_hash })))
+        let has_ca = !settings.ca_file.is_empty();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        Ok(Some(Arc::new(ServerTls { acceptor, cert_hash, has_ca })))
     }
 
     /// The handshake on a socket whose SSLRequest was answered `S`.

@@ -25,6 +25,8 @@ pub struct SslStatus {
     /// Its subject's common name (what `cert` authentication and `clientcert=verify-full`
     /// compare with the user name).
     pub client_cn: Option<String>,
+    /// Its subject in RFC 2253 form (`CN=alice,O=Example`), what `clientname=DN` compares.
+    pub client_dn_rfc2253: Option<String>,
 }
 
 impl SslStatus {
@@ -45,6 +47,7 @@ impl SslStatus {
                 status.client_dn = Some(name_to_cstring(x.subject()));
                 status.issuer_dn = Some(name_to_cstring(x.issuer()));
                 status.client_serial = Some(x.serial.to_string());
+                status.client_dn_rfc2253 = Some(name_to_rfc2253(x.subject()));
                 status.client_cn = x
                     .subject()
                     .iter_common_name()
@@ -86,29 +89,71 @@ fn openssl_cipher(suite: CipherSuite) -> (String, i32) {
 /// them.
 pub fn name_to_cstring(name: &x509_parser::x509::X509Name<'_>) -> String {
     let mut out = String::new();
+    for (short, value) in name_entries(name) {
+        out.push('/');
+        out.push_str(&short);
+        out.push('=');
+        out.push_str(&value);
+    }
+    out
+}
+
+/// `X509_NAME_print_ex(XN_FLAG_RFC2253)`: the entries last first, `SN=value` joined by
+/// commas (`be-secure-openssl.c`, for `clientname=DN`).
+pub fn name_to_rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut entries = name_entries(name);
+    entries.reverse();
+    entries.into_iter().map(|(sn, v)| format!("{sn}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// Each entry's short name and its value escaped as RFC 2253 escapes it.
+fn name_entries(name: &x509_parser::x509::X509Name<'_>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for rdn in name.iter() {
         for attr in rdn.iter() {
             let oid = attr.attr_type();
-            let short = x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
-                .map(str::to_string)
-                .unwrap_or_else(|_| oid.to_id_string());
-            out.push('/');
-            out.push_str(&short);
-            out.push('=');
+            let id = oid.to_id_string();
+            let short = openssl_short_name(&id).map_or(id, str::to_string);
             let value = attr.as_str().unwrap_or_default();
             let n = value.chars().count();
+            let mut escaped = String::with_capacity(value.len());
             for (i, c) in value.chars().enumerate() {
                 let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
                     || (i == 0 && (c == '#' || c == ' '))
                     || (i + 1 == n && c == ' ');
                 if special {
-                    out.push('\\');
+                    escaped.push('\\');
                 }
-                out.push(c);
+                escaped.push(c);
             }
+            out.push((short, escaped));
         }
     }
     out
+}
+
+/// OpenSSL's short name of a name attribute (`OBJ_nid2sn`), for the usual ones.
+fn openssl_short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.42" => "GN",
+        "2.5.4.43" => "initials",
+        "2.5.4.46" => "dnQualifier",
+        "2.5.4.65" => "pseudonym",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        _ => return None,
+    })
 }
 
 /// `be_tls_get_certificate_hash`: the certificate hashed with the hash of its signature

@@ -140,3 +140,53 @@ fn receivewal_verify_full_streams_and_refusals_read_as_libpq() -> anyhow::Result
     ensure!(ours.status.success(), "receivewal require: {}", error_text(&ours));
     Ok(())
 }
+
+#[test]
+fn receivewal_authenticates_with_a_client_certificate() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let root = pki.root().display().to_string();
+    let cfg = scenario::source_config()
+        .set("ssl", "on")
+        .set("ssl_cert_file", &pki.dir.path().join("server.crt").display().to_string())
+        .set("ssl_key_file", &pki.dir.path().join("server.key").display().to_string())
+        .set("ssl_ca_file", &root)
+        // The harness's own psql (sslmode=prefer) falls back to the plain trust line.
+        .hba_lines(&[
+            "local all all trust",
+            "hostssl replication all 127.0.0.1/32 cert",
+            "hostnossl all all 127.0.0.1/32 trust",
+        ]);
+    let pg = PgCluster::start(&cfg)?;
+    let (crt, key) = pki.ca.issue("postgres", &[], false)?;
+    let crt = pki.dir.write("postgres.crt", &crt, false)?.display().to_string();
+    let key = pki.dir.write("postgres.key", &key, true)?.display().to_string();
+    pg.psql("CREATE TABLE t AS SELECT g FROM generate_series(1, 20000) g")?;
+    let first = scenario::first_segment(&pg)?;
+    let end = pg.switch_wal()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::File::create(dir.path().join(format!("{first}.partial")))?
+        .set_len(u64::from(scenario::seg_size().bytes()))?;
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=postgres sslmode=verify-full sslrootcert={root} sslcert={crt} sslkey={key}",
+        pg.port()
+    );
+    let out = receivewal(&conninfo, dir.path(), &["-E", &Lsn(end.0 - 1).to_string()]);
+    ensure!(out.status.success(), "receivewal with a client certificate: {}", error_text(&out));
+    assert_same_wal_files(dir.path(), &pg.wal_dir())?;
+    // Without one, refused as psql is.
+    let none = pki.dir.path().join("none.crt").display().to_string();
+    let bare = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} user=postgres sslmode=verify-full sslrootcert={root} sslcert={none}",
+        pg.port()
+    );
+    let theirs = psql(&bare);
+    let ours = receivewal(&bare, tempfile::tempdir()?.path(), &[]);
+    ensure!(!theirs.status.success() && !ours.status.success());
+    ensure!(
+        error_text(&theirs).ends_with(&error_text(&ours)),
+        "psql: {}\nwalstream: {}",
+        error_text(&theirs),
+        error_text(&ours)
+    );
+    Ok(())
+}

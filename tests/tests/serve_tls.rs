@@ -250,3 +250,96 @@ fn serve_refuses_to_start_without_its_certificate_as_postgresql_does() -> anyhow
     );
     Ok(())
 }
+
+/// Client certificates: `cert` for everyone over TLS (the harness's own psql, with
+/// libpq's `prefer`, falls back to the plain `trust` line).
+const CERT_HBA: &[&str] = &[
+    "local all all trust",
+    "hostssl all all 127.0.0.1/32 cert",
+    "hostssl replication all 127.0.0.1/32 cert",
+    "hostnossl all all 127.0.0.1/32 trust",
+];
+
+#[test]
+fn psql_with_a_client_certificate_authenticates_to_serve_as_to_postgresql() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let root = pki.root().display().to_string();
+    let mut cfg = scenario::source_config()
+        .set("ssl", "on")
+        .set("ssl_cert_file", &pki.dir.path().join("server.crt").display().to_string())
+        .set("ssl_key_file", &pki.dir.path().join("server.key").display().to_string())
+        .set("ssl_ca_file", &root);
+    cfg = cfg.hba_lines(CERT_HBA);
+    let pg = PgCluster::start(&cfg)?;
+    pg.switch_wal()?;
+    let wal = scenario::copy_pg_wal(&pg)?;
+    pki.install(wal.path(), false)?;
+    let conf = tempfile::tempdir()?;
+    let hba_path = conf.path().join("pg_hba.conf");
+    std::fs::write(&hba_path, CERT_HBA.join("\n") + "\n")?;
+    let ca = format!("ssl_ca_file={root}");
+    let serve = ServeProcess::start(
+        WALSTREAM.as_ref(),
+        wal.path(),
+        &["--hba", hba_path.to_str().context("path")?, "-c", "ssl=on", "-c", &ca],
+    )?;
+    // Certificates for postgres and for alice, from the same root.
+    let (crt, key) = pki.ca.issue("postgres", &[], false)?;
+    let pg_crt = pki.dir.write("postgres.crt", &crt, false)?.display().to_string();
+    let pg_key = pki.dir.write("postgres.key", &key, true)?.display().to_string();
+    let (crt, key) = pki.ca.issue("alice", &[], false)?;
+    let alice_crt = pki.dir.write("alice.crt", &crt, false)?.display().to_string();
+    let alice_key = pki.dir.write("alice.key", &key, true)?.display().to_string();
+    let verify = format!("sslmode=verify-full sslrootcert={root}");
+    let as_postgres = format!("user=postgres {verify} sslcert={pg_crt} sslkey={pg_key}");
+    let as_alice_cert = format!("user=postgres {verify} sslcert={alice_crt} sslkey={alice_key}");
+    let none = pki.dir.path().join("none.crt").display().to_string();
+    let no_cert = format!("user=postgres {verify} sslcert={none}");
+    let query = "SELECT ssl, client_dn, client_serial, issuer_dn FROM pg_stat_ssl";
+    let cases: [(&str, String, &str, &str); 5] = [
+        ("client certificate", format!("{as_postgres} dbname=postgres"), query, ""),
+        ("replication", format!("{as_postgres} replication=true"), "IDENTIFY_SYSTEM", ""),
+        (
+            "another name",
+            format!("{as_alice_cert} dbname=postgres"),
+            "SELECT 1",
+            "FATAL:  certificate authentication failed for user \"postgres\"",
+        ),
+        (
+            "no certificate",
+            format!("{no_cert} dbname=postgres"),
+            "SELECT 1",
+            "FATAL:  connection requires a valid client certificate",
+        ),
+        (
+            "no certificate, replication",
+            format!("{no_cert} replication=true"),
+            "IDENTIFY_SYSTEM",
+            "FATAL:  connection requires a valid client certificate",
+        ),
+    ];
+    let mut report = Vec::new();
+    for (name, conninfo, command, fatal) in &cases {
+        let real = psql(pg.port(), conninfo, &[], command);
+        let ours = psql(serve.port(), conninfo, &[], command);
+        let (real_err, our_err) = (stderr(&real, pg.port()), stderr(&ours, serve.port()));
+        ensure!(real.status.success() == fatal.is_empty(), "{name}: PostgreSQL {real:?}");
+        ensure!(real_err.contains(fatal), "{name}: PostgreSQL says {real_err}");
+        if *command == query {
+            // The client's subject, serial and issuer as PostgreSQL shows them.
+            ensure!(stdout(&real).starts_with("t|/CN=postgres|"), "{real:?}");
+            if stdout(&ours) != stdout(&real) {
+                report.push(format!(
+                    "{name}: pg_stat_ssl {:?} vs {:?}",
+                    stdout(&ours),
+                    stdout(&real)
+                ));
+            }
+        }
+        if ours.status.success() != real.status.success() || real_err != our_err {
+            report.push(format!("{name}:\n  PostgreSQL: {real_err}  walstream:  {our_err}"));
+        }
+    }
+    ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
+    Ok(())
+}

@@ -294,7 +294,13 @@ fn check_key_mode(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
     if !meta.is_file() {
         return Err(format!("private key file \"{}\" is not a regular file", path.display()));
     }
-    let loose = if meta.uid() == 0 { meta.mode() & 0o037 } else { meta.mode() & 0o077 };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let loose = match meta.uid() {
+        uid if uid == euid => meta.mode() & 0o077,
+        0 => meta.mode() & 0o037,
+        _ => 0,
+    };
     if loose != 0 {
         return Err(format!(
             "private key file \"{}\" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root",

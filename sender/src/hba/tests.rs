@@ -58,6 +58,11 @@ fn pg_texts_for_bad_lines() {
         ("host all all all md5 map=x", "authentication option \"map\" is only valid for authentication methods ident, peer, gssapi, sspi, and cert"),
         ("host all all all md5 ldapserver=x", "authentication option \"ldapserver\" is only valid for authentication methods ldap"),
         ("host all all all md5 foo=bar", "unrecognized authentication option name: \"foo\""),
+        // postgres -c ssl=on with each line as its pg_hba.conf
+        ("host all all all cert", "cert authentication is only supported on hostssl connections"),
+        ("hostssl all all all trust clientcert=foo", "invalid value for clientcert: \"foo\""),
+        ("hostssl all all all cert clientcert=verify-ca", "clientcert only accepts \"verify-full\" when using \"cert\" authentication"),
+        ("hostssl all all all trust clientcert=verify-ca clientname=XY", "invalid value for clientname: \"XY\""),
         ("host all @admins all trust", "could not open secondary authentication file \"@admins\": inclusion with @ is not supported"),
     ];
     for (text, message) in cases {
@@ -90,11 +95,17 @@ fn accepted_lines() {
     )
     .unwrap();
     assert_eq!(file.rules()[0].options, vec![("clientcert".into(), "verify-ca".into())]);
+    assert_eq!(file.rules()[0].clientcert, ClientCert::VerifyCa);
+    assert_eq!(file.rules()[1].clientcert, ClientCert::Off);
     assert_eq!(
         file.rules()[1].address,
         Some(AddrMatch::Net { addr: ip("10.0.0.0"), mask: ip("255.0.0.0") })
     );
     assert_eq!(file.rules()[1].method, AuthMethod::Password);
+    let file = HbaFile::parse("hostssl all all all cert clientname=DN\n").unwrap();
+    assert_eq!(file.rules()[0].method, AuthMethod::Cert);
+    assert_eq!(file.rules()[0].clientcert, ClientCert::VerifyFull);
+    assert!(file.rules()[0].clientname_dn);
 }
 
 #[test]
