@@ -567,7 +567,9 @@ where
         AuthMethod::Trust => {}
         AuthMethod::Cert => {}
         method => {
-            let (mut auth, first) = Authenticator::start(method, user, role.as_ref());
+            let end_point = ssl.and(server.tls.as_ref()).and_then(|t| t.cert_hash.clone());
+            let (mut auth, first) =
+                Authenticator::start_tls(method, user, role.as_ref(), end_point);
             writer.send(&BackendMessage::Authentication(first));
             loop {
                 writer.flush().await.map_err(|_| None)?;

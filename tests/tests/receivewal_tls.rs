@@ -190,3 +190,61 @@ fn receivewal_authenticates_with_a_client_certificate() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn receivewal_with_channel_binding_require_streams_from_postgresql() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let root = pki.root().display().to_string();
+    let cfg = scenario::source_config()
+        .set("ssl", "on")
+        .set("ssl_cert_file", &pki.dir.path().join("server.crt").display().to_string())
+        .set("ssl_key_file", &pki.dir.path().join("server.key").display().to_string())
+        .hba_lines(&[
+            "local all all trust",
+            "hostssl replication replicator 127.0.0.1/32 scram-sha-256",
+            "hostssl replication md5user 127.0.0.1/32 md5",
+            "host replication replicator 127.0.0.1/32 scram-sha-256",
+            "host all postgres 127.0.0.1/32 trust",
+        ]);
+    let pg = PgCluster::start(&cfg)?;
+    pg.psql(
+        "CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'secret';
+         SET password_encryption = 'md5';
+         CREATE ROLE md5user LOGIN REPLICATION PASSWORD 'wonderland';
+         CREATE TABLE t AS SELECT g FROM generate_series(1, 20000) g",
+    )?;
+    let first = scenario::first_segment(&pg)?;
+    let end = pg.switch_wal()?;
+    let base = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert={root} channel_binding=require",
+        pg.port()
+    );
+    // SCRAM-SHA-256-PLUS: streams.
+    let dir = tempfile::tempdir()?;
+    std::fs::File::create(dir.path().join(format!("{first}.partial")))?
+        .set_len(u64::from(scenario::seg_size().bytes()))?;
+    let good = format!("{base} user=replicator password=secret");
+    let out = receivewal(&good, dir.path(), &["-E", &Lsn(end.0 - 1).to_string()]);
+    ensure!(out.status.success(), "receivewal channel_binding=require: {}", error_text(&out));
+    assert_same_wal_files(dir.path(), &pg.wal_dir())?;
+    // md5 cannot bind; with TLS off SCRAM cannot either: refused as libpq refuses.
+    for conninfo in [
+        format!("{base} user=md5user password=wonderland"),
+        format!(
+            "host=127.0.0.1 port={} sslmode=disable channel_binding=require user=replicator password=secret",
+            pg.port()
+        ),
+    ] {
+        let theirs = psql(&conninfo);
+        let ours = receivewal(&conninfo, tempfile::tempdir()?.path(), &[]);
+        ensure!(!theirs.status.success() && !ours.status.success(), "{conninfo}");
+        ensure!(error_text(&theirs).contains("channel binding"), "{}", error_text(&theirs));
+        ensure!(
+            error_text(&theirs).ends_with(&error_text(&ours)),
+            "{conninfo}:\npsql: {}\nwalstream: {}",
+            error_text(&theirs),
+            error_text(&ours)
+        );
+    }
+    Ok(())
+}

@@ -343,3 +343,76 @@ fn psql_with_a_client_certificate_authenticates_to_serve_as_to_postgresql() -> a
     ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
     Ok(())
 }
+
+#[test]
+fn psql_with_channel_binding_require_authenticates_to_serve() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    const SCRAM_HBA: &[&str] = &[
+        "local all all trust",
+        "hostssl all replicator 127.0.0.1/32 scram-sha-256",
+        "hostssl replication replicator 127.0.0.1/32 scram-sha-256",
+        "hostssl all md5user 127.0.0.1/32 md5",
+        "host all postgres 127.0.0.1/32 trust",
+    ];
+    let pg = ssl_primary(&pki, SCRAM_HBA)?;
+    pg.psql(
+        "CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'secret';
+         SET password_encryption = 'md5';
+         CREATE ROLE md5user LOGIN PASSWORD 'wonderland';",
+    )?;
+    let roles = pg.psql(
+        "SELECT rolname || ':' || coalesce(rolpassword, '')
+                || CASE WHEN rolsuper THEN ' SUPERUSER' ELSE '' END
+                || CASE WHEN rolreplication THEN ' REPLICATION' ELSE '' END
+         FROM pg_authid WHERE rolcanlogin ORDER BY rolname",
+    )?;
+    pg.switch_wal()?;
+    let wal = scenario::copy_pg_wal(&pg)?;
+    pki.install(wal.path(), false)?;
+    let conf = tempfile::tempdir()?;
+    let hba_path = conf.path().join("pg_hba.conf");
+    std::fs::write(&hba_path, SCRAM_HBA.join("\n") + "\n")?;
+    let pw_path = conf.path().join("passwords");
+    std::fs::write(&pw_path, &roles)?;
+    let serve = ServeProcess::start(
+        WALSTREAM.as_ref(),
+        wal.path(),
+        &[
+            "--hba",
+            hba_path.to_str().context("path")?,
+            "--passwords",
+            pw_path.to_str().context("path")?,
+            "-c",
+            "ssl=on",
+        ],
+    )?;
+    let root = pki.root().display().to_string();
+    let tls = format!("sslmode=verify-full sslrootcert={root} channel_binding=require");
+    let cases: [(String, &str, &str); 4] = [
+        (format!("{tls} user=replicator password=secret dbname=postgres"), "SELECT 1", ""),
+        (format!("{tls} user=replicator password=secret replication=true"), "IDENTIFY_SYSTEM", ""),
+        (
+            format!("{tls} user=replicator password=wrong dbname=postgres"),
+            "SELECT 1",
+            "FATAL:  password authentication failed for user \"replicator\"",
+        ),
+        (
+            format!("{tls} user=md5user password=wonderland dbname=postgres"),
+            "SELECT 1",
+            "channel binding required but not supported by server's authentication request",
+        ),
+    ];
+    let mut report = Vec::new();
+    for (conninfo, command, fatal) in &cases {
+        let real = psql(pg.port(), conninfo, &[], command);
+        let ours = psql(serve.port(), conninfo, &[], command);
+        let (real_err, our_err) = (stderr(&real, pg.port()), stderr(&ours, serve.port()));
+        ensure!(real.status.success() == fatal.is_empty(), "{conninfo}: PostgreSQL {real:?}");
+        ensure!(real_err.contains(fatal), "{conninfo}: PostgreSQL says {real_err}");
+        if ours.status.success() != real.status.success() || real_err != our_err {
+            report.push(format!("{conninfo}:\n  PostgreSQL: {real_err}  walstream:  {our_err}"));
+        }
+    }
+    ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
+    Ok(())
+}

@@ -4,7 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 use postgres_protocol::authentication::md5_hash;
-use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
+use postgres_protocol::authentication::sasl::{
+    ChannelBinding, ScramSha256, SCRAM_SHA_256, SCRAM_SHA_256_PLUS,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -103,6 +105,7 @@ impl ReplicationConn {
     /// Answers authentication requests until AuthenticationOk (`fe-auth.c: pg_fe_sendauth`).
     async fn authenticate(&mut self, info: &ConnInfo, database: &str) -> Result<(), ConnError> {
         let mut scram: Option<ScramState> = None;
+        let binding = ChannelBindingMode::of(info);
         loop {
             let request = match self.next_message().await? {
                 BackendMessage::Authentication(request) => request,
@@ -118,6 +121,7 @@ impl ReplicationConn {
                 }
                 other => return Err(unexpected_during_auth(&other)),
             };
+            check_expected_request(binding, &request, scram.as_ref())?;
             match request {
                 Authentication::Ok => return finish_scram(scram),
                 Authentication::CleartextPassword => {
@@ -130,9 +134,14 @@ impl ReplicationConn {
                     self.send(&password(hash.as_bytes())).await?;
                 }
                 Authentication::Sasl { mechanisms } => {
-                    let state = start_scram(&mechanisms, &need_password(info, database)?)?;
+                    let tls = TlsState {
+                        in_use: self.stream.is_tls(),
+                        end_point: self.stream.server_end_point(),
+                    };
+                    let pw = need_password(info, database)?;
+                    let state = start_scram(&mechanisms, &pw, binding, &tls)?;
                     let first = SaslInitialResponse {
-                        mechanism: SCRAM_SHA_256.to_string(),
+                        mechanism: state.mechanism.to_string(),
                         data: Some(Bytes::copy_from_slice(state.client.message())),
                     };
                     self.send(&first.to_message()).await?;
@@ -184,18 +193,111 @@ struct Failed {
 /// A SCRAM exchange in progress; `verified` once the server's proof checked out.
 struct ScramState {
     client: ScramSha256,
+    /// The mechanism selected (`SCRAM-SHA-256-PLUS` when channel-bound).
+    mechanism: &'static str,
     verified: bool,
 }
 
-/// SCRAM-SHA-256 without channel binding (we have no TLS, so never `-PLUS`).
-fn start_scram(mechanisms: &[String], password: &str) -> Result<ScramState, ConnError> {
-    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+/// `channel_binding` (`fe-connect.c`; `PGCHANNELBINDING`; default `prefer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelBindingMode {
+    Disable,
+    Prefer,
+    Require,
+}
+
+impl ChannelBindingMode {
+    /// The connection's setting (the value was checked when the conninfo was parsed).
+    fn of(info: &ConnInfo) -> ChannelBindingMode {
+        match info.channel_binding() {
+            "disable" => ChannelBindingMode::Disable,
+            "require" => ChannelBindingMode::Require,
+            _ => ChannelBindingMode::Prefer,
+        }
+    }
+}
+
+/// What SCRAM needs of the connection's TLS.
+struct TlsState {
+    in_use: bool,
+    /// The server certificate's `tls-server-end-point` hash.
+    end_point: Option<Vec<u8>>,
+}
+
+/// `fe-auth.c: check_expected_areq` for `channel_binding=require`: only SASL requests,
+/// and AuthenticationOk only after a channel-bound SCRAM exchange.
+fn check_expected_request(
+    binding: ChannelBindingMode,
+    request: &Authentication,
+    scram: Option<&ScramState>,
+) -> Result<(), ConnError> {
+    if binding != ChannelBindingMode::Require {
+        return Ok(());
+    }
+    match request {
+        Authentication::Sasl { .. }
+        | Authentication::SaslContinue(_)
+        | Authentication::SaslFinal(_) => Ok(()),
+        Authentication::Ok if scram.is_some_and(|s| s.mechanism == SCRAM_SHA_256_PLUS) => Ok(()),
+        Authentication::Ok => Err(ConnError::Auth(
+            "channel binding required, but server authenticated client without channel binding"
+                .into(),
+        )),
+        _ => Err(ConnError::Auth(
+            "channel binding required but not supported by server's authentication request".into(),
+        )),
+    }
+}
+
+/// `fe-auth.c: pg_SASL_init`: SCRAM-SHA-256-PLUS over TLS unless `channel_binding` is
+/// `disable`, else SCRAM-SHA-256 (flag `y` over TLS: the client could bind, the server
+/// offered not to; `fe-auth-scram.c: build_client_first_message`).
+fn start_scram(
+    mechanisms: &[String],
+    password: &str,
+    binding: ChannelBindingMode,
+    tls: &TlsState,
+) -> Result<ScramState, ConnError> {
+    if binding == ChannelBindingMode::Require && !tls.in_use {
+        return Err(ConnError::Auth("channel binding required, but SSL not in use".into()));
+    }
+    let mut selected = None;
+    if mechanisms.iter().any(|m| m == SCRAM_SHA_256_PLUS) {
+        if !tls.in_use {
+            return Err(ConnError::Auth(
+                "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection".into(),
+            ));
+        }
+        if binding != ChannelBindingMode::Disable {
+            selected = Some(SCRAM_SHA_256_PLUS);
+        }
+    }
+    if selected.is_none() && mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+        selected = Some(SCRAM_SHA_256);
+    }
+    if binding == ChannelBindingMode::Require && selected != Some(SCRAM_SHA_256_PLUS) {
+        return Err(ConnError::Auth(
+            "channel binding is required, but server did not offer an authentication method that supports channel binding".into(),
+        ));
+    }
+    let Some(mechanism) = selected else {
         return Err(ConnError::Auth(
             "none of the server's SASL authentication mechanisms are supported".into(),
         ));
-    }
-    let client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-    Ok(ScramState { client, verified: false })
+    };
+    let channel = if mechanism == SCRAM_SHA_256_PLUS {
+        let hash = tls
+            .end_point
+            .clone()
+            .ok_or_else(|| ConnError::Auth("could not get server certificate hash".into()))?;
+        ChannelBinding::tls_server_end_point(hash)
+    } else if tls.in_use && binding != ChannelBindingMode::Disable {
+        ChannelBinding::unrequested()
+    } else {
+        ChannelBinding::unsupported()
+    };
+    let client = ScramSha256::new(password.as_bytes(), channel);
+    Ok(ScramState { client, mechanism, verified: false })
 }
 
 /// AuthenticationOk is only accepted after the server proved it knows the password.
@@ -359,12 +461,54 @@ mod tests {
         assert_eq!(m.param("replication"), None);
     }
 
+    fn err(r: Result<ScramState, ConnError>) -> String {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
     #[test]
-    fn scram_needs_the_plain_mechanism() {
-        assert!(start_scram(&["SCRAM-SHA-256-PLUS".into()], "pw").is_err());
-        assert!(start_scram(&["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()], "pw").is_ok());
-        let unverified = start_scram(&["SCRAM-SHA-256".into()], "pw").ok();
+    fn scram_mechanism_selection_as_libpq() {
+        use ChannelBindingMode::*;
+        let plain = TlsState { in_use: false, end_point: None };
+        let tls = TlsState { in_use: true, end_point: Some(vec![1; 32]) };
+        let both: Vec<String> = vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()];
+        let only: Vec<String> = vec!["SCRAM-SHA-256".into()];
+        assert_eq!(
+            err(start_scram(&both, "pw", Prefer, &plain)),
+            "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection"
+        );
+        assert_eq!(start_scram(&both, "pw", Prefer, &tls).unwrap().mechanism, SCRAM_SHA_256_PLUS);
+        assert_eq!(start_scram(&both, "pw", Disable, &tls).unwrap().mechanism, SCRAM_SHA_256);
+        assert_eq!(start_scram(&only, "pw", Prefer, &plain).unwrap().mechanism, SCRAM_SHA_256);
+        assert_eq!(
+            err(start_scram(&only, "pw", Require, &plain)),
+            "channel binding required, but SSL not in use"
+        );
+        assert_eq!(
+            err(start_scram(&only, "pw", Require, &tls)),
+            "channel binding is required, but server did not offer an authentication method that supports channel binding"
+        );
+        assert_eq!(
+            err(start_scram(&["SCRAM-SHA-512".into()], "pw", Prefer, &plain)),
+            "none of the server's SASL authentication mechanisms are supported"
+        );
+        let unverified = start_scram(&only, "pw", Prefer, &plain).ok();
         assert!(finish_scram(unverified).is_err());
         assert!(finish_scram(None).is_ok());
+    }
+
+    #[test]
+    fn channel_binding_require_refuses_what_libpq_refuses() {
+        use ChannelBindingMode::*;
+        let ok = Authentication::Ok;
+        let md5 = Authentication::Md5Password { salt: [0; 4] };
+        assert!(check_expected_request(Prefer, &ok, None).is_ok());
+        assert_eq!(
+            check_expected_request(Require, &ok, None).unwrap_err().to_string(),
+            "channel binding required, but server authenticated client without channel binding"
+        );
+        assert_eq!(
+            check_expected_request(Require, &md5, None).unwrap_err().to_string(),
+            "channel binding required but not supported by server's authentication request"
+        );
     }
 }

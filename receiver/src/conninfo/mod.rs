@@ -246,6 +246,12 @@ impl ConnInfo {
         })
     }
 
+    /// `channel_binding` (`PGCHANNELBINDING`; `prefer` by default): `disable`, `prefer`
+    /// or `require`, checked at parse time.
+    pub fn channel_binding(&self) -> &str {
+        self.option("channel_binding").unwrap_or("prefer")
+    }
+
     /// The `key='value'` form with the password replaced by `********`, for logs.
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
@@ -375,6 +381,19 @@ fn resolve(
         Some(m) => m.parse()?,
         None => SslMode::default(),
     };
+    // fe-connect.c: connectOptions2
+    let mut options: Vec<(String, String)> =
+        given.iter().filter(|(k, _)| !FIELD_KEYWORDS.contains(&k.as_str())).cloned().collect();
+    if let Some(cb) = pick(given, env, "channel_binding", "PGCHANNELBINDING") {
+        if !matches!(cb.as_str(), "disable" | "prefer" | "require") {
+            return Err(ConnInfoError::InvalidValue(format!(
+                "invalid channel_binding value: \"{cb}\""
+            )));
+        }
+        if !options.iter().any(|(k, _)| k == "channel_binding") {
+            options.push(("channel_binding".into(), cb));
+        }
+    }
     let passfile = pick(given, env, "passfile", "PGPASSFILE")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
@@ -388,11 +407,7 @@ fn resolve(
         connect_timeout,
         sslmode,
         passfile,
-        options: given
-            .iter()
-            .filter(|(k, _)| !FIELD_KEYWORDS.contains(&k.as_str()))
-            .cloned()
-            .collect(),
+        options,
     })
 }
 

@@ -78,6 +78,7 @@ fn errors_have_libpq_text() {
     assert_eq!(e("port=abc"), "invalid port number: \"abc\"");
     assert_eq!(e("port=70000"), "invalid port number: \"70000\"");
     assert_eq!(e("sslmode=maybe"), "invalid sslmode value: \"maybe\"");
+    assert_eq!(e("channel_binding=maybe"), "invalid channel_binding value: \"maybe\"");
     assert_eq!(
         e("connect_timeout=soon"),
         "invalid integer value \"soon\" for connection option \"connect_timeout\""
