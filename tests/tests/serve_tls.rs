@@ -416,3 +416,24 @@ fn psql_with_channel_binding_require_authenticates_to_serve() -> anyhow::Result<
     ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
     Ok(())
 }
+
+#[test]
+fn a_node_serves_tls_and_shows_it_in_pg_stat_ssl() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let pg = ssl_primary(&pki, &[])?;
+    let node = walstream_tests::node::NodeDir::init(WALSTREAM.as_ref(), 1)?;
+    // server.crt and server.key in the data directory, as PostgreSQL reads them.
+    pki.install(&node.data_dir(), false)?;
+    let running = node.start(&["ssl=on"])?;
+    let env = verify_full(&pki.root());
+    let query = "SELECT ssl, version, cipher, bits, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+    let real = psql(pg.port(), "user=postgres dbname=postgres", &env, query);
+    let ours = psql(running.port(), "user=postgres dbname=postgres", &env, query);
+    ensure!(real.status.success(), "PostgreSQL: {real:?}");
+    ensure!(ours.status.success(), "node: {ours:?}");
+    ensure!(stdout(&real).starts_with("t|TLSv1.3|"), "{real:?}");
+    ensure!(stdout(&ours) == stdout(&real), "node {ours:?} vs PostgreSQL {real:?}");
+    let shown = psql(running.port(), "user=postgres dbname=postgres", &env, "SHOW ssl");
+    ensure!(stdout(&shown) == "on", "{shown:?}");
+    Ok(())
+}
