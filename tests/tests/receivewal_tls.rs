@@ -74,6 +74,14 @@ fn receivewal_verify_full_streams_and_refusals_read_as_libpq() -> anyhow::Result
     ensure!(out.status.success(), "receivewal verify-full: {}", error_text(&out));
     let got = assert_same_wal_files(dir.path(), &pg.wal_dir())?;
     ensure!(!got.is_empty(), "nothing received");
+    // sslmode=allow: refused in plain text by the hostssl rules, then again over TLS.
+    let dir = tempfile::tempdir()?;
+    std::fs::File::create(dir.path().join(format!("{first}.partial")))?
+        .set_len(u64::from(seg_size.bytes()))?;
+    let allow = format!("{base} sslmode=allow");
+    let out = receivewal(&allow, dir.path(), &["-E", &Lsn(end.0 - 1).to_string()]);
+    ensure!(out.status.success(), "receivewal sslmode=allow: {}", error_text(&out));
+    assert_same_wal_files(dir.path(), &pg.wal_dir())?;
 
     // Refusals: each as psql says it.
     let other = TestCa::new("another root")?;

@@ -437,3 +437,38 @@ fn a_node_serves_tls_and_shows_it_in_pg_stat_ssl() -> anyhow::Result<()> {
     ensure!(stdout(&shown) == "on", "{shown:?}");
     Ok(())
 }
+
+#[test]
+fn ssl_min_protocol_version_refuses_older_clients_as_postgresql_does() -> anyhow::Result<()> {
+    let pki = ServerPki::new()?;
+    let mut cfg = scenario::source_config()
+        .set("ssl", "on")
+        .set("ssl_cert_file", &pki.dir.path().join("server.crt").display().to_string())
+        .set("ssl_key_file", &pki.dir.path().join("server.key").display().to_string())
+        .set("ssl_min_protocol_version", "TLSv1.3");
+    cfg = cfg.hba_lines(&["local all all trust", "host all all 127.0.0.1/32 trust"]);
+    let pg = PgCluster::start(&cfg)?;
+    pg.switch_wal()?;
+    let wal = scenario::copy_pg_wal(&pg)?;
+    pki.install(wal.path(), false)?;
+    let serve = ServeProcess::start(
+        WALSTREAM.as_ref(),
+        wal.path(),
+        &["-c", "ssl=on", "-c", "ssl_min_protocol_version=TLSv1.3"],
+    )?;
+    let mut report = Vec::new();
+    for (conninfo, ok) in [
+        ("user=postgres dbname=postgres sslmode=require ssl_max_protocol_version=TLSv1.2", false),
+        ("user=postgres dbname=postgres sslmode=require", true),
+    ] {
+        let real = psql(pg.port(), conninfo, &[], "SELECT 1");
+        let ours = psql(serve.port(), conninfo, &[], "SELECT 1");
+        ensure!(real.status.success() == ok, "{conninfo}: PostgreSQL {real:?}");
+        let (real_err, our_err) = (stderr(&real, pg.port()), stderr(&ours, serve.port()));
+        if ours.status.success() != ok || real_err != our_err {
+            report.push(format!("{conninfo}:\n  PostgreSQL: {real_err}  walstream:  {our_err}"));
+        }
+    }
+    ensure!(report.is_empty(), "differences:\n{}\n{}", report.join("\n"), serve.log());
+    Ok(())
+}
