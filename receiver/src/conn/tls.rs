@@ -204,8 +204,8 @@ pub(super) fn client_config(info: &ConnInfo) -> Result<rustls::ClientConfig, Str
         _ => None,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&protocol_versions(info))
+        .map_err(|e| format!("SSL error: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PgVerifier { inner: verify, provider }));
     match client_cert(info)? {
@@ -214,6 +214,22 @@ pub(super) fn client_config(info: &ConnInfo) -> Result<rustls::ClientConfig, Str
             .map_err(|e| format!("certificate does not match private key file: {e}")),
         None => Ok(builder.with_no_client_auth()),
     }
+}
+
+/// The versions `ssl_min_protocol_version` (default TLSv1.2, as libpq's) and
+/// `ssl_max_protocol_version` allow, of the two rustls has.
+fn protocol_versions(info: &ConnInfo) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let rank = |key: &str| info.option(key).and_then(crate::conninfo::tls_version_rank);
+    let min = rank("ssl_min_protocol_version").unwrap_or(12);
+    let max = rank("ssl_max_protocol_version").unwrap_or(13);
+    let mut out = Vec::new();
+    if min <= 13 && max >= 13 {
+        out.push(&rustls::version::TLS13);
+    }
+    if min <= 12 && max >= 12 {
+        out.push(&rustls::version::TLS12);
+    }
+    out
 }
 
 /// The chain verifier for the root file at `root` and the CRL, when there is one.

@@ -394,6 +394,28 @@ fn resolve(
             options.push(("channel_binding".into(), cb));
         }
     }
+    let mut versions = [None, None];
+    for (i, (key, var)) in [
+        ("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION"),
+        ("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(v) = pick(given, env, key, var) else { continue };
+        let Some(rank) = tls_version_rank(&v) else {
+            return Err(ConnInfoError::InvalidValue(format!("invalid {key} value: \"{v}\"")));
+        };
+        versions[i] = Some(rank);
+        if !options.iter().any(|(k, _)| k == key) {
+            options.push((key.into(), v));
+        }
+    }
+    if let [Some(min), Some(max)] = versions {
+        if min > max {
+            return Err(ConnInfoError::InvalidValue("invalid SSL protocol version range".into()));
+        }
+    }
     let passfile = pick(given, env, "passfile", "PGPASSFILE")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
@@ -409,6 +431,15 @@ fn resolve(
         passfile,
         options,
     })
+}
+
+/// The order of a TLS protocol version as libpq names it (`fe-connect.c:
+/// sslVerifyProtocolVersion`, any case): TLSv1 = 10 .. TLSv1.3 = 13.
+pub(crate) fn tls_version_rank(v: &str) -> Option<u8> {
+    ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(v))
+        .map(|i| 10 + i as u8)
 }
 
 // fe-connect.c: connectDBStart ("invalid port number")
