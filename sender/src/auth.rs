@@ -1,6 +1,7 @@
-//! Roles, their password verifiers, and the server side of password, md5 and SCRAM-SHA-256
-//! authentication (`libpq/auth.c`, `auth-sasl.c`, `auth-scram.c`, `crypt.c`), sans-I/O:
-//! [`Authenticator`] turns each `p` message body into the next Authentication request.
+//! Roles, their password verifiers, and the server side of password, md5, SCRAM-SHA-256
+//! and SCRAM-SHA-256-PLUS authentication (`libpq/auth.c`, `auth-sasl.c`, `auth-scram.c`,
+//! `crypt.c`), sans-I/O: [`Authenticator`] turns each `p` message body into the next
+//! Authentication request. [`cert`] checks client certificates (`clientcert`, `cert`).
 //!
 //! # The roles file
 //! One role per line; blank lines and lines starting with `#` are ignored:
@@ -36,6 +37,7 @@
 //! `Trust` and `Reject` are the caller's: answer AuthenticationOk, or
 //! [`crate::hba::reject_error`]. After success, check [`authorize`].
 
+pub mod cert;
 mod roles;
 mod scram;
 mod verifier;

@@ -8,7 +8,7 @@
 //! - [`postmaster`]: the accept loop; SSLRequest/GSSENCRequest, the startup packet,
 //!   CancelRequest, the connection caps, shutdown.
 //! - [`hba`] and [`auth`]: `pg_hba.conf` rules, roles and their verifiers, and the
-//!   server side of trust, password, md5 and SCRAM-SHA-256.
+//!   server side of trust, password, md5, SCRAM-SHA-256(-PLUS) and client certificates.
 //! - [`tls`] and [`tls_info`]: TLS from the `ssl*` settings, the socket before and after
 //!   the handshake, and what `pg_stat_ssl` shows of it.
 //! - [`conn`]: framing on the socket: read one frontend message, write backend messages.

@@ -438,7 +438,8 @@ async fn startup(
                 if let Some(tls) = tls {
                     // postmaster.c: after the handshake a GSSENCRequest is refused too.
                     gss_done = true;
-                    ssl_status = Some(start_tls(tls, reader, writer).await?);
+                    ssl_status =
+                        Some(crate::tls::start_tls(tls, reader, writer).await.ok_or(None)?);
                 }
             }
             StartupPacket::CancelRequest { pid, key } => {
@@ -514,28 +515,6 @@ async fn startup(
     Ok(Some((msg, handle)))
 }
 
-/// The TLS handshake after an `S` (`be-secure-openssl.c: be_tls_open_server`): the halves
-/// are taken from the reader and writer, joined, encrypted, and put back.
-async fn start_tls(
-    tls: &ServerTls,
-    reader: &mut PqReader<ReadHalf>,
-    writer: &mut PqWriter<WriteHalf>,
-) -> Result<SslStatus, StartupError> {
-    let r = std::mem::replace(reader.get_mut(), ReadHalf::Detached);
-    let w = std::mem::replace(writer.get_mut(), WriteHalf::Detached);
-    let socket = crate::tls::reunite(r, w).ok_or(None)?;
-    let stream = tls.accept(socket).await.map_err(|e| {
-        // PostgreSQL logs it (COMMERROR) and closes without a word.
-        info!("could not accept SSL connection: {e}");
-        None
-    })?;
-    let status = SslStatus::of(stream.get_ref().1);
-    let (r, w) = crate::tls::split_tls(stream);
-    *reader.get_mut() = r;
-    *writer.get_mut() = w;
-    Ok(status)
-}
-
 /// Finds the hba rule and runs its method (`auth.c: ClientAuthentication`). Returns the
 /// role, if there is one of that name.
 async fn authenticate<R, W>(
@@ -558,7 +537,11 @@ where
         Some(hba::no_entry_error(ip, conn))
     })?;
     let role = server.roles.get(user);
-    check_client_cert(server, rule, ssl)?;
+    let has_ca = server.tls.as_ref().is_some_and(|t| t.has_ca);
+    crate::auth::cert::check_client_cert(rule, has_ca, ssl).map_err(|e| {
+        failed(AuthFailure::Password);
+        Some(*e.fields)
+    })?;
     match rule.method {
         AuthMethod::Reject => {
             failed(AuthFailure::Rejected);
@@ -599,76 +582,12 @@ where
     }
     // auth.c: ClientAuthentication, after the method: clientcert=verify-full, and cert.
     if rule.clientcert == hba::ClientCert::VerifyFull {
-        if let Err(e) = cert_name_matches(rule, ssl, user) {
+        if let Err(e) = crate::auth::cert::cert_name_matches(rule, ssl, user) {
             failed(AuthFailure::Password);
             return Err(auth_failed(e, user));
         }
     }
     Ok(role)
-}
-
-/// `auth.c: ClientAuthentication`: a rule with `clientcert` needs a root store and a
-/// client certificate that verified against it (rustls refused the handshake otherwise).
-fn check_client_cert(
-    server: &Server,
-    rule: &hba::HbaRule,
-    ssl: Option<&SslStatus>,
-) -> Result<(), StartupError> {
-    if rule.clientcert == hba::ClientCert::Off {
-        return Ok(());
-    }
-    if !server.tls.as_ref().is_some_and(|t| t.has_ca) {
-        return Err(Some(ErrorFields::fatal(
-            sqlstate::CONFIG_FILE_ERROR,
-            "client certificates can only be checked if a root certificate store is available",
-        )));
-    }
-    if ssl.and_then(|s| s.client_cn.as_ref().or(s.client_dn.as_ref())).is_none() {
-        server.registry.count_auth_failure(AuthFailure::Password);
-        return Err(Some(ErrorFields::fatal(
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            "connection requires a valid client certificate",
-        )));
-    }
-    Ok(())
-}
-
-/// `auth.c: CheckCertAuth`: the certificate's CN (or DN, `clientname=DN`) is the user
-/// name. The error is the method's (`auth.c: auth_failed`), its log line PostgreSQL's.
-fn cert_name_matches(
-    rule: &hba::HbaRule,
-    ssl: Option<&SslStatus>,
-    user: &str,
-) -> Result<(), crate::auth::AuthError> {
-    let name = ssl.and_then(|s| {
-        if rule.clientname_dn {
-            s.client_dn_rfc2253.as_deref()
-        } else {
-            s.client_cn.as_deref()
-        }
-    });
-    let log_detail = match name {
-        None | Some("") => Some("client certificate contains no user name".to_string()),
-        Some(name) if name == user => return Ok(()),
-        Some(name) => Some(format!(
-            "provided user name ({user}) and authenticated user name ({name}) do not match"
-        )),
-    };
-    let (code, message) = match rule.method {
-        AuthMethod::Cert => (
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("certificate authentication failed for user \"{user}\""),
-        ),
-        AuthMethod::Password | AuthMethod::Md5 | AuthMethod::ScramSha256 => (
-            sqlstate::INVALID_PASSWORD,
-            format!("password authentication failed for user \"{user}\""),
-        ),
-        AuthMethod::Trust | AuthMethod::Reject => (
-            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
-            format!("authentication failed for user \"{user}\": invalid authentication method"),
-        ),
-    };
-    Err(crate::auth::AuthError { fields: Box::new(ErrorFields::fatal(code, message)), log_detail })
 }
 
 /// After AuthenticationOk, as PostgreSQL checks it (miscinit.c:

@@ -22,6 +22,8 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{SslSettings, TlsVersion};
+use crate::conn::{PqReader, PqWriter};
+use crate::tls_info::SslStatus;
 
 /// Why TLS could not be set up at start; the text is PostgreSQL's FATAL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +211,31 @@ fn load_roots(path: &Path, name: &str) -> Result<Arc<rustls::RootCertStore>, Tls
         return Err(fail("no start line".to_string()));
     }
     Ok(Arc::new(roots))
+}
+
+/// The TLS handshake after an `S` (`be-secure-openssl.c: be_tls_open_server`): the halves
+/// are taken from the reader and writer, joined, encrypted, and put back. `None` when it
+/// failed (PostgreSQL logs it and closes without a word).
+pub async fn start_tls(
+    tls: &ServerTls,
+    reader: &mut PqReader<ReadHalf>,
+    writer: &mut PqWriter<WriteHalf>,
+) -> Option<SslStatus> {
+    let r = std::mem::replace(reader.get_mut(), ReadHalf::Detached);
+    let w = std::mem::replace(writer.get_mut(), WriteHalf::Detached);
+    let socket = reunite(r, w)?;
+    let stream = match tls.accept(socket).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::info!("could not accept SSL connection: {e}");
+            return None;
+        }
+    };
+    let status = SslStatus::of(stream.get_ref().1);
+    let (r, w) = split_tls(stream);
+    *reader.get_mut() = r;
+    *writer.get_mut() = w;
+    Some(status)
 }
 
 /// The reading half of a client connection, plain or encrypted.
