@@ -364,7 +364,10 @@ pub fn fuzz_scram(data: &[u8]) {
         _ => Some(Verifier::Scram(ScramVerifier::from_password(b"pw", b"salt", 1))),
     };
     let role = Role { verifier, ..Role::new("u") };
-    let (mut auth, _) = Authenticator::start(method, "u", (selector < 128).then_some(&role));
+    // Every other selector is a TLS connection, where SCRAM-SHA-256-PLUS is offered.
+    let end_point = (selector % 2 == 1).then(|| vec![0x5a; 32]);
+    let (mut auth, _) =
+        Authenticator::start_tls(method, "u", (selector < 128).then_some(&role), end_point);
     while let Some((&len, tail)) = rest.split_first() {
         let (body, after) = tail.split_at(usize::from(len).min(tail.len()));
         rest = after;

@@ -119,7 +119,9 @@ impl ServerTls {
                     })?;
             builder.with_client_cert_verifier(verifier)
         };
-        let cert_hash = certs.first().and_then(|c| crate::tls_info::end_point_hash(c));
+        let cert_hash = certs
+            .first()
+            .and_then(|c| walstream_protocol::wire::channel_binding::tls_server_end_point(c));
         let config = builder.with_single_cert(certs, key).map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => {
                 TlsError::new("check of private key failed: key values mismatch".to_string())

@@ -1,10 +1,9 @@
 //! What PostgreSQL reports of an encrypted connection (`be-secure-openssl.c`:
 //! `be_tls_get_version`, `_cipher`, `_cipher_bits`, `_peer_subject_name`,
-//! `_peer_issuer_name`, `_peer_serial`, `be_tls_get_certificate_hash`), read from a rustls
+//! `_peer_issuer_name`, `_peer_serial`), read from a rustls
 //! connection and X.509 certificates, in OpenSSL's spellings.
 
-use sha2::Digest;
-use tokio_rustls::rustls::{self, pki_types::CertificateDer, CipherSuite, ProtocolVersion};
+use tokio_rustls::rustls::{self, CipherSuite, ProtocolVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// One encrypted connection, as `pg_stat_ssl` shows it.
@@ -154,32 +153,4 @@ fn openssl_short_name(oid: &str) -> Option<&'static str> {
         "0.9.2342.19200300.100.1.25" => "DC",
         _ => return None,
     })
-}
-
-/// `be_tls_get_certificate_hash`: the certificate hashed with the hash of its signature
-/// algorithm, SHA-256 in place of MD5 and SHA-1 (RFC 5929 `tls-server-end-point`); `None`
-/// for an algorithm without one (Ed25519), as PostgreSQL then cannot bind.
-pub fn end_point_hash(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
-    let (_, x) = X509Certificate::from_der(cert.as_ref()).ok()?;
-    let oid = x.signature_algorithm.algorithm.to_id_string();
-    let hash = match oid.as_str() {
-        // md5WithRSA, sha1WithRSA, sha256WithRSA, ecdsa-with-SHA1, ecdsa-with-SHA256,
-        // RSASSA-PSS (taken as SHA-256, its usual parameter)
-        "1.2.840.113549.1.1.4"
-        | "1.2.840.113549.1.1.5"
-        | "1.2.840.113549.1.1.11"
-        | "1.2.840.10045.4.1"
-        | "1.2.840.10045.4.3.2"
-        | "1.2.840.113549.1.1.10" => sha2::Sha256::digest(cert.as_ref()).to_vec(),
-        // sha384WithRSA, ecdsa-with-SHA384
-        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => {
-            sha2::Sha384::digest(cert.as_ref()).to_vec()
-        }
-        // sha512WithRSA, ecdsa-with-SHA512
-        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => {
-            sha2::Sha512::digest(cert.as_ref()).to_vec()
-        }
-        _ => return None,
-    };
-    Some(hash)
 }

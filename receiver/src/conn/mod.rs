@@ -28,7 +28,7 @@ pub use basebackup::{BackupStarted, TablespaceRow};
 pub use copy::{CopyEvent, EndOfStream};
 pub use error::{ConnError, ProtocolViolation};
 pub use query::{QueryResult, StartOutcome};
-pub use tls::{end_point_hash, verify_peer_name};
+pub use tls::verify_peer_name;
 pub use wal::{fuzz_wal_header, parse_xlogdata_header, WalEvent, WalSink, XLogDataHeader};
 pub use walstream_protocol::wire::ReplicationMode;
 

@@ -49,7 +49,7 @@ impl Stream {
             Stream::Plain(_) => None,
             Stream::Tls { io, .. } => {
                 let cert = io.get_ref().1.peer_certificates()?.first()?;
-                end_point_hash(cert.as_ref())
+                walstream_protocol::wire::channel_binding::tls_server_end_point(cert.as_ref())
             }
         }
     }
@@ -526,26 +526,6 @@ fn name_matches(pattern: &str, host: &str) -> bool {
     right.eq_ignore_ascii_case(suffix) && !left.contains('.')
 }
 
-/// The `tls-server-end-point` hash of a certificate (RFC 5929): its signature's hash,
-/// SHA-256 in place of MD5 and SHA-1; `None` when it has none (Ed25519), as libpq then
-/// cannot bind (`pgtls_get_peer_certificate_hash`).
-pub fn end_point_hash(cert_der: &[u8]) -> Option<Vec<u8>> {
-    use sha2::Digest;
-    let (_, x) = X509Certificate::from_der(cert_der).ok()?;
-    let hash = match x.signature_algorithm.algorithm.to_id_string().as_str() {
-        "1.2.840.113549.1.1.4"
-        | "1.2.840.113549.1.1.5"
-        | "1.2.840.113549.1.1.11"
-        | "1.2.840.10045.4.1"
-        | "1.2.840.10045.4.3.2"
-        | "1.2.840.113549.1.1.10" => sha2::Sha256::digest(cert_der).to_vec(),
-        "1.2.840.113549.1.1.12" | "1.2.840.10045.4.3.3" => sha2::Sha384::digest(cert_der).to_vec(),
-        "1.2.840.113549.1.1.13" | "1.2.840.10045.4.3.4" => sha2::Sha512::digest(cert_der).to_vec(),
-        _ => return None,
-    };
-    Some(hash)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +562,7 @@ mod tests {
             verify_peer_name(one.der(), "other").unwrap_err(),
             "server certificate for \"db.example\" does not match host name \"other\""
         );
-        assert_eq!(end_point_hash(one.der()).map(|h| h.len()), Some(32));
+        let hash = walstream_protocol::wire::channel_binding::tls_server_end_point(one.der());
+        assert_eq!(hash.map(|h| h.len()), Some(32));
     }
 }
