@@ -15,6 +15,7 @@ use walstream_sender::postmaster::{Postmaster, ServerParts};
 use walstream_sender::registry::Registry;
 use walstream_sender::serve_handler::ServeHandler;
 use walstream_sender::slots::SlotStore;
+use walstream_sender::tls::ServerTls;
 use walstream_sender::walsource::{DirWalSource, DirWalSourceOptions, WalSource};
 
 use crate::cli::{self, Flavor};
@@ -103,7 +104,20 @@ pub fn server_parts(
         handler: Arc::new(handler),
         registry,
         backup: None,
+        tls: None,
     }
+}
+
+/// The TLS the `ssl*` settings describe, files relative to `dir` (as PostgreSQL takes them
+/// from its data directory); `None` with `ssl=off`.
+///
+/// # Errors
+/// A certificate, key or CA file that cannot be used, with PostgreSQL's FATAL text.
+pub fn load_tls(settings: &Settings, dir: &std::path::Path) -> Result<Option<Arc<ServerTls>>> {
+    ServerTls::load(&settings.ssl, dir).map_err(|e| match e.detail {
+        Some(detail) => anyhow::anyhow!("{}\nDETAIL:  {detail}", e.message),
+        None => anyhow::anyhow!("{}", e.message),
+    })
 }
 
 /// Binds `listen` and runs the postmaster until a signal shuts it down.
@@ -140,6 +154,7 @@ fn parse_settings(pairs: &[String]) -> Result<Settings> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let (settings, hba, roles) = args.server.load()?;
+    let tls = load_tls(&settings, &args.directory)?;
     let source = DirWalSource::open(&args.directory, DirWalSourceOptions::default())
         .with_context(|| format!("opening WAL directory {}", args.directory.display()))?;
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -169,7 +184,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         end.tli.0,
         end.flushed
     );
-    let parts = server_parts(settings, hba, roles, shared, slots, Registry::new());
+    let mut parts = server_parts(settings, hba, roles, shared, slots, Registry::new());
+    parts.tls = tls;
     let backends = parts.registry.clone();
     metrics::start(&args.server.metrics, cancel.clone(), |m| m.add_backends(backends)).await?;
     run_postmaster(args.server.listen, parts).await?;

@@ -183,6 +183,11 @@ const SENDER_NAMES: &[(&str, Option<&str>)] = &[
     ("authentication_timeout", None),
     ("cluster_name", None),
     ("walstream.max_send_size", None),
+    ("ssl", None),
+    ("ssl_cert_file", None),
+    ("ssl_key_file", None),
+    ("ssl_ca_file", None),
+    ("ssl_min_protocol_version", None),
 ];
 
 /// A configuration file entry that could not be applied, as the postmaster logs it.

@@ -66,6 +66,7 @@ async fn serve(engine: &Arc<Engine>, server: &Arc<dyn ServerContext>) -> std::ne
         slots,
         handler,
         registry: walstream_sender::registry::Registry::new(),
+        tls: None,
     };
     let pm = Postmaster::bind("127.0.0.1:0".parse().unwrap(), parts).await.unwrap();
     let addr = pm.local_addr().unwrap();

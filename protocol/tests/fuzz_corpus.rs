@@ -25,6 +25,9 @@ const TARGETS: &[(&str, Entry)] = &[
         let _ = wire::fuzz::fuzz_backend(d);
     }),
     ("wire_password", wire::fuzz::fuzz_password),
+    ("wire_channel_binding", |d| {
+        let _ = wire::channel_binding::tls_server_end_point(d);
+    }),
     ("wal_decoder", wal::fuzz::fuzz_decoder),
     ("wal_desc", |d| {
         let _ = wal::desc::fuzz_describe(d);

@@ -25,7 +25,10 @@ async fn prefer_reconnects_without_ssl_and_accepts_protocol_negotiation() {
     let server = tokio::spawn(async move {
         let mut first = Peer::accept(&listener).await;
         assert_eq!(first.startup().await, StartupPacket::SslRequest);
+        // Offers TLS, then fails the handshake (closes): libpq's prefer tries once more
+        // without TLS (fe-connect.c: PQconnectPoll, CONNECTION_SSL_STARTUP).
         first.stream.write_all(b"S").await.unwrap();
+        drop(first);
         let mut second = Peer::accept(&listener).await;
         let StartupPacket::Startup(m) = second.startup().await else { panic!("no startup") };
         assert_eq!(m.param("replication"), Some("true"));
@@ -80,7 +83,7 @@ async fn scram_refuses_auth_ok_without_server_proof() {
     let server = tokio::spawn(async move {
         let mut peer = Peer::accept(&listener).await;
         peer.startup().await;
-        let mechanisms = vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()];
+        let mechanisms = vec!["SCRAM-SHA-256".into()];
         peer.send(&[BackendMessage::Authentication(Authentication::Sasl { mechanisms })]).await;
         let FrontendMessage::Password(body) = peer.frontend().await else { panic!("no p") };
         assert!(body.starts_with(b"SCRAM-SHA-256\0"), "{body:?}");
@@ -88,6 +91,27 @@ async fn scram_refuses_auth_ok_without_server_proof() {
     });
     let err = ReplicationConn::connect(&info, ReplicationMode::Physical).await.unwrap_err();
     assert!(matches!(err, ConnError::Auth(_)), "{err:?}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn scram_plus_over_plain_tcp_is_refused_as_libpq_refuses_it() {
+    let listener = listen().await;
+    let info = conninfo(&listener, "sslmode=disable password=pw");
+    let server = tokio::spawn(async move {
+        let mut peer = Peer::accept(&listener).await;
+        peer.startup().await;
+        let mechanisms = vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()];
+        peer.send(&[BackendMessage::Authentication(Authentication::Sasl { mechanisms })]).await;
+        // The client leaves without answering (a stripped TLS layer is suspected).
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut peer.stream, &mut rest).await.unwrap();
+    });
+    let err = ReplicationConn::connect(&info, ReplicationMode::Physical).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection"
+    );
     server.await.unwrap();
 }
 

@@ -1,6 +1,7 @@
-//! Roles, their password verifiers, and the server side of password, md5 and SCRAM-SHA-256
-//! authentication (`libpq/auth.c`, `auth-sasl.c`, `auth-scram.c`, `crypt.c`), sans-I/O:
-//! [`Authenticator`] turns each `p` message body into the next Authentication request.
+//! Roles, their password verifiers, and the server side of password, md5, SCRAM-SHA-256
+//! and SCRAM-SHA-256-PLUS authentication (`libpq/auth.c`, `auth-sasl.c`, `auth-scram.c`,
+//! `crypt.c`), sans-I/O: [`Authenticator`] turns each `p` message body into the next
+//! Authentication request. [`cert`] checks client certificates (`clientcert`, `cert`).
 //!
 //! # The roles file
 //! One role per line; blank lines and lines starting with `#` are ignored:
@@ -36,6 +37,7 @@
 //! `Trust` and `Reject` are the caller's: answer AuthenticationOk, or
 //! [`crate::hba::reject_error`]. After success, check [`authorize`].
 
+pub mod cert;
 mod roles;
 mod scram;
 mod verifier;
@@ -55,6 +57,8 @@ pub use verifier::{ScramVerifier, Verifier};
 
 /// The one SASL mechanism offered (no `-PLUS`: no TLS).
 pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+/// The SASL mechanism with channel binding, offered over TLS.
+pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
 
 /// An authentication failure: always FATAL; send `fields` and close.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +132,8 @@ enum State {
 #[derive(Debug)]
 pub struct Authenticator {
     user: String,
+    /// The server certificate's `tls-server-end-point` hash, on a TLS connection.
+    tls_end_point: Option<Vec<u8>>,
     state: State,
     /// The log detail for a doomed exchange, reported when it fails.
     log_detail: Option<String>,
@@ -144,11 +150,24 @@ impl Authenticator {
         user: &str,
         role: Option<&Role>,
     ) -> (Authenticator, Authentication) {
+        Self::start_tls(method, user, role, None)
+    }
+
+    /// [`Authenticator::start`] on a TLS connection whose server certificate hashes to
+    /// `tls_end_point`: SCRAM-SHA-256-PLUS is offered first (`auth-scram.c:
+    /// scram_get_mechanisms`).
+    pub fn start_tls(
+        method: AuthMethod,
+        user: &str,
+        role: Option<&Role>,
+        tls_end_point: Option<Vec<u8>>,
+    ) -> (Authenticator, Authentication) {
         let verifier = role.and_then(|r| r.verifier.clone());
         let log_detail = missing_password_detail(user, role);
-        let mut auth = Authenticator { user: user.to_owned(), state: State::Done, log_detail };
+        let mut auth =
+            Authenticator { user: user.to_owned(), tls_end_point, state: State::Done, log_detail };
         let request = match (method, verifier) {
-            (AuthMethod::Trust, _) => Authentication::Ok,
+            (AuthMethod::Trust | AuthMethod::Cert, _) => Authentication::Ok,
             (AuthMethod::Reject, _) => auth.set(State::Cleartext { verifier: None }),
             (AuthMethod::Password, verifier) => auth.set(State::Cleartext { verifier }),
             (AuthMethod::Md5, Some(Verifier::Md5(stored))) => {
@@ -177,7 +196,12 @@ impl Authenticator {
             State::Cleartext { .. } => Authentication::CleartextPassword,
             State::Md5 { salt, .. } => Authentication::Md5Password { salt },
             State::SaslInitial(_) | State::Sasl(_) => {
-                Authentication::Sasl { mechanisms: vec![SCRAM_SHA_256.to_owned()] }
+                let mut mechanisms = Vec::new();
+                if self.tls_end_point.is_some() {
+                    mechanisms.push(SCRAM_SHA_256_PLUS.to_owned());
+                }
+                mechanisms.push(SCRAM_SHA_256.to_owned());
+                Authentication::Sasl { mechanisms }
             }
             State::Done => Authentication::Ok,
         };
@@ -248,14 +272,24 @@ impl Authenticator {
                 "client selected an invalid SASL authentication mechanism",
             )
         };
+        let tls = self.tls_end_point.is_some();
+        let known = |name: &[u8]| {
+            name == SCRAM_SHA_256.as_bytes() || (tls && name == SCRAM_SHA_256_PLUS.as_bytes())
+        };
         let name_end = body.iter().position(|&b| b == 0);
-        if name_end.is_some_and(|end| body.get(..end) != Some(SCRAM_SHA_256.as_bytes())) {
+        if name_end.is_some_and(|end| !body.get(..end).is_some_and(known)) {
             return Err(invalid_mechanism());
         }
         let initial = SaslInitialResponse::parse(body).map_err(|e| AuthError::from_wire(&e))?;
-        if initial.mechanism != SCRAM_SHA_256 {
+        if !known(initial.mechanism.as_bytes()) {
             return Err(invalid_mechanism());
         }
+        let mut scram = scram;
+        let plus = initial.mechanism == SCRAM_SHA_256_PLUS;
+        scram.set_channel_binding(
+            self.tls_end_point.clone().filter(|_| plus),
+            self.tls_end_point.is_some(),
+        );
         self.sasl_continue(scram, initial.data.as_deref())
     }
 
@@ -330,7 +364,10 @@ pub fn fuzz_scram(data: &[u8]) {
         _ => Some(Verifier::Scram(ScramVerifier::from_password(b"pw", b"salt", 1))),
     };
     let role = Role { verifier, ..Role::new("u") };
-    let (mut auth, _) = Authenticator::start(method, "u", (selector < 128).then_some(&role));
+    // Every other selector is a TLS connection, where SCRAM-SHA-256-PLUS is offered.
+    let end_point = (selector % 2 == 1).then(|| vec![0x5a; 32]);
+    let (mut auth, _) =
+        Authenticator::start_tls(method, "u", (selector < 128).then_some(&role), end_point);
     while let Some((&len, tail)) = rest.split_first() {
         let (body, after) = tail.split_at(usize::from(len).min(tail.len()));
         rest = after;

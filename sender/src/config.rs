@@ -43,6 +43,81 @@ pub struct Settings {
     pub authentication_timeout: Duration,
     /// `cluster_name` (default empty).
     pub cluster_name: String,
+    /// `ssl`, `ssl_cert_file`, `ssl_key_file`, `ssl_ca_file`, `ssl_min_protocol_version`.
+    pub ssl: SslSettings,
+}
+
+/// The TLS settings (`guc.c`; files relative to the data directory, as PostgreSQL reads
+/// them from its working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SslSettings {
+    /// `ssl` (default off): answer SSLRequest with `S` and a handshake.
+    pub enabled: bool,
+    /// `ssl_cert_file` (default `server.crt`).
+    pub cert_file: String,
+    /// `ssl_key_file` (default `server.key`).
+    pub key_file: String,
+    /// `ssl_ca_file` (default empty): the roots client certificates are checked against.
+    pub ca_file: String,
+    /// `ssl_min_protocol_version` (default `TLSv1.2`).
+    pub min_protocol_version: TlsVersion,
+}
+
+impl Default for SslSettings {
+    fn default() -> Self {
+        SslSettings {
+            enabled: false,
+            cert_file: "server.crt".to_string(),
+            key_file: "server.key".to_string(),
+            ca_file: String::new(),
+            min_protocol_version: TlsVersion::V1_2,
+        }
+    }
+}
+
+/// A TLS protocol version, as `ssl_min_protocol_version` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// `TLSv1`.
+    V1,
+    /// `TLSv1.1`.
+    V1_1,
+    /// `TLSv1.2`.
+    V1_2,
+    /// `TLSv1.3`.
+    V1_3,
+}
+
+impl TlsVersion {
+    const ALL: [(TlsVersion, &'static str); 4] = [
+        (TlsVersion::V1, "TLSv1"),
+        (TlsVersion::V1_1, "TLSv1.1"),
+        (TlsVersion::V1_2, "TLSv1.2"),
+        (TlsVersion::V1_3, "TLSv1.3"),
+    ];
+
+    /// The name PostgreSQL shows (`TLSv1.2`).
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(v, _)| *v == self).map_or("", |(_, n)| n)
+    }
+
+    /// The version a name (any case) stands for (`guc.c: ssl_protocol_versions_info`).
+    pub fn parse(name: &str) -> Option<TlsVersion> {
+        Self::ALL.iter().find(|(_, n)| n.eq_ignore_ascii_case(name.trim())).map(|(v, _)| *v)
+    }
+}
+
+/// `guc.c: parse_bool`: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    let v = value.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
+    match v.as_str() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) => Some(true),
+        _ if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) => Some(false),
+        _ => None,
+    }
 }
 
 impl Default for Settings {
@@ -60,6 +135,7 @@ impl Default for Settings {
             max_send_size: 128 * 1024,
             authentication_timeout: Duration::from_secs(60),
             cluster_name: String::new(),
+            ssl: SslSettings::default(),
         }
     }
 }
@@ -266,6 +342,26 @@ impl Settings {
                 self.max_send_size = v as u32;
             }
             "cluster_name" => self.cluster_name = value.to_string(),
+            "ssl" => {
+                self.ssl.enabled = parse_bool(value).ok_or_else(|| SettingError {
+                    fields: ErrorFields::error(
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!("parameter \"{lower}\" requires a Boolean value"),
+                    ),
+                })?
+            }
+            "ssl_cert_file" => self.ssl.cert_file = value.to_string(),
+            "ssl_key_file" => self.ssl.key_file = value.to_string(),
+            "ssl_ca_file" => self.ssl.ca_file = value.to_string(),
+            "ssl_min_protocol_version" => {
+                self.ssl.min_protocol_version = TlsVersion::parse(value).ok_or_else(|| {
+                    SettingError::invalid(
+                        &lower,
+                        value,
+                        Some("Available values: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3."),
+                    )
+                })?
+            }
             _ => return Err(SettingError::unrecognized(name)),
         }
         Ok(())
@@ -298,6 +394,11 @@ impl Settings {
             "checkpoint_timeout" => format_int(self.checkpoint_timeout.as_secs() as i64, Unit::S),
             "walstream.max_send_size" => format_int(self.max_send_size.into(), Unit::Bytes),
             "cluster_name" => self.cluster_name.clone(),
+            "ssl" => if self.ssl.enabled { "on" } else { "off" }.to_string(),
+            "ssl_cert_file" => self.ssl.cert_file.clone(),
+            "ssl_key_file" => self.ssl.key_file.clone(),
+            "ssl_ca_file" => self.ssl.ca_file.clone(),
+            "ssl_min_protocol_version" => self.ssl.min_protocol_version.name().to_string(),
             "server_version" => SERVER_VERSION.to_string(),
             "server_version_num" => SERVER_VERSION_NUM.to_string(),
             "server_encoding" | "client_encoding" => "UTF8".to_string(),
@@ -352,6 +453,33 @@ mod tests {
         assert!(s.set("max_wal_size", "1").is_err());
         s.set("checkpoint_timeout", "30s").unwrap();
         assert_eq!(s.show("checkpoint_timeout").unwrap(), "30s");
+    }
+
+    #[test]
+    fn ssl_settings_parse_and_show_as_postgresql_does() {
+        let mut s = Settings::default();
+        assert_eq!(s.show("ssl").unwrap(), "off");
+        assert_eq!(s.show("ssl_cert_file").unwrap(), "server.crt");
+        assert_eq!(s.show("ssl_key_file").unwrap(), "server.key");
+        assert_eq!(s.show("ssl_ca_file").unwrap(), "");
+        assert_eq!(s.show("ssl_min_protocol_version").unwrap(), "TLSv1.2");
+        s.set("ssl", "on").unwrap();
+        s.set("ssl_min_protocol_version", "tlsv1.3").unwrap();
+        assert_eq!(s.show("ssl_min_protocol_version").unwrap(), "TLSv1.3");
+        // postgres -c ssl=maybe; postgres -c ssl_min_protocol_version=foo
+        assert_eq!(
+            s.set("ssl", "maybe").unwrap_err().to_string(),
+            "parameter \"ssl\" requires a Boolean value"
+        );
+        let e = s.set("ssl_min_protocol_version", "foo").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for parameter \"ssl_min_protocol_version\": \"foo\""
+        );
+        assert_eq!(
+            e.fields.hint.as_deref(),
+            Some("Available values: TLSv1, TLSv1.1, TLSv1.2, TLSv1.3.")
+        );
     }
 
     #[test]

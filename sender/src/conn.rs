@@ -38,6 +38,11 @@ impl<R: AsyncRead + Unpin> PqReader<R> {
         PqReader { io, buf: BytesMut::with_capacity(8192), limits }
     }
 
+    /// The socket half (to swap it for an encrypted one after SSLRequest).
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+
     /// Bytes received and not yet parsed (`pq_buffer_has_data`).
     pub fn has_buffered_data(&self) -> bool {
         !self.buf.is_empty()
@@ -214,6 +219,11 @@ impl<W: AsyncWrite + Unpin> PqWriter<W> {
             }
         }
         Ok(())
+    }
+
+    /// The socket half (to swap it for an encrypted one after SSLRequest).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.io
     }
 
     /// Queues one message.

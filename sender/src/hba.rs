@@ -2,15 +2,17 @@
 //!
 //! [`HbaFile::parse`] reads PostgreSQL's syntax (`libpq/hba.c: tokenize_auth_file`,
 //! `parse_hba_line`) and [`HbaFile::find`] picks the first matching rule as `check_hba`
-//! does. walstream has neither TLS, GSSAPI nor Unix sockets, so:
-//! - `host`, `hostnossl` and `hostnogssenc` rules match TCP connections; `hostssl`,
-//!   `hostgssenc` and `local` rules are read but never match.
-//! - Methods other than `trust`, `reject`, `password`, `md5` and `scram-sha-256` are
-//!   refused with PostgreSQL's text for a build without them
+//! does. walstream has neither GSSAPI nor Unix sockets, so:
+//! - `host` and `hostnogssenc` rules match every TCP connection, `hostssl` encrypted ones
+//!   and `hostnossl` plain ones; `hostgssenc` and `local` rules are read but never match.
+//! - Methods other than `trust`, `reject`, `password`, `md5`, `scram-sha-256` and `cert`
+//!   are refused with PostgreSQL's text for a build without them
 //!   (`invalid authentication method "ldap": not supported by this build`).
 //! - Options after the method (`name=value`) are checked as PostgreSQL checks them for these
-//!   methods (name known, valid for the method, `clientcert` only on `hostssl`), kept in
-//!   [`HbaRule::options`] and not acted on.
+//!   methods (name known, valid for the method, `clientcert` and `clientname` only on
+//!   `hostssl`) and kept in [`HbaRule::options`]; `clientcert` and `clientname` are acted
+//!   on ([`HbaRule::clientcert`], [`HbaRule::clientname_dn`]). `map` (pg_ident.conf) is
+//!   refused.
 //! - Addresses are IP addresses with a CIDR suffix or a separate netmask column; host
 //!   names are refused (`invalid IP address "db.example": host names are not supported`).
 //!   `samehost` and `samenet` match loopback clients only (knowing the host's own
@@ -46,6 +48,8 @@ pub enum AuthMethod {
     Md5,
     /// SCRAM-SHA-256.
     ScramSha256,
+    /// The client certificate's name is the user name (`hostssl` only).
+    Cert,
 }
 
 impl AuthMethod {
@@ -57,6 +61,7 @@ impl AuthMethod {
             AuthMethod::Password => "password",
             AuthMethod::Md5 => "md5",
             AuthMethod::ScramSha256 => "scram-sha-256",
+            AuthMethod::Cert => "cert",
         }
     }
 }
@@ -74,7 +79,7 @@ pub enum ConnType {
     Local,
     /// `host`: any TCP connection.
     Host,
-    /// `hostssl`: TLS connections (never matches: no TLS).
+    /// `hostssl`: TLS connections.
     HostSsl,
     /// `hostnossl`: TCP without TLS.
     HostNoSsl,
@@ -85,10 +90,51 @@ pub enum ConnType {
 }
 
 impl ConnType {
-    /// Whether a plain TCP connection (no TLS, no GSSAPI encryption) can match.
-    fn matches_plain_tcp(self) -> bool {
-        matches!(self, ConnType::Host | ConnType::HostNoSsl | ConnType::HostNoGssEnc)
+    /// Whether a TCP connection, encrypted by TLS or not, can match (`hba.c: check_hba`).
+    fn matches_tcp(self, ssl: bool) -> bool {
+        match self {
+            ConnType::Host | ConnType::HostNoGssEnc => true,
+            ConnType::HostSsl => ssl,
+            ConnType::HostNoSsl => !ssl,
+            ConnType::Local | ConnType::HostGssEnc => false,
+        }
     }
+}
+
+/// What a connection asking for a rule is: who, to what, and whether encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The database name.
+    pub database: &'a str,
+    /// A physical replication connection (`replication=true`).
+    pub replication: bool,
+    /// Encrypted by TLS.
+    pub ssl: bool,
+}
+
+impl ConnInfo<'_> {
+    /// What PostgreSQL's messages say of the encryption (`auth.c: ClientAuthentication`).
+    fn encryption(&self) -> &'static str {
+        if self.ssl {
+            "SSL encryption"
+        } else {
+            "no encryption"
+        }
+    }
+}
+
+/// The `clientcert` option (`hba.c: ClientCertMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCert {
+    /// No certificate needed.
+    #[default]
+    Off,
+    /// A certificate that chains to `ssl_ca_file`.
+    VerifyCa,
+    /// That, and its name is the user's (as `cert` checks it).
+    VerifyFull,
 }
 
 /// The address column.
@@ -145,14 +191,20 @@ pub struct HbaRule {
     pub address: Option<AddrMatch>,
     /// The method.
     pub method: AuthMethod,
-    /// `name=value` options after the method, not acted on.
+    /// `name=value` options after the method, as written.
     pub options: Vec<(String, String)>,
+    /// `clientcert` (`verify-full` for `cert`).
+    pub clientcert: ClientCert,
+    /// `clientname=DN`: the certificate's whole subject (RFC 2253) is the name, not its CN.
+    pub clientname_dn: bool,
 }
 
 impl HbaRule {
-    /// Whether this rule applies to a TCP connection from `client` (`hba.c: check_hba`).
-    pub fn matches(&self, client: IpAddr, user: &str, database: &str, replication: bool) -> bool {
-        self.conn_type.matches_plain_tcp()
+    /// Whether this rule applies to a TCP connection from `client`, encrypted when `ssl`
+    /// (`hba.c: check_hba`).
+    pub fn matches(&self, client: IpAddr, conn: &ConnInfo<'_>) -> bool {
+        let ConnInfo { user, database, replication, ssl } = *conn;
+        self.conn_type.matches_tcp(ssl)
             && self.address.is_some_and(|a| a.matches(canonical(client)))
             && check_db(&self.databases, database, user, replication)
             && check_role(&self.users, user)
@@ -284,50 +336,41 @@ impl HbaFile {
     }
 
     /// The first rule matching a TCP connection (`hba.c: check_hba`); `None` is an implicit
-    /// reject (answer with [`no_entry_error`]). `replication` means a physical replication
-    /// connection (`replication=true`); a `replication=database` connection passes `false`
-    /// and its database name.
-    pub fn find(
-        &self,
-        client: IpAddr,
-        user: &str,
-        database: &str,
-        replication: bool,
-    ) -> Option<&HbaRule> {
-        self.rules.iter().find(|r| r.matches(client, user, database, replication))
+    /// reject (answer with [`no_entry_error`]). `conn.replication` means a physical
+    /// replication connection (`replication=true`); a `replication=database` connection
+    /// passes `false` and its database name.
+    pub fn find(&self, client: IpAddr, conn: &ConnInfo<'_>) -> Option<&HbaRule> {
+        self.rules.iter().find(|r| r.matches(client, conn))
     }
 }
 
 /// The FATAL for a connection no rule matches (`auth.c: ClientAuthentication`, uaImplicitReject).
-pub fn no_entry_error(
-    client: IpAddr,
-    user: &str,
-    database: &str,
-    replication: bool,
-) -> ErrorFields {
+pub fn no_entry_error(client: IpAddr, conn: &ConnInfo<'_>) -> ErrorFields {
     let host = canonical(client);
-    let message = if replication {
+    let (user, database, enc) = (conn.user, conn.database, conn.encryption());
+    let message = if conn.replication {
         format!(
-            "no pg_hba.conf entry for replication connection from host \"{host}\", user \"{user}\", no encryption"
+            "no pg_hba.conf entry for replication connection from host \"{host}\", user \"{user}\", {enc}"
         )
     } else {
         format!(
-            "no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", no encryption"
+            "no pg_hba.conf entry for host \"{host}\", user \"{user}\", database \"{database}\", {enc}"
         )
     };
     ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, message)
 }
 
 /// The FATAL for a connection whose rule is `reject` (`auth.c: ClientAuthentication`, uaReject).
-pub fn reject_error(client: IpAddr, user: &str, database: &str, replication: bool) -> ErrorFields {
+pub fn reject_error(client: IpAddr, conn: &ConnInfo<'_>) -> ErrorFields {
     let host = canonical(client);
-    let message = if replication {
+    let (user, database, enc) = (conn.user, conn.database, conn.encryption());
+    let message = if conn.replication {
         format!(
-            "pg_hba.conf rejects replication connection for host \"{host}\", user \"{user}\", no encryption"
+            "pg_hba.conf rejects replication connection for host \"{host}\", user \"{user}\", {enc}"
         )
     } else {
         format!(
-            "pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", no encryption"
+            "pg_hba.conf rejects connection for host \"{host}\", user \"{user}\", database \"{database}\", {enc}"
         )
     };
     ErrorFields::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, message)
@@ -340,7 +383,11 @@ pub fn fuzz_hba(data: &[u8]) {
     if let Ok(file) = HbaFile::parse(&text) {
         for client in [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
             for replication in [false, true] {
-                let _ = file.find(client, "postgres", "postgres", replication);
+                for ssl in [false, true] {
+                    let conn =
+                        ConnInfo { user: "postgres", database: "postgres", replication, ssl };
+                    let _ = file.find(client, &conn);
+                }
             }
         }
     }

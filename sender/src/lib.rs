@@ -8,7 +8,9 @@
 //! - [`postmaster`]: the accept loop; SSLRequest/GSSENCRequest, the startup packet,
 //!   CancelRequest, the connection caps, shutdown.
 //! - [`hba`] and [`auth`]: `pg_hba.conf` rules, roles and their verifiers, and the
-//!   server side of trust, password, md5 and SCRAM-SHA-256.
+//!   server side of trust, password, md5, SCRAM-SHA-256(-PLUS) and client certificates.
+//! - [`tls`] and [`tls_info`]: TLS from the `ssl*` settings, the socket before and after
+//!   the handshake, and what `pg_stat_ssl` shows of it.
 //! - [`conn`]: framing on the socket: read one frontend message, write backend messages.
 //! - [`registry`]: the backend table (pid, cancel key, type, state, query, client,
 //!   start times, walsender positions): what `pg_stat_activity`, `pg_stat_replication`,
@@ -51,6 +53,8 @@ pub mod serve_handler;
 pub mod session;
 pub mod slots;
 pub mod syncrep;
+pub mod tls;
+pub mod tls_info;
 pub mod views;
 pub mod walsender;
 pub mod walsource;

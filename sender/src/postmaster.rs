@@ -1,8 +1,8 @@
 //! The postmaster: the accept loop, the startup of each connection, and shutdown
 //! (`postmaster/postmaster.c`, `tcop/backend_startup`, `utils/init/postinit.c`).
 //!
-//! Each accepted socket gets a task that answers SSLRequest/GSSENCRequest with `N`, reads
-//! the startup packet (or a CancelRequest), registers the backend, authenticates it by
+//! Each accepted socket gets a task that answers SSLRequest with `S` and a TLS handshake
+//! when `ssl` is on (`N` otherwise), GSSENCRequest with `N`, reads the startup packet (or a CancelRequest), registers the backend, authenticates it by
 //! the hba rules and the roles, sends the ParameterStatus set of a PostgreSQL 15 server
 //! and BackendKeyData, and runs the backend loop.
 //!
@@ -30,6 +30,8 @@ use crate::config::{Settings, SERVER_VERSION};
 use crate::conn::{ConnError, PqReader, PqWriter};
 use crate::hba::{self, AuthMethod, HbaFile};
 use crate::registry::{AuthFailure, BackendEntry, BackendType, Registry};
+use crate::tls::{ReadHalf, ServerTls, WriteHalf};
+use crate::tls_info::SslStatus;
 use crate::walsender::{WalSender, WalSenderContext};
 
 /// How to shut down (`pg_ctl stop -m`).
@@ -68,6 +70,8 @@ pub struct Server {
     pub walsender: Arc<WalSenderContext>,
     /// Answers SQL on ordinary connections.
     pub handler: Arc<dyn QueryHandler>,
+    /// TLS, when `ssl` is on.
+    pub tls: Option<Arc<ServerTls>>,
     /// Set once a shutdown begins: new connections are refused.
     shutting_down: watch::Sender<bool>,
     /// Tells walsenders to stop.
@@ -102,6 +106,8 @@ pub struct ServerParts {
     pub registry: Arc<Registry>,
     /// What `BASE_BACKUP` backs up; `None` refuses the command.
     pub backup: Option<Arc<dyn crate::basebackup::BackupSource>>,
+    /// TLS ([`ServerTls::load`]); `None` answers SSLRequest with `N`.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl Postmaster {
@@ -126,6 +132,7 @@ impl Postmaster {
             registry: parts.registry,
             walsender,
             handler: parts.handler,
+            tls: parts.tls,
             shutting_down: watch::Sender::new(false),
             stop_walsenders,
         });
@@ -306,7 +313,7 @@ async fn serve_connection(
     too_many: bool,
 ) {
     let _ = socket.set_nodelay(true);
-    let (rd, wr) = socket.into_split();
+    let (rd, wr) = crate::tls::split_plain(socket);
     let mut reader = PqReader::new(rd, MessageLimits::default());
     let mut writer = PqWriter::with_socket(wr, tokio::net::tcp::OwnedWriteHalf::as_ref);
     let timeout = server.settings.authentication_timeout;
@@ -360,7 +367,7 @@ async fn serve_connection(
 }
 
 /// Sends a FATAL (when there is one to send) and closes.
-async fn fail<W: AsyncWrite + Unpin>(writer: &mut PqWriter<W>, fatal: Option<ErrorFields>) {
+async fn fail(writer: &mut PqWriter<WriteHalf>, fatal: Option<ErrorFields>) {
     if let Some(fields) = fatal {
         info!("FATAL:  {}", fields.message);
         writer.send_error(fields);
@@ -384,18 +391,15 @@ fn wire_fatal(e: &WireError) -> StartupError {
 /// SSL/GSS negotiation, the startup packet, limits, authentication and the greeting
 /// (`ProcessStartupPacket`, `InitPostgres`). `Ok(None)`: the connection ends quietly
 /// (a CancelRequest, or the client left).
-async fn startup<R, W>(
+async fn startup(
     server: &Arc<Server>,
-    reader: &mut PqReader<R>,
-    writer: &mut PqWriter<W>,
+    reader: &mut PqReader<ReadHalf>,
+    writer: &mut PqWriter<WriteHalf>,
     peer: SocketAddr,
     too_many: bool,
-) -> Result<Option<(StartupMessage, crate::registry::BackendHandle)>, StartupError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<Option<(StartupMessage, crate::registry::BackendHandle)>, StartupError> {
     let (mut ssl_done, mut gss_done) = (false, false);
+    let mut ssl_status: Option<SslStatus> = None;
     let msg = loop {
         let packet = match reader.read_startup().await {
             Ok(Some(p)) => p,
@@ -415,7 +419,8 @@ where
                 } else {
                     gss_done = true;
                 }
-                writer.send_raw(b"N");
+                let tls = server.tls.as_ref().filter(|_| ssl);
+                writer.send_raw(if tls.is_some() { b"S" } else { b"N" });
                 writer.flush().await.map_err(|_| None)?;
                 if reader.has_buffered_data() {
                     return Err(Some(
@@ -429,6 +434,12 @@ where
                         )
                         .with_detail("This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."),
                     ));
+                }
+                if let Some(tls) = tls {
+                    // postmaster.c: after the handshake a GSSENCRequest is refused too.
+                    gss_done = true;
+                    ssl_status =
+                        Some(crate::tls::start_tls(tls, reader, writer).await.ok_or(None)?);
                 }
             }
             StartupPacket::CancelRequest { pid, key } => {
@@ -474,8 +485,15 @@ where
         st.user = user.clone();
         st.database = database.clone();
         st.application_name = msg.param("application_name").unwrap_or_default().to_string();
+        st.ssl = ssl_status.clone();
     }
-    let role = authenticate(server, reader, writer, peer, &user, &database, replication).await?;
+    let conn = hba::ConnInfo {
+        user: &user,
+        database: &database,
+        replication: replication == ReplicationMode::Physical,
+        ssl: ssl_status.is_some(),
+    };
+    let role = authenticate(server, reader, writer, peer, &conn, ssl_status.as_ref()).await?;
     // What follows fails after AuthenticationOk, as in PostgreSQL, whose checks of the
     // role, the startup options and the walsender slot come after authentication.
     writer.send(&BackendMessage::Authentication(Authentication::Ok));
@@ -504,30 +522,37 @@ async fn authenticate<R, W>(
     reader: &mut PqReader<R>,
     writer: &mut PqWriter<W>,
     peer: SocketAddr,
-    user: &str,
-    database: &str,
-    replication: ReplicationMode,
+    conn: &hba::ConnInfo<'_>,
+    ssl: Option<&SslStatus>,
 ) -> Result<Option<crate::auth::Role>, StartupError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let physical = replication == ReplicationMode::Physical;
+    let user = conn.user;
     let ip = peer.ip();
     let failed = |reason: AuthFailure| server.registry.count_auth_failure(reason);
-    let rule = server.hba.find(ip, user, database, physical).ok_or_else(|| {
+    let rule = server.hba.find(ip, conn).ok_or_else(|| {
         failed(AuthFailure::NoHbaEntry);
-        Some(hba::no_entry_error(ip, user, database, physical))
+        Some(hba::no_entry_error(ip, conn))
     })?;
     let role = server.roles.get(user);
+    let has_ca = server.tls.as_ref().is_some_and(|t| t.has_ca);
+    crate::auth::cert::check_client_cert(rule, has_ca, ssl).map_err(|e| {
+        failed(AuthFailure::Password);
+        Some(*e.fields)
+    })?;
     match rule.method {
         AuthMethod::Reject => {
             failed(AuthFailure::Rejected);
-            return Err(Some(hba::reject_error(ip, user, database, physical)));
+            return Err(Some(hba::reject_error(ip, conn)));
         }
         AuthMethod::Trust => {}
+        AuthMethod::Cert => {}
         method => {
-            let (mut auth, first) = Authenticator::start(method, user, role.as_ref());
+            let end_point = ssl.and(server.tls.as_ref()).and_then(|t| t.cert_hash.clone());
+            let (mut auth, first) =
+                Authenticator::start_tls(method, user, role.as_ref(), end_point);
             writer.send(&BackendMessage::Authentication(first));
             loop {
                 writer.flush().await.map_err(|_| None)?;
@@ -553,6 +578,13 @@ where
                     }
                 }
             }
+        }
+    }
+    // auth.c: ClientAuthentication, after the method: clientcert=verify-full, and cert.
+    if rule.clientcert == hba::ClientCert::VerifyFull {
+        if let Err(e) = crate::auth::cert::cert_name_matches(rule, ssl, user) {
+            failed(AuthFailure::Password);
+            return Err(auth_failed(e, user));
         }
     }
     Ok(role)

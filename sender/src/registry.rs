@@ -196,6 +196,8 @@ pub struct BackendStatus {
     /// What the backend waits for now (`wait_event_type`, `wait_event`), when it waits
     /// in the middle of a command (`SyncRep` under `IPC`, say).
     pub wait_event: Option<(&'static str, &'static str)>,
+    /// What the connection's TLS negotiated; `None` for a plain connection.
+    pub ssl: Option<crate::tls_info::SslStatus>,
 }
 
 /// Interrupts that arrived while a backend held them off (`HOLD_INTERRUPTS` around the

@@ -1,7 +1,7 @@
 //! The SQL a `walstream serve` answers on an ordinary connection: `SELECT 1` (what
 //! connection poolers and health checks send), `SHOW name`, the signalling functions
 //! `pg_terminate_backend(pid [, timeout])` and `pg_cancel_backend(pid)`, and
-//! `SELECT items FROM pg_stat_activity | pg_stat_replication` where an item is `*`, a
+//! `SELECT items FROM pg_stat_activity | pg_stat_replication | pg_stat_ssl` where an item is `*`, a
 //! column, or one of the two functions applied to `pid`; anything else is `0A000`. The
 //! node implements a real [`QueryHandler`] later.
 
@@ -264,7 +264,7 @@ impl ServeHandler {
             .map(|row| {
                 let pid = match view {
                     View::Activity => row.get(2),
-                    View::Replication => row.first(),
+                    View::Replication | View::Ssl => row.first(),
                     View::ReplicationSlots => row.get(7),
                 };
                 let pid = match pid {

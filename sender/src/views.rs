@@ -20,6 +20,7 @@ const TIMESTAMPTZ: DatumType = text_only(1184, 8, "timestamp with time zone");
 const XID: DatumType = text_only(28, 4, "xid");
 const LSN: DatumType = text_only(3220, 8, "pg_lsn");
 const INTERVAL: DatumType = text_only(1186, 16, "interval");
+const NUMERIC: DatumType = text_only(1700, -1, "numeric");
 
 /// A system view walstream answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum View {
     Replication,
     /// `pg_replication_slots` (rows from [`slot_rows`], not from the registry).
     ReplicationSlots,
+    /// `pg_stat_ssl`.
+    Ssl,
 }
 
 impl View {
@@ -39,6 +42,7 @@ impl View {
             "pg_stat_activity" => Some(View::Activity),
             "pg_stat_replication" => Some(View::Replication),
             "pg_replication_slots" => Some(View::ReplicationSlots),
+            "pg_stat_ssl" => Some(View::Ssl),
             _ => None,
         }
     }
@@ -109,6 +113,16 @@ impl View {
                 ("safe_wal_size", DatumType::Int8),
                 ("two_phase", DatumType::Bool),
             ],
+            View::Ssl => &[
+                ("pid", DatumType::Int4),
+                ("ssl", DatumType::Bool),
+                ("version", DatumType::Text),
+                ("cipher", DatumType::Text),
+                ("bits", DatumType::Int4),
+                ("client_dn", DatumType::Text),
+                ("client_serial", NUMERIC),
+                ("issuer_dn", DatumType::Text),
+            ],
         };
         cols.iter().map(|(n, t)| Column::new(*n, *t)).collect()
     }
@@ -123,6 +137,8 @@ impl View {
                 View::Activity => Some(activity_row(e)),
                 View::Replication => replication_row(e, registry),
                 View::ReplicationSlots => None,
+                // system_views.sql: pg_stat_ssl has the backends with a client port.
+                View::Ssl => (!e.backend_type.is_auxiliary()).then(|| ssl_row(e)),
             })
             .collect()
     }
@@ -217,6 +233,27 @@ fn activity_row(e: &BackendEntry) -> Vec<Datum> {
     ]
 }
 
+/// `pg_stat_get_activity`'s ssl columns: NULLs for a plain connection.
+fn ssl_row(e: &BackendEntry) -> Vec<Datum> {
+    let st = e.status();
+    let Some(ssl) = &st.ssl else {
+        let mut row = vec![Datum::Int4(e.pid), Datum::Bool(false)];
+        row.resize(8, Datum::Null);
+        return row;
+    };
+    let opt = |v: &Option<String>| v.as_deref().map_or(Datum::Null, text);
+    vec![
+        Datum::Int4(e.pid),
+        Datum::Bool(true),
+        text(&ssl.version),
+        text(&ssl.cipher),
+        Datum::Int4(ssl.bits),
+        opt(&ssl.client_dn),
+        opt(&ssl.client_serial),
+        opt(&ssl.issuer_dn),
+    ]
+}
+
 fn lsn(l: walstream_protocol::Lsn) -> Datum {
     if l.is_valid() {
         Datum::Text(l.to_string())
@@ -298,6 +335,8 @@ mod tests {
         assert_eq!(View::named("PG_STAT_REPLICATION"), Some(View::Replication));
         assert_eq!(View::named("pg_catalog.pg_stat_activity"), Some(View::Activity));
         assert_eq!(View::ReplicationSlots.columns().len(), 15);
+        assert_eq!(View::Ssl.columns().len(), 8);
+        assert_eq!(View::named("pg_stat_ssl"), Some(View::Ssl));
     }
 
     #[test]

@@ -205,6 +205,7 @@ async fn fixture() -> Fixture {
         handler,
         registry,
         backup: Some(backup),
+        tls: None,
     })
     .await;
     Fixture { cluster, server, reference, shapes, verbose_log }

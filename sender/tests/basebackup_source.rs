@@ -97,6 +97,7 @@ async fn server(backup: Option<Arc<dyn BackupSource>>) -> common::TestServer {
         handler,
         registry,
         backup,
+        tls: None,
     })
     .await
 }

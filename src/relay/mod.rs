@@ -74,6 +74,7 @@ async fn identify(info: &ConnInfo) -> Result<Upstream> {
 
 async fn relay(args: RelayArgs) -> Result<()> {
     let (settings, hba, roles) = args.server.load()?;
+    let tls = crate::serve::load_tls(&settings, &args.directory)?;
     let mut info = ConnInfo::parse(&args.upstream)?;
     if info.application_name.is_none() {
         info.application_name = Some("walstream relay".to_string());
@@ -121,7 +122,8 @@ async fn relay(args: RelayArgs) -> Result<()> {
     .context("loading replication slots")?;
     let shared: Arc<dyn WalSource> = source.clone();
     let registry = walstream_sender::registry::Registry::new();
-    let parts = server_parts(settings, hba, roles, shared, Arc::new(slots), registry);
+    let mut parts = server_parts(settings, hba, roles, shared, Arc::new(slots), registry);
+    parts.tls = tls;
     let cancel = CancellationToken::new();
     let (backends, positions) = (parts.registry.clone(), receiver.positions());
     let (counters, rmgrs) = (receiver.counters(), receiver.applier().rmgr_counts());

@@ -14,12 +14,14 @@
 //! - [`standby`]: `walstream receivewal` as a standby, seen in `pg_stat_replication`.
 //! - [`walfiles`]: copying a `pg_wal` and comparing the segments a client wrote.
 //! - [`walcheck`]: how far a received directory equals the primary's WAL; gapless copies.
+//! - [`certs`]: test certificates (a root CA, server and client certificates) from rcgen.
 //! - [`proxy`]: a TCP proxy that flips one WAL byte in the XLogData it relays.
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root every PostgreSQL
 //! program is started as the `postgres` user (its uid and gid set on the child, so
 //! the child's pid is the program's own), in a directory that user owns.
 
+pub mod certs;
 pub mod cluster;
 pub mod faults;
 pub mod fuzz;

@@ -578,7 +578,10 @@ impl Node {
             .map_err(|e| NodeError::Config(e.to_string()))?;
         let backup = Arc::new(backup::NodeBackup { dir: dir.path().to_path_buf(), current })
             as Arc<dyn walstream_sender::basebackup::BackupSource>;
+        let tls = walstream_sender::tls::ServerTls::load(&settings.sender().ssl, dir.path())
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         let parts = ServerParts {
+            tls,
             backup: Some(backup),
             settings: settings.sender().clone(),
             hba,

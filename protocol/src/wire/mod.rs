@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod channel_binding;
 mod codec;
 pub mod error;
 pub mod error_fields;

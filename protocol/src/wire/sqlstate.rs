@@ -26,6 +26,8 @@ pub const INVALID_TRANSACTION_STATE: &str = "25000";
 pub const INVALID_SQL_STATEMENT_NAME: &str = "26000";
 /// `40001` serialization_failure (also a query canceled by a recovery conflict).
 pub const T_R_SERIALIZATION_FAILURE: &str = "40001";
+/// `F0000` config_file_error.
+pub const CONFIG_FILE_ERROR: &str = "F0000";
 /// `28000` invalid_authorization_specification.
 pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 /// `28P01` invalid_password.
@@ -107,6 +109,7 @@ mod tests {
             INVALID_TRANSACTION_STATE,
             INVALID_AUTHORIZATION_SPECIFICATION,
             INVALID_PASSWORD,
+            CONFIG_FILE_ERROR,
             INVALID_CATALOG_NAME,
             INSUFFICIENT_PRIVILEGE,
             SYNTAX_ERROR,

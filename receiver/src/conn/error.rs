@@ -20,6 +20,15 @@ pub enum ConnError {
         #[source]
         source: io::Error,
     },
+    /// TLS could not be set up (libpq's wording, after the server's identity:
+    /// `"localhost" (127.0.0.1), port 5432`).
+    #[error("connection to server at {at} failed: {message}")]
+    Tls {
+        /// Which server, as libpq names it.
+        at: String,
+        /// What failed (`SSL error: certificate verify failed`).
+        message: String,
+    },
     /// A read or write failed.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -181,7 +190,10 @@ impl ConnError {
                         | sqlstate::TOO_MANY_CONNECTIONS
                 ) || f.code.starts_with("08")
             }
-            ConnError::Protocol(_) | ConnError::Auth(_) | ConnError::Config(_) => false,
+            ConnError::Protocol(_)
+            | ConnError::Auth(_)
+            | ConnError::Config(_)
+            | ConnError::Tls { .. } => false,
         }
     }
 }

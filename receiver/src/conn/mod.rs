@@ -2,6 +2,8 @@
 //! and authentication, simple queries, and the CopyBoth exchange of START_REPLICATION.
 //!
 //! - `startup`: TCP, SSL negotiation, StartupMessage, authentication.
+//! - `tls`: the TLS handshake as `sslmode` and the ssl files ask, libpq's checks and texts,
+//!   and the socket, plain or encrypted.
 //! - `query`: simple queries and the START_REPLICATION answer.
 //! - `basebackup`: the client side of `BASE_BACKUP`.
 //! - `copy`: reading and writing in COPY mode, and the end of a stream.
@@ -15,17 +17,18 @@ mod copy;
 mod error;
 mod query;
 mod startup;
+mod tls;
 mod wal;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use walstream_protocol::wire::{parse_backend, BackendMessage, ErrorFields, FrontendMessage};
 
 pub use basebackup::{BackupStarted, TablespaceRow};
 pub use copy::{CopyEvent, EndOfStream};
 pub use error::{ConnError, ProtocolViolation};
 pub use query::{QueryResult, StartOutcome};
+pub use tls::verify_peer_name;
 pub use wal::{fuzz_wal_header, parse_xlogdata_header, WalEvent, WalSink, XLogDataHeader};
 pub use walstream_protocol::wire::ReplicationMode;
 
@@ -35,7 +38,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// An open, authenticated connection to a walsender (or any PostgreSQL backend).
 #[derive(Debug)]
 pub struct ReplicationConn {
-    stream: TcpStream,
+    stream: tls::Stream,
     read_buf: BytesMut,
     write_buf: BytesMut,
     parameters: Vec<(String, String)>,
@@ -47,7 +50,7 @@ pub struct ReplicationConn {
 }
 
 impl ReplicationConn {
-    fn new(stream: TcpStream) -> ReplicationConn {
+    fn new(stream: tls::Stream) -> ReplicationConn {
         ReplicationConn {
             stream,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
@@ -74,6 +77,17 @@ impl ReplicationConn {
     /// 150018, `9.6.1` → 90601; `None` when unknown.
     pub fn server_version_num(&self) -> Option<u32> {
         self.parameter("server_version").and_then(server_version_num)
+    }
+
+    /// The `tls-server-end-point` channel binding data: the server certificate's hash
+    /// (`None` without TLS, or for a certificate whose signature has no hash).
+    pub fn tls_server_end_point(&self) -> Option<Vec<u8>> {
+        self.stream.server_end_point()
+    }
+
+    /// Whether the connection is encrypted by TLS.
+    pub fn ssl_in_use(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// The BackendKeyData `(pid, secret key)`, for a CancelRequest.

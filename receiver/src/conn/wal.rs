@@ -13,6 +13,7 @@ use tokio::io::Interest;
 use walstream_protocol::wire::PQ_LARGE_MESSAGE_LIMIT;
 use walstream_protocol::Lsn;
 
+use super::tls::Stream;
 use super::{ConnError, CopyEvent, ReplicationConn};
 
 /// Socket bytes read past a payload in the same call (the next message's header).
@@ -152,10 +153,20 @@ impl ReplicationConn {
 
     /// One read of what the socket holds into `bufs`, in order, without waiting: `None`
     /// when there is nothing; the end of the stream is [`ConnError::Closed`].
-    fn read_now(&self, bufs: &mut [IoSliceMut<'_>]) -> Result<Option<usize>, ConnError> {
-        let stream = &self.stream;
-        let read = stream
-            .try_io(Interest::READABLE, || (&*socket2::SockRef::from(stream)).read_vectored(bufs));
+    fn read_now(&mut self, bufs: &mut [IoSliceMut<'_>]) -> Result<Option<usize>, ConnError> {
+        let read = match &mut self.stream {
+            Stream::Plain(stream) => {
+                let stream = &*stream;
+                stream.try_io(Interest::READABLE, || {
+                    (&*socket2::SockRef::from(stream)).read_vectored(bufs)
+                })
+            }
+            // Decrypted bytes go into the first buffer only; the rest come next time.
+            tls @ Stream::Tls { .. } => match bufs.first_mut() {
+                Some(first) => tls.try_read(first),
+                None => Ok(0),
+            },
+        };
         match read {
             Ok(0) => Err(ConnError::Closed),
             Ok(n) => Ok(Some(n)),

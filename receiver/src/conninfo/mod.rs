@@ -246,6 +246,12 @@ impl ConnInfo {
         })
     }
 
+    /// `channel_binding` (`PGCHANNELBINDING`; `prefer` by default): `disable`, `prefer`
+    /// or `require`, checked at parse time.
+    pub fn channel_binding(&self) -> &str {
+        self.option("channel_binding").unwrap_or("prefer")
+    }
+
     /// The `key='value'` form with the password replaced by `********`, for logs.
     pub fn redacted(&self) -> String {
         let mut shown = self.clone();
@@ -375,6 +381,41 @@ fn resolve(
         Some(m) => m.parse()?,
         None => SslMode::default(),
     };
+    // fe-connect.c: connectOptions2
+    let mut options: Vec<(String, String)> =
+        given.iter().filter(|(k, _)| !FIELD_KEYWORDS.contains(&k.as_str())).cloned().collect();
+    if let Some(cb) = pick(given, env, "channel_binding", "PGCHANNELBINDING") {
+        if !matches!(cb.as_str(), "disable" | "prefer" | "require") {
+            return Err(ConnInfoError::InvalidValue(format!(
+                "invalid channel_binding value: \"{cb}\""
+            )));
+        }
+        if !options.iter().any(|(k, _)| k == "channel_binding") {
+            options.push(("channel_binding".into(), cb));
+        }
+    }
+    let mut versions = [None, None];
+    for (i, (key, var)) in [
+        ("ssl_min_protocol_version", "PGSSLMINPROTOCOLVERSION"),
+        ("ssl_max_protocol_version", "PGSSLMAXPROTOCOLVERSION"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let Some(v) = pick(given, env, key, var) else { continue };
+        let Some(rank) = tls_version_rank(&v) else {
+            return Err(ConnInfoError::InvalidValue(format!("invalid {key} value: \"{v}\"")));
+        };
+        versions[i] = Some(rank);
+        if !options.iter().any(|(k, _)| k == key) {
+            options.push((key.into(), v));
+        }
+    }
+    if let [Some(min), Some(max)] = versions {
+        if min > max {
+            return Err(ConnInfoError::InvalidValue("invalid SSL protocol version range".into()));
+        }
+    }
     let passfile = pick(given, env, "passfile", "PGPASSFILE")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pgpass")));
@@ -388,12 +429,17 @@ fn resolve(
         connect_timeout,
         sslmode,
         passfile,
-        options: given
-            .iter()
-            .filter(|(k, _)| !FIELD_KEYWORDS.contains(&k.as_str()))
-            .cloned()
-            .collect(),
+        options,
     })
+}
+
+/// The order of a TLS protocol version as libpq names it (`fe-connect.c:
+/// sslVerifyProtocolVersion`, any case): TLSv1 = 10 .. TLSv1.3 = 13.
+pub(crate) fn tls_version_rank(v: &str) -> Option<u8> {
+    ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(v))
+        .map(|i| 10 + i as u8)
 }
 
 // fe-connect.c: connectDBStart ("invalid port number")
@@ -420,6 +466,11 @@ fn parse_timeout(s: &str) -> Result<Option<Duration>, ConnInfoError> {
 /// An `int` as libpq's `parse_int_param` reads it: optional whitespace around a decimal.
 fn parse_c_int(s: &str) -> Option<i32> {
     s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')).parse().ok()
+}
+
+/// The home directory libpq looks in for `.pgpass` and `.postgresql/` (`pqGetHomeDirectory`).
+pub(crate) fn home_dir() -> Option<String> {
+    os_env("HOME")
 }
 
 /// The process environment, with `USER` and `HOME` from the password database first,

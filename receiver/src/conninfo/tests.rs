@@ -78,6 +78,15 @@ fn errors_have_libpq_text() {
     assert_eq!(e("port=abc"), "invalid port number: \"abc\"");
     assert_eq!(e("port=70000"), "invalid port number: \"70000\"");
     assert_eq!(e("sslmode=maybe"), "invalid sslmode value: \"maybe\"");
+    assert_eq!(e("channel_binding=maybe"), "invalid channel_binding value: \"maybe\"");
+    assert_eq!(
+        e("ssl_min_protocol_version=SSLv3"),
+        "invalid ssl_min_protocol_version value: \"SSLv3\""
+    );
+    assert_eq!(
+        e("ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=tlsv1.2"),
+        "invalid SSL protocol version range"
+    );
     assert_eq!(
         e("connect_timeout=soon"),
         "invalid integer value \"soon\" for connection option \"connect_timeout\""

@@ -1,6 +1,6 @@
-//! The server side of SCRAM-SHA-256 (RFC 5802, RFC 7677) without channel binding, as
-//! `libpq/auth-scram.c` runs it: message grammar, error texts, and the mock exchange for
-//! a role without a usable secret.
+//! The server side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802, RFC 7677, with
+//! `tls-server-end-point` channel binding, RFC 5929) as `libpq/auth-scram.c` runs it:
+//! message grammar, error texts, and the mock exchange for a role without a usable secret.
 
 use std::sync::OnceLock;
 
@@ -82,16 +82,35 @@ pub(super) struct ScramServer {
     /// computed so timing does not tell.
     doomed: bool,
     stage: Stage,
+    /// SCRAM-SHA-256-PLUS was selected: the server certificate's hash the client must bind.
+    channel_binding: Option<Vec<u8>>,
+    /// The connection is encrypted (and so could bind).
+    ssl_in_use: bool,
 }
 
 impl ScramServer {
     /// An exchange against `verifier`, or a doomed mock one for `user` when it is `None`
     /// (`auth-scram.c: scram_init`).
     pub(super) fn new(user: &str, verifier: Option<&ScramVerifier>) -> ScramServer {
-        match verifier {
-            Some(v) => ScramServer { verifier: v.clone(), doomed: false, stage: Stage::Init },
-            None => ScramServer { verifier: mock_verifier(user), doomed: true, stage: Stage::Init },
+        let (verifier, doomed) = match verifier {
+            Some(v) => (v.clone(), false),
+            None => (mock_verifier(user), true),
+        };
+        ScramServer {
+            verifier,
+            doomed,
+            stage: Stage::Init,
+            channel_binding: None,
+            ssl_in_use: false,
         }
+    }
+
+    /// The mechanism the client selected (`auth-scram.c: scram_init`): with
+    /// `Some(hash)` SCRAM-SHA-256-PLUS binding to that server certificate hash; and
+    /// whether the connection is encrypted.
+    pub(super) fn set_channel_binding(&mut self, hash: Option<Vec<u8>>, ssl_in_use: bool) {
+        self.channel_binding = hash;
+        self.ssl_in_use = ssl_in_use;
     }
 
     /// Feeds one client message (`auth-scram.c: scram_exchange`); `None` is a
@@ -130,7 +149,18 @@ impl ScramServer {
     fn read_client_first(&self, input: &[u8]) -> Result<FirstExchange, AuthError> {
         let mut p = Cursor { input, pos: 0 };
         let cbind_flag = p.peek();
+        let plus = self.channel_binding.is_some();
         match cbind_flag {
+            b'n' | b'y' if plus => return Err(malformed(
+                "The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.",
+            )),
+            b'y' if self.ssl_in_use => {
+                return Err(AuthError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "SCRAM channel binding negotiation error",
+                )
+                .with_detail("The client supports SCRAM channel binding but thinks the server does not.  However, this server does support channel binding."))
+            }
             b'n' | b'y' => {
                 p.pos += 1;
                 if p.peek() != b',' {
@@ -140,6 +170,18 @@ impl ScramServer {
                     )));
                 }
                 p.pos += 1;
+            }
+            b'p' if plus => {
+                let kind = p.attr_value(b'p')?;
+                if kind != b"tls-server-end-point" {
+                    return Err(AuthError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!(
+                            "unsupported SCRAM channel-binding type \"{}\"",
+                            sanitize_str(kind)
+                        ),
+                    ));
+                }
             }
             b'p' => return Err(malformed(
                 "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data.",
@@ -211,7 +253,15 @@ impl ScramServer {
     ) -> Result<Exchange, AuthError> {
         let mut p = Cursor { input, pos: 0 };
         let binding = p.attr_value(b'c')?;
-        if !((binding == b"biws" && first.cbind_flag == b'n')
+        if let Some(hash) = &self.channel_binding {
+            let input = [b"p=tls-server-end-point,,".as_slice(), hash].concat();
+            if binding != STANDARD.encode(input).as_bytes() {
+                return Err(AuthError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "SCRAM channel binding check failed",
+                ));
+            }
+        } else if !((binding == b"biws" && first.cbind_flag == b'n')
             || (binding == b"eSws" && first.cbind_flag == b'y'))
         {
             return Err(AuthError::fatal(
@@ -273,6 +323,11 @@ fn sanitize_char(c: u8) -> String {
     } else {
         format!("0x{c:02x}")
     }
+}
+
+/// A string for an error message, non-printable bytes as `?` (`auth-scram.c: sanitize_str`).
+fn sanitize_str(s: &[u8]) -> String {
+    s.iter().map(|&c| if (0x21..=0x7e).contains(&c) { char::from(c) } else { '?' }).collect()
 }
 
 /// Reads `attr=value` items separated by commas.

@@ -44,8 +44,18 @@ fn run_scram(
     password: &[u8],
     binding: ChannelBinding,
 ) -> Result<(), AuthError> {
+    run_scram_as(auth, SCRAM_SHA_256, password, binding)
+}
+
+/// [`run_scram`] selecting `mechanism`.
+fn run_scram_as(
+    auth: &mut Authenticator,
+    mechanism: &str,
+    password: &[u8],
+    binding: ChannelBinding,
+) -> Result<(), AuthError> {
     let mut client = ScramSha256::new(password, binding);
-    let step = auth.step(initial_body(SCRAM_SHA_256, Some(client.message())))?;
+    let step = auth.step(initial_body(mechanism, Some(client.message())))?;
     let AuthStep::Send(Authentication::SaslContinue(server_first)) = step else {
         panic!("expected SASLContinue, got {step:?}")
     };
@@ -370,4 +380,56 @@ proptest! {
             let _ = auth.step(Bytes::from(last.replace("r=", &format!("{nonce}x"))));
         }
     }
+}
+
+#[test]
+fn scram_plus_binds_to_the_server_certificate_hash() {
+    let r = role("replicator", REPLICATOR_SCRAM);
+    let hash = vec![7u8; 32];
+    let start = || {
+        Authenticator::start_tls(
+            AuthMethod::ScramSha256,
+            "replicator",
+            Some(&r),
+            Some(hash.clone()),
+        )
+    };
+    let (mut auth, first) = start();
+    assert_eq!(
+        first,
+        Authentication::Sasl {
+            mechanisms: vec!["SCRAM-SHA-256-PLUS".into(), "SCRAM-SHA-256".into()]
+        }
+    );
+    let bound = ChannelBinding::tls_server_end_point(hash.clone());
+    run_scram_as(&mut auth, SCRAM_SHA_256_PLUS, b"secret", bound).unwrap();
+    // The plain mechanism still works over TLS.
+    let (mut auth, _) = start();
+    run_scram(&mut auth, b"secret", ChannelBinding::unsupported()).unwrap();
+    // Another certificate's hash (a man in the middle): 28000.
+    let (mut auth, _) = start();
+    let wrong = ChannelBinding::tls_server_end_point(vec![8u8; 32]);
+    let e = run_scram_as(&mut auth, SCRAM_SHA_256_PLUS, b"secret", wrong).unwrap_err();
+    assert_eq!(
+        (e.fields.code.as_str(), e.fields.message.as_str()),
+        ("28000", "SCRAM channel binding check failed")
+    );
+    // A client that could bind but thinks the server cannot (auth-scram.c).
+    let (mut auth, _) = start();
+    let e = run_scram(&mut auth, b"secret", ChannelBinding::unrequested()).unwrap_err();
+    assert_eq!(e.fields.message, "SCRAM channel binding negotiation error");
+    // PLUS selected without binding data.
+    let (mut auth, _) = start();
+    let e = run_scram_as(&mut auth, SCRAM_SHA_256_PLUS, b"secret", ChannelBinding::unsupported())
+        .unwrap_err();
+    assert_eq!(
+        e.fields.detail.as_deref(),
+        Some("The client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data.")
+    );
+    // Without TLS, PLUS is not offered and selecting it is refused.
+    let (mut auth, first) = Authenticator::start(AuthMethod::ScramSha256, "replicator", Some(&r));
+    assert_eq!(first, sasl_request());
+    let e = run_scram_as(&mut auth, SCRAM_SHA_256_PLUS, b"secret", ChannelBinding::unsupported())
+        .unwrap_err();
+    assert_eq!(e.fields.message, "client selected an invalid SASL authentication mechanism");
 }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::tokenize::{HbaToken, TokenizedLine};
-use super::{AddrMatch, AuthMethod, ConnType, HbaRule};
+use super::{AddrMatch, AuthMethod, ClientCert, ConnType, HbaRule};
 
 /// A line's fault: PostgreSQL's message and, where it has one, its hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub(super) fn parse_line(line: &TokenizedLine) -> Result<HbaRule, LineError> {
         Some("Specify exactly one authentication type per line."),
     )?;
     let method = parse_method(&method_token.text)?;
+    if method == AuthMethod::Cert && conn_type != ConnType::HostSsl {
+        return Err(LineError::new("cert authentication is only supported on hostssl connections"));
+    }
+    let (mut clientcert, mut clientname_dn) = (ClientCert::Off, false);
     let mut options = Vec::new();
     for token in fields.fields.flatten() {
         // hba.c: parse_hba_line, "Parse remaining arguments"
@@ -76,6 +80,22 @@ pub(super) fn parse_line(line: &TokenizedLine) -> Result<HbaRule, LineError> {
             )));
         };
         check_option(name, conn_type)?;
+        // hba.c: parse_hba_auth_opt
+        match name {
+            "clientcert" => clientcert = parse_clientcert(value, method)?,
+            "clientname" => {
+                clientname_dn = match value {
+                    "CN" => false,
+                    "DN" => true,
+                    _ => {
+                        return Err(LineError::new(format!(
+                            "invalid value for clientname: \"{value}\""
+                        )))
+                    }
+                }
+            }
+            _ => {}
+        }
         options.push((name.to_owned(), value.to_owned()));
     }
     Ok(HbaRule {
@@ -87,7 +107,21 @@ pub(super) fn parse_line(line: &TokenizedLine) -> Result<HbaRule, LineError> {
         address,
         method,
         options,
+        clientcert: if method == AuthMethod::Cert { ClientCert::VerifyFull } else { clientcert },
+        clientname_dn,
     })
+}
+
+/// `clientcert=verify-ca|verify-full` (`hba.c: parse_hba_auth_opt`).
+fn parse_clientcert(value: &str, method: AuthMethod) -> Result<ClientCert, LineError> {
+    match value {
+        "verify-full" => Ok(ClientCert::VerifyFull),
+        "verify-ca" if method == AuthMethod::Cert => Err(LineError::new(
+            "clientcert only accepts \"verify-full\" when using \"cert\" authentication",
+        )),
+        "verify-ca" => Ok(ClientCert::VerifyCa),
+        _ => Err(LineError::new(format!("invalid value for clientcert: \"{value}\""))),
+    }
 }
 
 /// Refuses an option PostgreSQL would refuse on a rule using one of walstream's methods
@@ -160,7 +194,8 @@ fn parse_method(name: &str) -> Result<AuthMethod, LineError> {
         "password" => Ok(AuthMethod::Password),
         "md5" => Ok(AuthMethod::Md5),
         "scram-sha-256" => Ok(AuthMethod::ScramSha256),
-        "ident" | "peer" | "gss" | "sspi" | "pam" | "bsd" | "ldap" | "cert" | "radius" => {
+        "cert" => Ok(AuthMethod::Cert),
+        "ident" | "peer" | "gss" | "sspi" | "pam" | "bsd" | "ldap" | "radius" => {
             Err(LineError::new(format!(
                 "invalid authentication method \"{name}\": not supported by this build"
             )))

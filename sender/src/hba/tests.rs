@@ -14,8 +14,12 @@ fn line_error(text: &str) -> (usize, String) {
     }
 }
 
+fn conn<'a>(user: &'a str, database: &'a str, replication: bool) -> ConnInfo<'a> {
+    ConnInfo { user, database, replication, ssl: false }
+}
+
 fn method(file: &HbaFile, client: &str, user: &str, db: &str, repl: bool) -> Option<AuthMethod> {
-    file.find(ip(client), user, db, repl).map(|r| r.method)
+    file.find(ip(client), &conn(user, db, repl)).map(|r| r.method)
 }
 
 #[test]
@@ -54,6 +58,11 @@ fn pg_texts_for_bad_lines() {
         ("host all all all md5 map=x", "authentication option \"map\" is only valid for authentication methods ident, peer, gssapi, sspi, and cert"),
         ("host all all all md5 ldapserver=x", "authentication option \"ldapserver\" is only valid for authentication methods ldap"),
         ("host all all all md5 foo=bar", "unrecognized authentication option name: \"foo\""),
+        // postgres -c ssl=on with each line as its pg_hba.conf
+        ("host all all all cert", "cert authentication is only supported on hostssl connections"),
+        ("hostssl all all all trust clientcert=foo", "invalid value for clientcert: \"foo\""),
+        ("hostssl all all all cert clientcert=verify-ca", "clientcert only accepts \"verify-full\" when using \"cert\" authentication"),
+        ("hostssl all all all trust clientcert=verify-ca clientname=XY", "invalid value for clientname: \"XY\""),
         ("host all @admins all trust", "could not open secondary authentication file \"@admins\": inclusion with @ is not supported"),
     ];
     for (text, message) in cases {
@@ -86,11 +95,17 @@ fn accepted_lines() {
     )
     .unwrap();
     assert_eq!(file.rules()[0].options, vec![("clientcert".into(), "verify-ca".into())]);
+    assert_eq!(file.rules()[0].clientcert, ClientCert::VerifyCa);
+    assert_eq!(file.rules()[1].clientcert, ClientCert::Off);
     assert_eq!(
         file.rules()[1].address,
         Some(AddrMatch::Net { addr: ip("10.0.0.0"), mask: ip("255.0.0.0") })
     );
     assert_eq!(file.rules()[1].method, AuthMethod::Password);
+    let file = HbaFile::parse("hostssl all all all cert clientname=DN\n").unwrap();
+    assert_eq!(file.rules()[0].method, AuthMethod::Cert);
+    assert_eq!(file.rules()[0].clientcert, ClientCert::VerifyFull);
+    assert!(file.rules()[0].clientname_dn);
 }
 
 #[test]
@@ -113,7 +128,12 @@ fn first_match_and_connection_types() {
     assert_eq!(method(&file, "10.1.2.3", "replicator", "x", true), Some(AuthMethod::Password));
     assert_eq!(method(&file, "10.1.2.3", "other", "x", true), None);
     assert_eq!(method(&file, "10.2.0.1", "replicator", "x", true), None);
-    assert_eq!(file.find(ip("127.0.0.1"), "u", "db1", false).unwrap().line_number, 5);
+    assert_eq!(file.find(ip("127.0.0.1"), &conn("u", "db1", false)).unwrap().line_number, 5);
+    // Over TLS, hostssl matches and hostnossl does not.
+    let tls = ConnInfo { ssl: true, ..conn("u", "db1", false) };
+    assert_eq!(file.find(ip("127.0.0.1"), &tls).unwrap().line_number, 2);
+    let file = HbaFile::parse("hostnossl all all all trust\nhost all all all md5\n").unwrap();
+    assert_eq!(file.find(ip("127.0.0.1"), &tls).unwrap().method, AuthMethod::Md5);
 }
 
 #[test]
@@ -193,7 +213,7 @@ fn loopback_trust_default() {
 
 #[test]
 fn fatal_texts() {
-    let e = no_entry_error(ip("127.0.0.1"), "postgres", "replication", true);
+    let e = no_entry_error(ip("127.0.0.1"), &conn("postgres", "replication", true));
     assert_eq!(e.code, "28000");
     assert_eq!(e.severity, "FATAL");
     assert_eq!(
@@ -201,19 +221,24 @@ fn fatal_texts() {
         "no pg_hba.conf entry for replication connection from host \"127.0.0.1\", user \"postgres\", no encryption"
     );
     assert_eq!(
-        no_entry_error(ip("::1"), "u", "d", false).message,
+        no_entry_error(ip("::1"), &conn("u", "d", false)).message,
         "no pg_hba.conf entry for host \"::1\", user \"u\", database \"d\", no encryption"
     );
     assert_eq!(
-        reject_error(ip("::ffff:10.0.0.1"), "u", "d", false).message,
+        reject_error(ip("::ffff:10.0.0.1"), &conn("u", "d", false)).message,
         "pg_hba.conf rejects connection for host \"10.0.0.1\", user \"u\", database \"d\", no encryption"
     );
-    let r = reject_error(ip("127.0.0.1"), "u", "d", true);
+    let r = reject_error(ip("127.0.0.1"), &conn("u", "d", true));
     assert_eq!(
         r.message,
         "pg_hba.conf rejects replication connection for host \"127.0.0.1\", user \"u\", no encryption"
     );
     assert_eq!(r.code, "28000");
+    let tls = ConnInfo { ssl: true, ..conn("u", "d", false) };
+    assert_eq!(
+        no_entry_error(ip("127.0.0.1"), &tls).message,
+        "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", SSL encryption"
+    );
 }
 
 fn word() -> impl Strategy<Value = String> {

@@ -102,6 +102,7 @@ pub async fn start_server_full(
         handler,
         registry,
         backup: None,
+        tls: None,
     })
     .await
 }
@@ -243,6 +244,7 @@ pub async fn start_server_with_slots(
         handler,
         registry,
         backup: None,
+        tls: None,
     };
     start_parts(parts).await
 }
