@@ -132,9 +132,9 @@ pub struct PqWriter<W> {
     /// An ErrorResponse or NoticeResponse is queued: `elog.c: send_message_to_frontend`
     /// flushes those at once.
     urgent: bool,
-    /// The plain TCP socket under `io`, when there is one: file ranges can then go to it
-    /// with `sendfile` ([`PqWriter::write_with_files`]).
-    tcp_of: Option<fn(&W) -> &tokio::net::TcpStream>,
+    /// The plain TCP socket under `io`, when there is one (not under TLS): file ranges
+    /// can then go to it with `sendfile` ([`PqWriter::write_with_files`]).
+    tcp_of: Option<fn(&W) -> Option<&tokio::net::TcpStream>>,
 }
 
 impl<W: AsyncWrite + Unpin> PqWriter<W> {
@@ -148,16 +148,16 @@ impl<W: AsyncWrite + Unpin> PqWriter<W> {
         }
     }
 
-    /// Wraps a writing half that is a plain TCP socket, `tcp_of` giving the socket (e.g.
-    /// `OwnedWriteHalf::as_ref`): WAL in files can then be sent without passing through
-    /// user space.
-    pub fn with_socket(io: W, tcp_of: fn(&W) -> &tokio::net::TcpStream) -> Self {
+    /// Wraps a writing half that may be a plain TCP socket, `tcp_of` giving the socket
+    /// while it is one (`None` once it is TLS): WAL in files can then be sent without
+    /// passing through user space.
+    pub fn with_socket(io: W, tcp_of: fn(&W) -> Option<&tokio::net::TcpStream>) -> Self {
         PqWriter { tcp_of: Some(tcp_of), ..PqWriter::new(io) }
     }
 
-    /// Whether [`PqWriter::write_with_files`] can be used.
+    /// Whether [`PqWriter::write_with_files`] can be used (a plain socket, no TLS).
     pub fn sends_files(&self) -> bool {
-        self.tcp_of.is_some()
+        self.tcp_of.and_then(|f| f(&self.io)).is_some()
     }
 
     /// Writes everything queued (corked with `MSG_MORE`), then `ranges` of files straight
@@ -171,11 +171,10 @@ impl<W: AsyncWrite + Unpin> PqWriter<W> {
     pub async fn write_with_files(&mut self, ranges: &[FileRange]) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
         use tokio::io::Interest;
-        let Some(tcp_of) = self.tcp_of else {
+        let Some(tcp) = self.tcp_of.and_then(|f| f(&self.io)) else {
             return Err(std::io::ErrorKind::Unsupported.into());
         };
         self.urgent = false;
-        let tcp = tcp_of(&self.io);
         let sock = tcp.as_raw_fd();
         while !self.buf.is_empty() {
             let head = &self.buf;

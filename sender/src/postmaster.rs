@@ -315,7 +315,7 @@ async fn serve_connection(
     let _ = socket.set_nodelay(true);
     let (rd, wr) = crate::tls::split_plain(socket);
     let mut reader = PqReader::new(rd, MessageLimits::default());
-    let mut writer = PqWriter::with_socket(wr, tokio::net::tcp::OwnedWriteHalf::as_ref);
+    let mut writer = PqWriter::with_socket(wr, crate::tls::WriteHalf::plain_socket);
     let timeout = server.settings.authentication_timeout;
     let started =
         tokio::time::timeout(timeout, startup(&server, &mut reader, &mut writer, peer, too_many))

@@ -262,6 +262,16 @@ pub enum WriteHalf {
     Detached,
 }
 
+impl WriteHalf {
+    /// The socket, while the connection is plain TCP (what `sendfile` can write to).
+    pub fn plain_socket(&self) -> Option<&TcpStream> {
+        match self {
+            WriteHalf::Plain(w) => Some(w.as_ref()),
+            WriteHalf::Tls(_) | WriteHalf::Detached => None,
+        }
+    }
+}
+
 /// Both halves of a plain socket.
 pub fn split_plain(socket: TcpStream) -> (ReadHalf, WriteHalf) {
     let (r, w) = socket.into_split();

@@ -435,3 +435,26 @@ fn a_reload_reaches_open_sessions_as_postgresql() {
     assert!(theirs.iter().any(|l| l == "D 3s"), "{theirs:?}");
     assert_eq!(reload_reaches_open_sessions(both.node.port()), theirs);
 }
+
+/// ALTER SYSTEM refuses a value with a newline as PostgreSQL does (found by fuzzing the
+/// configuration file writer: such a value would have split its line).
+#[test]
+fn alter_system_refuses_a_newline_in_a_value() {
+    let both = both();
+    let sql = "ALTER SYSTEM SET primary_conninfo = E'host=a\\nport=1'";
+    let text = |conninfo: &str| {
+        let out = Command::new(pg_bin("psql"))
+            .args(["-X", "-v", "VERBOSITY=verbose", "-d", conninfo, "-c", sql])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        stderr.lines().filter(|l| !l.starts_with("LOCATION:")).collect::<Vec<_>>().join("\n")
+    };
+    let theirs = text(&both.pg.conninfo("postgres"));
+    assert_eq!(
+        theirs,
+        "ERROR:  22023: parameter value for ALTER SYSTEM must not contain a newline"
+    );
+    assert_eq!(text(&both.node.conninfo("postgres")), theirs);
+    both.node.stop().unwrap();
+}

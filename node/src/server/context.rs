@@ -227,6 +227,13 @@ impl ServerContext for NodeContext {
         value: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), ErrorFields>> {
         Box::pin(async move {
+            // guc.c: AlterSystemSetConfigFile — the file holds one setting per line.
+            if value.is_some_and(|v| v.contains('\n')) {
+                return Err(ErrorFields::error(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "parameter value for ALTER SYSTEM must not contain a newline",
+                ));
+            }
             crate::conf::alter_auto_conf(&self.dir, name, value)
                 .map_err(|e| ErrorFields::error(sqlstate::INTERNAL_ERROR, e.to_string()))
         })
