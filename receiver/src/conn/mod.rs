@@ -47,6 +47,9 @@ pub struct ReplicationConn {
     ready_pending: bool,
     /// An XLogData whose payload [`ReplicationConn::recv_wal`] has partly received.
     wal_in_progress: Option<wal::WalInProgress>,
+    /// A write found the connection closed by the server (`PGconn.write_failed`): later
+    /// output is discarded, and reading reports what the server said last.
+    write_failed: bool,
 }
 
 impl ReplicationConn {
@@ -58,6 +61,7 @@ impl ReplicationConn {
             parameters: Vec::new(),
             backend_key: None,
             ready_pending: false,
+            write_failed: false,
             wal_in_progress: None,
         }
     }
@@ -109,10 +113,32 @@ impl ReplicationConn {
     }
 
     async fn flush_write_buf(&mut self) -> Result<(), ConnError> {
-        self.stream.write_all(&self.write_buf).await?;
-        self.stream.flush().await?;
+        if self.write_failed {
+            self.write_buf.clear();
+            return Ok(());
+        }
+        let written = async {
+            self.stream.write_all(&self.write_buf).await?;
+            self.stream.flush().await
+        }
+        .await;
         self.write_buf.clear();
-        Ok(())
+        match written {
+            Ok(()) => Ok(()),
+            // fe-misc.c: pqSendSome — a write to a connection the server has closed is not
+            // the error to report: the output is discarded, and the read side reports the
+            // server's last message (a walsender's FATAL) or that it closed the connection.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                self.write_failed = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads more bytes into the buffer (cancellation safe).
