@@ -1,8 +1,8 @@
 //! Soak (issue 11, campaigns): `walstream serve` under 200 clients that connect, run
 //! replication commands and disconnect in a loop, and 16 walsenders streaming the whole
-//! served WAL to `walstream receivewal` over and over; its resident memory and open file
-//! descriptors, sampled every second, must stay flat: the last third of the run no higher
-//! than the first third beyond a small margin.
+//! served WAL to `walstream receivewal` over and over; its resident memory, sampled every
+//! second, must stay flat (the last third of the run no higher than the first beyond a
+//! small margin), its open descriptors bounded under the load and back to idle after it.
 //!
 //! `SOAK_SECS` sets the length (default 20, what CI runs; the campaign runs 600).
 
@@ -118,10 +118,12 @@ fn serve_stays_flat_under_200_clients_and_16_walsenders() -> Result<()> {
         rss_last <= rss_first + rss_first / 5 + 8192,
         "serve's RSS grew: {rss_first} kB -> {rss_last} kB"
     );
-    // 200 sessions and 16 walsenders at most at once, plus the listener and files.
+    // Descriptors follow the sessions open at each moment (the load ramps up, so the first
+    // third may hold fewer): bounded by 200 sessions and 16 walsenders plus the listener
+    // and files while loaded, and back to idle after it (below).
     ensure!(
-        fds_last <= fds_first + 32 && fds_last < 400,
-        "serve's fds grew: {fds_first} -> {fds_last}"
+        fds_first.max(fds_last) < 400,
+        "serve held {fds_first} / {fds_last} descriptors under the load"
     );
     // After the load: back to idle.
     std::thread::sleep(Duration::from_secs(2));
