@@ -259,18 +259,8 @@ fn canonical(def: &Def, value: &str) -> Result<String, SettingError> {
     }
 }
 
-/// `guc.c: parse_bool`: on/off, true/false, yes/no, 1/0 and unique prefixes, any case.
-pub fn parse_bool(value: &str) -> Option<bool> {
-    let v = value.trim().to_ascii_lowercase();
-    let prefix_of = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
-    match v.as_str() {
-        "1" => Some(true),
-        "0" => Some(false),
-        _ if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) => Some(true),
-        _ if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) => Some(false),
-        _ => None,
-    }
-}
+/// `guc.c: parse_bool`, as the sender reads its own boolean settings.
+pub use walstream_sender::config::parse_bool;
 
 fn def_of(name: &str) -> Option<&'static Def> {
     DEFS.iter().find(|d| d.name.eq_ignore_ascii_case(name))

@@ -30,6 +30,7 @@ pub mod process;
 pub mod proxy;
 pub mod rawclient;
 pub mod receivewal;
+pub mod relay;
 pub mod scenario;
 pub mod serve;
 pub mod standby;

@@ -3,40 +3,21 @@
 //! primary's query results, and pg_receivewal's files are byte-identical to the primary's
 //! (issue 4, test 7).
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use walstream_protocol::lsn::segment_file_name;
 use walstream_tests::{
-    assert_same_wal_files, complete_wal_files, free_port, scenario, wait_for, ChildGuard, Lsn,
-    PgCluster, ReceiveWal, TimeLineId,
+    assert_same_wal_files, complete_wal_files, scenario, wait_for, ChildGuard, Lsn, PgCluster,
+    ReceiveWal, TimeLineId,
 };
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
 /// Starts `walstream relay` from `upstream_port` into `dir`, listening on a free port.
 fn relay(upstream_port: u16, dir: &Path) -> anyhow::Result<(ChildGuard, u16)> {
-    let port = free_port()?;
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("relay")
-        .arg("-D")
-        .arg(dir)
-        .arg("--upstream")
-        .arg(format!("host=127.0.0.1 port={upstream_port} user=postgres"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_BACKTRACE", "1");
-    let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
-    wait_for("walstream relay listening", Duration::from_secs(10), || {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("walstream relay exited with {status}: {}", child.stderr_text());
-        }
-        Ok(TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()))
-    })?;
-    Ok((child, port))
+    walstream_tests::relay::start(WALSTREAM.as_ref(), upstream_port, dir, &[])
 }
 
 /// One SQL statement through psql on an ordinary connection to 127.0.0.1:`port`.

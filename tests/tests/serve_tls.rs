@@ -4,17 +4,16 @@
 //! 15 with `ssl=on`, and `hostssl` / `hostnossl` rules refusing connections with
 //! PostgreSQL's own FATAL, compared line for line with the real server's on the same rules.
 
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use walstream_protocol::lsn::segment_file_name;
 use walstream_tests::certs::ServerPki;
 use walstream_tests::{
-    assert_same_wal_files, free_port, pg_bin, pg_command, run_bounded, scenario, wait_for,
-    ChildGuard, Lsn, PgCluster, ReceiveWal, ServeProcess, TimeLineId,
+    assert_same_wal_files, pg_bin, pg_command, run_bounded, scenario, ChildGuard, Lsn, PgCluster,
+    ReceiveWal, ServeProcess, TimeLineId,
 };
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
@@ -109,25 +108,7 @@ fn psql_and_pg_receivewal_stream_from_serve_with_verify_full() -> anyhow::Result
 
 /// Starts `walstream relay` from `upstream_port` into `dir` with `extra` arguments.
 fn relay(upstream_port: u16, dir: &Path, extra: &[&str]) -> anyhow::Result<(ChildGuard, u16)> {
-    let port = free_port()?;
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("relay")
-        .arg("-D")
-        .arg(dir)
-        .arg("--upstream")
-        .arg(format!("host=127.0.0.1 port={upstream_port} user=postgres"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .env("RUST_BACKTRACE", "1");
-    let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
-    wait_for("walstream relay listening", Duration::from_secs(10), || {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("walstream relay exited with {status}: {}", child.stderr_text());
-        }
-        Ok(TcpStream::connect(("127.0.0.1", port)).is_ok().then_some(()))
-    })?;
-    Ok((child, port))
+    walstream_tests::relay::start(WALSTREAM.as_ref(), upstream_port, dir, extra)
 }
 
 #[test]
