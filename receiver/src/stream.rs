@@ -380,7 +380,10 @@ impl<A: Apply> Receiver<A> {
             };
             info!("starting log streaming at {start} (timeline {})", tli.0);
             let end = match conn.start_copy_both(&sql).await? {
-                StartOutcome::CopyBoth => self.copy_loop(&mut conn, tli, start, cancel).await?,
+                StartOutcome::CopyBoth => {
+                    self.reported_from(start);
+                    self.copy_loop(&mut conn, tli, start, cancel).await?
+                }
                 StartOutcome::Result(r) => match r.next_timeline()? {
                     Some((next, pos)) => CopyEnd::NextTimeline(next, pos),
                     None => return Err(ProtocolViolation::NoStream.into()),
@@ -402,6 +405,19 @@ impl<A: Apply> Receiver<A> {
                     self.next = Some((tli, pos.segment_start(seg)));
                 }
             }
+        }
+    }
+
+    /// A stream starting at `start` reports it as written (and flushed) before anything
+    /// arrives, as pg_receivewal does (`receivelog.c`: `blockpos` and `lastFlushPosition`
+    /// begin at the start point): a walsender that is shutting down waits until the
+    /// standby's reported position equals what it sent (`WalSndDone`), and with nothing
+    /// to send that is the start point, never 0/0.
+    fn reported_from(&mut self, start: Lsn) {
+        let p = &mut self.reported;
+        p.write = p.write.max(start);
+        if self.opts.report_flush {
+            p.flush = p.flush.max(start);
         }
     }
 

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
+use walstream_protocol::lsn::parse_segment_file_name;
 use walstream_tests::{
-    pg_bin, pg_command, run_bounded, scenario, wait_for, ChildGuard, ReceiveWal, ServeProcess,
+    pg_bin, pg_command, run_bounded, scenario, wait_for, ChildGuard, Lsn, ReceiveWal, ServeProcess,
 };
 
 const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
@@ -83,4 +84,65 @@ fn cancel_and_terminate_a_streaming_walsender_as_postgresql_does() -> anyhow::Re
     assert_eq!(ours.0, real.0, "after pg_cancel_backend\n{}", serve.log());
     assert_eq!(ours.1, real.1, "after pg_terminate_backend\n{}", serve.log());
     Ok(())
+}
+
+/// A fast shutdown while a standby streams that has nothing to receive (its WAL ends where
+/// the server's does): the walsender's `WalSndDone` waits until the standby's reported
+/// position equals what it sent, the start point. pg_receivewal reports the start point
+/// before receiving anything; `walstream receivewal` must too (it reported 0/0, and the
+/// shutdown waited for it forever, answering each reply with a new keepalive).
+#[test]
+fn fast_shutdown_finishes_with_a_standby_that_has_received_nothing() -> anyhow::Result<()> {
+    let mut src = scenario::Source::pgbench()?;
+    let seg = scenario::seg_size();
+    let end = src.primary.switch_wal()?;
+    let end = Lsn(end.0.div_ceil(u64::from(seg.bytes())) * u64::from(seg.bytes()));
+    let wal = src.stop_and_copy()?;
+    // The server's WAL and each standby's: the complete segments before `end`.
+    let complete = |dir: &std::path::Path| -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(wal.path())? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let keep = parse_segment_file_name(&name, seg)
+                .is_some_and(|(_, segno)| segno.0 * u64::from(seg.bytes()) < end.0);
+            if keep {
+                std::fs::copy(wal.path().join(&name), dir.join(&name))?;
+            }
+        }
+        Ok(())
+    };
+    let served = tempfile::tempdir()?;
+    complete(served.path())?;
+    let pg_client = ReceiveWal::new()?;
+    complete(pg_client.dir())?;
+    let ours = tempfile::tempdir()?;
+    complete(ours.path())?;
+
+    let run = |client: &mut dyn FnMut(u16) -> anyhow::Result<ChildGuard>| -> anyhow::Result<()> {
+        let mut serve = ServeProcess::start(WALSTREAM.as_ref(), served.path(), &[])?;
+        let port = serve.port();
+        let mut child = client(port)?;
+        wait_for("a standby streaming", Duration::from_secs(30), || {
+            let row = sql(port, "SELECT state, sent_lsn FROM pg_stat_replication")?;
+            Ok((row == format!("streaming|{end}")).then_some(()))
+        })
+        .with_context(|| serve.log())?;
+        serve.interrupt();
+        let status = serve.wait_timeout(Duration::from_secs(15))?;
+        let log = serve.log();
+        let _ = child.stop(Duration::from_secs(5));
+        ensure!(status.is_some(), "the fast shutdown did not finish in 15 s:\n{log}");
+        Ok(())
+    };
+    run(&mut |port| pg_client.spawn(port, &["-v"])).context("pg_receivewal")?;
+    run(&mut |port| {
+        let mut cmd = std::process::Command::new(WALSTREAM);
+        cmd.arg("receivewal")
+            .arg("-d")
+            .arg(format!("host=127.0.0.1 port={port} user=postgres"))
+            .arg("-D")
+            .arg(ours.path())
+            .arg("-v");
+        ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+    })
+    .context("walstream receivewal")
 }
