@@ -458,3 +458,35 @@ fn alter_system_refuses_a_newline_in_a_value() {
     assert_eq!(text(&both.node.conninfo("postgres")), theirs);
     both.node.stop().unwrap();
 }
+
+/// Identifiers over 63 bytes, quoted or not, in both protocols: each gets NOTICE 42622
+/// when the statement is scanned (before ParseComplete in the extended protocol) and
+/// is used truncated, a multibyte character never cut in half.
+fn long_identifiers(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
+    let (table, column) = ("T".repeat(70), "c".repeat(64));
+    let quoted = format!("{}é", "q".repeat(62));
+    let mut seen = Vec::new();
+    for sql in [
+        format!("CREATE TABLE {table} (k int PRIMARY KEY, {column} text)"),
+        format!("INSERT INTO {table} VALUES (1, 'one')"),
+        format!("SELECT {column}, k AS \"{quoted}\" FROM \"{}\"", "t".repeat(63)),
+        format!("SELECT {} FROM {table}", "c".repeat(63)),
+    ] {
+        seen.extend(c.query(&sql).unwrap());
+    }
+    parse_bind_execute(&mut c, &format!("SELECT k AS {} FROM {table}", "K".repeat(65)));
+    c.send(b'D', b"P\0").unwrap();
+    c.send(b'S', &[]).unwrap();
+    seen.extend(c.read_until(b'Z').unwrap());
+    seen
+}
+
+#[test]
+fn long_identifiers_are_truncated_with_a_notice_as_postgresql() {
+    let both = both();
+    let theirs = long_identifiers(both.pg.port());
+    assert!(theirs.iter().filter(|l| l.contains("42622")).count() >= 5, "{theirs:#?}");
+    assert_eq!(long_identifiers(both.node.port()), theirs);
+}

@@ -6,6 +6,7 @@ use sqlparser::ast::{
     BinaryOperator, CastKind, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArguments, Ident, InTarget, ObjectName, Spanned, UnaryOperator, Value as AstValue,
 };
+use walstream_protocol::replication::scanner::truncate_identifier;
 use walstream_protocol::wire::sqlstate;
 
 use super::error::{
@@ -283,12 +284,17 @@ fn expr_end(sql: &str, e: &Expr) -> Option<usize> {
     }
 }
 
-/// A name as PostgreSQL folds it (unquoted identifiers to lower case).
+/// A name as PostgreSQL's scanner makes it (`scansup.c: downcase_truncate_identifier`):
+/// unquoted identifiers with ASCII letters folded to lower case (in a UTF-8 database
+/// nothing else is folded), then any identifier clipped to 63 bytes at a character
+/// boundary (the NOTICE for that is sent when the statement is scanned, by
+/// `session::truncation_notices`).
 pub fn ident_name(i: &Ident) -> String {
-    match i.quote_style {
+    let folded = match i.quote_style {
         Some(_) => i.value.clone(),
-        None => i.value.to_lowercase(),
-    }
+        None => i.value.to_ascii_lowercase(),
+    };
+    truncate_identifier(folded)
 }
 
 /// The last part of an object name, folded.

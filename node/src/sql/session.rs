@@ -163,6 +163,59 @@ fn notice(sev: Severity, code: &str, msg: impl Into<String>) -> QueryOutput {
     QueryOutput::Notice(Box::new(ErrorFields::new(sev, code, msg)))
 }
 
+/// `scansup.c: truncate_identifier` with `warn`: NOTICE 42622 for each identifier longer
+/// than 63 bytes, in the order the scanner meets them, before the statements run (or fail
+/// to parse). The names themselves are clipped where they are folded (`ident_name`).
+fn truncation_notices(sql: &str) -> Vec<ErrorFields> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    use walstream_protocol::replication::scanner::{truncate_identifier, MAX_IDENTIFIER_LEN};
+    use walstream_protocol::replication::TruncatedIdentifier;
+    if !may_hold_long_identifier(sql) {
+        return Vec::new();
+    }
+    // tokenizer errors are reported by the parser
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
+        return Vec::new();
+    };
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => {
+                let original = match w.quote_style {
+                    Some(_) => w.value.clone(),
+                    None => w.value.to_ascii_lowercase(),
+                };
+                (original.len() > MAX_IDENTIFIER_LEN).then(|| {
+                    let truncated = truncate_identifier(original.clone());
+                    let t = TruncatedIdentifier { original, truncated };
+                    ErrorFields::new(Severity::Notice, sqlstate::NAME_TOO_LONG, t.message())
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `sql` may hold an identifier over 63 bytes (a quoted one, or a run of that many
+/// identifier bytes): most statements are let through without tokenizing them again.
+fn may_hold_long_identifier(sql: &str) -> bool {
+    let mut run = 0usize;
+    for &b in sql.as_bytes() {
+        if b == b'"' {
+            return true;
+        }
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 {
+            run += 1;
+            if run > walstream_protocol::replication::scanner::MAX_IDENTIFIER_LEN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Parses `sql` into statements (CHECKPOINT, which sqlparser does not know, by hand).
 fn parse(sql: &str) -> SqlResult<Vec<Statement>> {
     if sql.len() > MAX_SQL_LEN {
@@ -631,6 +684,8 @@ impl Session {
     pub async fn run_simple(&mut self, sql: &str) -> SimpleQueryResult {
         self.take_reload();
         let mut res = SimpleQueryResult::default();
+        let notices = truncation_notices(sql);
+        res.outputs.extend(notices.into_iter().map(|f| QueryOutput::Notice(Box::new(f))));
         if let Some(rest) = alter_system_rest(sql) {
             match self.alter_system(rest).await {
                 Ok(o) => res.outputs.push(o),
@@ -901,6 +956,7 @@ impl Session {
         sql: &str,
         param_types: &[u32],
     ) -> SqlResult<StatementDescription> {
+        self.notices.extend(truncation_notices(sql));
         if is_checkpoint(sql) || alter_system_rest(sql).is_some() {
             return Ok(StatementDescription { params: Vec::new(), columns: None });
         }

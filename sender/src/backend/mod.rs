@@ -289,8 +289,13 @@ where
         FrontendMessage::Parse { name, query, param_types } => {
             let session = sql_session(mode)?;
             conn.entry.set_state(ActivityState::Active, Some(&query));
-            let reply = st.extended.parse(session, name, query, param_types).await?;
-            conn.writer.send(&reply);
+            let reply = st.extended.parse(session, name, query, param_types).await;
+            // Raised while the statement was scanned (e.g. NOTICE 42622 for a truncated
+            // identifier): they come before ParseComplete or the error, as in PostgreSQL.
+            for n in session.take_notices() {
+                conn.writer.send(&BackendMessage::NoticeResponse(n));
+            }
+            conn.writer.send(&reply?);
         }
         FrontendMessage::Bind { portal, statement, param_formats, params, result_formats } => {
             let reply =
