@@ -153,13 +153,35 @@ pub enum NodeRole {
 }
 
 /// Tells the walsenders of a standby (cascading) about WAL as its walreceiver flushes it.
-struct CascadeObserver(Arc<DirWalSource>);
+/// The walreceiver only wakes a task that looks at `pg_wal` (walreceiver.c wakes them with
+/// `WalSndWakeup`, a latch): looking there (a directory listing and reading the new bytes)
+/// inline held up each flush report to the primary, which a synchronous commit waits for.
+struct CascadeObserver(Arc<tokio::sync::Notify>);
+
+impl CascadeObserver {
+    /// Starts the task that refreshes `source` after each flush (several flushes while it
+    /// works make one refresh), until `cancel`.
+    fn start(source: Arc<DirWalSource>, cancel: CancellationToken) -> Self {
+        let flushed = Arc::new(tokio::sync::Notify::new());
+        let wake = flushed.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = wake.notified() => {}
+                }
+                if let Err(e) = source.refresh() {
+                    tracing::warn!("cascading walsenders could not see new WAL: {e}");
+                }
+            }
+        });
+        CascadeObserver(flushed)
+    }
+}
 
 impl WalObserver for CascadeObserver {
     fn flushed(&self, _tli: TimeLineId, _flushed: Lsn) {
-        if let Err(e) = self.0.refresh() {
-            tracing::warn!("cascading walsenders could not see new WAL: {e}");
-        }
+        self.0.notify_one();
     }
 }
 
@@ -453,7 +475,7 @@ impl Node {
             )
             .with_failpoints(failpoints.clone());
             let cancel = CancellationToken::new();
-            let observer = Arc::new(CascadeObserver(dir_source.clone()));
+            let observer = Arc::new(CascadeObserver::start(dir_source.clone(), cancel.clone()));
             let (receiver, task) =
                 start_walreceiver(opts, at, applier, observer, cancel.clone(), fatal.clone())?;
             let switch = SwitchSource::new(dir_source as Arc<dyn WalSource>);
