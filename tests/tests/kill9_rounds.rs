@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use walstream_protocol::lsn::segment_file_name;
 use walstream_tests::faults::Rng;
+use walstream_tests::standby::spawn_receivewal;
 use walstream_tests::walcheck::assert_gapless_copy;
 use walstream_tests::{
     complete_wal_files, free_port, scenario, wait_for, ChildGuard, Lsn, PgCluster, TimeLineId,
@@ -45,15 +46,8 @@ fn start(args: &[&str], name: &str, port: u16) -> Result<ChildGuard> {
 
 /// `walstream receivewal` from 127.0.0.1:`port` into `dir` (it reconnects by itself).
 fn receivewal(port: u16, dir: &Path) -> Result<ChildGuard> {
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("receivewal")
-        .arg("-d")
-        .arg(format!("host=127.0.0.1 port={port} user=postgres"))
-        .arg("-D")
-        .arg(dir)
-        .arg("-v")
-        .env("RUST_BACKTRACE", "1");
-    ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres");
+    spawn_receivewal(WALSTREAM.as_ref(), &conninfo, dir, &[])
 }
 
 /// Kills `child` with SIGKILL and waits for it.

@@ -55,33 +55,22 @@ fn promtool_check(text: &str) -> anyhow::Result<()> {
 /// `walstream relay` from `upstream_port` into `dir`, with `--metrics` and rules (written
 /// to `hba`) that reject user `nobody`; returns it, its port and its metrics port.
 fn relay(upstream_port: u16, dir: &Path, hba: &Path) -> anyhow::Result<(ChildGuard, u16, u16)> {
-    let (port, metrics_port) = (free_port()?, free_port()?);
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("relay")
-        .arg("-D")
-        .arg(dir)
-        .arg("--upstream")
-        .arg(format!("host=127.0.0.1 port={upstream_port} user=postgres"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--metrics")
-        .arg(format!("127.0.0.1:{metrics_port}"))
-        .args(["--log-format", "json"])
-        .arg("--hba")
-        .arg(hba);
     std::fs::write(
         hba,
         "host all nobody 127.0.0.1/32 reject\nhost all all 127.0.0.1/32 trust\n\
          host replication all 127.0.0.1/32 trust\n",
     )?;
-    let mut child = ChildGuard::spawn_captured(&mut cmd, "walstream relay")?;
-    wait_for("walstream relay listening", Duration::from_secs(10), || {
+    let metrics_port = free_port()?;
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let hba = hba.to_str().context("hba path")?;
+    let extra = ["--metrics", &metrics, "--log-format", "json", "--hba", hba];
+    let (mut child, port) =
+        walstream_tests::relay::start(WALSTREAM.as_ref(), upstream_port, dir, &extra)?;
+    wait_for("walstream relay's metrics listening", Duration::from_secs(10), || {
         if let Some(status) = child.try_wait()? {
             bail!("walstream relay exited with {status}: {}", child.stderr_text());
         }
-        Ok((TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && TcpStream::connect(("127.0.0.1", metrics_port)).is_ok())
-        .then_some(()))
+        Ok(TcpStream::connect(("127.0.0.1", metrics_port)).is_ok().then_some(()))
     })?;
     Ok((child, port, metrics_port))
 }

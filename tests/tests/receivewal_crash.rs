@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use walstream_tests::faults::Rng;
+use walstream_tests::standby::spawn_receivewal;
 use walstream_tests::walcheck::{assert_gapless_copy, end_equal_to_primary};
 use walstream_tests::{pg_bin, pg_command, scenario, wait_for, ChildGuard, Lsn, PgCluster};
 
@@ -21,15 +21,8 @@ const WALSTREAM: &str = env!("CARGO_BIN_EXE_walstream");
 
 /// Starts `walstream receivewal -S s` into `dir` from the primary on `port`.
 fn receivewal(port: u16, dir: &Path) -> anyhow::Result<ChildGuard> {
-    let mut cmd = Command::new(WALSTREAM);
-    cmd.arg("receivewal")
-        .arg("-d")
-        .arg(format!("host=127.0.0.1 port={port} user=postgres"))
-        .arg("-D")
-        .arg(dir)
-        .args(["-S", "s", "-v"])
-        .env("RUST_BACKTRACE", "1");
-    ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres");
+    spawn_receivewal(WALSTREAM.as_ref(), &conninfo, dir, &["-S", "s"])
 }
 
 /// The slot's restart_lsn and whether it is active.

@@ -18,6 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use walstream_protocol::lsn::segment_file_name;
 use walstream_tests::faults::{lsns_in, waldump_records};
 use walstream_tests::proxy::CorruptingProxy;
+use walstream_tests::standby::spawn_receivewal;
 use walstream_tests::walcheck::assert_gapless_copy;
 use walstream_tests::{
     complete_wal_files, free_port, scenario, wait_for, ChildGuard, Lsn, PgCluster, TimeLineId,
@@ -94,15 +95,10 @@ fn every_corruption_between_primary_and_relay_is_caught_before_it_is_served() ->
     }
     let port = free_port()?;
     let mut r = relay(relay_dir.path(), proxy.port(), port)?;
-    let mut client_cmd = Command::new(WALSTREAM);
-    client_cmd
-        .arg("receivewal")
-        .arg("-d")
-        .arg(format!("host=127.0.0.1 port={port} user=postgres"))
-        .arg("-D")
-        .arg(client_dir.path())
-        .arg("-v");
-    let mut client = ChildGuard::spawn_captured(&mut client_cmd, "walstream receivewal")?;
+    let client_conninfo = format!("host=127.0.0.1 port={port} user=postgres");
+    let start_client =
+        || spawn_receivewal(WALSTREAM.as_ref(), &client_conninfo, client_dir.path(), &[]);
+    let mut client = start_client()?;
     let mut client_logs = String::new();
 
     let mut caught = Vec::new();
@@ -120,7 +116,7 @@ fn every_corruption_between_primary_and_relay_is_caught_before_it_is_served() ->
             // A first connection refused while the relay restarts ends receivewal, as it
             // ends pg_receivewal: started again (its log is checked at the end).
             client_logs.push_str(&client.stderr_text());
-            client = ChildGuard::spawn_captured(&mut client_cmd, "walstream receivewal")?;
+            client = start_client()?;
         }
         match r.try_wait()? {
             None => {
@@ -166,7 +162,7 @@ fn every_corruption_between_primary_and_relay_is_caught_before_it_is_served() ->
         if client.try_wait()?.is_some() {
             // Refused while the relay restarted after the last corruption: again.
             client_logs.push_str(&client.stderr_text());
-            client = ChildGuard::spawn_captured(&mut client_cmd, "walstream receivewal")?;
+            client = start_client()?;
         }
         Ok(complete_wal_files(client_dir.path())?.contains(&last).then_some(()))
     })

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use walstream_protocol::lsn::parse_segment_file_name;
+use walstream_tests::standby::spawn_receivewal;
 use walstream_tests::{
     pg_bin, pg_command, run_bounded, scenario, wait_for, ChildGuard, Lsn, ReceiveWal, ServeProcess,
 };
@@ -135,14 +136,8 @@ fn fast_shutdown_finishes_with_a_standby_that_has_received_nothing() -> anyhow::
     };
     run(&mut |port| pg_client.spawn(port, &["-v"])).context("pg_receivewal")?;
     run(&mut |port| {
-        let mut cmd = std::process::Command::new(WALSTREAM);
-        cmd.arg("receivewal")
-            .arg("-d")
-            .arg(format!("host=127.0.0.1 port={port} user=postgres"))
-            .arg("-D")
-            .arg(ours.path())
-            .arg("-v");
-        ChildGuard::spawn_captured(&mut cmd, "walstream receivewal")
+        let conninfo = format!("host=127.0.0.1 port={port} user=postgres");
+        spawn_receivewal(WALSTREAM.as_ref(), &conninfo, ours.path(), &[])
     })
     .context("walstream receivewal")
 }
