@@ -151,6 +151,12 @@ impl MemWalSource {
         (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
+    /// `len` cut at the end of `start`'s segment: a read never crosses it, as the trait
+    /// promises.
+    fn within_segment(&self, start: Lsn, len: usize) -> usize {
+        len.min((self.seg_size.bytes() - start.segment_offset(self.seg_size)) as usize)
+    }
+
     fn read_cached(&self, tli: TimeLineId, start: Lsn, len: usize) -> Option<Bytes> {
         let cache = self.cache();
         let ((t, s), chunk) = cache.chunks.range(..=(tli.0, start.0)).next_back()?;
@@ -182,8 +188,7 @@ impl WalSource for MemWalSource {
 
     fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError> {
         // Never across the end of the segment, as the trait promises.
-        let room = (self.seg_size.bytes() - start.segment_offset(self.seg_size)) as usize;
-        let len = len.min(room);
+        let len = self.within_segment(start, len);
         if let Some(bytes) = self.read_cached(file_tli, start, len) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(bytes);
@@ -198,13 +203,13 @@ impl WalSource for MemWalSource {
         start: Lsn,
         len: usize,
     ) -> Result<Option<super::FileRange>, WalSourceError> {
-        let room = (self.seg_size.bytes() - start.segment_offset(self.seg_size)) as usize;
-        if self.read_cached(file_tli, start, len.min(room)).is_some() {
+        let len = self.within_segment(start, len);
+        if self.read_cached(file_tli, start, len).is_some() {
             // `read` serves it from memory (and counts the hit).
             return Ok(None);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        self.files.file_range(file_tli, start, len.min(room)).map(Some)
+        self.files.file_range(file_tli, start, len).map(Some)
     }
 }
 
