@@ -4,7 +4,10 @@
 //! straight into it, see `ReplicationConn::recv_wal`); full buffers, and the filled part
 //! of one at a flush, are frozen into `Bytes` shared by the decoder and one I/O thread
 //! that writes them in order and fdatasyncs on request, while the receiving thread goes
-//! on receiving and decoding. A buffer is staged into again once nobody holds it.
+//! on receiving and decoding. After a flush, staging goes on in the part of the buffer
+//! past what was frozen (a standby flushing after every small commit would otherwise take
+//! and zero a whole buffer each time); a whole buffer is staged into again once nobody
+//! holds it.
 //! Segments the writer creates are written with `O_DIRECT` in whole 4 kB blocks (the
 //! block being filled is written again, with more of it, at the next write-out), so WAL
 //! does not pass through the page cache; a new segment's zeros are never written (its
@@ -119,7 +122,8 @@ fn reclaim(b: Bytes) -> Result<BytesMut, Bytes> {
 /// What is being staged for the open segment.
 #[derive(Debug)]
 pub(super) struct Stage {
-    /// [`STAGE`] bytes, the first `len` staged.
+    /// At most [`STAGE`] bytes (for a direct file a whole number of [`BLOCK`]s, aligned),
+    /// the first `len` staged.
     pub buf: BytesMut,
     /// The segment offset of `buf[0]` (block-aligned for a direct file).
     pub base: u64,
@@ -132,7 +136,7 @@ pub(super) struct Stage {
 impl Stage {
     /// Room left in the buffer, within a segment of `seg_bytes`.
     pub fn room(&self, seg_bytes: u64) -> usize {
-        let cap = (seg_bytes - self.base).min(STAGE as u64) as usize;
+        let cap = (seg_bytes - self.base).min(self.buf.len() as u64) as usize;
         cap - self.len
     }
 }

@@ -554,15 +554,22 @@ impl SegmentWriter {
             let block_end = st.len.div_ceil(BLOCK) * BLOCK;
             st.buf[st.len..block_end].fill(0);
         }
+        // What is written goes out frozen; the rest of the buffer (never handed out) stays
+        // to be staged into, so a flush after every small commit does not take (and zero)
+        // a whole new buffer each time.
+        let frozen_len = if direct { st.len.div_ceil(BLOCK) * BLOCK } else { st.len };
+        let rest = st.buf.split_off(frozen_len);
         let frozen = st.buf.freeze();
         if self.collect_ready {
             let piece = frozen.slice(st.out..st.len);
             self.ready.push((cur.tli, seg_start + st.base + st.out as u64, piece));
         }
         if keep {
+            // A direct file gets the block being filled again, fuller, at the next
+            // write-out: its bytes so far start the next stage.
             let tail = if direct { st.len / BLOCK * BLOCK } else { st.len };
-            let mut next = self.io.buffer()?;
             let carried = st.len - tail;
+            let mut next = if rest.len() > carried { rest } else { self.io.buffer()? };
             next[..carried].copy_from_slice(&frozen[tail..st.len]);
             self.stage =
                 Some(Stage { buf: next, base: st.base + tail as u64, len: carried, out: carried });

@@ -145,6 +145,41 @@ fn a_block_flushed_half_full_is_completed_in_place() {
     assert!(bytes[5004..].iter().all(|&b| b == 0), "zeros after the data");
 }
 
+/// A standby flushing after every small commit: staging goes on in the rest of the
+/// buffer after each flush (the block being filled carried on), across the buffers' ends
+/// and segment ends, and every byte lands where it belongs.
+#[test]
+fn small_writes_each_flushed_land_exactly_across_buffers_and_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = SegmentWriter::open(tmp.path(), seg(), WriterOptions::default()).unwrap();
+    let start = Lsn(0x70_0000);
+    let sizes = [96usize, 1, 4095, 4096, 4097, 333, 8192, 77];
+    let total = 3 * (1 << 20) + 12_345;
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8 ^ 0x5A).collect();
+    let mut pos = 0;
+    for n in sizes.iter().cycle() {
+        let n = (*n).min(total - pos);
+        w.write(TLI, start + pos as u64, &data[pos..pos + n]).unwrap();
+        pos += n;
+        assert_eq!(w.flush().unwrap(), start + pos as u64);
+        if pos == total {
+            break;
+        }
+    }
+    for (i, segno) in (7..=10).enumerate() {
+        let (lo, hi) = (i << 20, ((i + 1) << 20).min(total));
+        let name = format!("0000000100000000000000{segno:02X}");
+        let path = if hi - lo == 1 << 20 {
+            tmp.path().join(&name)
+        } else {
+            tmp.path().join(format!("{name}.partial"))
+        };
+        let got = std::fs::read(&path).unwrap();
+        assert!(got[..hi - lo] == data[lo..hi], "{name} differs");
+        assert!(got[hi - lo..].iter().all(|&b| b == 0), "{name} not zero after the data");
+    }
+}
+
 #[test]
 fn dropping_the_writer_writes_what_was_staged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -172,7 +207,10 @@ mod props {
         /// written, zeros after them, and every flush reports the end of the data.
         #[test]
         fn staged_writes_and_flushes_land_exactly(
-            chunks in prop::collection::vec((1usize..300_000, any::<bool>()), 1..40),
+            chunks in prop::collection::vec(
+                (prop_oneof![1usize..9_000, 1usize..300_000], any::<bool>()),
+                1..60,
+            ),
             seed in any::<u8>(),
         ) {
             let seg = WalSegSize::new(4 << 20).unwrap();
