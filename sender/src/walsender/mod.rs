@@ -153,7 +153,12 @@ impl WalSender {
     }
 
     /// The source's current end.
+    /// The current timeline and flushed end, looked for afresh (a cascading walsender's
+    /// `pg_wal` may hold WAL its source has not looked at yet).
     fn wal_end(&self) -> WalEnd {
+        if let Err(e) = self.ctx.source.refresh() {
+            tracing::warn!("could not look for new WAL: {e}");
+        }
         *self.ctx.source.end().borrow()
     }
 

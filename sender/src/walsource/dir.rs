@@ -211,4 +211,7 @@ impl WalSource for DirWalSource {
     ) -> Result<Option<super::FileRange>, WalSourceError> {
         self.files.file_range(file_tli, start, len).map(Some)
     }
+    fn refresh(&self) -> Result<(), WalSourceError> {
+        DirWalSource::refresh(self)
+    }
 }

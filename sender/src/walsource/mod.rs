@@ -76,6 +76,16 @@ pub trait WalSource: Send + Sync + 'static {
         let _ = (file_tli, start, len);
         Ok(None)
     }
+    /// Looks now for WAL another writer has added (a standby's `pg_wal`, filled by its
+    /// walreceiver, is otherwise looked at only after its flushes while a walsender
+    /// streams): a walsender calls this before it answers a command with a position. A
+    /// source told of every flush has nothing to do.
+    ///
+    /// # Errors
+    /// The files cannot be read; the end published before stays valid.
+    fn refresh(&self) -> Result<(), WalSourceError> {
+        Ok(())
+    }
 }
 
 /// Bytes of an open segment file (see [`WalSource::file_range`]); `len` is never more than
