@@ -3,6 +3,7 @@
 
     python3 bench/node_bench.py [--rounds 3] [--secs 10] [--rows 100000] [--lag-secs 20]
                                 [--catchup-updates 20] [--gb 1.0] [--bb-runs 3] [--only PARTS]
+                                [--ceiling]
 
 Builds `cargo build --release --bin walstream` first (or takes $WALSTREAM). PostgreSQL 15
 runs as the postgres user in a temp dir on a free loopback port; the node is
@@ -41,6 +42,13 @@ Parts (--only 1,2,3,4; default all):
     synchronous_standby_names = 's1', part 1's pgbench at synchronous_commit remote_write,
     on and remote_apply (ALTER SYSTEM + pg_reload_conf()), -c 1 and -c 8, --rounds alternating rounds; TPS and
     p50/p99, medians, node/PG ratios.
+  --ceiling (parts 1 and 5): a third server in the same alternating rounds,
+    bench/ceiling_server.rs (compiled with rustc -O): no database, just pgbench's protocol,
+    a 96-byte record appended and fdatasync'ed per write with group commit, and for part 5
+    a synchronous standby of its own kind (sent once flushed locally, as PostgreSQL's
+    walsender sends; the standby syncs for on/remote_apply, not for remote_write). Its TPS bounds what any
+    server can reach here with the same pgbench, loopback and disk; its ratio to
+    PostgreSQL's is printed beside the node's.
   4 base backup of the rows of part 3: `pg_basebackup -D ... -X stream -c fast` from each,
     --bb-runs alternating runs; wall s, the client's CPU s (user+sys), the server's CPU s
     (the node process; PostgreSQL's postmaster with its live and reaped children), the
@@ -259,6 +267,49 @@ class Node(Server):
         return self.proc is not None and self.proc.poll() is None
 
 
+class Ceiling(Server):
+    """bench/ceiling_server.rs: the fastest server pgbench's upsert script can talk to."""
+    name = "ceiling"
+
+    def __init__(self, work):
+        self.work = work
+        self.bin = os.path.join(work, "ceiling_server")
+        self.procs = []
+
+    def build(self):
+        subprocess.run(["rustc", "-O", "--edition", "2021",
+                        os.path.join(ROOT, "bench", "ceiling_server.rs"), "-o", self.bin],
+                       check=True)
+
+    def start(self, standby_sync=None):
+        """(Re)starts it; with `standby_sync` True/False, behind a synchronous standby that
+        syncs (or only writes) what it receives."""
+        self.stop()
+        args = [self.bin, "--file", os.path.join(self.work, "ceiling.wal")]
+        if standby_sync is not None:
+            sport = free_port()
+            sb = subprocess.Popen([self.bin, "--serve-standby", str(sport), "--file",
+                                   os.path.join(self.work, "ceiling-standby.wal"),
+                                   "--standby-sync", "on" if standby_sync else "off"],
+                                  stderr=subprocess.DEVNULL)
+            self.procs.append(sb)
+            wait_accepting(sport, sb)
+            args += ["--standby", f"127.0.0.1:{sport}", "--send-after-flush"]
+        self.port = free_port()
+        proc = subprocess.Popen(args + ["--port", str(self.port)], stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        wait_accepting(self.port, proc)
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        self.procs = []
+
+    def running(self):
+        return bool(self.procs)
+
+
 class Session:
     """One psql process kept open: a query, then lines up to a marker."""
 
@@ -334,6 +385,9 @@ def part_throughput(servers, script, args, work):
         n, p = med["node"], med["postgres"]
         print(f"  -c {c} node/postgres: TPS {n[0] / p[0]:.2f}x (goal >= 1.5x), "
               f"p99 {n[2] / p[2]:.2f}x (goal <= 1x)", flush=True)
+        if "ceiling" in med:
+            print(f"  -c {c} ceiling/postgres: TPS {med['ceiling'][0] / p[0]:.2f}x (no server "
+                  f"here can pass this)", flush=True)
 
 
 # ---------------------------------------------------------------- part 2
@@ -601,7 +655,8 @@ def part_syncrep(servers, script, args, work):
           f"synchronous_standby_names = 's1'): pgbench -n -M prepared, upsert + read by key, "
           f"-T {args.secs}, synchronous_commit by ALTER SYSTEM, {args.rounds} alternating rounds; "
           f"{load_note()}", flush=True)
-    standbys = [sync_standby(s, work, f"sync-{s.name}") for s in servers]
+    standbys = [sync_standby(s, work, f"sync-{s.name}") for s in servers
+                if not isinstance(s, Ceiling)]
     res = {(s.name, lv, c): [] for s in servers for lv in levels for c in (1, 8)}
     try:
         for r in range(args.rounds):
@@ -609,6 +664,14 @@ def part_syncrep(servers, script, args, work):
             for lv in levels:
                 for c in (1, 8):
                     for s in order:
+                        if isinstance(s, Ceiling):
+                            s.start(standby_sync=lv != "remote_write")
+                            tps, p50, p99 = pgbench_run(s, script, c, args.secs, work)
+                            res[(s.name, lv, c)].append((tps, p50, p99))
+                            print(f"  round {r + 1} {s.name:<8} {lv:<12} -c {c}: {tps:8.0f} "
+                                  f"tps, p50 {p50:6d} us, p99 {p99:6d} us; {load_note()}",
+                                  flush=True)
+                            continue
                         # ALTER SYSTEM, not PGOPTIONS: the node ignores startup-packet
                         # settings (a run that used PGOPTIONS measured the node at `on`).
                         s.sql(f"ALTER SYSTEM SET synchronous_commit = '{lv}'")
@@ -633,8 +696,14 @@ def part_syncrep(servers, script, args, work):
                 n, p = med["node"], med["postgres"]
                 print(f"  {lv} -c {c} node/postgres: TPS {n[0] / p[0]:.2f}x (goal >= 1.5x), "
                       f"p50 {n[1] / p[1]:.2f}x, p99 {n[2] / p[2]:.2f}x", flush=True)
+                if "ceiling" in med:
+                    print(f"  {lv} -c {c} ceiling/postgres: TPS "
+                          f"{med['ceiling'][0] / p[0]:.2f}x (no server here can pass this)",
+                          flush=True)
     finally:
         for s in servers:
+            if isinstance(s, Ceiling):
+                continue
             s.sql("ALTER SYSTEM RESET synchronous_standby_names", check=False)
             s.sql("ALTER SYSTEM RESET synchronous_commit", check=False)
             s.sql("SELECT pg_reload_conf()", check=False)
@@ -653,6 +722,8 @@ def main():
     ap.add_argument("--gb", type=float, default=1.0)
     ap.add_argument("--bb-runs", type=int, default=3)
     ap.add_argument("--only", default="1,2,3,4")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="add bench/ceiling_server.rs to parts 1 and 5")
     args = ap.parse_args()
     parts = {int(p) for p in args.only.split(",")}
 
@@ -670,6 +741,7 @@ def main():
     script = os.path.join(work, "upsert.sql")
     with open(script, "w") as f:
         f.write(SCRIPT.format(rows=args.rows))
+    ceiling = Ceiling(work) if args.ceiling else None
     try:
         node.init()
         pg.init()
@@ -680,8 +752,13 @@ def main():
         if parts & {1, 2, 5}:
             for s in servers:
                 make_kv(s, args.rows)
+        with_ceiling = servers
+        if ceiling:
+            ceiling.build()
+            ceiling.start()
+            with_ceiling = servers + [ceiling]
         if 1 in parts:
-            part_throughput(servers, script, args, work)
+            part_throughput(with_ceiling, script, args, work)
         if 2 in parts:
             part_standby(node, pg, script, args, work)
         if parts & {3, 4}:
@@ -689,8 +766,10 @@ def main():
         if 4 in parts:
             part_basebackup(servers, args, work)
         if 5 in parts:
-            part_syncrep(servers, script, args, work)
+            part_syncrep(with_ceiling, script, args, work)
     finally:
+        if ceiling:
+            ceiling.stop()
         for s in servers:
             try:
                 if s.running():
