@@ -51,11 +51,7 @@ impl SwitchSource {
         let task = tokio::spawn(async move {
             loop {
                 let end = *from.borrow_and_update();
-                to.send_if_modified(|cur| {
-                    let moved = *cur != end;
-                    *cur = end;
-                    moved
-                });
+                end.publish(&to);
                 if from.changed().await.is_err() {
                     break;
                 }
@@ -99,17 +95,14 @@ impl WalSource for SwitchSource {
     fn read(&self, file_tli: TimeLineId, start: Lsn, len: usize) -> Result<Bytes, WalSourceError> {
         self.current().read(file_tli, start, len)
     }
+
     /// The inner source looks, and its end is this one's at once (not when the task that
     /// follows it runs next).
     fn refresh(&self) -> Result<(), WalSourceError> {
         let inner = self.current();
         inner.refresh()?;
         let end = *inner.end().borrow();
-        self.end.send_if_modified(|cur| {
-            let moved = *cur != end;
-            *cur = end;
-            moved
-        });
+        end.publish(&self.end);
         Ok(())
     }
 }

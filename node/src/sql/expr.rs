@@ -290,11 +290,17 @@ fn expr_end(sql: &str, e: &Expr) -> Option<usize> {
 /// boundary (the NOTICE for that is sent when the statement is scanned, by
 /// `session::truncation_notices`).
 pub fn ident_name(i: &Ident) -> String {
-    let folded = match i.quote_style {
-        Some(_) => i.value.clone(),
-        None => i.value.to_ascii_lowercase(),
-    };
-    truncate_identifier(folded)
+    truncate_identifier(folded(&i.value, i.quote_style.is_some()))
+}
+
+/// An identifier's text as the scanner folds it, before truncation: quoted as written,
+/// unquoted with ASCII letters in lower case.
+pub fn folded(value: &str, quoted: bool) -> String {
+    if quoted {
+        value.to_string()
+    } else {
+        value.to_ascii_lowercase()
+    }
 }
 
 /// The last part of an object name, folded.

@@ -181,10 +181,7 @@ fn truncation_notices(sql: &str) -> Vec<ErrorFields> {
         .iter()
         .filter_map(|t| match t {
             Token::Word(w) => {
-                let original = match w.quote_style {
-                    Some(_) => w.value.clone(),
-                    None => w.value.to_ascii_lowercase(),
-                };
+                let original = super::expr::folded(&w.value, w.quote_style.is_some());
                 (original.len() > MAX_IDENTIFIER_LEN).then(|| {
                     let truncated = truncate_identifier(original.clone());
                     let t = TruncatedIdentifier { original, truncated };

@@ -549,15 +549,12 @@ impl SegmentWriter {
         let seg_start = Lsn(cur.segno.0 * u64::from(self.seg_size.bytes()));
         let end = seg_start + st.base + st.len as u64;
         let direct = cur.file.is_direct();
-        if direct {
-            // The block's bytes after the data are the new file's zeros.
-            let block_end = st.len.div_ceil(BLOCK) * BLOCK;
-            st.buf[st.len..block_end].fill(0);
-        }
-        // What is written goes out frozen; the rest of the buffer (never handed out) stays
-        // to be staged into, so a flush after every small commit does not take (and zero)
-        // a whole new buffer each time.
+        // What is written goes out frozen — for a direct file up to the end of its block,
+        // whose bytes after the data are the new file's zeros; the rest of the buffer
+        // (never handed out) stays to be staged into, so a flush after every small commit
+        // does not take (and zero) a whole new buffer each time.
         let frozen_len = if direct { st.len.div_ceil(BLOCK) * BLOCK } else { st.len };
+        st.buf[st.len..frozen_len].fill(0);
         let rest = st.buf.split_off(frozen_len);
         let frozen = st.buf.freeze();
         if self.collect_ready {

@@ -152,7 +152,6 @@ impl WalSender {
         self.ctx.slots.release_all_of(self.entry.pid);
     }
 
-    /// The source's current end.
     /// The current timeline and flushed end, looked for afresh (a cascading walsender's
     /// `pg_wal` may hold WAL its source has not looked at yet).
     fn wal_end(&self) -> WalEnd {

@@ -124,11 +124,7 @@ impl DirWalSource {
         }
         let end = WalEnd { tli: st.tli, flushed: st.tail.flushed() };
         drop(st);
-        self.end_tx.send_if_modified(|cur| {
-            let moved = *cur != end;
-            *cur = end;
-            moved
-        });
+        end.publish(&self.end_tx);
         Ok(())
     }
 
@@ -211,6 +207,7 @@ impl WalSource for DirWalSource {
     ) -> Result<Option<super::FileRange>, WalSourceError> {
         self.files.file_range(file_tli, start, len).map(Some)
     }
+
     fn refresh(&self) -> Result<(), WalSourceError> {
         DirWalSource::refresh(self)
     }

@@ -32,6 +32,17 @@ pub struct WalEnd {
     pub flushed: Lsn,
 }
 
+impl WalEnd {
+    /// Puts `self` in `tx`, waking its receivers only if it differs from what was there.
+    pub fn publish(self, tx: &watch::Sender<WalEnd>) {
+        tx.send_if_modified(|cur| {
+            let moved = *cur != self;
+            *cur = self;
+            moved
+        });
+    }
+}
+
 /// A source of WAL for walsenders.
 ///
 /// Implementations must be cheap to share (`Arc<dyn WalSource>`); reads are synchronous
