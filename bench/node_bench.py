@@ -649,6 +649,18 @@ def sync_standby(primary, work, name):
     return st
 
 
+def set_synchronous_commit(s, lv):
+    """ALTER SYSTEM, not PGOPTIONS: the node ignores startup-packet settings (a run that used
+    PGOPTIONS measured the node at `on`). Waits until a new session shows it."""
+    s.sql(f"ALTER SYSTEM SET synchronous_commit = '{lv}'")
+    s.sql("SELECT pg_reload_conf()")
+    t0 = time.perf_counter()
+    while s.sql("SHOW synchronous_commit") != lv:
+        if time.perf_counter() - t0 > 10:
+            sys.exit(f"{s.name}: synchronous_commit did not become {lv}")
+        time.sleep(0.05)
+
+
 def part_syncrep(servers, script, args, work):
     levels = ("remote_write", "on", "remote_apply")
     print(f"5. one synchronous standby (pg_basebackup -R, application_name s1, "
@@ -666,21 +678,8 @@ def part_syncrep(servers, script, args, work):
                     for s in order:
                         if isinstance(s, Ceiling):
                             s.start(standby_sync=lv != "remote_write")
-                            tps, p50, p99 = pgbench_run(s, script, c, args.secs, work)
-                            res[(s.name, lv, c)].append((tps, p50, p99))
-                            print(f"  round {r + 1} {s.name:<8} {lv:<12} -c {c}: {tps:8.0f} "
-                                  f"tps, p50 {p50:6d} us, p99 {p99:6d} us; {load_note()}",
-                                  flush=True)
-                            continue
-                        # ALTER SYSTEM, not PGOPTIONS: the node ignores startup-packet
-                        # settings (a run that used PGOPTIONS measured the node at `on`).
-                        s.sql(f"ALTER SYSTEM SET synchronous_commit = '{lv}'")
-                        s.sql("SELECT pg_reload_conf()")
-                        t0 = time.perf_counter()
-                        while s.sql("SHOW synchronous_commit") != lv:
-                            if time.perf_counter() - t0 > 10:
-                                sys.exit(f"{s.name}: synchronous_commit did not become {lv}")
-                            time.sleep(0.05)
+                        else:
+                            set_synchronous_commit(s, lv)
                         tps, p50, p99 = pgbench_run(s, script, c, args.secs, work)
                         res[(s.name, lv, c)].append((tps, p50, p99))
                         print(f"  round {r + 1} {s.name:<8} {lv:<12} -c {c}: {tps:8.0f} tps, "
