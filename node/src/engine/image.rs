@@ -184,6 +184,7 @@ impl Engine {
             st.tables.insert(def.oid, Table { def, state: TableState::Committed, rows });
         }
         st.redo = image.redo_pending.into_iter().collect();
+        super::state::catalog_changed();
         Arc::new(Engine {
             state: RwLock::new(st),
             commit_lock: Mutex::new(()),

@@ -156,6 +156,13 @@ impl Engine {
         self.state.read().read_only
     }
 
+    /// Changes whenever tables are created or dropped, or such a change commits or aborts
+    /// (`plancache.c`'s invalidation, coarsely): a plan bound at one generation names the
+    /// tables every transaction sees while the generation stays the same.
+    pub fn catalog_generation(&self) -> u64 {
+        state::catalog_generation()
+    }
+
     /// Committed table definitions, by oid.
     pub fn tables(&self) -> Vec<Arc<TableDef>> {
         let st = self.state.read();

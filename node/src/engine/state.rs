@@ -2,6 +2,7 @@
 //! most one pending version of an in-progress transaction (which is also the row lock).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -14,6 +15,22 @@ use super::Xid;
 
 /// transam.h: FirstNormalTransactionId.
 pub const FIRST_NORMAL_XID: Xid = 3;
+
+/// Bumped at every change of which tables exist or who sees them: a create, a drop, the
+/// end of a transaction that did either, and their redo. A plan bound before a bump may
+/// name a table that is gone or miss one that came. One counter for the process, so a
+/// value is never seen twice, whichever engine made it.
+static CATALOG_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Records a change of the catalog (made under the state's write lock).
+pub(crate) fn catalog_changed() {
+    CATALOG_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The current catalog generation.
+pub(crate) fn catalog_generation() -> u64 {
+    CATALOG_GENERATION.load(Ordering::SeqCst)
+}
 
 /// A row's versions.
 #[derive(Debug, Clone, Default)]
@@ -179,6 +196,9 @@ impl State {
                 t.rows.remove(key);
             }
         }
+        if !run.tables.is_empty() {
+            catalog_changed();
+        }
         for oid in &run.tables {
             let Some(t) = self.tables.get_mut(oid) else { continue };
             match (t.state, commit) {
@@ -207,9 +227,11 @@ impl State {
                     rows: BTreeMap::new(),
                 };
                 self.tables.insert(t.def.oid, t);
+                catalog_changed();
             }
             Change::DropTable(oid) => {
                 self.tables.remove(&oid).ok_or_else(|| redo_missing(oid))?;
+                catalog_changed();
             }
             Change::Truncate(oid) => {
                 self.table_mut(oid).map_err(|_| redo_missing(oid))?.rows.clear()

@@ -193,6 +193,14 @@ impl Txn {
         Ok(def)
     }
 
+    /// Holds tables a reused plan names, as [`Txn::table`] holds the ones it looks up
+    /// (a hot standby's replay of their DROP or TRUNCATE then waits for this transaction).
+    pub fn hold_tables(&self, oids: &[Oid]) {
+        for oid in oids {
+            self.hold(*oid);
+        }
+    }
+
     /// The rows of table `oid` with keys in `range`, in key order, as of now (committed
     /// rows and this transaction's own writes). Never waits.
     ///
@@ -469,6 +477,7 @@ impl Txn {
                 rows: Default::default(),
             };
             st.tables.insert(def.oid, t);
+            super::state::catalog_changed();
             if let Some(r) = st.running.get_mut(&xid) {
                 r.tables.push(def.oid);
             }
@@ -501,6 +510,7 @@ impl Txn {
                 return Ok(Step::Wait(h));
             }
             let t = st.table_mut(oid)?;
+            super::state::catalog_changed();
             if t.state == TableState::CreatedBy(xid) {
                 st.tables.remove(&oid);
             } else {

@@ -88,8 +88,16 @@ pub struct DmlResult {
     pub rows: Vec<Vec<Value>>,
 }
 
-fn table_of(txn: &Txn, name: &sqlparser::ast::ObjectName, sql: &str) -> SqlResult<Arc<TableDef>> {
-    txn.table(&object_name(name)).map_err(|e| at(e.into(), position(sql, name.span())))
+fn table_of(
+    txn: &Txn,
+    name: &sqlparser::ast::ObjectName,
+    sql: &str,
+    st: &mut BindState,
+) -> SqlResult<Arc<TableDef>> {
+    let def =
+        txn.table(&object_name(name)).map_err(|e| at(e.into(), position(sql, name.span())))?;
+    st.tables.push(def.oid);
+    Ok(def)
 }
 
 fn bind_returning(
@@ -193,7 +201,7 @@ pub fn bind_insert(
     {
         return Err(unsupported("this INSERT form"));
     }
-    let def = table_of(txn, name, sql)?;
+    let def = table_of(txn, name, sql, st)?;
     let qual = ins.table_alias.as_ref().map_or(def.name.clone(), |a| ident_name(&a.alias));
     let mut targets = Vec::new();
     for c in &ins.columns {
@@ -454,7 +462,7 @@ pub fn bind_update(
         return Err(unsupported("UPDATE with FROM, joins, ORDER BY or LIMIT"));
     }
     let (name, alias) = table_factor_name(&u.table.relation)?;
-    let def = table_of(txn, name, sql)?;
+    let def = table_of(txn, name, sql, st)?;
     let scope = table_scope(&def, &alias.unwrap_or_else(|| def.name.clone()));
     let sets = bind_sets(&u.assignments, &def, &scope, sql, st, server)?;
     let filter = bind_where(&u.selection, &scope, sql, st, server)?;
@@ -494,7 +502,7 @@ pub fn bind_delete(
         return Err(unsupported("DELETE with USING, joins, ORDER BY or LIMIT"));
     }
     let (name, alias) = table_factor_name(&tables[0].relation)?;
-    let def = table_of(txn, name, sql)?;
+    let def = table_of(txn, name, sql, st)?;
     let scope = table_scope(&def, &alias.unwrap_or_else(|| def.name.clone()));
     let filter = bind_where(&d.selection, &scope, sql, st, server)?;
     let returning = bind_returning(&d.returning, &scope, sql, st, server)?;

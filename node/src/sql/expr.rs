@@ -196,6 +196,8 @@ pub struct BindState {
     pub pre: Vec<PreCall>,
     /// Where each column reference was written: (scope index, position).
     pub col_pos: Vec<(usize, usize)>,
+    /// The tables the statement names (held again when its plan is reused).
+    pub tables: Vec<crate::engine::Oid>,
 }
 
 impl BindState {

@@ -306,6 +306,7 @@ pub fn bind_select(
                 let qual = alias.as_ref().map_or(n.clone(), |a| ident_name(&a.name));
                 match txn.table(&n) {
                     Ok(def) => {
+                        st.tables.push(def.oid);
                         let scope = table_scope(&def, &qual);
                         (Source::Table(def), scope)
                     }

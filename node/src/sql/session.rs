@@ -119,8 +119,8 @@ pub struct Session {
     settings: Arc<SessionSettings>,
     tx: TxState,
     /// Parsed statements of recent extended-protocol texts (prepared statements run the
-    /// same text again and again).
-    parsed: HashMap<String, Arc<Vec<Statement>>>,
+    /// same text again and again), with their plans.
+    parsed: HashMap<String, Parsed>,
     /// WARNINGs and NOTICEs of the last Execute, for the extended protocol to send.
     notices: Vec<ErrorFields>,
     /// A terminate request ended the wait for synchronous replication: the connection
@@ -141,6 +141,31 @@ pub struct Session {
 struct GucTxn {
     at_begin: Arc<SessionSettings>,
     session: Arc<SessionSettings>,
+}
+
+/// A statement text's parse, and its plan once an Execute has bound it.
+#[derive(Clone)]
+struct Parsed {
+    stmts: Arc<Vec<Statement>>,
+    plan: Option<Arc<Bound>>,
+}
+
+/// A bound plan (`plancache.c`'s generic plan): kept for the next Execute of the same text,
+/// and reused while the catalog generation and the parameter types it was bound with are
+/// the same.
+struct Bound {
+    generation: u64,
+    param_types: Vec<u32>,
+    plan: Plan,
+    st: BindState,
+}
+
+impl Bound {
+    /// Whether `plan` may be kept: row statements, whose binding depends only on the
+    /// tables and the parameter types.
+    fn keepable(plan: &Plan) -> bool {
+        matches!(plan, Plan::Select(_) | Plan::Insert(_) | Plan::Update(_) | Plan::Delete(_))
+    }
 }
 
 /// How many texts [`Session`] keeps parsed.
@@ -745,7 +770,7 @@ impl Session {
                     _ => {}
                 }
             }
-            match self.run_statement(stmt, sql, None).await {
+            match self.run_statement(stmt, sql, None, None).await {
                 Ok(outs) => res.outputs.extend(outs),
                 Err(e) => {
                     res.error = Some(e);
@@ -966,18 +991,36 @@ impl Session {
 
     /// `sql` parsed, from the cache when it was seen before.
     fn parse_cached(&mut self, sql: &str) -> SqlResult<Arc<Vec<Statement>>> {
-        if let Some(s) = self.parsed.get(sql) {
-            return Ok(Arc::clone(s));
+        self.parse_cached_with_plan(sql).map(|p| p.stmts)
+    }
+
+    /// As [`Session::parse_cached`], with the plan kept for the text, if one is.
+    fn parse_cached_with_plan(&mut self, sql: &str) -> SqlResult<Parsed> {
+        if let Some(p) = self.parsed.get(sql) {
+            return Ok(p.clone());
         }
         let stmts = Arc::new(parse(sql)?);
         if sql.len() > 8192 {
-            return Ok(stmts);
+            return Ok(Parsed { stmts, plan: None });
         }
         if self.parsed.len() >= PARSED_CACHE {
             self.parsed.clear();
         }
-        self.parsed.insert(sql.to_string(), Arc::clone(&stmts));
-        Ok(stmts)
+        self.parsed.insert(sql.to_string(), Parsed { stmts: Arc::clone(&stmts), plan: None });
+        Ok(Parsed { stmts, plan: None })
+    }
+
+    /// Which plan is kept for `sql` (its address), for tests to see a plan reused.
+    #[cfg(test)]
+    pub(super) fn kept_plan(&self, sql: &str) -> Option<usize> {
+        self.parsed.get(sql)?.plan.as_ref().map(|b| Arc::as_ptr(b) as usize)
+    }
+
+    /// Keeps `bound` for the next Execute of `sql` (if the text is kept at all).
+    fn keep_plan(&mut self, sql: &str, bound: &Arc<Bound>) {
+        if let Some(p) = self.parsed.get_mut(sql) {
+            p.plan = Some(Arc::clone(bound));
+        }
     }
 
     fn describe_inner(
@@ -1036,7 +1079,7 @@ impl Session {
         if is_checkpoint(sql) {
             return self.checkpoint().await;
         }
-        let stmts = match self.parse_cached(sql) {
+        let Parsed { stmts, plan: kept } = match self.parse_cached_with_plan(sql) {
             Ok(s) => s,
             Err(e) => {
                 self.fail_block();
@@ -1044,7 +1087,7 @@ impl Session {
             }
         };
         let Some(stmt) = stmts.first() else { return Ok(QueryOutput::Empty) };
-        let outs = self.run_statement(stmt, sql, Some(params)).await?;
+        let outs = self.run_statement(stmt, sql, Some(params), kept).await?;
         let mut result = QueryOutput::Empty;
         for o in outs {
             match o {
@@ -1060,6 +1103,7 @@ impl Session {
         stmt: &Statement,
         sql: &str,
         params: Option<&[Param]>,
+        kept: Option<Arc<Bound>>,
     ) -> SqlResult<Vec<QueryOutput>> {
         let failed = matches!(self.tx, TxState::Failed);
         if failed && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. }) {
@@ -1067,7 +1111,7 @@ impl Session {
         }
         let r = match self.statement_timeout() {
             Some(limit) => {
-                match tokio::time::timeout(limit, self.run_inner(stmt, sql, params)).await {
+                match tokio::time::timeout(limit, self.run_inner(stmt, sql, params, kept)).await {
                     Ok(r) => r,
                     // postgres.c: ProcessInterrupts; the statement's work was dropped (its
                     // transaction rolled back, or its block left failed).
@@ -1077,7 +1121,7 @@ impl Session {
                     )),
                 }
             }
-            None => self.run_inner(stmt, sql, params).await,
+            None => self.run_inner(stmt, sql, params, kept).await,
         };
         if r.is_err() {
             self.fail_block();
@@ -1106,10 +1150,17 @@ impl Session {
         stmt: &Statement,
         sql: &str,
         params: Option<&[Param]>,
+        kept: Option<Arc<Bound>>,
     ) -> SqlResult<Vec<QueryOutput>> {
         let types: Vec<u32> =
             params.map(|p| p.iter().map(|x| x.type_oid).collect()).unwrap_or_default();
-        let mut st = BindState::new(&types)?;
+        // Read before binding: a catalog change during the bind then makes the plan stale.
+        let generation = self.engine.catalog_generation();
+        let kept = kept.filter(|b| b.generation == generation && b.param_types == types);
+        let st = match kept {
+            Some(_) => None,
+            None => Some(BindState::new(&types)?),
+        };
         // The extended protocol (parameters given) keeps an implicit transaction open
         // until Sync; the simple protocol commits it after the statement.
         let extended = params.is_some();
@@ -1133,15 +1184,31 @@ impl Session {
             // statement leaves the block failed, as a canceled statement does.
             self.tx = TxState::Failed;
         }
-        let plan = match self.bind(stmt, sql, &txn, &mut st) {
-            Ok(p) => p,
-            Err(e) => {
-                if !implicit {
-                    self.tx = TxState::Block(txn, start);
+        let bound = match (kept, st) {
+            (Some(b), _) => {
+                txn.hold_tables(&b.st.tables);
+                b
+            }
+            (None, st) => {
+                let mut st = st.unwrap_or_default();
+                let plan = match self.bind(stmt, sql, &txn, &mut st) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if !implicit {
+                            self.tx = TxState::Block(txn, start);
+                        }
+                        return Err(e);
+                    }
+                };
+                let keep = extended && Bound::keepable(&plan);
+                let b = Arc::new(Bound { generation, param_types: types, plan, st });
+                if keep {
+                    self.keep_plan(sql, &b);
                 }
-                return Err(e);
+                b
             }
         };
+        let (plan, st) = (&bound.plan, &bound.st);
         // transaction control
         match plan {
             Plan::Begin => {
@@ -1253,7 +1320,7 @@ impl Session {
         let stmt_start = now_ts();
         let txn_start = if implicit && !continued { stmt_start } else { start };
         self.in_block = !implicit;
-        let result = self.exec(&plan, &mut txn, &st.pre, &pvals, txn_start, stmt_start).await;
+        let result = self.exec(plan, &mut txn, &st.pre, &pvals, txn_start, stmt_start).await;
         self.in_block = false;
         let result = match result {
             Ok(o) => txn.end_statement().map(|_| o).map_err(ErrorFields::from),

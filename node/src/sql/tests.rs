@@ -158,6 +158,65 @@ async fn parameters_are_inferred_and_bound() {
     );
 }
 
+/// Rows of an Execute, as text.
+async fn exec_rows(s: &mut Session, sql: &str, params: &[&str]) -> Result<Vec<String>, String> {
+    let params: Vec<Param> = params
+        .iter()
+        .map(|v| Param { type_oid: 0, format: 0, value: Some(v.to_string().into()) })
+        .collect();
+    let out = s.execute(sql, &params).await.map_err(|e| format!("{}: {}", e.code, e.message))?;
+    s.sync().await.map_err(|e| e.message)?;
+    let QueryOutput::Rows { rows, .. } = out else { return Ok(vec![format!("{out:?}")]) };
+    Ok(rows.iter().map(|r| r.iter().map(show).collect::<Vec<_>>().join(",")).collect())
+}
+
+#[tokio::test]
+async fn a_kept_plan_follows_drop_and_create_of_its_tables() {
+    let (e, srv) = setup();
+    let mut a = session(&e, &srv);
+    let mut b = Session::new(Arc::clone(&e), Arc::clone(&srv) as Arc<dyn ServerContext>, info(43));
+    one(&mut b, "CREATE TABLE t (k bigint PRIMARY KEY, v text)").await;
+    one(&mut b, "INSERT INTO t VALUES (1, 'one'), (2, 'two')").await;
+    let sel = "SELECT v FROM t WHERE k = $1";
+    let upd = "UPDATE t SET v = $2 WHERE k = $1";
+    // The second Execute of each text runs the plan the first one bound.
+    let kept = |a: &Session| a.kept_plan(sel).unwrap();
+    assert_eq!(exec_rows(&mut a, sel, &["1"]).await.unwrap(), vec!["one"]);
+    let first = kept(&a);
+    assert_eq!(exec_rows(&mut a, sel, &["2"]).await.unwrap(), vec!["two"]);
+    assert_eq!(first, kept(&a), "the second Execute bound again");
+    exec_rows(&mut a, upd, &["1", "uno"]).await.unwrap();
+    exec_rows(&mut a, upd, &["2", "dos"]).await.unwrap();
+    assert_eq!(one(&mut b, "SELECT v FROM t ORDER BY k").await, "SELECT 2: uno | dos");
+    // Another session replaces the table: the next Execute binds to the new one.
+    one(&mut b, "DROP TABLE t").await;
+    one(&mut b, "CREATE TABLE t (k bigint PRIMARY KEY, v text)").await;
+    one(&mut b, "INSERT INTO t VALUES (1, 'new')").await;
+    assert_eq!(exec_rows(&mut a, sel, &["1"]).await.unwrap(), vec!["new"]);
+    exec_rows(&mut a, upd, &["1", "newer"]).await.unwrap();
+    assert_eq!(one(&mut b, "SELECT v FROM t").await, "SELECT 1: newer");
+    // A table created in a transaction not yet committed is not there for the plan.
+    one(&mut b, "BEGIN").await;
+    one(&mut b, "DROP TABLE t").await;
+    one(&mut b, "CREATE TABLE t (k bigint PRIMARY KEY, v text)").await;
+    one(&mut b, "INSERT INTO t VALUES (1, 'uncommitted')").await;
+    one(&mut b, "COMMIT").await;
+    assert_eq!(exec_rows(&mut a, sel, &["1"]).await.unwrap(), vec!["uncommitted"]);
+    // Dropped: the plan is not run against a table that is gone.
+    one(&mut b, "DROP TABLE t").await;
+    assert_eq!(
+        exec_rows(&mut a, sel, &["1"]).await.unwrap_err(),
+        "42P01: relation \"t\" does not exist"
+    );
+    // Other parameter types bind again.
+    one(&mut b, "CREATE TABLE t (k bigint PRIMARY KEY, v text)").await;
+    one(&mut b, "INSERT INTO t VALUES (3, 'three')").await;
+    assert_eq!(exec_rows(&mut a, sel, &["3"]).await.unwrap(), vec!["three"]);
+    let typed = Param { type_oid: 25, format: 0, value: Some("3".to_string().into()) };
+    let out = a.execute(sel, &[typed]).await.unwrap_err();
+    assert_eq!(out.code, "42883", "{}", out.message);
+}
+
 #[tokio::test]
 async fn errors_carry_postgresql_texts() {
     let (e, srv) = setup();
