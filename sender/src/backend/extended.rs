@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use walstream_protocol::wire::{sqlstate, BackendMessage, ErrorFields, Target};
 
 use super::query::{Column, Datum, Param, QueryOutput, QuerySession};
 
-/// A prepared statement.
-#[derive(Debug, Clone)]
+/// A prepared statement (shared by the portals bound from it).
+#[derive(Debug)]
 struct Statement {
     sql: String,
     params: Vec<u32>,
@@ -21,7 +22,7 @@ struct Statement {
 /// A portal: a bound statement, possibly partly run.
 #[derive(Debug)]
 struct Portal {
-    statement: Statement,
+    statement: Arc<Statement>,
     params: Vec<Param>,
     result_formats: Vec<i16>,
     /// Rows not yet sent after an Execute with a row limit, and the tag to finish with.
@@ -34,7 +35,7 @@ struct Portal {
 /// Named and unnamed statements and portals of one session.
 #[derive(Debug, Default)]
 pub struct ExtendedState {
-    statements: HashMap<String, Statement>,
+    statements: HashMap<String, Arc<Statement>>,
     portals: HashMap<String, Portal>,
 }
 
@@ -91,7 +92,8 @@ impl ExtendedState {
             ));
         }
         let desc = session.describe(&sql, &param_types).await?;
-        self.statements.insert(name, Statement { sql, params: desc.params, columns: desc.columns });
+        let statement = Statement { sql, params: desc.params, columns: desc.columns };
+        self.statements.insert(name, Arc::new(statement));
         Ok(BackendMessage::ParseComplete)
     }
 
@@ -157,7 +159,7 @@ impl ExtendedState {
                 value,
             })
             .collect();
-        let statement = stmt.clone();
+        let statement = Arc::clone(stmt);
         self.portals.insert(
             portal,
             Portal { statement, params, result_formats, pending: None, done: false },
