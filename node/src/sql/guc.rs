@@ -99,6 +99,12 @@ impl SessionSettings {
         self.initial = files;
     }
 
+    /// The value of session setting `name` (one of SESSION_DEFAULTS, as spelled there),
+    /// without copying it; `None` for other names.
+    pub fn session_value(&self, name: &str) -> Option<&str> {
+        self.session.get(name).map(String::as_str)
+    }
+
     /// `SHOW name` / `current_setting(name)`.
     ///
     /// # Errors

@@ -1137,11 +1137,12 @@ impl Session {
         self.timeout_setting("statement_timeout")
     }
 
-    /// A millisecond setting that is off at 0.
+    /// A millisecond session setting that is off at 0 (asked once or more per statement,
+    /// so read in place).
     fn timeout_setting(&self, name: &str) -> Option<std::time::Duration> {
-        let text = self.settings.show(name).ok()?;
+        let text = self.settings.session_value(name)?;
         let unit = walstream_sender::config::Unit::Ms;
-        let ms = walstream_sender::config::parse_int(name, &text, unit).ok()?;
+        let ms = walstream_sender::config::parse_int(name, text, unit).ok()?;
         (ms > 0).then(|| std::time::Duration::from_millis(ms as u64))
     }
 

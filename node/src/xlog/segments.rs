@@ -76,10 +76,8 @@ impl SegmentFiles {
             let off = pos.segment_offset(self.seg_size);
             let n = ((self.seg_size.bytes() - off) as usize).min(left.len());
             let (now, rest) = left.split_at(n);
-            let path = self.path(segno);
-            self.file(segno)?
-                .write_all_at(now, u64::from(off))
-                .map_err(XlogError::io("write", &path))?;
+            let written = self.file(segno)?.write_all_at(now, u64::from(off));
+            written.map_err(|e| XlogError::io("write", &self.path(segno))(e))?;
             if let Some(o) = self.open.as_mut() {
                 o.2 = true;
             }
@@ -100,7 +98,7 @@ impl SegmentFiles {
         let started = std::time::Instant::now();
         file.sync_data().map_err(|e| XlogError::Io {
             op: "fdatasync",
-            path: self.wal_dir.join(segment_file_name(self.tli, segno, self.seg_size)),
+            path: self.path(segno),
             source: e,
         })?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
