@@ -10,7 +10,7 @@ use walstream_protocol::replication::TimestampTz;
 use walstream_protocol::Lsn;
 
 use crate::engine::{BoxFuture, Change, EngineError, SyncCommit, TxnLog, Xid};
-use crate::xlog::{records, WalWriter, XlogError};
+use crate::xlog::{records, InlineFlush, WalWriter, XlogError};
 
 /// Writes the engine's transactions to WAL. The writer is set once recovery has found
 /// where WAL ends; before that (during redo) nothing may be logged.
@@ -66,13 +66,21 @@ impl TxnLog for WalTxnLog {
         self.w()?.insert(&spec).map(|_| ()).map_err(log_error)
     }
 
-    fn wait_commit(&self, lsn: u64, level: SyncCommit) -> BoxFuture<'_, Result<(), EngineError>> {
+    fn wait_commit(
+        &self,
+        lsn: u64,
+        level: SyncCommit,
+        siblings: usize,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
         // Off: the WAL writer flushes within wal_writer_delay; the other levels wait for
         // the local flush (synchronous standbys are not waited for yet).
         if level == SyncCommit::Off {
             return Box::pin(async { Ok(()) });
         }
-        let flush = self.w().map(|w| w.flush(Lsn(lsn)));
+        // A commit alone keeps its thread through its own fsync; beside others it hands
+        // the worker's other sessions on first.
+        let how = if siblings == 0 { InlineFlush::Hold } else { InlineFlush::HandOff };
+        let flush = self.w().map(|w| w.flush_as(Lsn(lsn), how));
         Box::pin(async move { flush?.await.map(|_| ()).map_err(log_error) })
     }
 

@@ -193,6 +193,7 @@ impl Engine {
             standby_delay: Mutex::new(super::StandbyDelay::After(std::time::Duration::from_secs(
                 30,
             ))),
+            open: Default::default(),
         })
     }
 }

@@ -95,8 +95,14 @@ pub trait TxnLog: Send + Sync + 'static {
     fn log_abort(&self, xid: Xid, now: SystemTime) -> Result<(), EngineError>;
     /// Waits until the commit record at `lsn` is durable as the session's
     /// synchronous_commit (`level`) asks; called after the commit became visible, before
-    /// the client is told.
-    fn wait_commit(&self, lsn: u64, level: SyncCommit) -> BoxFuture<'_, Result<(), EngineError>>;
+    /// the client is told. `siblings`: how many other transactions, readers too, were
+    /// open when it committed.
+    fn wait_commit(
+        &self,
+        lsn: u64,
+        level: SyncCommit,
+        siblings: usize,
+    ) -> BoxFuture<'_, Result<(), EngineError>>;
     /// The current WAL insert position; called just before a transaction's first
     /// `log_changes`, so a checkpoint [`Image`] can say where its redo must start.
     fn insert_lsn(&self) -> u64;
@@ -111,6 +117,8 @@ pub struct Engine {
     relation_locks: conflict::RelationLocks,
     /// `max_standby_streaming_delay`.
     standby_delay: Mutex<StandbyDelay>,
+    /// Transactions begun and not yet dropped, readers too.
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +136,7 @@ impl Engine {
             log,
             relation_locks: conflict::RelationLocks::default(),
             standby_delay: Mutex::new(StandbyDelay::After(std::time::Duration::from_secs(30))),
+            open: Default::default(),
         })
     }
 

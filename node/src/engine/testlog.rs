@@ -29,7 +29,12 @@ impl TxnLog for VolatileLog {
         Ok(())
     }
 
-    fn wait_commit(&self, _lsn: u64, _level: SyncCommit) -> BoxFuture<'_, Result<(), EngineError>> {
+    fn wait_commit(
+        &self,
+        _lsn: u64,
+        _level: SyncCommit,
+        _siblings: usize,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -56,6 +61,8 @@ pub enum Logged {
 pub struct MemLog {
     /// The events.
     pub events: Mutex<Vec<Logged>>,
+    /// The `siblings` of each wait_commit, in order.
+    pub siblings: Mutex<Vec<usize>>,
 }
 
 #[cfg(test)]
@@ -85,7 +92,13 @@ impl TxnLog for MemLog {
         Ok(())
     }
 
-    fn wait_commit(&self, _lsn: u64, _level: SyncCommit) -> BoxFuture<'_, Result<(), EngineError>> {
+    fn wait_commit(
+        &self,
+        _lsn: u64,
+        _level: SyncCommit,
+        siblings: usize,
+    ) -> BoxFuture<'_, Result<(), EngineError>> {
+        self.siblings.lock().push(siblings);
         Box::pin(async { Ok(()) })
     }
 

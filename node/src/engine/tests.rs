@@ -58,6 +58,28 @@ async fn first_table_gets_oid_16384_and_xid_from_next_xid() {
 }
 
 #[tokio::test]
+async fn a_commit_counts_the_other_transactions_open_beside_it() {
+    let (e, log, oid) = setup().await;
+    let (mut a, mut b, reader) = (e.begin(), e.begin(), e.begin());
+    a.insert(oid, vec![Value::Int4(7), Value::Int4(7)]).await.unwrap();
+    b.insert(oid, vec![Value::Int4(8), Value::Int4(8)]).await.unwrap();
+    assert_eq!(all(&reader, oid).len(), 3);
+    a.end_statement().unwrap();
+    b.end_statement().unwrap();
+    a.commit(now()).await.unwrap();
+    drop(a);
+    b.commit(now()).await.unwrap();
+    drop((b, reader));
+    let mut c = e.begin();
+    c.insert(oid, vec![Value::Int4(9), Value::Int4(9)]).await.unwrap();
+    c.end_statement().unwrap();
+    c.commit(now()).await.unwrap();
+    // setup's commit was alone; a's had b and the reader beside it, b's the reader (a
+    // committed transaction no longer counts once dropped); c's was alone.
+    assert_eq!(*log.siblings.lock(), vec![0, 2, 1, 0]);
+}
+
+#[tokio::test]
 async fn readers_never_see_uncommitted_and_rollback_restores() {
     let (e, log, oid) = setup().await;
     let mut w = e.begin();

@@ -115,6 +115,7 @@ impl Drop for WaitGuard<'_> {
 
 impl Txn {
     pub(crate) fn new(engine: Arc<Engine>) -> Txn {
+        engine.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Txn {
             engine,
             xid: None,
@@ -591,7 +592,9 @@ impl Txn {
             self.engine.state.write().finish(xid, lsn.is_ok());
             lsn?
         };
-        self.engine.log.wait_commit(lsn, level).await?;
+        // This one is open until dropped.
+        let siblings = self.engine.open.load(std::sync::atomic::Ordering::Relaxed) - 1;
+        self.engine.log.wait_commit(lsn, level, siblings).await?;
         Ok(Some(lsn))
     }
 
@@ -622,5 +625,6 @@ impl Drop for Txn {
         // An unfinished transaction of a session that went away: abort it now.
         let _ = self.rollback(SystemTime::now());
         self.release_relations();
+        self.engine.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -35,7 +35,7 @@ pub use checkpoint::CheckPoint;
 pub use control::{ControlError, ControlFile, DbState};
 pub use records::{NodeRecord, RecordError, RM_WALSTREAM_ID};
 pub use recovery::{read_wal, EndReason, ReadOptions, RecoveryEnd, Replayed, TornRecord};
-pub use writer::{FlushHook, WalWriter, WriteStart, WriterConfig};
+pub use writer::{FlushHook, InlineFlush, WalWriter, WriteStart, WriterConfig};
 
 /// An error of the WAL layer.
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,19 @@ use super::XlogError;
 /// before the flushed position is published.
 pub type FlushHook = Box<dyn Fn(Lsn, Bytes) + Send + Sync>;
 
+/// What a flush the caller does itself does with the caller's thread, on a multi-threaded
+/// tokio runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InlineFlush {
+    /// Hand the worker's other tasks to another thread first (`block_in_place`), so other
+    /// sessions do not wait behind this fsync.
+    HandOff,
+    /// Keep the worker through the fsync, as a PostgreSQL backend does: for a commit with
+    /// no other transaction open beside it, whose hand-off (a thread woken to take the
+    /// worker, and back) would cost its client more than it could save anyone else.
+    Hold,
+}
+
 /// Zeros handed to the hook for the rest of a segment after `XLOG_SWITCH`.
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
@@ -267,10 +280,22 @@ impl WalWriter {
         &self,
         upto: Lsn,
     ) -> impl Future<Output = Result<Lsn, XlogError>> + Send + 'static {
+        self.flush_as(upto, InlineFlush::HandOff)
+    }
+
+    /// [`WalWriter::flush`], with a flush done here treating the thread as `how` says.
+    ///
+    /// # Errors
+    /// [`XlogError::WriterFailed`] if writing or syncing failed (sticky).
+    pub fn flush_as(
+        &self,
+        upto: Lsn,
+        how: InlineFlush,
+    ) -> impl Future<Output = Result<Lsn, XlogError>> + Send + 'static {
         let shared = self.shared.clone();
         let mut rx = shared.flushed.subscribe();
         let target = upto.min(self.insert_position());
-        if *rx.borrow() < target && !shared.flush_here(target) {
+        if *rx.borrow() < target && !shared.flush_here(target, how) {
             shared.request(target);
         }
         async move {
@@ -378,14 +403,14 @@ impl Drop for WalWriter {
 impl Shared {
     /// Writes and syncs everything inserted on this thread if no one else is writing
     /// (`XLogFlush` getting `WALWriteLock` at once); false if someone is.
-    fn flush_here(&self, target: Lsn) -> bool {
+    fn flush_here(&self, target: Lsn, how: InlineFlush) -> bool {
         let Ok(mut files) = self.files.try_lock() else { return false };
         if *self.flushed.borrow() >= target || self.failure.get().is_some() {
             return true;
         }
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi_thread {
+        if multi_thread && how == InlineFlush::HandOff {
             tokio::task::block_in_place(|| self.write_inserted(&mut files));
         } else {
             self.write_inserted(&mut files);
@@ -523,7 +548,7 @@ mod tests {
     use walstream_protocol::lsn::Xid;
     use walstream_protocol::{Lsn, WalSegSize};
 
-    use super::{FlushHook, WalWriter};
+    use super::{FlushHook, InlineFlush, WalWriter};
     use crate::startup::{open_database, StartOptions};
     use crate::xlog::{bootstrap, records};
 
@@ -578,6 +603,28 @@ mod tests {
         // Already durable: no second fsync.
         rt.block_on(w.flush(end)).unwrap();
         assert_eq!(w.fsync_count(), before + 1);
+    }
+
+    #[test]
+    fn a_commit_that_holds_its_worker_flushes_inline_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, seen) = writer(dir.path());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let w2 = w.clone();
+        let (before, after, flushed) = rt.block_on(async move {
+            tokio::spawn(async move {
+                let before = w2.fsync_count();
+                let end = commit_record(&w2, 1000);
+                let fut = w2.flush_as(end, InlineFlush::Hold);
+                let after = (w2.fsync_count(), w2.flush_position() >= end);
+                (before, after, fut.await.unwrap() >= end)
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(after, (before + 1, true), "flushed by the caller, once");
+        assert!(flushed);
+        assert_contiguous(&seen.lock().unwrap(), w.flush_position());
     }
 
     #[test]
