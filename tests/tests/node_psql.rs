@@ -490,3 +490,61 @@ fn long_identifiers_are_truncated_with_a_notice_as_postgresql() {
     assert!(theirs.iter().filter(|l| l.contains("42622")).count() >= 5, "{theirs:#?}");
     assert_eq!(long_identifiers(both.node.port()), theirs);
 }
+
+/// A prepared statement across DROP and CREATE of its table: Bind runs it against the
+/// new table while its result stays the same, fails with 0A000 when the result would
+/// change and with 42P01 when the table is gone (`RevalidateCachedQuery`).
+fn prepared_across_ddl(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let db = [("database", "postgres")];
+    let mut c = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut ddl = RawReplicationConn::connect_with(port, &db).unwrap();
+    let mut seen = ddl.query("CREATE TABLE pd (k int PRIMARY KEY, v text)").unwrap();
+    seen.extend(ddl.query("INSERT INTO pd VALUES (1, 'one')").unwrap());
+    let mut parse = cstr(&["s1", "SELECT * FROM pd WHERE k > $1"]);
+    parse.extend_from_slice(&0u16.to_be_bytes());
+    c.send(b'P', &parse).unwrap();
+    c.send(b'S', &[]).unwrap();
+    seen.extend(c.read_until(b'Z').unwrap());
+    let run = |c: &mut RawReplicationConn| {
+        let mut bind = cstr(&["", "s1"]);
+        bind.extend_from_slice(&0u16.to_be_bytes());
+        bind.extend_from_slice(&1u16.to_be_bytes());
+        bind.extend_from_slice(&1u32.to_be_bytes());
+        bind.push(b'0');
+        bind.extend_from_slice(&0u16.to_be_bytes());
+        let mut execute = cstr(&[""]);
+        execute.extend_from_slice(&0u32.to_be_bytes());
+        c.send(b'B', &bind).unwrap();
+        c.send(b'E', &execute).unwrap();
+        c.send(b'S', &[]).unwrap();
+        c.read_until(b'Z').unwrap()
+    };
+    seen.extend(run(&mut c));
+    seen.extend(run(&mut c));
+    for sql in [
+        "DROP TABLE pd",
+        "CREATE TABLE pd (k int PRIMARY KEY, v text)",
+        "INSERT INTO pd VALUES (2, 'two')",
+    ] {
+        seen.extend(ddl.query(sql).unwrap());
+    }
+    seen.extend(run(&mut c));
+    seen.extend(ddl.query("DROP TABLE pd").unwrap());
+    seen.extend(ddl.query("CREATE TABLE pd (k int PRIMARY KEY, w int)").unwrap());
+    seen.extend(run(&mut c));
+    seen.extend(run(&mut c));
+    seen.extend(ddl.query("DROP TABLE pd").unwrap());
+    seen.extend(run(&mut c));
+    seen.extend(c.query("SELECT 1").unwrap());
+    seen
+}
+
+#[test]
+fn a_prepared_statement_across_drop_and_create_as_postgresql() {
+    let both = both();
+    let theirs = prepared_across_ddl(both.pg.port());
+    assert!(theirs.iter().any(|l| l.contains("0A000")), "{theirs:#?}");
+    assert!(theirs.iter().any(|l| l.contains("42P01")), "{theirs:#?}");
+    assert_eq!(prepared_across_ddl(both.node.port()), theirs);
+}

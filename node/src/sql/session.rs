@@ -143,11 +143,13 @@ struct GucTxn {
     session: Arc<SessionSettings>,
 }
 
-/// A statement text's parse, and its plan once an Execute has bound it.
+/// A statement text's parse, its plan once an Execute has bound it, and its last
+/// description with the catalog generation it was made at.
 #[derive(Clone)]
 struct Parsed {
     stmts: Arc<Vec<Statement>>,
     plan: Option<Arc<Bound>>,
+    described: Option<Arc<(u64, Option<Vec<Column>>)>>,
 }
 
 /// A bound plan (`plancache.c`'s generic plan): kept for the next Execute of the same text,
@@ -989,6 +991,44 @@ impl Session {
         r
     }
 
+    /// Bind's look at a prepared statement (`RevalidateCachedQuery`): while no table was
+    /// created or dropped since `sql` was last described as `columns`, nothing to do;
+    /// else it is described again, and a different result is 0A000, as PostgreSQL
+    /// refuses to change a prepared statement's result type. In a failed transaction
+    /// block the Execute reports 25P02 as before.
+    ///
+    /// # Errors
+    /// The statement's binding error (its table is gone: 42P01); 0A000.
+    pub fn revalidate_sql(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+        columns: Option<&[Column]>,
+    ) -> SqlResult<()> {
+        if matches!(self.tx, TxState::Failed) || is_checkpoint(sql) {
+            return Ok(());
+        }
+        if alter_system_rest(sql).is_some() {
+            return Ok(());
+        }
+        let generation = self.engine.catalog_generation();
+        let same = |d: &(u64, Option<Vec<Column>>)| d.0 == generation && d.1.as_deref() == columns;
+        if self.parsed.get(sql).and_then(|p| p.described.as_deref()).is_some_and(same) {
+            return Ok(());
+        }
+        let r = self.describe_inner(sql, param_types).and_then(|now| {
+            if now.columns.as_deref() == columns {
+                Ok(())
+            } else {
+                Err(err(sqlstate::FEATURE_NOT_SUPPORTED, "cached plan must not change result type"))
+            }
+        });
+        if r.is_err() {
+            self.fail_block();
+        }
+        r
+    }
+
     /// `sql` parsed, from the cache when it was seen before.
     fn parse_cached(&mut self, sql: &str) -> SqlResult<Arc<Vec<Statement>>> {
         self.parse_cached_with_plan(sql).map(|p| p.stmts)
@@ -1001,13 +1041,16 @@ impl Session {
         }
         let stmts = Arc::new(parse(sql)?);
         if sql.len() > 8192 {
-            return Ok(Parsed { stmts, plan: None });
+            return Ok(Parsed { stmts, plan: None, described: None });
         }
         if self.parsed.len() >= PARSED_CACHE {
             self.parsed.clear();
         }
-        self.parsed.insert(sql.to_string(), Parsed { stmts: Arc::clone(&stmts), plan: None });
-        Ok(Parsed { stmts, plan: None })
+        self.parsed.insert(
+            sql.to_string(),
+            Parsed { stmts: Arc::clone(&stmts), plan: None, described: None },
+        );
+        Ok(Parsed { stmts, plan: None, described: None })
     }
 
     /// Which plan is kept for `sql` (its address), for tests to see a plan reused.
@@ -1044,6 +1087,7 @@ impl Session {
         {
             return Err(in_failed_transaction());
         }
+        let generation = self.engine.catalog_generation();
         let mut st = BindState::new(param_types)?;
         let plan = match &self.tx {
             TxState::Block(txn, _) | TxState::Implicit(txn, _) => {
@@ -1054,9 +1098,12 @@ impl Session {
                 self.bind(stmt, sql, &txn, &mut st)?
             }
         };
-        let columns = plan
+        let columns: Option<Vec<Column>> = plan
             .columns()
             .map(|cols| cols.into_iter().map(|(n, t)| Column::new(n, datum_type(t))).collect());
+        if let Some(p) = self.parsed.get_mut(sql) {
+            p.described = Some(Arc::new((generation, columns.clone())));
+        }
         Ok(StatementDescription {
             params: st.param_types().into_iter().map(SqlType::oid).collect(),
             columns,
@@ -1079,7 +1126,7 @@ impl Session {
         if is_checkpoint(sql) {
             return self.checkpoint().await;
         }
-        let Parsed { stmts, plan: kept } = match self.parse_cached_with_plan(sql) {
+        let Parsed { stmts, plan: kept, .. } = match self.parse_cached_with_plan(sql) {
             Ok(s) => s,
             Err(e) => {
                 self.fail_block();
@@ -1579,6 +1626,15 @@ impl QuerySession for Session {
         param_types: &'a [u32],
     ) -> HandlerFuture<'a, Result<StatementDescription, ErrorFields>> {
         Box::pin(async move { self.describe_sql(sql, param_types) })
+    }
+
+    fn revalidate<'a>(
+        &'a mut self,
+        sql: &'a str,
+        param_types: &'a [u32],
+        columns: Option<&'a [Column]>,
+    ) -> HandlerFuture<'a, Result<(), ErrorFields>> {
+        Box::pin(async move { self.revalidate_sql(sql, param_types, columns) })
     }
 
     fn execute<'a>(

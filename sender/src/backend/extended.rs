@@ -97,19 +97,23 @@ impl ExtendedState {
         Ok(BackendMessage::ParseComplete)
     }
 
-    /// `B`: binds parameters to a statement into a portal.
+    /// `B`: binds parameters to a statement into a portal, once the session has looked
+    /// at the statement again ([`QuerySession::revalidate`]).
     ///
     /// # Errors
-    /// A missing statement, wrong counts of parameters or format codes.
-    pub fn bind(
+    /// A missing statement, wrong counts of parameters or format codes; the session's
+    /// error.
+    pub async fn bind(
         &mut self,
+        session: &mut dyn QuerySession,
         portal: String,
         statement: &str,
         param_formats: Vec<i16>,
         values: Vec<Option<Bytes>>,
         result_formats: Vec<i16>,
     ) -> Result<BackendMessage, ErrorFields> {
-        let stmt = self.statements.get(statement).ok_or_else(|| statement_missing(statement))?;
+        let stmt =
+            Arc::clone(self.statements.get(statement).ok_or_else(|| statement_missing(statement))?);
         if param_formats.len() > 1 && param_formats.len() != values.len() {
             return Err(ErrorFields::error(
                 sqlstate::PROTOCOL_VIOLATION,
@@ -131,6 +135,8 @@ impl ExtendedState {
                 ),
             ));
         }
+        // postgres.c: exec_bind_message → GetCachedPlan, before the result formats are set
+        session.revalidate(&stmt.sql, &stmt.params, stmt.columns.as_deref()).await?;
         let ncols = stmt.columns.as_ref().map_or(0, Vec::len);
         if result_formats.len() > 1 && result_formats.len() != ncols {
             return Err(ErrorFields::error(
@@ -159,7 +165,7 @@ impl ExtendedState {
                 value,
             })
             .collect();
-        let statement = Arc::clone(stmt);
+        let statement = stmt;
         self.portals.insert(
             portal,
             Portal { statement, params, result_formats, pending: None, done: false },

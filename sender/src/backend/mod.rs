@@ -298,8 +298,11 @@ where
             conn.writer.send(&reply?);
         }
         FrontendMessage::Bind { portal, statement, param_formats, params, result_formats } => {
-            let reply =
-                st.extended.bind(portal, &statement, param_formats, params, result_formats)?;
+            let session = sql_session(mode)?;
+            let reply = st
+                .extended
+                .bind(session, portal, &statement, param_formats, params, result_formats)
+                .await?;
             conn.writer.send(&reply);
         }
         FrontendMessage::Execute { portal, max_rows } => {

@@ -60,6 +60,19 @@ pub trait QuerySession: Send {
         param_types: &'a [u32],
     ) -> HandlerFuture<'a, Result<StatementDescription, ErrorFields>>;
 
+    /// `B`'s look at a prepared statement before it runs again (`GetCachedPlan` →
+    /// `RevalidateCachedQuery`): `param_types` and `columns` are what its Parse
+    /// described. An error fails the Bind: the statement's tables are gone, or its result
+    /// would no longer be `columns` (0A000 `cached plan must not change result type`).
+    fn revalidate<'a>(
+        &'a mut self,
+        _sql: &'a str,
+        _param_types: &'a [u32],
+        _columns: Option<&'a [Column]>,
+    ) -> HandlerFuture<'a, Result<(), ErrorFields>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// `E`: runs one statement with bound parameters.
     fn execute<'a>(
         &'a mut self,
