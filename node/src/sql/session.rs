@@ -162,6 +162,13 @@ struct Bound {
     st: BindState,
 }
 
+impl Parsed {
+    /// A text just parsed: no plan or description yet.
+    fn new(stmts: Arc<Vec<Statement>>) -> Parsed {
+        Parsed { stmts, plan: None, described: None }
+    }
+}
+
 impl Bound {
     /// Whether `plan` may be kept: row statements, whose binding depends only on the
     /// tables and the parameter types.
@@ -1005,10 +1012,10 @@ impl Session {
         param_types: &[u32],
         columns: Option<&[Column]>,
     ) -> SqlResult<()> {
-        if matches!(self.tx, TxState::Failed) || is_checkpoint(sql) {
-            return Ok(());
-        }
-        if alter_system_rest(sql).is_some() {
+        if matches!(self.tx, TxState::Failed)
+            || is_checkpoint(sql)
+            || alter_system_rest(sql).is_some()
+        {
             return Ok(());
         }
         let generation = self.engine.catalog_generation();
@@ -1041,16 +1048,13 @@ impl Session {
         }
         let stmts = Arc::new(parse(sql)?);
         if sql.len() > 8192 {
-            return Ok(Parsed { stmts, plan: None, described: None });
+            return Ok(Parsed::new(stmts));
         }
         if self.parsed.len() >= PARSED_CACHE {
             self.parsed.clear();
         }
-        self.parsed.insert(
-            sql.to_string(),
-            Parsed { stmts: Arc::clone(&stmts), plan: None, described: None },
-        );
-        Ok(Parsed { stmts, plan: None, described: None })
+        self.parsed.insert(sql.to_string(), Parsed::new(Arc::clone(&stmts)));
+        Ok(Parsed::new(stmts))
     }
 
     /// Which plan is kept for `sql` (its address), for tests to see a plan reused.
