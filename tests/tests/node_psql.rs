@@ -548,3 +548,39 @@ fn a_prepared_statement_across_drop_and_create_as_postgresql() {
     assert!(theirs.iter().any(|l| l.contains("42P01")), "{theirs:#?}");
     assert_eq!(prepared_across_ddl(both.node.port()), theirs);
 }
+
+/// Bind in a failed transaction block: 25P02 for anything but COMMIT or ROLLBACK
+/// (`exec_bind_message`), which ends the block.
+fn bind_in_a_failed_block(port: u16) -> Vec<String> {
+    use walstream_tests::rawclient::RawReplicationConn;
+    let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
+    let mut seen = Vec::new();
+    for (name, sql) in [("sel", "SELECT 1"), ("fin", "COMMIT")] {
+        let mut parse = cstr(&[name, sql]);
+        parse.extend_from_slice(&0u16.to_be_bytes());
+        c.send(b'P', &parse).unwrap();
+    }
+    c.send(b'S', &[]).unwrap();
+    seen.extend(c.read_until(b'Z').unwrap());
+    seen.extend(c.query("BEGIN").unwrap());
+    seen.extend(c.query("SELECT 1/0").unwrap());
+    for name in ["sel", "fin", "sel"] {
+        let mut bind = cstr(&["", name]);
+        bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut execute = cstr(&[""]);
+        execute.extend_from_slice(&0u32.to_be_bytes());
+        c.send(b'B', &bind).unwrap();
+        c.send(b'E', &execute).unwrap();
+        c.send(b'S', &[]).unwrap();
+        seen.extend(c.read_until(b'Z').unwrap());
+    }
+    seen
+}
+
+#[test]
+fn bind_in_a_failed_block_as_postgresql() {
+    let both = both();
+    let theirs = bind_in_a_failed_block(both.pg.port());
+    assert!(theirs.iter().any(|l| l.contains("25P02")), "{theirs:#?}");
+    assert_eq!(bind_in_a_failed_block(both.node.port()), theirs);
+}

@@ -1002,20 +1002,30 @@ impl Session {
     /// created or dropped since `sql` was last described as `columns`, nothing to do;
     /// else it is described again, and a different result is 0A000, as PostgreSQL
     /// refuses to change a prepared statement's result type. In a failed transaction
-    /// block the Execute reports 25P02 as before.
+    /// block only COMMIT or ROLLBACK without parameters may be bound (`exec_bind_message`).
     ///
     /// # Errors
-    /// The statement's binding error (its table is gone: 42P01); 0A000.
+    /// 25P02 in a failed block; the statement's binding error (its table is gone:
+    /// 42P01); 0A000.
     pub fn revalidate_sql(
         &mut self,
         sql: &str,
         param_types: &[u32],
         columns: Option<&[Column]>,
     ) -> SqlResult<()> {
-        if matches!(self.tx, TxState::Failed)
-            || is_checkpoint(sql)
-            || alter_system_rest(sql).is_some()
-        {
+        if matches!(self.tx, TxState::Failed) {
+            let stmts = self.parse_cached(sql)?;
+            let exit = matches!(
+                stmts.first(),
+                Some(Statement::Commit { .. } | Statement::Rollback { .. })
+            );
+            return if exit && param_types.is_empty() {
+                Ok(())
+            } else {
+                Err(in_failed_transaction())
+            };
+        }
+        if is_checkpoint(sql) || alter_system_rest(sql).is_some() {
             return Ok(());
         }
         let generation = self.engine.catalog_generation();
