@@ -342,6 +342,11 @@ fn syntax_error_at(rest: &str) -> super::error::SqlError {
     }
 }
 
+/// `xact.c: IsTransactionExitStmt`: what a failed transaction block still takes.
+fn is_transaction_exit(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. })
+}
+
 fn is_checkpoint(sql: &str) -> bool {
     let t = sql.trim().trim_end_matches(';').trim();
     t.eq_ignore_ascii_case("checkpoint")
@@ -1015,10 +1020,7 @@ impl Session {
     ) -> SqlResult<()> {
         if matches!(self.tx, TxState::Failed) {
             let stmts = self.parse_cached(sql)?;
-            let exit = matches!(
-                stmts.first(),
-                Some(Statement::Commit { .. } | Statement::Rollback { .. })
-            );
+            let exit = stmts.first().is_some_and(is_transaction_exit);
             return if exit && param_types.is_empty() {
                 Ok(())
             } else {
@@ -1096,9 +1098,7 @@ impl Session {
                 ))
             }
         };
-        if matches!(self.tx, TxState::Failed)
-            && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. })
-        {
+        if matches!(self.tx, TxState::Failed) && !is_transaction_exit(stmt) {
             return Err(in_failed_transaction());
         }
         let generation = self.engine.catalog_generation();
@@ -1167,7 +1167,7 @@ impl Session {
         kept: Option<Arc<Bound>>,
     ) -> SqlResult<Vec<QueryOutput>> {
         let failed = matches!(self.tx, TxState::Failed);
-        if failed && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. }) {
+        if failed && !is_transaction_exit(stmt) {
             return Err(in_failed_transaction());
         }
         let r = match self.statement_timeout() {

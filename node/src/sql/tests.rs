@@ -195,7 +195,7 @@ async fn a_kept_plan_follows_drop_and_create_of_its_tables() {
     assert_eq!(exec_rows(&mut a, sel, &["1"]).await.unwrap(), vec!["new"]);
     exec_rows(&mut a, upd, &["1", "newer"]).await.unwrap();
     assert_eq!(one(&mut b, "SELECT v FROM t").await, "SELECT 1: newer");
-    // A table created in a transaction not yet committed is not there for the plan.
+    // Replaced inside one transaction block: the plan binds to the table it committed.
     one(&mut b, "BEGIN").await;
     one(&mut b, "DROP TABLE t").await;
     one(&mut b, "CREATE TABLE t (k bigint PRIMARY KEY, v text)").await;

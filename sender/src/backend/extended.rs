@@ -165,10 +165,9 @@ impl ExtendedState {
                 value,
             })
             .collect();
-        let statement = stmt;
         self.portals.insert(
             portal,
-            Portal { statement, params, result_formats, pending: None, done: false },
+            Portal { statement: stmt, params, result_formats, pending: None, done: false },
         );
         Ok(BackendMessage::BindComplete)
     }
