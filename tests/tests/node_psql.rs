@@ -93,17 +93,51 @@ fn cstr(parts: &[&str]) -> Vec<u8> {
     parts.iter().flat_map(|p| p.bytes().chain([0])).collect()
 }
 
-/// Parse, Bind and Execute of `sql` (unnamed, no parameters), without Sync.
-fn parse_bind_execute(c: &mut walstream_tests::rawclient::RawReplicationConn, sql: &str) {
-    let mut parse = cstr(&["", sql]);
+/// A Parse body: statement `name` of `sql`, no parameter types given.
+fn parse_msg(name: &str, sql: &str) -> Vec<u8> {
+    let mut parse = cstr(&[name, sql]);
     parse.extend_from_slice(&0u16.to_be_bytes());
-    let mut bind = cstr(&["", ""]);
-    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    parse
+}
+
+/// A Bind body: statement `statement` into the unnamed portal, `params` in text, results
+/// in text.
+fn bind_msg(statement: &str, params: &[&str]) -> Vec<u8> {
+    let mut bind = cstr(&["", statement]);
+    bind.extend_from_slice(&0u16.to_be_bytes());
+    bind.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        bind.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        bind.extend_from_slice(p.as_bytes());
+    }
+    bind.extend_from_slice(&0u16.to_be_bytes());
+    bind
+}
+
+/// An Execute body: the unnamed portal, every row.
+fn execute_msg() -> Vec<u8> {
     let mut execute = cstr(&[""]);
     execute.extend_from_slice(&0u32.to_be_bytes());
-    c.send(b'P', &parse).unwrap();
-    c.send(b'B', &bind).unwrap();
-    c.send(b'E', &execute).unwrap();
+    execute
+}
+
+/// Bind of statement `statement` with text `params`, Execute, Sync; what came back.
+fn bind_execute_sync(
+    c: &mut walstream_tests::rawclient::RawReplicationConn,
+    statement: &str,
+    params: &[&str],
+) -> Vec<String> {
+    c.send(b'B', &bind_msg(statement, params)).unwrap();
+    c.send(b'E', &execute_msg()).unwrap();
+    c.send(b'S', &[]).unwrap();
+    c.read_until(b'Z').unwrap()
+}
+
+/// Parse, Bind and Execute of `sql` (unnamed, no parameters), without Sync.
+fn parse_bind_execute(c: &mut walstream_tests::rawclient::RawReplicationConn, sql: &str) {
+    c.send(b'P', &parse_msg("", sql)).unwrap();
+    c.send(b'B', &bind_msg("", &[])).unwrap();
+    c.send(b'E', &execute_msg()).unwrap();
 }
 
 /// The extended protocol's implicit transaction on `port`: the Executes between two
@@ -167,23 +201,15 @@ fn extended_exchange(port: u16) -> Vec<String> {
     use walstream_tests::rawclient::RawReplicationConn;
 
     let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
-    let mut parse = cstr(&["", "SELECT 1 AS one"]);
-    parse.extend_from_slice(&0u16.to_be_bytes());
-    let mut bind = cstr(&["", ""]);
-    bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let mut execute = cstr(&[""]);
-    execute.extend_from_slice(&0u32.to_be_bytes());
-    c.send(b'P', &parse).unwrap();
-    c.send(b'B', &bind).unwrap();
+    c.send(b'P', &parse_msg("", "SELECT 1 AS one")).unwrap();
+    c.send(b'B', &bind_msg("", &[])).unwrap();
     c.send(b'D', b"P\0").unwrap();
-    c.send(b'E', &execute).unwrap();
+    c.send(b'E', &execute_msg()).unwrap();
     assert!(c.silent_for(Duration::from_millis(300)).unwrap(), "replies before Flush or Sync");
     c.send(b'H', &[]).unwrap();
     let mut seen = c.read_until(b'C').unwrap();
     // An error is written at once, without waiting for Sync.
-    let mut bad = cstr(&["", "SELEC 1"]);
-    bad.extend_from_slice(&0u16.to_be_bytes());
-    c.send(b'P', &bad).unwrap();
+    c.send(b'P', &parse_msg("", "SELEC 1")).unwrap();
     seen.extend(c.read_until(b'E').unwrap());
     c.send(b'S', &[]).unwrap();
     seen.extend(c.read_until(b'Z').unwrap());
@@ -501,25 +527,10 @@ fn prepared_across_ddl(port: u16) -> Vec<String> {
     let mut ddl = RawReplicationConn::connect_with(port, &db).unwrap();
     let mut seen = ddl.query("CREATE TABLE pd (k int PRIMARY KEY, v text)").unwrap();
     seen.extend(ddl.query("INSERT INTO pd VALUES (1, 'one')").unwrap());
-    let mut parse = cstr(&["s1", "SELECT * FROM pd WHERE k > $1"]);
-    parse.extend_from_slice(&0u16.to_be_bytes());
-    c.send(b'P', &parse).unwrap();
+    c.send(b'P', &parse_msg("s1", "SELECT * FROM pd WHERE k > $1")).unwrap();
     c.send(b'S', &[]).unwrap();
     seen.extend(c.read_until(b'Z').unwrap());
-    let run = |c: &mut RawReplicationConn| {
-        let mut bind = cstr(&["", "s1"]);
-        bind.extend_from_slice(&0u16.to_be_bytes());
-        bind.extend_from_slice(&1u16.to_be_bytes());
-        bind.extend_from_slice(&1u32.to_be_bytes());
-        bind.push(b'0');
-        bind.extend_from_slice(&0u16.to_be_bytes());
-        let mut execute = cstr(&[""]);
-        execute.extend_from_slice(&0u32.to_be_bytes());
-        c.send(b'B', &bind).unwrap();
-        c.send(b'E', &execute).unwrap();
-        c.send(b'S', &[]).unwrap();
-        c.read_until(b'Z').unwrap()
-    };
+    let run = |c: &mut RawReplicationConn| bind_execute_sync(c, "s1", &["0"]);
     seen.extend(run(&mut c));
     seen.extend(run(&mut c));
     for sql in [
@@ -556,23 +567,14 @@ fn bind_in_a_failed_block(port: u16) -> Vec<String> {
     let mut c = RawReplicationConn::connect_with(port, &[("database", "postgres")]).unwrap();
     let mut seen = Vec::new();
     for (name, sql) in [("sel", "SELECT 1"), ("fin", "COMMIT")] {
-        let mut parse = cstr(&[name, sql]);
-        parse.extend_from_slice(&0u16.to_be_bytes());
-        c.send(b'P', &parse).unwrap();
+        c.send(b'P', &parse_msg(name, sql)).unwrap();
     }
     c.send(b'S', &[]).unwrap();
     seen.extend(c.read_until(b'Z').unwrap());
     seen.extend(c.query("BEGIN").unwrap());
     seen.extend(c.query("SELECT 1/0").unwrap());
     for name in ["sel", "fin", "sel"] {
-        let mut bind = cstr(&["", name]);
-        bind.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-        let mut execute = cstr(&[""]);
-        execute.extend_from_slice(&0u32.to_be_bytes());
-        c.send(b'B', &bind).unwrap();
-        c.send(b'E', &execute).unwrap();
-        c.send(b'S', &[]).unwrap();
-        seen.extend(c.read_until(b'Z').unwrap());
+        seen.extend(bind_execute_sync(&mut c, name, &[]));
     }
     seen
 }
